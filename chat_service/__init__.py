@@ -1,0 +1,1 @@
+"""chat_service: conversations, membership, messages, history, receipts and event streams."""

@@ -1,0 +1,89 @@
+"""Store records to protobuf messages."""
+
+from __future__ import annotations
+
+from chatmesh.chat.v1 import types_pb2
+from chatmesh.events.v1 import events_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from .store.base import (
+    ConversationRecord,
+    EventKind,
+    EventRecord,
+    MemberRecord,
+    MessageRecord,
+)
+
+_MEMBERSHIP_CHANGES = {
+    EventKind.MEMBER_ADDED: events_pb2.MEMBERSHIP_CHANGE_ADDED,
+    EventKind.MEMBER_REMOVED: events_pb2.MEMBERSHIP_CHANGE_REMOVED,
+    EventKind.MEMBER_LEFT: events_pb2.MEMBERSHIP_CHANGE_LEFT,
+    EventKind.MEMBER_ROLE_CHANGED: events_pb2.MEMBERSHIP_CHANGE_ROLE_CHANGED,
+}
+
+
+def timestamp(seconds: float) -> Timestamp:
+    whole = int(seconds)
+    return Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
+
+
+def message(record: MessageRecord) -> types_pb2.Message:
+    out = types_pb2.Message(
+        conversation_id=record.conversation_id,
+        seq=record.seq,
+        message_id=record.message_id,
+        sender_id=record.sender_id,
+        created_at=timestamp(record.created_at),
+        kind=record.kind,  # type: ignore[arg-type]
+        body=record.body,
+        attachments=record.attachments,
+        reply_to_seq=record.reply_to_seq,
+        version=record.version,
+        deleted=record.deleted,
+        client_msg_id=record.client_msg_id,
+    )
+    if record.edited_at is not None:
+        out.edited_at.CopyFrom(timestamp(record.edited_at))
+    return out
+
+
+def member(record: MemberRecord) -> types_pb2.Member:
+    return types_pb2.Member(
+        user_id=record.user_id,
+        role=int(record.role),  # type: ignore[arg-type]
+        joined_at=timestamp(record.joined_at),
+    )
+
+
+def conversation(record: ConversationRecord) -> types_pb2.Conversation:
+    return types_pb2.Conversation(
+        conversation_id=record.conversation_id,
+        kind=int(record.kind),  # type: ignore[arg-type]
+        title=record.title,
+        created_by=record.created_by,
+        created_at=timestamp(record.created_at),
+        last_seq=record.last_seq,
+        member_count=record.member_count,
+        archived=record.archived,
+    )
+
+
+def event(record: EventRecord) -> events_pb2.ConversationEvent:
+    out = events_pb2.ConversationEvent(
+        conversation_id=record.conversation_id,
+        seq=record.seq,
+        occurred_at=timestamp(record.occurred_at),
+        actor_id=record.actor_id,
+    )
+    if record.kind == EventKind.MESSAGE_CREATED and record.message is not None:
+        out.message_created.message.CopyFrom(message(record.message))
+    elif record.kind == EventKind.MESSAGE_EDITED and record.message is not None:
+        out.message_edited.message.CopyFrom(message(record.message))
+    elif record.kind == EventKind.MESSAGE_DELETED and record.message is not None:
+        out.message_deleted.message.CopyFrom(message(record.message))
+    elif record.kind in _MEMBERSHIP_CHANGES:
+        change = out.membership_changed
+        change.change = _MEMBERSHIP_CHANGES[record.kind]
+        change.user_id = record.member_user_id
+        change.role = int(record.member_role) if record.member_role else 0  # type: ignore[assignment]
+    return out

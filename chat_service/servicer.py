@@ -1,0 +1,294 @@
+"""gRPC servicers of chat_service: protos in and out, tokens verified, errors as status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from chatmesh.chat.v1 import chat_service_pb2 as pb
+from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
+from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
+
+from chatmesh_common.auth import Identity, TokenError, TokenVerifier, bearer_token
+from chatmesh_common.bus import Bus
+from chatmesh_common.grpc_server import Context
+
+from . import convert
+from .chat import Chat, ChatError, ConversationState
+from .store.base import EventRecord, MessageRecord, StoreError
+from .streams import EventStream, StreamOverflow
+
+log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+async def authenticate(verifier: TokenVerifier, context: Context) -> Identity:
+    try:
+        return verifier.verify(bearer_token(context.invocation_metadata()))
+    except TokenError as exc:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        raise  # abort raises; this keeps type checkers content
+
+
+def _rpc(
+    method: Callable[[Any, Req, Identity], Awaitable[Resp]],
+) -> Callable[[Any, Req, Context], Awaitable[Resp]]:
+    """Authenticates the caller and turns refusals into status codes."""
+
+    @functools.wraps(method)
+    async def handler(self: Any, request: Req, context: Context) -> Resp:
+        identity = await authenticate(self.verifier, context)
+        try:
+            return await method(self, request, identity)
+        except ChatError as exc:
+            await context.abort(exc.code, exc.message)
+        except StoreError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        raise AssertionError("unreachable")
+
+    return handler
+
+
+def _view(state: ConversationState) -> types_pb2.ConversationView:
+    view = types_pb2.ConversationView(
+        conversation=convert.conversation(state.conversation),
+        role=int(state.member.role),  # type: ignore[arg-type]
+        unread_count=state.unread,
+        last_read_seq=state.member.last_read_seq,
+        last_delivered_seq=state.member.last_delivered_seq,
+        muted=state.member.muted,
+        peer_user_id=state.peer_user_id,
+    )
+    if state.last_message is not None:
+        view.last_message.CopyFrom(convert.message(state.last_message))
+    return view
+
+
+class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
+    def __init__(self, chat: Chat, verifier: TokenVerifier) -> None:
+        self.chat = chat
+        self.verifier = verifier
+
+    @_rpc
+    async def CreateConversation(
+        self, request: pb.CreateConversationRequest, who: Identity
+    ) -> pb.CreateConversationResponse:
+        state, created = await self.chat.create_conversation(
+            who.user_id, request.kind, request.title, request.member_ids
+        )
+        return pb.CreateConversationResponse(conversation=_view(state), created=created)
+
+    @_rpc
+    async def GetConversation(
+        self, request: pb.GetConversationRequest, who: Identity
+    ) -> pb.GetConversationResponse:
+        state = await self.chat.conversation_state(request.conversation_id, who.user_id)
+        return pb.GetConversationResponse(conversation=_view(state))
+
+    @_rpc
+    async def ListConversations(
+        self, request: pb.ListConversationsRequest, who: Identity
+    ) -> pb.ListConversationsResponse:
+        states, token = await self.chat.list_conversations(
+            who.user_id, request.page_size, request.page_token, request.include_archived
+        )
+        return pb.ListConversationsResponse(
+            conversations=[_view(s) for s in states], next_page_token=token
+        )
+
+    @_rpc
+    async def UpdateConversation(
+        self, request: pb.UpdateConversationRequest, who: Identity
+    ) -> pb.UpdateConversationResponse:
+        updated = await self.chat.update_conversation(
+            who.user_id,
+            request.conversation_id,
+            request.title if request.HasField("title") else None,
+            request.archived if request.HasField("archived") else None,
+        )
+        return pb.UpdateConversationResponse(conversation=convert.conversation(updated))
+
+    @_rpc
+    async def ListMembers(
+        self, request: pb.ListMembersRequest, who: Identity
+    ) -> pb.ListMembersResponse:
+        members, token = await self.chat.list_members(
+            who.user_id, request.conversation_id, request.page_size, request.page_token
+        )
+        return pb.ListMembersResponse(
+            members=[convert.member(m) for m in members], next_page_token=token
+        )
+
+    @_rpc
+    async def AddMembers(
+        self, request: pb.AddMembersRequest, who: Identity
+    ) -> pb.AddMembersResponse:
+        events = await self.chat.add_members(
+            who.user_id, request.conversation_id, request.user_ids, request.role
+        )
+        added = [
+            types_pb2.Member(
+                user_id=e.member_user_id,
+                role=int(e.member_role or 0),  # type: ignore[arg-type]
+                joined_at=convert.timestamp(e.occurred_at),
+            )
+            for e in events
+        ]
+        return pb.AddMembersResponse(added=added, last_seq=events[-1].seq if events else 0)
+
+    @_rpc
+    async def RemoveMember(
+        self, request: pb.RemoveMemberRequest, who: Identity
+    ) -> pb.RemoveMemberResponse:
+        seq = await self.chat.remove_member(who.user_id, request.conversation_id, request.user_id)
+        return pb.RemoveMemberResponse(seq=seq)
+
+    @_rpc
+    async def SetMemberRole(
+        self, request: pb.SetMemberRoleRequest, who: Identity
+    ) -> pb.SetMemberRoleResponse:
+        member, seq = await self.chat.set_member_role(
+            who.user_id, request.conversation_id, request.user_id, request.role
+        )
+        return pb.SetMemberRoleResponse(member=convert.member(member), seq=seq)
+
+    @_rpc
+    async def LeaveConversation(
+        self, request: pb.LeaveConversationRequest, who: Identity
+    ) -> pb.LeaveConversationResponse:
+        return pb.LeaveConversationResponse(
+            seq=await self.chat.leave(who.user_id, request.conversation_id)
+        )
+
+    @_rpc
+    async def UpdateMemberSettings(
+        self, request: pb.UpdateMemberSettingsRequest, who: Identity
+    ) -> pb.UpdateMemberSettingsResponse:
+        if request.HasField("muted"):
+            member = await self.chat.set_muted(who.user_id, request.conversation_id, request.muted)
+        else:
+            _conversation, member = await self.chat.require_member(
+                request.conversation_id, who.user_id
+            )
+        return pb.UpdateMemberSettingsResponse(muted=member.muted)
+
+    @_rpc
+    async def SendMessage(
+        self, request: pb.SendMessageRequest, who: Identity
+    ) -> pb.SendMessageResponse:
+        result = await self.chat.send(
+            who.user_id,
+            request.conversation_id,
+            request.client_msg_id,
+            request.body,
+            request.kind,
+            request.attachments,
+            request.reply_to_seq,
+        )
+        return pb.SendMessageResponse(
+            message=convert.message(result.message), duplicate=result.duplicate
+        )
+
+    @_rpc
+    async def EditMessage(
+        self, request: pb.EditMessageRequest, who: Identity
+    ) -> pb.EditMessageResponse:
+        record = await self.chat.edit(
+            who.user_id, request.conversation_id, request.message_seq, request.body
+        )
+        assert record.message is not None
+        return pb.EditMessageResponse(message=convert.message(record.message), event_seq=record.seq)
+
+    @_rpc
+    async def DeleteMessage(
+        self, request: pb.DeleteMessageRequest, who: Identity
+    ) -> pb.DeleteMessageResponse:
+        outcome = await self.chat.delete(who.user_id, request.conversation_id, request.message_seq)
+        if isinstance(outcome, MessageRecord):
+            return pb.DeleteMessageResponse(message=convert.message(outcome), event_seq=0)
+        assert isinstance(outcome, EventRecord) and outcome.message is not None
+        return pb.DeleteMessageResponse(
+            message=convert.message(outcome.message), event_seq=outcome.seq
+        )
+
+    @_rpc
+    async def GetHistory(
+        self, request: pb.GetHistoryRequest, who: Identity
+    ) -> pb.GetHistoryResponse:
+        messages, has_more, last_seq = await self.chat.history(
+            who.user_id,
+            request.conversation_id,
+            request.before_seq,
+            request.after_seq,
+            request.limit,
+        )
+        return pb.GetHistoryResponse(
+            messages=[convert.message(m) for m in messages], has_more=has_more, last_seq=last_seq
+        )
+
+    @_rpc
+    async def MarkRead(self, request: pb.MarkReadRequest, who: Identity) -> pb.MarkReadResponse:
+        member, unread = await self.chat.mark(
+            who.user_id, request.conversation_id, request.seq, read=True
+        )
+        return pb.MarkReadResponse(last_read_seq=member.last_read_seq, unread_count=unread)
+
+    @_rpc
+    async def MarkDelivered(
+        self, request: pb.MarkDeliveredRequest, who: Identity
+    ) -> pb.MarkDeliveredResponse:
+        member, _unread = await self.chat.mark(
+            who.user_id, request.conversation_id, request.seq, read=False
+        )
+        return pb.MarkDeliveredResponse(last_delivered_seq=member.last_delivered_seq)
+
+    @_rpc
+    async def BlockUser(self, request: pb.BlockUserRequest, who: Identity) -> pb.BlockUserResponse:
+        await self.chat.set_block(who.user_id, request.user_id, True)
+        return pb.BlockUserResponse()
+
+    @_rpc
+    async def UnblockUser(
+        self, request: pb.UnblockUserRequest, who: Identity
+    ) -> pb.UnblockUserResponse:
+        await self.chat.set_block(who.user_id, request.user_id, False)
+        return pb.UnblockUserResponse()
+
+    @_rpc
+    async def ListBlockedUsers(
+        self, request: pb.ListBlockedUsersRequest, who: Identity
+    ) -> pb.ListBlockedUsersResponse:
+        return pb.ListBlockedUsersResponse(user_ids=await self.chat.list_blocked(who.user_id))
+
+
+class EventServicer(event_service_pb2_grpc.EventServiceServicer):
+    def __init__(self, chat: Chat, bus: Bus, verifier: TokenVerifier) -> None:
+        self.chat = chat
+        self.bus = bus
+        self.verifier = verifier
+
+    async def SubscribeEvents(
+        self,
+        request: event_service_pb2.SubscribeEventsRequest,
+        context: Context,
+    ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
+        identity = await authenticate(self.verifier, context)
+        for cursor in request.cursors:
+            if not cursor.conversation_id or len(cursor.conversation_id) > 128:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "cursors: conversation_id must be 1 to 128 characters",
+                )
+        stream = EventStream(self.chat, self.bus, identity.user_id)
+        try:
+            async for item in stream.run(request.cursors):
+                yield item
+        except StreamOverflow as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        finally:
+            await stream.close()

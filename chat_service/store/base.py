@@ -1,0 +1,255 @@
+"""The chat storage interface: what chat_service needs from a store, free of any query language.
+
+A conversation is one ordered log. Every durable change (a message, an edit, a delete, a membership
+change) takes the next seq of its conversation: seqs start at 1 and are gapless. The store owns that
+numbering and the idempotency of sends; the domain layer (chat_service.chat) owns the rules of who
+may do what. Implementations: `sqlite.SqliteChatStore` (embedded default) and the cluster store.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Kind(enum.IntEnum):
+    """Conversation kinds; values match chatmesh.chat.v1.ConversationKind."""
+
+    DIRECT = 1
+    GROUP = 2
+    CHANNEL = 3
+
+
+class Role(enum.IntEnum):
+    """Member roles; values match chatmesh.chat.v1.Role."""
+
+    OWNER = 1
+    ADMIN = 2
+    MEMBER = 3
+
+
+class EventKind(enum.IntEnum):
+    MESSAGE_CREATED = 1
+    MESSAGE_EDITED = 2
+    MESSAGE_DELETED = 3
+    MEMBER_ADDED = 4
+    MEMBER_REMOVED = 5
+    MEMBER_LEFT = 6
+    MEMBER_ROLE_CHANGED = 7
+
+
+class StoreError(Exception):
+    """Base of the errors a store raises for a request it refuses."""
+
+
+class NotFoundError(StoreError):
+    pass
+
+
+class ConflictError(StoreError):
+    """The stored state does not allow the change (e.g. editing a deleted message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    conversation_id: str
+    kind: Kind
+    title: str
+    created_by: str
+    created_at: float
+    last_seq: int
+    member_count: int
+    archived: bool
+    # The time of the newest event (or creation): orders a user's conversation list.
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    conversation_id: str
+    user_id: str
+    role: Role
+    joined_at: float
+    last_read_seq: int
+    last_delivered_seq: int
+    muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    conversation_id: str
+    seq: int
+    message_id: str
+    sender_id: str
+    created_at: float
+    kind: int
+    body: str
+    attachments: tuple[str, ...]
+    reply_to_seq: int
+    version: int
+    edited_at: float | None
+    deleted: bool
+    client_msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One entry of a conversation's log.
+
+    For message events `message` is the message as it stands now (an edit replayed later shows
+    the latest version; a deleted message shows its tombstone, so no body survives a delete).
+    For membership events `member_user_id` and `member_role` say who and what.
+    """
+
+    conversation_id: str
+    seq: int
+    kind: EventKind
+    actor_id: str
+    occurred_at: float
+    message: MessageRecord | None = None
+    member_user_id: str = ""
+    member_role: Role | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewConversation:
+    conversation_id: str
+    kind: Kind
+    title: str
+    created_by: str
+    created_at: float
+    # Everyone in it at creation, the creator included. Creation itself takes no seq.
+    members: Sequence[tuple[str, Role]]
+    # For direct conversations: the sorted pair, so that a pair has one conversation.
+    direct_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    conversation_id: str
+    sender_id: str
+    client_msg_id: str
+    message_id: str
+    created_at: float
+    kind: int
+    body: str
+    attachments: tuple[str, ...] = ()
+    reply_to_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    message: MessageRecord
+    # True when (sender, conversation, client_msg_id) was seen before: nothing new was stored.
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    user_id: str
+    kind: EventKind
+    # The role after the change (for adds and role changes).
+    role: Role | None = None
+
+
+class ChatStore(Protocol):
+    """What chat_service needs from a store. Every write is durable when its call returns."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # Conversations
+    async def create_conversation(self, new: NewConversation) -> tuple[ConversationRecord, bool]:
+        """Creates the conversation; for a direct_key that exists, returns that one and False."""
+        ...
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
+
+    async def update_conversation(
+        self, conversation_id: str, title: str | None, archived: bool | None, at: float
+    ) -> ConversationRecord: ...
+
+    # Members
+    async def get_member(self, conversation_id: str, user_id: str) -> MemberRecord | None: ...
+
+    async def list_members(
+        self, conversation_id: str, after_user_id: str, limit: int
+    ) -> list[MemberRecord]:
+        """Members ordered by user id, starting after `after_user_id`."""
+        ...
+
+    async def member_ids(self, conversation_id: str) -> list[str]: ...
+
+    async def user_conversations(self, user_id: str) -> list[MemberRecord]:
+        """Every membership of a user."""
+        ...
+
+    async def change_members(
+        self, conversation_id: str, actor_id: str, changes: Sequence[MembershipChange], at: float
+    ) -> list[EventRecord]:
+        """Applies adds, removals, leaves and role changes, each taking the next seq.
+
+        Adding a present member or removing an absent one is skipped (no event).
+        """
+        ...
+
+    async def set_muted(self, conversation_id: str, user_id: str, muted: bool) -> MemberRecord: ...
+
+    # Messages and the log
+    async def append_message(self, new: NewMessage) -> AppendResult:
+        """Stores a message at the next seq, or returns the original for a retried key."""
+        ...
+
+    async def edit_message(
+        self, conversation_id: str, seq: int, actor_id: str, body: str, at: float
+    ) -> EventRecord:
+        """Replaces the body and bumps version; ConflictError for a deleted message."""
+        ...
+
+    async def delete_message(
+        self, conversation_id: str, seq: int, actor_id: str, at: float
+    ) -> EventRecord:
+        """Tombstones the message (body and attachments gone); deleting twice is a no-op event."""
+        ...
+
+    async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None: ...
+
+    async def history(
+        self, conversation_id: str, before_seq: int, after_seq: int, limit: int
+    ) -> list[MessageRecord]:
+        """Messages with after_seq < seq < before_seq (before_seq 0: no upper bound).
+
+        Newest first, unless after_seq > 0 and before_seq == 0: then oldest first.
+        """
+        ...
+
+    async def events_after(
+        self, conversation_id: str, after_seq: int, limit: int
+    ) -> list[EventRecord]:
+        """The log after a seq, oldest first."""
+        ...
+
+    # Receipts and unread
+    async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> MemberRecord:
+        """Moves last_read_seq forward to seq (never back); also moves last_delivered_seq."""
+        ...
+
+    async def mark_delivered(
+        self, conversation_id: str, user_id: str, seq: int
+    ) -> MemberRecord: ...
+
+    async def count_unread(self, conversation_id: str, user_id: str, after_seq: int) -> int:
+        """Messages after after_seq, by others, not deleted."""
+        ...
+
+    # Blocks
+    async def set_block(self, user_id: str, blocked_user_id: str, blocked: bool) -> None: ...
+
+    async def is_blocked(self, user_id: str, blocked_user_id: str) -> bool:
+        """True when user_id has blocked blocked_user_id."""
+        ...
+
+    async def list_blocked(self, user_id: str) -> list[str]: ...

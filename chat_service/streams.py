@@ -1,0 +1,153 @@
+"""One device's event stream: the replay after its cursors, then live events, with no gap.
+
+The stream subscribes to the bus before it reads the store, so an event is either in the replay
+or arrives live (or both; duplicates are dropped by seq). Live events of a conversation must follow
+each other seq by seq: when one is missing (fanout reordered or lost it), the stream reads the gap
+from the store before going on. So fanout is never the source of truth; the log is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from chatmesh.chat.v1 import types_pb2
+from chatmesh.events.v1 import event_service_pb2, events_pb2
+
+from chatmesh_common.bus import Bus, Subscription
+
+from . import convert
+from .chat import Chat
+from .fanout import conversation_subject, fans_out_on_read, user_subject
+from .store.base import Kind
+
+log = logging.getLogger(__name__)
+
+REPLAY_PAGE = 500
+
+
+class StreamOverflow(Exception):
+    """The consumer fell too far behind; it must resume from its last seqs."""
+
+
+class EventStream:
+    def __init__(self, chat: Chat, bus: Bus, user_id: str, max_queued: int = 10_000) -> None:
+        self._chat = chat
+        self._bus = bus
+        self._user_id = user_id
+        self._queue: asyncio.Queue[events_pb2.ConversationEvent | None] = asyncio.Queue()
+        self._max_queued = max_queued
+        self._overflowed = False
+        self._subscriptions: dict[str, Subscription] = {}
+        # The highest seq sent per conversation: drops duplicates, detects gaps.
+        self._last: dict[str, int] = {}
+
+    def _on_payload(self, _subject: str, payload: bytes) -> None:
+        if self._overflowed:
+            return
+        if self._queue.qsize() >= self._max_queued:
+            self._overflowed = True
+            self._queue.put_nowait(None)
+            return
+        self._queue.put_nowait(events_pb2.ConversationEvent.FromString(payload))
+
+    async def _subscribe(self, subject: str) -> None:
+        if subject not in self._subscriptions:
+            self._subscriptions[subject] = await self._bus.subscribe(subject, self._on_payload)
+
+    async def _unsubscribe(self, subject: str) -> None:
+        subscription = self._subscriptions.pop(subject, None)
+        if subscription is not None:
+            await subscription.unsubscribe()
+
+    async def close(self) -> None:
+        for subject in list(self._subscriptions):
+            await self._unsubscribe(subject)
+
+    async def run(
+        self, cursors: Sequence[types_pb2.ConversationCursor]
+    ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
+        store = self._chat.store
+        await self._subscribe(user_subject(self._user_id))
+        for membership in await store.user_conversations(self._user_id):
+            conversation = await store.get_conversation(membership.conversation_id)
+            if conversation is not None and fans_out_on_read(conversation.kind):
+                await self._subscribe(conversation_subject(conversation.conversation_id))
+
+        revoked: list[str] = []
+        for cursor in cursors:
+            member = await store.get_member(cursor.conversation_id, self._user_id)
+            if member is None:
+                revoked.append(cursor.conversation_id)
+                continue
+            self._last[cursor.conversation_id] = cursor.seq
+            async for event in self._read_log(cursor.conversation_id, cursor.seq, 0):
+                yield event
+        yield event_service_pb2.SubscribeEventsResponse(
+            caught_up=event_service_pb2.CaughtUp(revoked_conversation_ids=revoked)
+        )
+
+        while True:
+            live = await self._queue.get()
+            if live is None:
+                raise StreamOverflow(
+                    f"more than {self._max_queued} events waiting; resume from the last seqs"
+                )
+            async for item in self._deliver(live):
+                yield item
+
+    async def _read_log(
+        self, conversation_id: str, after_seq: int, up_to: int
+    ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
+        """Events after `after_seq` (up to `up_to` inclusive; 0 for all), updating _last."""
+        store = self._chat.store
+        while True:
+            page = await store.events_after(conversation_id, after_seq, REPLAY_PAGE)
+            for record in page:
+                if up_to and record.seq > up_to:
+                    return
+                after_seq = record.seq
+                self._last[conversation_id] = record.seq
+                yield event_service_pb2.SubscribeEventsResponse(event=convert.event(record))
+            if len(page) < REPLAY_PAGE:
+                return
+
+    async def _deliver(
+        self, event: events_pb2.ConversationEvent
+    ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
+        cid = event.conversation_id
+        if event.seq == 0:
+            # Live signals (receipts, creation) are not part of the log.
+            if event.HasField("conversation_created"):
+                created = event.conversation_created.conversation
+                if fans_out_on_read(Kind(created.kind)):
+                    await self._subscribe(conversation_subject(cid))
+            yield event_service_pb2.SubscribeEventsResponse(event=event)
+            return
+        last = self._last.get(cid)
+        if last is not None and event.seq <= last:
+            return  # already sent (replay and live overlap, or a redelivery)
+        if last is not None and event.seq > last + 1:
+            async for item in self._read_log(cid, last, event.seq - 1):
+                yield item
+        self._last[cid] = event.seq
+        yield event_service_pb2.SubscribeEventsResponse(event=event)
+        if event.HasField("membership_changed"):
+            await self._follow_membership(event)
+
+    async def _follow_membership(self, event: events_pb2.ConversationEvent) -> None:
+        change = event.membership_changed
+        if change.user_id != self._user_id:
+            return
+        cid = event.conversation_id
+        if change.change in (
+            events_pb2.MEMBERSHIP_CHANGE_REMOVED,
+            events_pb2.MEMBERSHIP_CHANGE_LEFT,
+        ):
+            self._last.pop(cid, None)
+            await self._unsubscribe(conversation_subject(cid))
+        elif change.change == events_pb2.MEMBERSHIP_CHANGE_ADDED:
+            conversation = await self._chat.store.get_conversation(cid)
+            if conversation is not None and fans_out_on_read(conversation.kind):
+                await self._subscribe(conversation_subject(cid))

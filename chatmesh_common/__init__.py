@@ -1,0 +1,1 @@
+"""Shared pieces of the chatmesh services: auth, gRPC server plumbing, the event bus, the CLI."""

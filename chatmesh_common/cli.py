@@ -1,0 +1,202 @@
+"""The `chatmesh` command: run the whole system, run one service, or mint a token.
+
+chatmesh dev [--data-dir D] [--grpc HOST:PORT] [--ws HOST:PORT] [--metrics HOST:PORT]
+chatmesh serve chat|gateway          (settings from the environment)
+chatmesh token USER [--device D] [--ttl S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from chatmesh_common.auth import issue_token
+
+log = logging.getLogger("chatmesh")
+
+DEFAULT_DATA_DIR = "./chatmesh-data"
+
+
+def _split_hostport(value: str, flag: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"{flag} must be HOST:PORT, got {value!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def _dev_secret(data_dir: Path) -> str:
+    """The configured secret, else one kept in the data dir so `chatmesh token` agrees with dev."""
+    configured = os.environ.get("CHATMESH_JWT_SECRET", "")
+    if configured:
+        return configured
+    path = data_dir / "jwt-secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    return secret
+
+
+async def _run_until_signalled(stop: Callable[[], Awaitable[None]]) -> None:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    log.info("shutting down")
+    await stop()
+
+
+async def _dev(args: argparse.Namespace) -> None:
+    import grpc
+    from gateway_ws.config import GatewayConfig
+    from gateway_ws.server import start_gateway
+
+    from chat_service.config import ChatConfig
+    from chat_service.server import SERVICE_NAMES, build_registrations, build_store
+    from chatmesh_common.bus import InProcessBus
+    from chatmesh_common.grpc_server import start_grpc_server
+    from chatmesh_common.metrics import serve_metrics
+
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = _dev_secret(data_dir)
+    grpc_host, grpc_port = _split_hostport(args.grpc, "--grpc")
+    ws_host, ws_port = _split_hostport(args.ws, "--ws")
+    metrics_host, metrics_port = _split_hostport(args.metrics, "--metrics")
+
+    chat_config = ChatConfig(
+        jwt_secret=secret, data_dir=str(data_dir), grpc_bind=f"{grpc_host}:{grpc_port}"
+    )
+    store = build_store(chat_config)
+    await store.open()
+    bus = InProcessBus()
+    grpc_server = await start_grpc_server(
+        chat_config.grpc_bind, build_registrations(chat_config, store, bus), SERVICE_NAMES
+    )
+    channel = grpc.aio.insecure_channel(f"{grpc_host}:{grpc_server.port}")
+    gateway_config = GatewayConfig(
+        jwt_secret=secret,
+        host=ws_host,
+        port=ws_port,
+        chat_target=f"{grpc_host}:{grpc_server.port}",
+    )
+    gateway = await start_gateway(gateway_config, chat_channel=channel)
+    bound_metrics = serve_metrics(metrics_host, metrics_port)
+
+    print(
+        "chatmesh dev is running (embedded: SQLite + in-process bus)\n"
+        f"  data       {data_dir.resolve()}\n"
+        f"  gRPC       {grpc_host}:{grpc_server.port}   (grpcurl -plaintext {grpc_host}:"
+        f"{grpc_server.port} list)\n"
+        f"  WebSocket  ws://{ws_host}:{gateway.port}/v1/ws\n"
+        f"  metrics    http://{metrics_host}:{bound_metrics}/metrics\n"
+        f"  token      chatmesh token alice --data-dir {args.data_dir}\n"
+        "Ctrl-C stops it.",
+        flush=True,
+    )
+
+    async def stop() -> None:
+        await gateway.stop()
+        await grpc_server.stop(chat_config.shutdown_grace_s)
+        await channel.close(None)
+        await bus.close()
+        await store.close()
+
+    await _run_until_signalled(stop)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from chatmesh_common.metrics import serve_metrics
+
+    if args.service == "chat":
+        from chat_service.config import ChatConfig, ConfigError
+        from chat_service.server import start_chat_server
+
+        try:
+            config = ChatConfig.from_env()
+        except ConfigError as exc:
+            raise SystemExit(f"chat_service: {exc}") from exc
+        server = await start_chat_server(config)
+        serve_metrics(config.metrics_host, config.metrics_port)
+        print(f"chat_service gRPC on port {server.port}", flush=True)
+        await _run_until_signalled(server.stop)
+    elif args.service == "gateway":
+        from gateway_ws.config import GatewayConfig
+        from gateway_ws.server import start_gateway
+
+        try:
+            gateway_config = GatewayConfig.from_env()
+        except ValueError as exc:
+            raise SystemExit(f"gateway_ws: {exc}") from exc
+        gateway = await start_gateway(gateway_config)
+        print(f"gateway_ws on ws://{gateway.host}:{gateway.port}/v1/ws", flush=True)
+        await _run_until_signalled(gateway.stop)
+    else:
+        raise SystemExit(f"unknown service {args.service!r}")
+
+
+def _token(args: argparse.Namespace) -> None:
+    secret = _dev_secret(Path(args.data_dir))
+    print(issue_token(secret, args.user, args.device, args.ttl))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatmesh", description="chatmesh chat backend")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run every service in one process (embedded)")
+    dev.add_argument("--data-dir", default=os.environ.get("CHATMESH_DATA_DIR", DEFAULT_DATA_DIR))
+    dev.add_argument("--grpc", default=os.environ.get("CHATMESH_GRPC_BIND", "127.0.0.1:50051"))
+    dev.add_argument("--ws", default=os.environ.get("CHATMESH_WS_BIND", "127.0.0.1:8080"))
+    dev.add_argument("--metrics", default=os.environ.get("CHATMESH_METRICS_BIND", "127.0.0.1:9100"))
+
+    serve = commands.add_parser("serve", help="run one service, configured from the environment")
+    serve.add_argument("service", choices=["chat", "gateway"])
+
+    token = commands.add_parser("token", help="print a token signed with the configured secret")
+    token.add_argument("user")
+    token.add_argument("--device", default="default")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default one day)")
+    token.add_argument(
+        "--data-dir",
+        default=os.environ.get("CHATMESH_DATA_DIR", DEFAULT_DATA_DIR),
+        help="where `chatmesh dev` keeps its secret when CHATMESH_JWT_SECRET is unset",
+    )
+    return parser
+
+
+def _run(coro: Awaitable[None]) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(
+        level=os.environ.get("CHATMESH_LOG_LEVEL", "INFO"),
+        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
+    )
+    args = _parser().parse_args(argv)
+    if args.command == "token":
+        _token(args)
+    elif args.command == "dev":
+        _run(_dev(args))
+    elif args.command == "serve":
+        _run(_serve(args))
+    sys.exit(0)

@@ -1,0 +1,44 @@
+"""Prometheus metrics shared by every service, and the endpoint that exposes them."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+GRPC_HANDLED = Counter(
+    "chatmesh_grpc_server_handled_total",
+    "gRPC calls handled, by method and status code.",
+    ["method", "code"],
+)
+GRPC_LATENCY = Histogram(
+    "chatmesh_grpc_server_handling_seconds",
+    "Time to handle a unary gRPC call.",
+    ["method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+STORE_TXN_SECONDS = Histogram(
+    "chatmesh_store_transaction_seconds",
+    "Time spent in one named store transaction (a group commit counts once).",
+    ["txn"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+STORE_BATCH_SIZE = Histogram(
+    "chatmesh_store_group_commit_size",
+    "Writes committed together in one transaction.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+WS_CONNECTIONS = Counter(
+    "chatmesh_ws_connections_total", "WebSocket connections accepted, by close code.", ["code"]
+)
+WS_FRAMES = Counter(
+    "chatmesh_ws_frames_total",
+    "WebSocket frames received, by frame type and outcome.",
+    ["frame", "outcome"],
+)
+
+
+def serve_metrics(host: str, port: int) -> int:
+    """Starts the /metrics endpoint on a daemon thread; returns the bound port (0 = disabled)."""
+    if port < 0:
+        return 0
+    server, _thread = start_http_server(port, addr=host)
+    return int(server.server_port)

@@ -1,0 +1,132 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ConversationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONVERSATION_KIND_UNSPECIFIED: _ClassVar[ConversationKind]
+    CONVERSATION_KIND_DIRECT: _ClassVar[ConversationKind]
+    CONVERSATION_KIND_GROUP: _ClassVar[ConversationKind]
+    CONVERSATION_KIND_CHANNEL: _ClassVar[ConversationKind]
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_OWNER: _ClassVar[Role]
+    ROLE_ADMIN: _ClassVar[Role]
+    ROLE_MEMBER: _ClassVar[Role]
+
+class MessageKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MESSAGE_KIND_UNSPECIFIED: _ClassVar[MessageKind]
+    MESSAGE_KIND_TEXT: _ClassVar[MessageKind]
+    MESSAGE_KIND_MEDIA: _ClassVar[MessageKind]
+    MESSAGE_KIND_SYSTEM: _ClassVar[MessageKind]
+CONVERSATION_KIND_UNSPECIFIED: ConversationKind
+CONVERSATION_KIND_DIRECT: ConversationKind
+CONVERSATION_KIND_GROUP: ConversationKind
+CONVERSATION_KIND_CHANNEL: ConversationKind
+ROLE_UNSPECIFIED: Role
+ROLE_OWNER: Role
+ROLE_ADMIN: Role
+ROLE_MEMBER: Role
+MESSAGE_KIND_UNSPECIFIED: MessageKind
+MESSAGE_KIND_TEXT: MessageKind
+MESSAGE_KIND_MEDIA: MessageKind
+MESSAGE_KIND_SYSTEM: MessageKind
+
+class Message(_message.Message):
+    __slots__ = ("conversation_id", "seq", "message_id", "sender_id", "created_at", "kind", "body", "attachments", "reply_to_seq", "version", "edited_at", "deleted", "client_msg_id")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_SEQ_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EDITED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    seq: int
+    message_id: str
+    sender_id: str
+    created_at: _timestamp_pb2.Timestamp
+    kind: MessageKind
+    body: str
+    attachments: _containers.RepeatedScalarFieldContainer[str]
+    reply_to_seq: int
+    version: int
+    edited_at: _timestamp_pb2.Timestamp
+    deleted: bool
+    client_msg_id: str
+    def __init__(self, conversation_id: _Optional[str] = ..., seq: _Optional[int] = ..., message_id: _Optional[str] = ..., sender_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[MessageKind, str]] = ..., body: _Optional[str] = ..., attachments: _Optional[_Iterable[str]] = ..., reply_to_seq: _Optional[int] = ..., version: _Optional[int] = ..., edited_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted: _Optional[bool] = ..., client_msg_id: _Optional[str] = ...) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("user_id", "role", "joined_at")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    JOINED_AT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    role: Role
+    joined_at: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., joined_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Conversation(_message.Message):
+    __slots__ = ("conversation_id", "kind", "title", "created_by", "created_at", "last_seq", "member_count", "archived")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    kind: ConversationKind
+    title: str
+    created_by: str
+    created_at: _timestamp_pb2.Timestamp
+    last_seq: int
+    member_count: int
+    archived: bool
+    def __init__(self, conversation_id: _Optional[str] = ..., kind: _Optional[_Union[ConversationKind, str]] = ..., title: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seq: _Optional[int] = ..., member_count: _Optional[int] = ..., archived: _Optional[bool] = ...) -> None: ...
+
+class ConversationView(_message.Message):
+    __slots__ = ("conversation", "role", "last_message", "unread_count", "last_read_seq", "last_delivered_seq", "muted", "peer_user_id")
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LAST_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    UNREAD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_READ_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAST_DELIVERED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MUTED_FIELD_NUMBER: _ClassVar[int]
+    PEER_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    conversation: Conversation
+    role: Role
+    last_message: Message
+    unread_count: int
+    last_read_seq: int
+    last_delivered_seq: int
+    muted: bool
+    peer_user_id: str
+    def __init__(self, conversation: _Optional[_Union[Conversation, _Mapping]] = ..., role: _Optional[_Union[Role, str]] = ..., last_message: _Optional[_Union[Message, _Mapping]] = ..., unread_count: _Optional[int] = ..., last_read_seq: _Optional[int] = ..., last_delivered_seq: _Optional[int] = ..., muted: _Optional[bool] = ..., peer_user_id: _Optional[str] = ...) -> None: ...
+
+class ConversationCursor(_message.Message):
+    __slots__ = ("conversation_id", "seq")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    seq: int
+    def __init__(self, conversation_id: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...

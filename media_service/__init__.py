@@ -1,0 +1,1 @@
+"""media_service: out-of-band uploads to object storage with signed URLs."""

@@ -1,0 +1,1 @@
+"""notify_service: push notifications for members with no online device."""

@@ -1,0 +1,1 @@
+"""presence_service: ephemeral, TTL-based online state, last seen and typing."""
