@@ -15,10 +15,12 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from chatmesh_common.auth import issue_token
+from chatmesh_common.logs import configure_logging
 
 log = logging.getLogger("chatmesh")
 
@@ -61,14 +63,14 @@ async def _run_until_signalled(stop: Callable[[], Awaitable[None]]) -> None:
 
 async def _dev(args: argparse.Namespace) -> None:
     import grpc
-    from gateway_ws.config import GatewayConfig
-    from gateway_ws.server import start_gateway
 
     from chat_service.config import ChatConfig
     from chat_service.server import SERVICE_NAMES, build_registrations, build_store
     from chatmesh_common.bus import InProcessBus
     from chatmesh_common.grpc_server import start_grpc_server
     from chatmesh_common.metrics import serve_metrics
+    from gateway_ws.config import GatewayConfig
+    from gateway_ws.server import start_gateway
 
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -178,25 +180,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(coro: Awaitable[None]) -> None:
+def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     try:
         import uvloop
-
-        uvloop.run(coro)  # type: ignore[arg-type]
     except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(
-        level=os.environ.get("CHATMESH_LOG_LEVEL", "INFO"),
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
+    configure_logging()
     args = _parser().parse_args(argv)
     if args.command == "token":
         _token(args)
     elif args.command == "dev":
-        _run(_dev(args))
+        _run(lambda: _dev(args))
     elif args.command == "serve":
-        _run(_serve(args))
+        _run(lambda: _serve(args))
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

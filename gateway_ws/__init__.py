@@ -1,1 +1,5 @@
-"""gateway_ws: the WebSocket edge for apps; translates frames into gRPC calls and delivers events."""
+"""gateway_ws: the WebSocket edge for apps.
+
+It authenticates, translates frames into gRPC calls, and delivers events; it is never the source
+of truth for a message.
+"""

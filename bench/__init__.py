@@ -1,0 +1,1 @@
+"""Benchmarks of chatmesh; each prints its figures and the command that produced them."""

@@ -1,0 +1,31 @@
+"""Base fixtures shared by all tests. Per-area fixtures live in their own conftest.py files.
+
+Timeouts (120 s per test) and asyncio mode (auto) are configured in pyproject.toml.
+Server fixtures are session-scoped and opt-in: a test that uses one carries the matching marker
+(@pytest.mark.nats / @pytest.mark.redis). A missing binary skips locally and fails in CI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from servers.binaries import require_binary
+from servers.nats import NatsServer
+from servers.redis import RedisServer
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One nats-server -js for the session; tests may restart() it (same port and store)."""
+    server = NatsServer(require_binary("nats-server", "nats"), tmp_path_factory.mktemp("nats"))
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session; tests may restart() it (same port, data is lost)."""
+    server = RedisServer(require_binary("redis-server", "redis"), tmp_path_factory.mktemp("redis"))
+    with server:
+        yield server
