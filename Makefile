@@ -21,7 +21,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 header = @printf '\n==> %s\n' '$(1)'
 
-.PHONY: help venv install system-deps gen lint lint-py lint-proto breaking check-gen \
+.PHONY: help venv install system-deps tools gen lint lint-py lint-proto breaking check-gen \
         typecheck pytest test run fmt
 
 help:
@@ -90,7 +90,15 @@ typecheck: $(STAMP)
 	MYPYPATH=tests $(BIN)/mypy $(TYPED_DIRS)
 
 # Exit 5 means "no tests collected": not a failure here (see .ci/run). All other codes pass through.
-pytest: $(STAMP) system-deps
+# Go tools the tests drive, built from the Go module proxy into .tools/bin.
+GRPCURL := .tools/bin/grpcurl
+tools: $(GRPCURL)
+
+$(GRPCURL):
+	$(call header,tools: grpcurl)
+	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+
+pytest: $(STAMP) system-deps tools
 	$(call header,pytest)
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "NOTE: pytest collected no tests (exit 5); treated as success"; rc=0; fi; \
@@ -99,7 +107,7 @@ pytest: $(STAMP) system-deps
 # Runs every step even after one fails, so one run shows all problems, then lists the failed
 # steps and exits non-zero.
 TEST_STEPS := lint breaking check-gen typecheck pytest
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps tools
 	@failed=(); for step in $(TEST_STEPS); do \
 	  $(MAKE) --no-print-directory -k $$step || failed+=("$$step"); \
 	done; \

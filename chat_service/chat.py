@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 MAX_ID_CHARS = 128
 MAX_TITLE_CHARS = 256
 MAX_ATTACHMENTS = 10
+# Seqs are uint64 on the wire; stores keep them in signed 64 bits. Nothing lies beyond this one.
+MAX_SEQ = 1 << 62
 MESSAGE_KIND_TEXT = 1
 MESSAGE_KIND_MEDIA = 2
 
@@ -411,7 +413,8 @@ class Chat:
     def _check_body(self, body: str, allow_empty: bool) -> None:
         if not body and not allow_empty:
             raise _invalid("body must not be empty")
-        if len(body) * 4 > self._limits.max_body_bytes or len(body) > self._limits.max_body_bytes:
+        # Encoding is only needed when the body could be over the limit (4 bytes per char max).
+        if len(body) * 4 > self._limits.max_body_bytes:
             size = len(body.encode("utf-8", "surrogatepass"))
             if size > self._limits.max_body_bytes:
                 raise _invalid(
@@ -442,7 +445,7 @@ class Chat:
         if conversation.kind == Kind.CHANNEL and member.role == Role.MEMBER:
             raise _denied("only the owner and admins post in a channel")
         if reply_to_seq:
-            target = await self._store.get_message(conversation_id, reply_to_seq)
+            target = await self._store.get_message(conversation_id, min(reply_to_seq, MAX_SEQ))
             if target is None:
                 raise _invalid(f"reply_to_seq {reply_to_seq} is not a message in this conversation")
         now = self._clock.now()
@@ -477,7 +480,7 @@ class Chat:
         if seq <= 0:
             raise _invalid("message_seq is required")
         conversation, member = await self.require_member(conversation_id, user_id)
-        message = await self._store.get_message(conversation_id, seq)
+        message = await self._store.get_message(conversation_id, min(seq, MAX_SEQ))
         if message is None:
             raise ChatError(grpc.StatusCode.NOT_FOUND, f"message {seq} not found")
         return conversation, member, message
@@ -520,6 +523,7 @@ class Chat:
         if before_seq and after_seq and after_seq >= before_seq - 1:
             raise _invalid("after_seq must be below before_seq - 1")
         conversation, _member = await self.require_member(conversation_id, user_id)
+        before_seq, after_seq = min(before_seq, MAX_SEQ), min(after_seq, MAX_SEQ)
         rows = await self._store.history(conversation_id, before_seq, after_seq, size + 1)
         return rows[:size], len(rows) > size, conversation.last_seq
 

@@ -17,12 +17,13 @@ from chatmesh_common.bus import Bus
 
 from .store.base import ChatStore, ConversationRecord, Kind
 
-_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Plain ids pass as they are; the rest (and every id starting with "x") is hex-encoded behind an
+# "x", so no two ids share a subject: subject tokens must not contain '.', '*', '>' or spaces.
+_PLAIN_TOKEN = re.compile(r"^[A-Za-wyz0-9_-][A-Za-z0-9_-]{0,63}$")
 
 
 def _token(raw: str) -> str:
-    # Subject tokens must not contain '.', '*', '>' or spaces; anything unusual is hex-encoded.
-    return raw if _SAFE_TOKEN.match(raw) else "x" + raw.encode().hex()
+    return raw if _PLAIN_TOKEN.match(raw) else "x" + raw.encode().hex()
 
 
 def user_subject(user_id: str) -> str:

@@ -18,7 +18,7 @@ from chatmesh_common.grpc_server import Context
 
 from . import convert
 from .chat import Chat, ChatError, ConversationState
-from .store.base import EventRecord, MessageRecord, StoreError
+from .store.base import EventRecord, MessageRecord, NotMemberError, StoreError
 from .streams import EventStream, StreamOverflow
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def _rpc(
             return await method(self, request, identity)
         except ChatError as exc:
             await context.abort(exc.code, exc.message)
+        except NotMemberError as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except StoreError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         raise AssertionError("unreachable")

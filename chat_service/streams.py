@@ -18,7 +18,7 @@ from chatmesh.events.v1 import event_service_pb2, events_pb2
 from chatmesh_common.bus import Bus, Subscription
 
 from . import convert
-from .chat import Chat
+from .chat import MAX_SEQ, Chat
 from .fanout import conversation_subject, fans_out_on_read, user_subject
 from .store.base import Kind
 
@@ -42,6 +42,9 @@ class EventStream:
         self._subscriptions: dict[str, Subscription] = {}
         # The highest seq sent per conversation: drops duplicates, detects gaps.
         self._last: dict[str, int] = {}
+        # Conversations the user left or was removed from, with that event's seq: anything of
+        # them still queued behind it is dropped, until the user is added again.
+        self._gone: dict[str, int] = {}
 
     def _on_payload(self, _subject: str, payload: bytes) -> None:
         if self._overflowed:
@@ -81,8 +84,9 @@ class EventStream:
             if member is None:
                 revoked.append(cursor.conversation_id)
                 continue
-            self._last[cursor.conversation_id] = cursor.seq
-            async for event in self._read_log(cursor.conversation_id, cursor.seq, 0):
+            seq = min(cursor.seq, MAX_SEQ)
+            self._last[cursor.conversation_id] = seq
+            async for event in self._read_log(cursor.conversation_id, seq, 0):
                 yield event
         yield event_service_pb2.SubscribeEventsResponse(
             caught_up=event_service_pb2.CaughtUp(revoked_conversation_ids=revoked)
@@ -117,13 +121,20 @@ class EventStream:
         self, event: events_pb2.ConversationEvent
     ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
         cid = event.conversation_id
+        if cid in self._gone:
+            if not self._is_own_membership(event, events_pb2.MEMBERSHIP_CHANGE_ADDED) or (
+                event.seq <= self._gone[cid]
+            ):
+                return  # queued before the user left, or a signal of a conversation left
+            del self._gone[cid]
         if event.seq == 0:
             # Live signals (receipts, creation) are not part of the log.
+            yield event_service_pb2.SubscribeEventsResponse(event=event)
             if event.HasField("conversation_created"):
                 created = event.conversation_created.conversation
                 if fans_out_on_read(Kind(created.kind)):
-                    await self._subscribe(conversation_subject(cid))
-            yield event_service_pb2.SubscribeEventsResponse(event=event)
+                    async for item in self._follow_channel(cid, 0):
+                        yield item
             return
         last = self._last.get(cid)
         if last is not None and event.seq <= last:
@@ -133,21 +144,30 @@ class EventStream:
                 yield item
         self._last[cid] = event.seq
         yield event_service_pb2.SubscribeEventsResponse(event=event)
-        if event.HasField("membership_changed"):
-            await self._follow_membership(event)
-
-    async def _follow_membership(self, event: events_pb2.ConversationEvent) -> None:
-        change = event.membership_changed
-        if change.user_id != self._user_id:
-            return
-        cid = event.conversation_id
-        if change.change in (
-            events_pb2.MEMBERSHIP_CHANGE_REMOVED,
-            events_pb2.MEMBERSHIP_CHANGE_LEFT,
-        ):
+        if self._is_own_membership(
+            event, events_pb2.MEMBERSHIP_CHANGE_REMOVED
+        ) or self._is_own_membership(event, events_pb2.MEMBERSHIP_CHANGE_LEFT):
+            self._gone[cid] = event.seq
             self._last.pop(cid, None)
             await self._unsubscribe(conversation_subject(cid))
-        elif change.change == events_pb2.MEMBERSHIP_CHANGE_ADDED:
+        elif self._is_own_membership(event, events_pb2.MEMBERSHIP_CHANGE_ADDED):
             conversation = await self._chat.store.get_conversation(cid)
             if conversation is not None and fans_out_on_read(conversation.kind):
-                await self._subscribe(conversation_subject(cid))
+                async for item in self._follow_channel(cid, event.seq):
+                    yield item
+
+    def _is_own_membership(self, event: events_pb2.ConversationEvent, change: int) -> bool:
+        return (
+            event.HasField("membership_changed")
+            and event.membership_changed.change == change
+            and event.membership_changed.user_id == self._user_id
+        )
+
+    async def _follow_channel(
+        self, conversation_id: str, after_seq: int
+    ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
+        """Subscribes to a channel joined just now, then reads what was posted before that."""
+        await self._subscribe(conversation_subject(conversation_id))
+        self._last.setdefault(conversation_id, after_seq)
+        async for item in self._read_log(conversation_id, self._last[conversation_id], 0):
+            yield item

@@ -48,6 +48,10 @@ class NotFoundError(StoreError):
     pass
 
 
+class NotMemberError(StoreError):
+    """The writer is not a member at the time of the write (e.g. removed a moment before)."""
+
+
 class ConflictError(StoreError):
     """The stored state does not allow the change (e.g. editing a deleted message)."""
 
@@ -200,13 +204,18 @@ class ChatStore(Protocol):
 
     # Messages and the log
     async def append_message(self, new: NewMessage) -> AppendResult:
-        """Stores a message at the next seq, or returns the original for a retried key."""
+        """Stores a message at the next seq, or returns the original for a retried key.
+
+        Refuses with NotMemberError when the sender is not a member when the write happens, so a
+        send racing the sender's removal never lands after it.
+        """
         ...
 
     async def edit_message(
         self, conversation_id: str, seq: int, actor_id: str, body: str, at: float
     ) -> EventRecord:
-        """Replaces the body and bumps version; ConflictError for a deleted message."""
+        """Replaces the body and bumps version; ConflictError for a deleted message,
+        NotMemberError when the actor is no longer a member."""
         ...
 
     async def delete_message(

@@ -39,6 +39,7 @@ from .base import (
     NewConversation,
     NewMessage,
     NotFoundError,
+    NotMemberError,
     Role,
 )
 
@@ -517,6 +518,15 @@ class SqliteChatStore:
         return int(row[0])
 
     @staticmethod
+    def _require_member(conn: sqlite3.Connection, conversation_id: str, user_id: str) -> None:
+        row = conn.execute(
+            "SELECT 1 FROM members WHERE conversation_id = ? AND user_id = ?",
+            (conversation_id, user_id),
+        ).fetchone()
+        if row is None:
+            raise NotMemberError(f"not a member of conversation {conversation_id}")
+
+    @staticmethod
     def _member_in(conn: sqlite3.Connection, conversation_id: str, user_id: str) -> MemberRecord:
         row = conn.execute(
             f"SELECT {_MEMBER_COLUMNS} FROM members WHERE conversation_id = ? AND user_id = ?",
@@ -535,6 +545,7 @@ class SqliteChatStore:
             ).fetchone()
             if row is not None:
                 return AppendResult(_message(row), duplicate=True)
+            self._require_member(conn, new.conversation_id, new.sender_id)
             seq = self._next_seq(conn, new.conversation_id, new.created_at)
             conn.execute(
                 f"INSERT INTO messages ({_MESSAGE_COLUMNS})"
@@ -600,6 +611,7 @@ class SqliteChatStore:
         kind: EventKind,
         body: str | None,
     ) -> EventRecord:
+        self._require_member(conn, conversation_id, actor_id)
         row = conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq = ?",
             (conversation_id, seq),

@@ -1,0 +1,195 @@
+"""The WebSocket server: wiring, the HTTP side of the handshake, and a graceful stop.
+
+Endpoints: `GET /v1/ws` upgrades to the WebSocket protocol (frames: gateway_ws/frames.py,
+sessions: gateway_ws/session.py); `GET /healthz` answers 200 (503 while stopping); any other path
+answers 404. Authentication is never read from the URL.
+
+Close codes the gateway uses or relies on:
+
+| code | when |
+|------|------|
+| 1000 | normal closure (the client's, usually) |
+| 1001 | going away: the gateway is shutting down |
+| 1007 | a text message is not valid UTF-8 (websockets closes it itself) |
+| 1008 | policy violation: authentication failed or timed out, or 10 bad frames within 10 s |
+| 1009 | a client message over 64 KiB (websockets closes it itself, from `max_size`) |
+| 1011 | internal error; also websockets' code when a keepalive ping gets no pong in time |
+| 4008 | slow consumer: the outbound queue overflowed or a write stalled (reconnect and resume) |
+
+Shutdown stops accepting, closes open sockets with 1001, cancels their event streams and waits
+for every handler; a client that reads nothing cannot hold it up past the close timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+import grpc
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from chatmesh_common.auth import TokenVerifier
+from chatmesh_common.clock import Clock, SystemClock
+from chatmesh_common.metrics import serve_metrics
+from gateway_ws import frames
+from gateway_ws.config import GatewayConfig
+from gateway_ws.ratelimit import RateLimiter
+from gateway_ws.session import FrameMetrics, GatewayContext, Session
+from gateway_ws.upstream import CHANNEL_OPTIONS, build_routes, subscribe_method
+
+log = logging.getLogger(__name__)
+
+WS_PATH: Final = "/v1/ws"
+HEALTH_PATH: Final = "/healthz"
+
+
+class Gateway:
+    """A running gateway; `stop()` shuts it down gracefully."""
+
+    def __init__(
+        self,
+        server: Server,
+        context: GatewayContext,
+        channel: grpc.aio.Channel,
+        owns_channel: bool,
+        host: str,
+        port: int,
+        metrics_port: int,
+    ) -> None:
+        self._server = server
+        self._context = context
+        self._channel = channel
+        self._owns_channel = owns_channel
+        self.host = host
+        self.port = port
+        # 0 when metrics are not served by this gateway.
+        self.metrics_port = metrics_port
+        self.stopping = False
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        self._stopped = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to."""
+        return f"ws://{self.host}:{self.port}{WS_PATH}"
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._context.sessions)
+
+    async def stop(self) -> None:
+        """Stops accepting, closes sockets with 1001, cancels streams, waits for handlers."""
+        if self.stopping:
+            await self._stopped.wait()
+            return
+        self.stopping = True
+        config = self._context.config
+        self._server.close()  # closes open connections with 1001 (going away)
+        try:
+            async with asyncio.timeout(config.close_timeout_s + 1.0):
+                await self._server.wait_closed()
+        except TimeoutError:
+            # Clients that read nothing cannot take the close frame; drop their connections.
+            for session in list(self._context.sessions):
+                session.abort()
+            await self._server.wait_closed()
+        self._sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sweeper
+        if self._owns_channel:
+            await self._channel.close(None)
+        self._stopped.set()
+        log.info("gateway stopped")
+
+    async def wait_closed(self) -> None:
+        await self._stopped.wait()
+
+    async def _sweep(self) -> None:
+        """Per-socket housekeeping without a timer per socket (see Session.sweep)."""
+        config = self._context.config
+        period = min(1.0, config.send_stall_timeout_s / 4, config.heartbeat_interval_s / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for session in list(self._context.sessions):
+                session.sweep(now)
+
+
+def _select_subprotocol(
+    connection: ServerConnection, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    # Browsers fail the connection unless the server picks one of the offered subprotocols; the
+    # `bearer.<token>` one is never echoed back.
+    if frames.SUBPROTOCOL in offered:
+        return Subprotocol(frames.SUBPROTOCOL)
+    return None
+
+
+async def start_gateway(
+    config: GatewayConfig,
+    chat_channel: grpc.aio.Channel | None = None,
+    clock: Clock | None = None,
+) -> Gateway:
+    """Starts a gateway on config.host:port (port 0 picks a free one).
+
+    `chat_channel` is the channel to chat_service; without one the gateway opens its own to
+    config.chat_target (and closes it on stop). `clock` drives rate limits and token expiry.
+    """
+    clock = clock or SystemClock()
+    owns_channel = chat_channel is None
+    channel = chat_channel or grpc.aio.insecure_channel(config.chat_target, options=CHANNEL_OPTIONS)
+    context = GatewayContext(
+        config=config,
+        clock=clock,
+        verifier=TokenVerifier(config.jwt_secret, clock=clock.now),
+        send_limiter=RateLimiter(config.send_rate_per_s, config.send_burst, clock.monotonic),
+        routes=build_routes(channel),
+        subscribe=subscribe_method(channel),
+        metrics=FrameMetrics(),
+    )
+    gateway: Gateway | None = None
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == WS_PATH:
+            return None
+        if path == HEALTH_PATH:
+            if gateway is None or gateway.stopping:
+                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "stopping\n")
+            return connection.respond(http.HTTPStatus.OK, "ok\n")
+        return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+
+    async def handler(connection: ServerConnection) -> None:
+        await Session(context, connection).run()
+
+    heartbeat = config.heartbeat_interval_s
+    server = await serve(
+        handler,
+        config.host,
+        config.port,
+        process_request=process_request,
+        select_subprotocol=_select_subprotocol,
+        # Compression costs ~100 KiB of zlib state per socket, more than a whole idle session.
+        compression=None,
+        max_size=config.max_frame_bytes,
+        open_timeout=10,
+        ping_interval=heartbeat,
+        # A socket silent for three heartbeat intervals is closed (Ready.heartbeat_interval_ms).
+        ping_timeout=2 * heartbeat,
+        close_timeout=config.close_timeout_s,
+        server_header=None,
+    )
+    port = server.sockets[0].getsockname()[1]
+    metrics_port = 0
+    if config.metrics_port >= 0:
+        metrics_port = serve_metrics(config.metrics_host, config.metrics_port)
+    gateway = Gateway(server, context, channel, owns_channel, config.host, port, metrics_port)
+    log.info("gateway serving ws://%s:%d%s -> %s", config.host, port, WS_PATH, config.chat_target)
+    return gateway

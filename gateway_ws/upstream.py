@@ -1,0 +1,93 @@
+"""The gateway's side of gRPC: one shared channel to chat_service, and the table that maps each
+request frame to its ChatService method.
+
+The table is built from the proto descriptors: a ClientFrame case `send_message` calls
+`ChatService.SendMessage`, and its answer goes in the ServerFrame case of the same name. Requests
+and answers cross the gateway as bytes (no serializer on the channel), so an answer to a binary
+client is framed without being parsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+import grpc
+from chatmesh.chat.v1 import chat_service_pb2
+from chatmesh.events.v1 import event_service_pb2
+from google.protobuf.descriptor import Descriptor
+
+from gateway_ws import frames
+
+CHAT_SERVICE: Final = "chatmesh.chat.v1.ChatService"
+EVENT_SERVICE: Final = "chatmesh.events.v1.EventService"
+
+# Options of the channel the gateway opens itself (a caller may pass its own channel).
+CHANNEL_OPTIONS: Final[list[tuple[str, Any]]] = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 1024 * 1024),
+    # Reconnect quickly after a chat_service restart; event streams resume on their own.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    # No client-side retry machinery: it costs ~6 KiB per open event stream, streams resubscribe
+    # on their own, and a failed request reaches the app as UNAVAILABLE, which SPEC says is safe
+    # to retry with the same idempotency key.
+    ("grpc.enable_retries", 0),
+    # Notice a silently dead peer. Servers reject pings more frequent than 5 min by default.
+    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+]
+
+
+SubscribeMethod = grpc.aio.UnaryStreamMultiCallable[event_service_pb2.SubscribeEventsRequest, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one request frame reaches chat_service and how its answer is framed."""
+
+    frame: str
+    method: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
+    slot: frames.ServerSlot
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def build_routes(channel: grpc.aio.Channel) -> dict[str, Route]:
+    """Every ClientFrame case that names a ChatService method, checked against the protos."""
+    service = chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"]
+    client_desc = cast(Descriptor, frames.ClientFrame.DESCRIPTOR)
+    routes: dict[str, Route] = {}
+    for field in client_desc.oneofs_by_name["frame"].fields:
+        method_desc = service.methods_by_name.get(_camel(field.name))
+        if method_desc is None:
+            continue  # a gateway-level frame: auth, ping, resume
+        slot = frames.SERVER_SLOTS.get(field.name)
+        if (
+            slot is None
+            or field.message_type is None
+            or method_desc.input_type.full_name != field.message_type.full_name
+            or method_desc.output_type.full_name != slot.message_class.DESCRIPTOR.full_name
+        ):
+            raise TypeError(
+                f"ClientFrame.{field.name} does not match ChatService.{method_desc.name}"
+            )
+        method = channel.unary_unary(
+            f"/{CHAT_SERVICE}/{method_desc.name}",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        routes[field.name] = Route(field.name, method, slot)
+    return routes
+
+
+def subscribe_method(channel: grpc.aio.Channel) -> SubscribeMethod:
+    """EventService.SubscribeEvents; responses stay serialized (the gateway parses them itself)."""
+    return channel.unary_stream(
+        f"/{EVENT_SERVICE}/SubscribeEvents",
+        request_serializer=event_service_pb2.SubscribeEventsRequest.SerializeToString,
+        response_deserializer=None,
+    )

@@ -1,0 +1,13 @@
+"""Runs the ChatStore contract against every backend of the `store_backend` fixture."""
+
+from __future__ import annotations
+
+import pytest
+
+from .contract import ChatStoreContract
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class TestChatStoreContract(ChatStoreContract):
+    """The contract suite, once per store backend."""
