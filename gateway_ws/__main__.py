@@ -1,4 +1,7 @@
-"""`python -m gateway_ws`: runs the gateway from the environment until SIGINT or SIGTERM."""
+"""`python -m gateway_ws`: runs the gateway from the environment until SIGINT or SIGTERM.
+
+Exits with status 2 when a setting is missing or malformed (CHATMESH_JWT_SECRET is required).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import logging
 import signal
 import sys
 
+from chatmesh_common.logs import configure_logging
 from gateway_ws.config import ConfigError, GatewayConfig
 from gateway_ws.server import start_gateway
 
@@ -22,10 +26,9 @@ async def _run(config: GatewayConfig) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
+    configure_logging()
+    # websockets logs every connection opened and closed at INFO: too much at 10k sockets.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         config = GatewayConfig.from_env()
     except ConfigError as exc:

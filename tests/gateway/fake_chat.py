@@ -44,6 +44,8 @@ class FakeChat:
         self.streams: set[_Stream] = set()
         self.subscribe_requests: list[event_service_pb2.SubscribeEventsRequest] = []
         self.history_delay_s = 0.0
+        # When set, new streams are refused with this status before anything is sent.
+        self.refuse_streams: grpc.StatusCode | None = None
         self.sends = 0
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -178,6 +180,9 @@ class _EventServicer(event_service_pb2_grpc.EventServiceServicer):
     ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
         fake = self.fake
         who = await fake.authenticate(context)
+        if fake.refuse_streams is not None:
+            await fake._opened(request)
+            await context.abort(fake.refuse_streams, "stream refused by the test")
         # Registered before the replay: an event written meanwhile comes twice, never not at all.
         stream = _Stream(who.user_id)
         fake.streams.add(stream)

@@ -55,10 +55,14 @@ async def test_subprotocol_token_authenticates_and_ready_describes_the_connectio
     await client.close()
 
 
-async def test_auth_frame_authenticates_and_ready_echoes_its_request_id(gateway: Gateway) -> None:
-    """The first frame may be `auth`; `ready` answers it by request_id."""
-    client = await GatewayClient.connect(gateway.url, token("alice"), auth="frame")
+@pytest.mark.parametrize("binary", [False, True])
+async def test_auth_frame_authenticates_and_ready_echoes_its_request_id(
+    gateway: Gateway, binary: bool
+) -> None:
+    """The first frame may be `auth`; `ready` answers it by request_id, in its encoding."""
+    client = await GatewayClient.connect(gateway.url, token("alice"), auth="frame", binary=binary)
     assert client.ready is not None and client.ready.user_id == "alice"
+    assert client.received[0][1] is binary
     assert (await client.ping()).WhichOneof("frame") == "pong"
     await client.close()
 
@@ -566,3 +570,141 @@ async def test_connections_are_counted_by_close_code(gateway: Gateway) -> None:
     await client.closed()
     await eventually(lambda: count() != before)
     assert count() == before + 1
+
+
+async def test_ten_bad_frames_before_auth_close_the_socket_with_1008(gateway: Gateway) -> None:
+    """The abuse limit also holds before authentication."""
+    client = await GatewayClient.connect(gateway.url, auth="none")
+    for n in range(10):
+        await client.send_raw(f'{{"requestId":"b{n}","ping":{{}}}}')
+    assert (await client.closed())[0] == 1008
+    assert sum(_kind(f) == "error" for f, _ in client.received) == 10
+
+
+async def test_fatal_stream_error_answers_the_resume_and_the_next_frame_restarts(
+    gateway: Gateway, fake_chat: FakeChat
+) -> None:
+    """A stream refused for good (not UNAVAILABLE) answers the resume with the error; the
+    next frame starts a new stream."""
+    fake_chat.add_conversation("c1", "alice")
+    fake_chat.refuse_streams = grpc.StatusCode.PERMISSION_DENIED
+    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    with pytest.raises(ServerError) as caught:
+        await alice.resume({"c1": 0})
+    assert caught.value.code == E.ERROR_CODE_PERMISSION_DENIED
+    fake_chat.refuse_streams = None
+    assert _kind(await alice.ping()) == "pong"
+    await fake_chat.wait_streams(2)
+    assert cursor_map(fake_chat.subscribe_requests[1].cursors) == {"c1": 0}
+    fake_chat.append_message("c1", "alice", "back")
+    assert (await alice.next_event()).seq == 1
+    await alice.close()
+
+
+async def test_fatal_error_of_a_running_stream_is_pushed_as_an_error(
+    gateway: Gateway, fake_chat: FakeChat
+) -> None:
+    """No resume waiting: the error frame has an empty request_id; the socket stays open."""
+    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    await alice.ping()
+    await fake_chat.wait_streams(1)
+    fake_chat.break_streams(grpc.StatusCode.FAILED_PRECONDITION)
+    error = await alice.next_unsolicited()
+    assert (error.request_id, error.error.code) == ("", E.ERROR_CODE_FAILED_PRECONDITION)
+    assert _kind(await alice.ping()) == "pong"
+    await fake_chat.wait_streams(2)
+    await alice.close()
+
+
+async def test_pipelined_requests_are_each_answered_whole(
+    gateway: Gateway, fake_chat: FakeChat
+) -> None:
+    """Many requests in flight on one socket, both encodings: every answer intact and matched."""
+    fake_chat.add_conversation("c1", "alice")
+    client = await GatewayClient.connect(gateway.url, token("alice"))
+    frames_sent = []
+    for n in range(40):  # the send burst
+        frame = client.frame(
+            "send_message", conversation_id="c1", client_msg_id=f"k{n}", body=f"b{n}"
+        )
+        await client.send(frame, binary=n % 2 == 0)
+        frames_sent.append(frame)
+    for n, frame in enumerate(frames_sent):
+        answer = await client.answer(frame.request_id)
+        assert answer.send_message.message.body == f"b{n}"
+    assert sorted(
+        f.send_message.message.seq for f, _ in client.received if _kind(f) == "send_message"
+    ) == list(range(1, 41))
+    await client.close()
+
+
+async def test_requests_beyond_the_in_flight_bound_wait_their_turn(
+    fake_chat: FakeChat, gateway_factory: GatewayFactory
+) -> None:
+    """With one request in flight allowed, later ones queue (the socket is not read) but run."""
+    gateway = await gateway_factory(fake_chat.target, max_inflight_requests=1)
+    fake_chat.add_conversation("c1", "alice")
+    fake_chat.history_delay_s = 0.2
+    client = await GatewayClient.connect(gateway.url, token("alice"))
+    sent = [client.frame("get_history", conversation_id="c1") for _ in range(3)]
+    for frame in sent:
+        await client.send(frame)
+    for frame in sent:
+        assert _kind(await client.answer(frame.request_id)) == "get_history"
+    await client.close()
+
+
+async def test_an_idle_socket_gives_back_its_writer_task(
+    fake_chat: FakeChat, gateway_factory: GatewayFactory
+) -> None:
+    """After a heartbeat interval without output the writer task ends; output restarts it."""
+    gateway = await gateway_factory(fake_chat.target, heartbeat_interval_s=0.2)
+    client = await GatewayClient.connect(gateway.url, token("alice"))
+    (session,) = gateway._context.sessions  # white-box: the writer is an internal
+    await eventually(lambda: session._writer is None, timeout_s=3)
+    assert _kind(await client.ping()) == "pong"
+    await client.close()
+
+
+async def test_a_channel_given_to_the_gateway_is_left_open(fake_chat: FakeChat) -> None:
+    """start_gateway(chat_channel=...) uses that channel and does not close it on stop."""
+    from gateway.conftest import base_config
+    from gateway_ws.server import start_gateway
+
+    channel = grpc.aio.insecure_channel(fake_chat.target)
+    gateway = await start_gateway(base_config(chat_target="unused:1"), chat_channel=channel)
+    fake_chat.add_conversation("c1", "alice")
+    client = await GatewayClient.connect(gateway.url, token("alice"))
+    assert (await _send(client, "c1", "via the given channel")).send_message.message.seq == 1
+    await gateway.stop()
+    await channel.channel_ready()
+    await channel.close(None)
+
+
+async def test_frames_are_counted_by_type_and_outcome(gateway: Gateway) -> None:
+    """chatmesh_ws_frames_total{frame,outcome} counts each frame."""
+    from chatmesh_common.metrics import WS_FRAMES
+
+    def count() -> float:
+        return float(WS_FRAMES.labels("ping", "ok")._value.get())
+
+    before = count()
+    client = await GatewayClient.connect(gateway.url, token("alice"))
+    await client.ping()
+    await client.ping()
+    assert count() == before + 2
+    await client.close()
+
+
+def test_the_process_refuses_to_start_without_a_secret() -> None:
+    """`python -m gateway_ws` exits with status 2 when CHATMESH_JWT_SECRET is missing."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CHATMESH_JWT_SECRET"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway_ws"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert "CHATMESH_JWT_SECRET" in done.stderr

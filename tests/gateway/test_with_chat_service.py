@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chatmesh.chat.v1 import types_pb2
@@ -170,7 +171,11 @@ async def test_a_retried_send_returns_the_original_message(edge: Gateway) -> Non
     """Same client_msg_id: same seq and message_id, duplicate=true."""
     alice = await GatewayClient.connect(edge.url, token("alice"), binary=True)
     conversation_id = await _group(alice, "bob")
-    fields = {"conversation_id": conversation_id, "client_msg_id": "k1", "body": "once"}
+    fields: dict[str, Any] = {
+        "conversation_id": conversation_id,
+        "client_msg_id": "k1",
+        "body": "once",
+    }
     first = await alice.call("send_message", **fields)
     again = await alice.call("send_message", **fields)
     assert again.send_message.duplicate
