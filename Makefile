@@ -21,7 +21,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 header = @printf '\n==> %s\n' '$(1)'
 
-.PHONY: help venv install system-deps tools gen lint lint-py lint-proto breaking check-gen \
+.PHONY: help venv install system-deps tools cql-jars gen lint lint-py lint-proto breaking check-gen \
         typecheck pytest test run fmt
 
 help:
@@ -98,7 +98,12 @@ $(GRPCURL):
 	$(call header,tools: grpcurl)
 	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 
-pytest: $(STAMP) system-deps tools
+# The CQL test server's jars (Cassandra from Maven Central), fetched before any test's clock runs.
+cql-jars: $(STAMP)
+	$(call header,cql-jars)
+	$(PY) -m tests.servers.cassandra --resolve
+
+pytest: $(STAMP) system-deps tools cql-jars
 	$(call header,pytest)
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "NOTE: pytest collected no tests (exit 5); treated as success"; rc=0; fi; \
@@ -107,7 +112,7 @@ pytest: $(STAMP) system-deps tools
 # Runs every step even after one fails, so one run shows all problems, then lists the failed
 # steps and exits non-zero.
 TEST_STEPS := lint breaking check-gen typecheck pytest
-test: $(STAMP) system-deps tools
+test: $(STAMP) system-deps tools cql-jars
 	@failed=(); for step in $(TEST_STEPS); do \
 	  $(MAKE) --no-print-directory -k $$step || failed+=("$$step"); \
 	done; \

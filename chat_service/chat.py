@@ -20,6 +20,7 @@ from chatmesh_common.ids import new_id
 
 from . import convert
 from .fanout import Fanout
+from .relay import Relay
 from .store.base import (
     AppendResult,
     ChatStore,
@@ -100,15 +101,26 @@ class Chat:
         fanout: Fanout,
         limits: Limits | None = None,
         clock: Clock | None = None,
+        relay: Relay | None = None,
     ) -> None:
         self._store = store
         self._fanout = fanout
         self._limits = limits or Limits()
         self._clock = clock or SystemClock()
+        self._relay = relay
 
     @property
     def store(self) -> ChatStore:
         return self._store
+
+    @property
+    def fanout(self) -> Fanout:
+        return self._fanout
+
+    def _written(self, conversation_id: str) -> None:
+        """A seq'd event was committed: the relay takes it to the durable event stream."""
+        if self._relay is not None:
+            self._relay.kick(conversation_id)
 
     # Access checks
 
@@ -302,6 +314,8 @@ class Chat:
         events = await self._store.change_members(
             conversation.conversation_id, actor_id, changes, self._clock.now()
         )
+        if events:
+            self._written(conversation.conversation_id)
         for record in events:
             # The member concerned hears of it too, also after leaving or being removed.
             await self._fanout.publish(
@@ -463,6 +477,7 @@ class Chat:
             )
         )
         if not result.duplicate:
+            self._written(conversation_id)
             record = EventRecord(
                 conversation_id=conversation_id,
                 seq=result.message.seq,
@@ -496,6 +511,7 @@ class Chat:
         record = await self._store.edit_message(
             conversation_id, seq, user_id, body, self._clock.now()
         )
+        self._written(conversation_id)
         await self._fanout.publish(conversation, convert.event(record))
         return record
 
@@ -513,6 +529,7 @@ class Chat:
         if conversation.archived:
             raise _precondition(f"conversation {conversation_id} is archived")
         record = await self._store.delete_message(conversation_id, seq, user_id, self._clock.now())
+        self._written(conversation_id)
         await self._fanout.publish(conversation, convert.event(record))
         return record
 
@@ -568,6 +585,8 @@ class Chat:
                 if uid == member.user_id or not await self._store.is_blocked(member.user_id, uid)
             ]
         await self._fanout.publish_to_users(event, recipients)
+        if self._relay is not None:
+            self._relay.publish_signal(event)
 
     # Blocks
 

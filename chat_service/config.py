@@ -3,11 +3,67 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from chatmesh_common.nats_config import NatsSettings
+
+from .store.scylla_settings import ScyllaSettings, ScyllaSettingsError
 
 
 class ConfigError(ValueError):
     """A required setting is missing or malformed: the service refuses to start."""
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _list(env: dict[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _nats_settings(env: dict[str, str]) -> NatsSettings:
+    urls = _list(env, "CHATMESH_NATS_URLS")
+    if not urls:
+        raise ConfigError(
+            "CHATMESH_NATS_URLS is required with CHATMESH_BUS=nats"
+            " (comma-separated, e.g. nats://n1:4222,nats://n2:4222)"
+        )
+    d = NatsSettings()
+    settings = NatsSettings(
+        urls=urls,
+        creds_file=env.get("CHATMESH_NATS_CREDS", ""),
+        token=env.get("CHATMESH_NATS_TOKEN", ""),
+        user=env.get("CHATMESH_NATS_USER", ""),
+        password=env.get("CHATMESH_NATS_PASSWORD", ""),
+        tls_ca=env.get("CHATMESH_NATS_TLS_CA", ""),
+        tls_cert=env.get("CHATMESH_NATS_TLS_CERT", ""),
+        tls_key=env.get("CHATMESH_NATS_TLS_KEY", ""),
+        stream=env.get("CHATMESH_NATS_STREAM", "") or d.stream,
+        stream_replicas=_int(env, "CHATMESH_NATS_STREAM_REPLICAS", d.stream_replicas),
+        stream_max_age_s=_float(env, "CHATMESH_NATS_STREAM_MAX_AGE_S", d.stream_max_age_s),
+        stream_max_bytes=_int(env, "CHATMESH_NATS_STREAM_MAX_BYTES", d.stream_max_bytes),
+        stream_max_msgs=_int(env, "CHATMESH_NATS_STREAM_MAX_MSGS", d.stream_max_msgs),
+        duplicate_window_s=_float(env, "CHATMESH_NATS_DUPLICATE_WINDOW_S", d.duplicate_window_s),
+        consumers=_list(env, "CHATMESH_NATS_CONSUMERS"),
+        publish_timeout_s=_float(env, "CHATMESH_NATS_PUBLISH_TIMEOUT_S", d.publish_timeout_s),
+        connect_wait_s=_float(env, "CHATMESH_NATS_CONNECT_WAIT_S", d.connect_wait_s),
+    )
+    if settings.user and not settings.password:
+        raise ConfigError("CHATMESH_NATS_USER needs CHATMESH_NATS_PASSWORD")
+    if settings.tls_key and not settings.tls_cert:
+        raise ConfigError("CHATMESH_NATS_TLS_KEY needs CHATMESH_NATS_TLS_CERT")
+    if not 1 <= settings.stream_replicas <= 5:
+        raise ConfigError("CHATMESH_NATS_STREAM_REPLICAS must be 1 to 5")
+    if settings.duplicate_window_s <= 0:
+        raise ConfigError("CHATMESH_NATS_DUPLICATE_WINDOW_S must be positive")
+    return settings
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
@@ -26,6 +82,8 @@ class ChatConfig:
     data_dir: str = "./chatmesh-data"
     grpc_bind: str = "127.0.0.1:50051"
     store: str = "sqlite"
+    # Set when store == "scylla".
+    scylla: ScyllaSettings | None = None
     metrics_host: str = "127.0.0.1"
     # -1 disables the metrics endpoint (tests, or when the dev runner serves one for all).
     metrics_port: int = -1
@@ -34,6 +92,13 @@ class ChatConfig:
     default_page: int = 50
     max_page: int = 200
     shutdown_grace_s: float = 5.0
+    # "inprocess" (one process, the default) or "nats" (a cluster; `nats` says how).
+    bus: str = "inprocess"
+    nats: NatsSettings = field(default_factory=NatsSettings)
+    # Conversations with more members than this fan out on read (one publish per conversation).
+    fanout_read_threshold: int = 500
+    # How often the relay re-publishes events still pending in the outbox.
+    relay_sweep_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ChatConfig:
@@ -42,13 +107,33 @@ class ChatConfig:
         if not secret:
             raise ConfigError("CHATMESH_JWT_SECRET is required (the HS256 token secret)")
         store = env.get("CHATMESH_STORE", "sqlite")
-        if store not in ("sqlite",):
-            raise ConfigError(f"CHATMESH_STORE must be 'sqlite', got {store!r}")
+        if store not in ("sqlite", "scylla"):
+            raise ConfigError(f"CHATMESH_STORE must be 'sqlite' or 'scylla', got {store!r}")
+        scylla = None
+        if store == "scylla":
+            try:
+                scylla = ScyllaSettings.from_env(env)
+            except ScyllaSettingsError as exc:
+                raise ConfigError(str(exc)) from exc
+        bus = env.get("CHATMESH_BUS", "") or "inprocess"
+        if bus not in ("inprocess", "nats"):
+            raise ConfigError(f"CHATMESH_BUS must be 'inprocess' or 'nats', got {bus!r}")
+        threshold = _int(env, "CHATMESH_FANOUT_READ_THRESHOLD", cls.fanout_read_threshold)
+        if threshold < 0:
+            raise ConfigError("CHATMESH_FANOUT_READ_THRESHOLD must be 0 or more")
+        relay_sweep_s = _float(env, "CHATMESH_RELAY_SWEEP_S", cls.relay_sweep_s)
+        if relay_sweep_s <= 0:
+            raise ConfigError("CHATMESH_RELAY_SWEEP_S must be positive")
         return cls(
+            bus=bus,
+            nats=_nats_settings(env) if bus == "nats" else NatsSettings(),
+            fanout_read_threshold=threshold,
+            relay_sweep_s=relay_sweep_s,
             jwt_secret=secret,
             data_dir=env.get("CHATMESH_DATA_DIR", cls.data_dir),
             grpc_bind=env.get("CHATMESH_GRPC_BIND", cls.grpc_bind),
             store=store,
+            scylla=scylla,
             metrics_host=env.get("CHATMESH_METRICS_HOST", cls.metrics_host),
             metrics_port=_int(env, "CHATMESH_METRICS_PORT", 9101),
             max_body_bytes=_int(env, "CHATMESH_MAX_BODY_BYTES", cls.max_body_bytes),

@@ -86,4 +86,5 @@ def event(record: EventRecord) -> events_pb2.ConversationEvent:
         change.change = _MEMBERSHIP_CHANGES[record.kind]
         change.user_id = record.member_user_id
         change.role = int(record.member_role) if record.member_role else 0  # type: ignore[assignment]
+        change.member_count = record.member_count
     return out

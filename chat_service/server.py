@@ -13,9 +13,11 @@ from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.bus import Bus, InProcessBus
 from chatmesh_common.grpc_server import GrpcServer, Registration, start_grpc_server
 
+from .access import ACCESS_SERVICE_NAME, access_registration
 from .chat import Chat, Limits
 from .config import ChatConfig
 from .fanout import Fanout
+from .relay import Relay
 from .servicer import ChatServicer, EventServicer
 from .store.base import ChatStore
 from .store.sqlite import SqliteChatStore
@@ -25,17 +27,48 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    ACCESS_SERVICE_NAME,
 )
 
 
 def build_store(config: ChatConfig) -> ChatStore:
+    if config.store == "scylla":
+        if config.scylla is None:
+            raise ValueError("store 'scylla' needs its settings")
+        return config.scylla.build_store()
     if config.store == "sqlite":
         return SqliteChatStore(Path(config.data_dir) / "chat.sqlite3")
     raise ValueError(f"unknown store {config.store!r}")
 
 
-def build_registrations(config: ChatConfig, store: ChatStore, bus: Bus) -> list[Registration]:
-    """The servicers of chat_service, for a server of its own or one shared with others."""
+async def build_bus(config: ChatConfig) -> Bus:
+    """The bus named by the config; for NATS, connected and with its stream and consumers."""
+    if config.bus == "inprocess":
+        return InProcessBus()
+    if config.bus == "nats":
+        from chatmesh_common.nats_bus import NatsBus
+
+        bus = await NatsBus.connect(config.nats)
+        try:
+            await bus.ensure_stream()
+            await bus.ensure_consumers()
+        except BaseException:
+            await bus.close()
+            raise
+        return bus
+    raise ValueError(f"unknown bus {config.bus!r}")
+
+
+@dataclass
+class ChatComponents:
+    """chat_service's pieces for a server of its own or one shared with other services."""
+
+    registrations: list[Registration]
+    chat: Chat
+    relay: Relay
+
+
+def build_components(config: ChatConfig, store: ChatStore, bus: Bus) -> ChatComponents:
     verifier = TokenVerifier(config.jwt_secret)
     limits = Limits(
         max_body_bytes=config.max_body_bytes,
@@ -43,14 +76,18 @@ def build_registrations(config: ChatConfig, store: ChatStore, bus: Bus) -> list[
         default_page=config.default_page,
         max_page=config.max_page,
     )
-    chat = Chat(store, Fanout(bus, store), limits)
-    return [
+    fanout = Fanout(bus, store, config.fanout_read_threshold)
+    relay = Relay(store, bus, fanout, sweep_interval_s=config.relay_sweep_s)
+    chat = Chat(store, fanout, limits, relay=relay)
+    registrations: list[Registration] = [
         (chat_service_pb2_grpc.add_ChatServiceServicer_to_server, ChatServicer(chat, verifier)),
         (
             event_service_pb2_grpc.add_EventServiceServicer_to_server,
             EventServicer(chat, bus, verifier),
         ),
+        access_registration(chat, verifier),
     ]
+    return ChatComponents(registrations, chat, relay)
 
 
 @dataclass
@@ -58,6 +95,7 @@ class ChatServer:
     grpc: GrpcServer
     store: ChatStore
     bus: Bus
+    relay: Relay
     grace_s: float
 
     @property
@@ -66,6 +104,7 @@ class ChatServer:
 
     async def stop(self) -> None:
         await self.grpc.stop(self.grace_s)
+        await self.relay.stop()
         await self.bus.close()
         await self.store.close()
 
@@ -73,8 +112,13 @@ class ChatServer:
 async def start_chat_server(config: ChatConfig, bus: Bus | None = None) -> ChatServer:
     store = build_store(config)
     await store.open()
-    bus = bus or InProcessBus()
-    server = await start_grpc_server(
-        config.grpc_bind, build_registrations(config, store, bus), SERVICE_NAMES
-    )
-    return ChatServer(server, store, bus, config.shutdown_grace_s)
+    try:
+        bus = bus or await build_bus(config)
+    except BaseException:
+        await store.close()
+        raise
+    components = build_components(config, store, bus)
+    # The relay starts first: its first sweep publishes whatever an earlier process left.
+    await components.relay.start()
+    server = await start_grpc_server(config.grpc_bind, components.registrations, SERVICE_NAMES)
+    return ChatServer(server, store, bus, components.relay, config.shutdown_grace_s)

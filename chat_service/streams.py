@@ -4,11 +4,19 @@ The stream subscribes to the bus before it reads the store, so an event is eithe
 or arrives live (or both; duplicates are dropped by seq). Live events of a conversation must follow
 each other seq by seq: when one is missing (fanout reordered or lost it), the stream reads the gap
 from the store before going on. So fanout is never the source of truth; the log is.
+
+A conversation above the fan-out-on-read threshold is followed through its own subject; the
+stream subscribes it at start and whenever a membership event shows the member count crossing
+the threshold upward (then reads the log for what was published meanwhile), and drops it when
+the count falls back. When the bus reconnects (NATS restarted, a network cut), live events may
+have been lost with no later event to reveal the gap, so the stream re-reads the log of every
+conversation of the user after the last seq it sent (or after its start).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections.abc import AsyncIterator, Sequence
 
@@ -19,8 +27,7 @@ from chatmesh_common.bus import Bus, Subscription
 
 from . import convert
 from .chat import MAX_SEQ, Chat
-from .fanout import conversation_subject, fans_out_on_read, user_subject
-from .store.base import Kind
+from .fanout import conversation_subject, user_subject
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +38,47 @@ class StreamOverflow(Exception):
     """The consumer fell too far behind; it must resume from its last seqs."""
 
 
+class _Signal(enum.Enum):
+    OVERFLOW = 1
+    RESYNC = 2
+
+
 class EventStream:
     def __init__(self, chat: Chat, bus: Bus, user_id: str, max_queued: int = 10_000) -> None:
         self._chat = chat
         self._bus = bus
         self._user_id = user_id
-        self._queue: asyncio.Queue[events_pb2.ConversationEvent | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[events_pb2.ConversationEvent | _Signal] = asyncio.Queue()
         self._max_queued = max_queued
         self._overflowed = False
+        self._resync_queued = False
         self._subscriptions: dict[str, Subscription] = {}
         # The highest seq sent per conversation: drops duplicates, detects gaps.
         self._last: dict[str, int] = {}
+        # Each conversation's last seq when the stream started: where a resync reads from when
+        # nothing of that conversation has been sent yet.
+        self._since: dict[str, int] = {}
         # Conversations the user left or was removed from, with that event's seq: anything of
         # them still queued behind it is dropped, until the user is added again.
         self._gone: dict[str, int] = {}
+        self._remove_reconnect_callback = bus.on_reconnect(self._on_reconnect)
 
     def _on_payload(self, _subject: str, payload: bytes) -> None:
         if self._overflowed:
             return
         if self._queue.qsize() >= self._max_queued:
             self._overflowed = True
-            self._queue.put_nowait(None)
+            self._queue.put_nowait(_Signal.OVERFLOW)
             return
         self._queue.put_nowait(events_pb2.ConversationEvent.FromString(payload))
+
+    def _on_reconnect(self) -> None:
+        if not self._resync_queued and not self._overflowed:
+            self._resync_queued = True
+            self._queue.put_nowait(_Signal.RESYNC)
+
+    def _on_read(self, member_count: int) -> bool:
+        return self._chat.fanout.fans_out_on_read(member_count)
 
     async def _subscribe(self, subject: str) -> None:
         if subject not in self._subscriptions:
@@ -65,6 +90,7 @@ class EventStream:
             await subscription.unsubscribe()
 
     async def close(self) -> None:
+        self._remove_reconnect_callback()
         for subject in list(self._subscriptions):
             await self._unsubscribe(subject)
 
@@ -75,7 +101,10 @@ class EventStream:
         await self._subscribe(user_subject(self._user_id))
         for membership in await store.user_conversations(self._user_id):
             conversation = await store.get_conversation(membership.conversation_id)
-            if conversation is not None and fans_out_on_read(conversation.kind):
+            if conversation is None:
+                continue
+            self._since[conversation.conversation_id] = conversation.last_seq
+            if self._on_read(conversation.member_count):
                 await self._subscribe(conversation_subject(conversation.conversation_id))
 
         revoked: list[str] = []
@@ -94,12 +123,43 @@ class EventStream:
 
         while True:
             live = await self._queue.get()
-            if live is None:
+            if live is _Signal.OVERFLOW:
                 raise StreamOverflow(
                     f"more than {self._max_queued} events waiting; resume from the last seqs"
                 )
+            if live is _Signal.RESYNC:
+                self._resync_queued = False
+                async for item in self._resync():
+                    yield item
+                continue
+            assert isinstance(live, events_pb2.ConversationEvent)
             async for item in self._deliver(live):
                 yield item
+
+    async def _resync(self) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
+        """After a bus reconnect: the log of each conversation after what was sent."""
+        store = self._chat.store
+        memberships = {m.conversation_id: m for m in await store.user_conversations(self._user_id)}
+        for cid in [*memberships, *(c for c in self._last if c not in memberships)]:
+            after = self._last.get(cid, self._since.get(cid))
+            if after is None:
+                # Joined while the bus was away: from the seq of joining (the member row starts
+                # its markers there), so the join itself is delivered.
+                membership = memberships[cid]
+                after = max(min(membership.last_read_seq, membership.last_delivered_seq) - 1, 0)
+            while True:
+                page = await store.events_after(cid, after, REPLAY_PAGE)
+                for record in page:
+                    after = record.seq
+                    async for item in self._deliver(convert.event(record)):
+                        yield item
+                if len(page) < REPLAY_PAGE:
+                    break
+            conversation = await store.get_conversation(cid)
+            if cid in memberships and conversation is not None:
+                if self._on_read(conversation.member_count):
+                    async for item in self._follow_channel(cid, after):
+                        yield item
 
     async def _read_log(
         self, conversation_id: str, after_seq: int, up_to: int
@@ -132,7 +192,8 @@ class EventStream:
             yield event_service_pb2.SubscribeEventsResponse(event=event)
             if event.HasField("conversation_created"):
                 created = event.conversation_created.conversation
-                if fans_out_on_read(Kind(created.kind)):
+                self._since.setdefault(cid, 0)
+                if self._on_read(created.member_count):
                     async for item in self._follow_channel(cid, 0):
                         yield item
             return
@@ -144,17 +205,29 @@ class EventStream:
                 yield item
         self._last[cid] = event.seq
         yield event_service_pb2.SubscribeEventsResponse(event=event)
+        if not event.HasField("membership_changed"):
+            return
         if self._is_own_membership(
             event, events_pb2.MEMBERSHIP_CHANGE_REMOVED
         ) or self._is_own_membership(event, events_pb2.MEMBERSHIP_CHANGE_LEFT):
             self._gone[cid] = event.seq
             self._last.pop(cid, None)
             await self._unsubscribe(conversation_subject(cid))
-        elif self._is_own_membership(event, events_pb2.MEMBERSHIP_CHANGE_ADDED):
+            return
+        # Any other membership change may cross the fan-out-on-read threshold either way.
+        count = event.membership_changed.member_count
+        if not count:
             conversation = await self._chat.store.get_conversation(cid)
-            if conversation is not None and fans_out_on_read(conversation.kind):
+            count = conversation.member_count if conversation is not None else 0
+        subject = conversation_subject(cid)
+        if self._on_read(count):
+            if subject not in self._subscriptions:
                 async for item in self._follow_channel(cid, event.seq):
                     yield item
+        elif subject in self._subscriptions:
+            # Back to fan-out on write: events now come on the user's own subject. Anything
+            # in between that is lost shows up as a gap and is read from the store.
+            await self._unsubscribe(subject)
 
     def _is_own_membership(self, event: events_pb2.ConversationEvent, change: int) -> bool:
         return (
@@ -166,7 +239,8 @@ class EventStream:
     async def _follow_channel(
         self, conversation_id: str, after_seq: int
     ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
-        """Subscribes to a channel joined just now, then reads what was posted before that."""
+        """Subscribes to a conversation's subject (joined just now, or it grew past the
+        threshold), then reads what was published before the subscription took effect."""
         await self._subscribe(conversation_subject(conversation_id))
         self._last.setdefault(conversation_id, after_seq)
         async for item in self._read_log(conversation_id, self._last[conversation_id], 0):

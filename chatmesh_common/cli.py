@@ -1,7 +1,7 @@
 """The `chatmesh` command: run the whole system, run one service, or mint a token.
 
 chatmesh dev [--data-dir D] [--grpc HOST:PORT] [--ws HOST:PORT] [--metrics HOST:PORT]
-chatmesh serve chat|gateway          (settings from the environment)
+chatmesh serve chat|presence|gateway (settings from the environment)
 chatmesh token USER [--device D] [--ttl S]
 """
 
@@ -65,12 +65,18 @@ async def _dev(args: argparse.Namespace) -> None:
     import grpc
 
     from chat_service.config import ChatConfig
-    from chat_service.server import SERVICE_NAMES, build_registrations, build_store
+    from chat_service.server import SERVICE_NAMES, build_components, build_store
     from chatmesh_common.bus import InProcessBus
     from chatmesh_common.grpc_server import start_grpc_server
     from chatmesh_common.metrics import serve_metrics
     from gateway_ws.config import GatewayConfig
     from gateway_ws.server import start_gateway
+    from presence_service.access import GrpcAccessClient
+    from presence_service.backends.memory import MemoryPresenceBackend
+    from presence_service.config import PresenceConfig
+    from presence_service.server import SERVICE_NAMES as PRESENCE_NAMES
+    from presence_service.server import build_presence
+    from presence_service.server import build_registrations as presence_registrations
 
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -84,11 +90,22 @@ async def _dev(args: argparse.Namespace) -> None:
     )
     store = build_store(chat_config)
     await store.open()
+    # Embedded: the in-process bus, whatever CHATMESH_BUS says (no NATS to run).
     bus = InProcessBus()
+    components = build_components(chat_config, store, bus)
+    await components.relay.start()
+    # Presence shares the one gRPC port; it asks chat_service (AccessService) on that same port.
+    presence_config = PresenceConfig(jwt_secret=secret, grpc_bind=chat_config.grpc_bind)
+    access = GrpcAccessClient()
+    presence = build_presence(presence_config, MemoryPresenceBackend(), bus, access)
     grpc_server = await start_grpc_server(
-        chat_config.grpc_bind, build_registrations(chat_config, store, bus), SERVICE_NAMES
+        chat_config.grpc_bind,
+        [*components.registrations, *presence_registrations(presence_config, presence)],
+        [*SERVICE_NAMES, *PRESENCE_NAMES],
     )
     channel = grpc.aio.insecure_channel(f"{grpc_host}:{grpc_server.port}")
+    access.set_channel(channel)
+    presence.start()
     gateway_config = GatewayConfig(
         jwt_secret=secret,
         host=ws_host,
@@ -112,8 +129,11 @@ async def _dev(args: argparse.Namespace) -> None:
 
     async def stop() -> None:
         await gateway.stop()
+        # Watch streams never end by themselves: end them before the drain waits on them.
+        await presence.stop()
         await grpc_server.stop(chat_config.shutdown_grace_s)
         await channel.close(None)
+        await components.relay.stop()
         await bus.close()
         await store.close()
 
@@ -135,6 +155,19 @@ async def _serve(args: argparse.Namespace) -> None:
         serve_metrics(config.metrics_host, config.metrics_port)
         print(f"chat_service gRPC on port {server.port}", flush=True)
         await _run_until_signalled(server.stop)
+    elif args.service == "presence":
+        from presence_service.config import ConfigError as PresenceConfigError
+        from presence_service.config import PresenceConfig
+        from presence_service.server import start_presence_server
+
+        try:
+            presence_config = PresenceConfig.from_env()
+        except PresenceConfigError as exc:
+            raise SystemExit(f"presence_service: {exc}") from exc
+        presence_server = await start_presence_server(presence_config)
+        serve_metrics(presence_config.metrics_host, presence_config.metrics_port)
+        print(f"presence_service gRPC on port {presence_server.port}", flush=True)
+        await _run_until_signalled(presence_server.stop)
     elif args.service == "gateway":
         from gateway_ws.config import GatewayConfig
         from gateway_ws.server import start_gateway
@@ -148,6 +181,26 @@ async def _serve(args: argparse.Namespace) -> None:
         await _run_until_signalled(gateway.stop)
     else:
         raise SystemExit(f"unknown service {args.service!r}")
+
+
+async def _migrate() -> None:
+    """Applies the store's schema migrations; safe to run twice or from two processes at once."""
+    from chat_service.config import ChatConfig, ConfigError
+    from chat_service.server import build_store
+
+    try:
+        config = ChatConfig.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"migrate: {exc}") from exc
+    if config.scylla is not None:
+        store = config.scylla.build_store(migrate_on_open=True)
+        where = f"keyspace {config.scylla.keyspace}"
+    else:
+        store = build_store(config)  # SQLite creates and upgrades its schema when opened
+        where = f"{config.data_dir}"
+    await store.open()
+    await store.close()
+    print(f"schema of the {config.store} store is up to date ({where})", flush=True)
 
 
 def _token(args: argparse.Namespace) -> None:
@@ -166,7 +219,11 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--metrics", default=os.environ.get("CHATMESH_METRICS_BIND", "127.0.0.1:9100"))
 
     serve = commands.add_parser("serve", help="run one service, configured from the environment")
-    serve.add_argument("service", choices=["chat", "gateway"])
+    serve.add_argument("service", choices=["chat", "presence", "gateway"])
+
+    commands.add_parser(
+        "migrate", help="apply the store's schema migrations (settings from the environment)"
+    )
 
     token = commands.add_parser("token", help="print a token signed with the configured secret")
     token.add_argument("user")
@@ -196,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _token(args)
     elif args.command == "dev":
         _run(lambda: _dev(args))
+    elif args.command == "migrate":
+        _run(_migrate)
     elif args.command == "serve":
         _run(lambda: _serve(args))
     sys.exit(0)

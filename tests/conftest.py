@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from servers.binaries import require_binary
+from servers.binaries import in_ci, require_binary
+from servers.cassandra import CassandraServer, CassandraUnavailable
 from servers.nats import NatsServer
 from servers.redis import RedisServer
 
@@ -29,3 +30,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(require_binary("redis-server", "redis"), tmp_path_factory.mktemp("redis"))
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def cassandra_server() -> Iterator[CassandraServer]:
+    """One Cassandra node (standing in for ScyllaDB) for the session: skips locally, fails in CI
+    when java/mvn or the jars are missing; a server that fails to start always fails."""
+    server = CassandraServer()
+    try:
+        server.start()
+    except CassandraUnavailable as e:
+        if in_ci():
+            pytest.fail(str(e), pytrace=False)
+        pytest.skip(str(e))
+    try:
+        yield server
+    finally:
+        server.stop()

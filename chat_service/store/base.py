@@ -115,6 +115,23 @@ class EventRecord:
     message: MessageRecord | None = None
     member_user_id: str = ""
     member_role: Role | None = None
+    # Membership events as returned by change_members: the member count right after this change
+    # (fanout and streams use it to notice a conversation crossing the fan-out-on-read
+    # threshold). 0 when unknown, e.g. in events_after replays.
+    member_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """Events of one conversation written but not yet confirmed in the durable event stream.
+
+    Every seq in from_seq..up_to_seq (inclusive) may be missing from JetStream; the relay
+    re-reads them from the log with events_after and publishes them again.
+    """
+
+    conversation_id: str
+    from_seq: int
+    up_to_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +256,31 @@ class ChatStore(Protocol):
         self, conversation_id: str, after_seq: int, limit: int
     ) -> list[EventRecord]:
         """The log after a seq, oldest first."""
+        ...
+
+    # The outbox: the log's own record of what still has to reach the durable event stream
+    async def pending_outbox(self, limit: int) -> list[OutboxEntry]:
+        """Up to `limit` conversations with events not yet relayed, any order.
+
+        Contract: every write that takes a seq (append_message, edit_message, delete_message,
+        change_members) records its seq in the outbox *in the same transaction*: a new entry
+        starts with from_seq = up_to_seq = seq; an existing one keeps its from_seq and moves
+        up_to_seq to seq. So an acknowledged event is never missing from the outbox until
+        clear_outbox confirms it.
+        """
+        ...
+
+    async def outbox_entry(self, conversation_id: str) -> OutboxEntry | None:
+        """The pending entry of one conversation, if any (the relay's fast path)."""
+        ...
+
+    async def clear_outbox(self, relayed: Sequence[tuple[str, int]]) -> None:
+        """Marks events up to each (conversation_id, up_to_seq) as relayed, in one write.
+
+        An entry whose up_to_seq is still that value is deleted; one that moved on (newer
+        events were written meanwhile) keeps its up_to_seq and gets from_seq = up_to_seq + 1
+        (never lowered). Entries that are gone are ignored.
+        """
         ...
 
     # Receipts and unread

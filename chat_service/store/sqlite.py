@@ -40,6 +40,7 @@ from .base import (
     NewMessage,
     NotFoundError,
     NotMemberError,
+    OutboxEntry,
     Role,
 )
 
@@ -102,6 +103,11 @@ CREATE TABLE IF NOT EXISTS events (
   member_user_id TEXT NOT NULL DEFAULT '',
   member_role INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+  conversation_id TEXT PRIMARY KEY,
+  from_seq INTEGER NOT NULL,
+  up_to_seq INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks (
   user_id TEXT NOT NULL,
@@ -232,7 +238,11 @@ class _GroupCommitWriter:
                     stopping = True
                     break
                 batch.append(job)
-            self._commit(conn, batch)
+            # A caller that was cancelled while its job waited gets nothing run; once running,
+            # a job can no longer be cancelled, so setting its result below cannot fail.
+            batch = [job for job in batch if job[2].set_running_or_notify_cancel()]
+            if batch:
+                self._commit(conn, batch)
         conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
@@ -458,7 +468,7 @@ class SqliteChatStore:
                     delta = 0
                 else:
                     raise ValueError(f"not a membership change: {change.kind!r}")
-                seq = self._next_seq(conn, conversation_id, at, delta)
+                seq, member_count = self._take_seq(conn, conversation_id, at, delta)
                 conn.execute(
                     "INSERT INTO events (conversation_id, seq, kind, actor_id, occurred_at,"
                     " member_user_id, member_role) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -488,6 +498,7 @@ class SqliteChatStore:
                         occurred_at=at,
                         member_user_id=change.user_id,
                         member_role=role,
+                        member_count=member_count,
                     )
                 )
             return events
@@ -507,15 +518,35 @@ class SqliteChatStore:
     # Messages and the log
 
     @staticmethod
-    def _next_seq(conn: sqlite3.Connection, conversation_id: str, at: float, delta: int = 0) -> int:
+    def _take_seq(
+        conn: sqlite3.Connection, conversation_id: str, at: float, delta: int = 0
+    ) -> tuple[int, int]:
+        """The next seq and the member count after `delta`; records the seq in the outbox.
+
+        The outbox row is written in the same transaction as the event, so the relay learns
+        of every committed event even if this process dies before publishing it.
+        """
         row = conn.execute(
             "UPDATE conversations SET last_seq = last_seq + 1, updated_at = ?,"
-            " member_count = member_count + ? WHERE conversation_id = ? RETURNING last_seq",
+            " member_count = member_count + ? WHERE conversation_id = ?"
+            " RETURNING last_seq, member_count",
             (at, delta, conversation_id),
         ).fetchone()
         if row is None:
             raise NotFoundError(f"conversation {conversation_id} not found")
-        return int(row[0])
+        seq = int(row[0])
+        conn.execute(
+            "INSERT INTO outbox (conversation_id, from_seq, up_to_seq) VALUES (?, ?, ?)"
+            " ON CONFLICT (conversation_id) DO UPDATE SET up_to_seq = excluded.up_to_seq",
+            (conversation_id, seq, seq),
+        )
+        return seq, int(row[1])
+
+    @classmethod
+    def _next_seq(
+        cls, conn: sqlite3.Connection, conversation_id: str, at: float, delta: int = 0
+    ) -> int:
+        return cls._take_seq(conn, conversation_id, at, delta)[0]
 
     @staticmethod
     def _require_member(conn: sqlite3.Connection, conversation_id: str, user_id: str) -> None:
@@ -716,6 +747,38 @@ class SqliteChatStore:
                 )
             )
         return events
+
+    # The outbox
+
+    async def pending_outbox(self, limit: int) -> list[OutboxEntry]:
+        rows = self._r.execute(
+            "SELECT conversation_id, from_seq, up_to_seq FROM outbox LIMIT ?", (limit,)
+        ).fetchall()
+        return [OutboxEntry(r[0], r[1], r[2]) for r in rows]
+
+    async def outbox_entry(self, conversation_id: str) -> OutboxEntry | None:
+        row = self._r.execute(
+            "SELECT conversation_id, from_seq, up_to_seq FROM outbox WHERE conversation_id = ?",
+            (conversation_id,),
+        ).fetchone()
+        return OutboxEntry(row[0], row[1], row[2]) if row else None
+
+    async def clear_outbox(self, relayed: Sequence[tuple[str, int]]) -> None:
+        if not relayed:
+            return
+
+        def job(conn: sqlite3.Connection) -> None:
+            for conversation_id, up_to_seq in relayed:
+                conn.execute(
+                    "DELETE FROM outbox WHERE conversation_id = ? AND up_to_seq <= ?",
+                    (conversation_id, up_to_seq),
+                )
+                conn.execute(
+                    "UPDATE outbox SET from_seq = MAX(from_seq, ? + 1) WHERE conversation_id = ?",
+                    (up_to_seq, conversation_id),
+                )
+
+        await self._writer.submit("clear_outbox", job)
 
     # Receipts and unread
 

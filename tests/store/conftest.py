@@ -7,10 +7,12 @@ with a `CqlBackend` (one keyspace per test) next to `SqliteBackend`, and the sui
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from servers.cassandra import CassandraServer
 
 from chat_service.store.base import ChatStore
 from chat_service.store.sqlite import SqliteChatStore
@@ -36,9 +38,45 @@ class SqliteBackend:
             await self._open.pop().close()
 
 
+class CqlBackend:
+    """ScyllaChatStore instances on one keyspace of the session's CQL server.
+
+    The keyspace is shared by the session's tests (the contract uses fresh ids in every test),
+    so the schema is created once; each store instance has its own driver connection pool.
+    """
+
+    def __init__(self, server: CassandraServer, keyspace: str) -> None:
+        self.server = server
+        self.keyspace = keyspace
+        self._open: list[ChatStore] = []
+
+    async def open(self) -> ChatStore:
+        from chat_service.store.scylla import ScyllaChatStore
+
+        store = ScyllaChatStore(
+            [self.server.host],
+            port=self.server.port,
+            local_dc=self.server.datacenter,
+            keyspace=self.keyspace,
+            replication={"class": "SimpleStrategy", "replication_factor": 1},
+        )
+        await store.open()
+        self._open.append(store)
+        return store
+
+    async def close_all(self) -> None:
+        while self._open:
+            await self._open.pop().close()
+
+
+@pytest.fixture(scope="session")
+def cql_keyspace() -> str:
+    return f"chat_test_{uuid.uuid4().hex[:12]}"
+
+
 STORE_BACKENDS = [
     "sqlite",
-    # pytest.param("cql", marks=pytest.mark.cql),  # the cluster store, once it exists
+    pytest.param("cql", marks=pytest.mark.cql),
 ]
 
 
@@ -50,6 +88,11 @@ async def store_backend(
     backend: StoreBackend
     if request.param == "sqlite":
         backend = SqliteBackend(tmp_path / "chat.sqlite3")
+    elif request.param == "cql":
+        backend = CqlBackend(
+            request.getfixturevalue("cassandra_server"),
+            request.getfixturevalue("cql_keyspace"),
+        )
     else:
         raise pytest.UsageError(f"no store backend {request.param!r}")
     try:

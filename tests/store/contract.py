@@ -30,6 +30,7 @@ from chat_service.store.base import (
     MessageRecord,
     NewConversation,
     NewMessage,
+    NotMemberError,
     Role,
     StoreError,
 )
@@ -306,6 +307,33 @@ class ChatStoreContract:
         """An append to a conversation that does not exist raises a StoreError."""
         with pytest.raises(StoreError):
             await store.append_message(new_message(new_id(), user("alice")))
+
+    async def test_append_by_non_member_is_refused(self, store: ChatStore) -> None:
+        """An append by a user who is not a member raises NotMemberError and writes nothing."""
+        alice, bob = user("alice"), user("bob")
+        cid = (await group_with(store, alice, [bob])).conversation_id
+        await store.change_members(
+            cid, alice, [MembershipChange(bob, EventKind.MEMBER_REMOVED)], time.time()
+        )
+        for sender in (bob, user("mallory")):
+            with pytest.raises(NotMemberError):
+                await store.append_message(new_message(cid, sender))
+        assert [e.seq for e in await log_of(store, cid)] == [1]
+        assert await store.history(cid, 0, 0, 10) == []
+
+    async def test_edit_by_removed_member_is_refused(self, store: ChatStore) -> None:
+        """A sender removed from the conversation can no longer edit its message."""
+        alice, bob = user("alice"), user("bob")
+        cid = (await group_with(store, alice, [bob])).conversation_id
+        await store.append_message(new_message(cid, bob, "bob's"))
+        await store.change_members(
+            cid, alice, [MembershipChange(bob, EventKind.MEMBER_REMOVED)], time.time()
+        )
+        with pytest.raises(NotMemberError):
+            await store.edit_message(cid, 1, bob, "edited after removal", time.time())
+        stored = await store.get_message(cid, 1)
+        assert stored is not None and (stored.body, stored.version) == ("bob's", 1)
+        assert [e.seq for e in await log_of(store, cid)] == [1, 2]
 
     async def test_refused_write_does_not_sink_concurrent_writes(self, store: ChatStore) -> None:
         """Writes racing a refused one all succeed, still gapless."""

@@ -68,14 +68,16 @@ class MessageDeleted(_message.Message):
     def __init__(self, message: _Optional[_Union[_types_pb2.Message, _Mapping]] = ...) -> None: ...
 
 class MembershipChanged(_message.Message):
-    __slots__ = ("change", "user_id", "role")
+    __slots__ = ("change", "user_id", "role", "member_count")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_COUNT_FIELD_NUMBER: _ClassVar[int]
     change: MembershipChange
     user_id: str
     role: _types_pb2.Role
-    def __init__(self, change: _Optional[_Union[MembershipChange, str]] = ..., user_id: _Optional[str] = ..., role: _Optional[_Union[_types_pb2.Role, str]] = ...) -> None: ...
+    member_count: int
+    def __init__(self, change: _Optional[_Union[MembershipChange, str]] = ..., user_id: _Optional[str] = ..., role: _Optional[_Union[_types_pb2.Role, str]] = ..., member_count: _Optional[int] = ...) -> None: ...
 
 class ReceiptMoved(_message.Message):
     __slots__ = ("user_id", "last_read_seq", "last_delivered_seq")

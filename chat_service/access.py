@@ -1,0 +1,117 @@
+"""AccessService: who may see a user's presence and typing, answered from chat's own data.
+
+presence_service owns no membership or block data; it asks here, on a user's behalf (the user's
+token is forwarded), and caches answers for a few seconds. Answers are computed from the store at
+the time of the call (SPEC guarantee 5).
+
+Register it next to ChatService with `access_registration(chat, verifier)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+from chatmesh.chat.v1 import access_service_pb2 as pb
+from chatmesh.chat.v1 import access_service_pb2_grpc
+
+from chatmesh_common.auth import Identity, TokenVerifier
+from chatmesh_common.grpc_server import Context, Registration
+
+from .chat import Chat, ChatError
+from .servicer import authenticate
+
+MAX_SUBJECTS = 1000
+ACCESS_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AccessService"].full_name
+
+
+class Access:
+    """The access rules for presence and typing, over `Chat` and its store."""
+
+    def __init__(self, chat: Chat) -> None:
+        self._chat = chat
+
+    async def visible_subjects(self, viewer: str, subjects: Sequence[str]) -> list[str]:
+        """The subjects whose presence `viewer` may see, in the order given, without repeats.
+
+        A subject is visible to itself, and to a viewer who shares a conversation with it unless
+        the subject has blocked the viewer.
+        """
+        store = self._chat.store
+        wanted = list(dict.fromkeys(subjects))
+        viewer_conversations: set[str] | None = None
+        visible = []
+        for subject in wanted:
+            if subject == viewer:
+                visible.append(subject)
+                continue
+            if viewer_conversations is None:
+                viewer_conversations = {
+                    m.conversation_id for m in await store.user_conversations(viewer)
+                }
+            # Memberships of both sides rather than member lists: a large channel's member list
+            # is never read here.
+            subject_conversations = {
+                m.conversation_id for m in await store.user_conversations(subject)
+            }
+            if viewer_conversations & subject_conversations and not await store.is_blocked(
+                subject, viewer
+            ):
+                visible.append(subject)
+        return visible
+
+    async def typing_audience(self, typer: str, conversation_id: str) -> list[str]:
+        """Members who get `typer`'s typing in the conversation; PERMISSION_DENIED for non-members.
+
+        Excludes the typer, users the typer blocked, and users who blocked the typer.
+        """
+        await self._chat.require_member(conversation_id, typer)
+        store = self._chat.store
+        recipients = []
+        for member in await store.member_ids(conversation_id):
+            if member == typer:
+                continue
+            if await store.is_blocked(typer, member) or await store.is_blocked(member, typer):
+                continue
+            recipients.append(member)
+        return recipients
+
+
+class AccessServicer(access_service_pb2_grpc.AccessServiceServicer):
+    def __init__(self, access: Access, verifier: TokenVerifier) -> None:
+        self.access = access
+        self.verifier = verifier
+
+    async def _identity(self, context: Context) -> Identity:
+        return await authenticate(self.verifier, context)
+
+    async def FilterPresenceAudience(
+        self, request: pb.FilterPresenceAudienceRequest, context: Context
+    ) -> pb.FilterPresenceAudienceResponse:
+        who = await self._identity(context)
+        if len(request.subject_user_ids) > MAX_SUBJECTS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"subject_user_ids must hold at most {MAX_SUBJECTS} ids",
+            )
+        visible = await self.access.visible_subjects(who.user_id, request.subject_user_ids)
+        return pb.FilterPresenceAudienceResponse(visible_user_ids=visible)
+
+    async def CheckTypingAudience(
+        self, request: pb.CheckTypingAudienceRequest, context: Context
+    ) -> pb.CheckTypingAudienceResponse:
+        who = await self._identity(context)
+        try:
+            recipients = await self.access.typing_audience(who.user_id, request.conversation_id)
+        except ChatError as exc:
+            await context.abort(exc.code, exc.message)
+            raise
+        return pb.CheckTypingAudienceResponse(recipient_ids=recipients)
+
+
+def access_registration(chat: Chat, verifier: TokenVerifier) -> Registration:
+    """The AccessService servicer, for chat_service's server (or the shared dev server)."""
+    return (
+        access_service_pb2_grpc.add_AccessServiceServicer_to_server,
+        AccessServicer(Access(chat), verifier),
+    )

@@ -1,0 +1,31 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FilterPresenceAudienceRequest(_message.Message):
+    __slots__ = ("subject_user_ids",)
+    SUBJECT_USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    subject_user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, subject_user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FilterPresenceAudienceResponse(_message.Message):
+    __slots__ = ("visible_user_ids",)
+    VISIBLE_USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    visible_user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, visible_user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CheckTypingAudienceRequest(_message.Message):
+    __slots__ = ("conversation_id",)
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    def __init__(self, conversation_id: _Optional[str] = ...) -> None: ...
+
+class CheckTypingAudienceResponse(_message.Message):
+    __slots__ = ("recipient_ids",)
+    RECIPIENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    recipient_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, recipient_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Presence storage: `base.PresenceBackend` and its in-memory and Redis implementations."""

@@ -1,0 +1,431 @@
+"""The rules of presence and typing: who is online, what each viewer may see, where signals go.
+
+`Presence` sits between the servicer (protos, status codes) and a `PresenceBackend` (state with
+deadlines). It owns:
+
+* connect / heartbeat / disconnect of a socket, and the periodic sweep that turns a user whose
+  devices vanished offline within one TTL plus one sweep interval;
+* the view a viewer gets of a user (`view_of`): invisible users and users the viewer may not see
+  (no shared conversation, or the subject blocked the viewer) look offline with nothing else;
+* change events on the bus (`chatmesh.presence.<user>`) and typing signals to each recipient
+  (`chatmesh.typing.<user>`), filtered again for each watcher when delivered.
+
+Nothing here is durable and nothing touches the message store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from chatmesh_common.auth import Identity
+from chatmesh_common.bus import Bus, Subscription
+from chatmesh_common.clock import Clock, SystemClock
+
+from .access import AccessClient, AccessError, VisibilityCache
+from .backends.base import BackendUnavailable, PresenceBackend, Status, UserRecord
+
+log = logging.getLogger(__name__)
+
+MAX_ID_CHARS = 128
+MAX_USERS_PER_CALL = 500
+MAX_CUSTOM_TEXT_CHARS = 100
+MAX_TYPING_TTL_S = 6.0
+# Events queued for one watch stream before it falls back to a fresh snapshot.
+WATCH_QUEUE = 1024
+SWEEP_BATCH = 1000
+
+# Same subject tokens as chat_service's fanout: plain ids as they are, others hex-encoded behind
+# an "x", so no id can produce '.', '*', '>' or spaces in a subject.
+_PLAIN_TOKEN = re.compile(r"^[A-Za-wyz0-9_-][A-Za-z0-9_-]{0,63}$")
+
+
+def _token(raw: str) -> str:
+    return raw if _PLAIN_TOKEN.match(raw) else "x" + raw.encode().hex()
+
+
+def presence_subject(user_id: str) -> str:
+    return f"chatmesh.presence.{_token(user_id)}"
+
+
+def typing_subject(user_id: str) -> str:
+    return f"chatmesh.typing.{_token(user_id)}"
+
+
+class PresenceError(Exception):
+    """A refused request: a gRPC status code and a message that names the field or rule."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+def _invalid(message: str) -> PresenceError:
+    return PresenceError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def _check_id(field: str, value: str) -> None:
+    if not value:
+        raise _invalid(f"{field} is required")
+    if len(value) > MAX_ID_CHARS:
+        raise _invalid(f"{field} must be at most {MAX_ID_CHARS} characters")
+
+
+def _check_user_ids(user_ids: Sequence[str]) -> list[str]:
+    if len(user_ids) > MAX_USERS_PER_CALL:
+        raise _invalid(f"user_ids must hold at most {MAX_USERS_PER_CALL} ids")
+    for user_id in user_ids:
+        _check_id("user_ids", user_id)
+    return list(dict.fromkeys(user_ids))
+
+
+class State(enum.IntEnum):
+    """What others see; values match chatmesh.presence.v1.PresenceState."""
+
+    ONLINE = 1
+    AWAY = 2
+    OFFLINE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """One user's presence as one viewer may see it."""
+
+    user_id: str
+    state: State
+    last_seen: float | None = None
+    custom_text: str = ""
+    # The chosen status, only in a user's view of themselves.
+    status: Status | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TypingSignal:
+    conversation_id: str
+    user_id: str
+    typing: bool
+    expires_at: float
+
+
+def view_of(record: UserRecord, viewer: str, visible: bool) -> View:
+    """What `viewer` sees of `record`: everything of themselves, nothing of whom they may not see,
+    and an invisible user as offline at the moment they went invisible."""
+    if record.user_id == viewer:
+        if not record.online:
+            return View(record.user_id, State.OFFLINE, record.last_seen, record.custom_text,
+                        record.status)  # fmt: skip
+        state = State.AWAY if record.status == Status.AWAY else State.ONLINE
+        return View(record.user_id, state, None, record.custom_text, record.status)
+    if not visible:
+        return View(record.user_id, State.OFFLINE)
+    if record.status == Status.INVISIBLE:
+        return View(record.user_id, State.OFFLINE, record.last_seen)
+    if not record.online:
+        return View(record.user_id, State.OFFLINE, record.last_seen, record.custom_text)
+    state = State.AWAY if record.status == Status.AWAY else State.ONLINE
+    return View(record.user_id, state, None, record.custom_text)
+
+
+def _encode_record(record: UserRecord) -> bytes:
+    return json.dumps(
+        [record.user_id, record.online, int(record.status), record.custom_text, record.last_seen]
+    ).encode()
+
+
+def _decode_record(payload: bytes) -> UserRecord:
+    user_id, online, status, text, last_seen = json.loads(payload)
+    return UserRecord(user_id, bool(online), Status(status), text, last_seen)
+
+
+class TypingLimiter:
+    """A token bucket per device: `rate` signals per second, bursts of `burst`."""
+
+    def __init__(self, clock: Clock, rate: float = 2.0, burst: float = 2.0) -> None:
+        self._clock = clock
+        self._rate = rate
+        self._burst = burst
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def take(self, user_id: str, device_id: str) -> float:
+        """0.0 when allowed, else the seconds to wait before the next signal is allowed."""
+        now = self._clock.monotonic()
+        key = (user_id, device_id)
+        tokens, at = self._buckets.get(key, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - at) * self._rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self._rate
+        if len(self._buckets) > 100_000:
+            # Full buckets carry no state worth keeping; an idle device starts full anyway.
+            self._buckets = {
+                k: v for k, v in self._buckets.items() if v[0] + (now - v[1]) * self._rate < 1
+            }
+        self._buckets[key] = (tokens - 1.0, now)
+        return 0.0
+
+
+@dataclass(frozen=True)
+class PresenceSettings:
+    ttl_s: float = 30.0
+    typing_ttl_s: float = 6.0
+    typing_per_second: float = 2.0
+    sweep_interval_s: float = 1.0
+    access_cache_s: float = 2.0
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        # Three heartbeats per TTL: one lost heartbeat never turns a live device offline.
+        return self.ttl_s / 3
+
+
+def connection_key(identity: Identity, connection_id: str) -> str:
+    return f"{identity.device_id}\x1f{connection_id}"
+
+
+class Presence:
+    def __init__(
+        self,
+        backend: PresenceBackend,
+        bus: Bus,
+        access: AccessClient,
+        settings: PresenceSettings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._backend = backend
+        self._bus = bus
+        self._access = access
+        self.settings = settings or PresenceSettings()
+        if self.settings.typing_ttl_s > MAX_TYPING_TTL_S:
+            raise ValueError(f"typing TTL must be at most {MAX_TYPING_TTL_S} s (SPEC 8)")
+        self._clock = clock or SystemClock()
+        self._visibility = VisibilityCache(access, self._clock, self.settings.access_cache_s)
+        self._typing_limiter = TypingLimiter(
+            self._clock, self.settings.typing_per_second, self.settings.typing_per_second
+        )
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts the sweep that expires vanished devices."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_loop(), name="presence-sweep")
+
+    async def stop(self) -> None:
+        """Ends watch streams and the sweep."""
+        self._closing.set()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except BackendUnavailable as exc:
+                # Redis down: nothing to expire that heartbeats will not rebuild; try again.
+                log.warning("presence sweep skipped: %s", exc)
+            except Exception:
+                log.exception("presence sweep failed")
+            await asyncio.sleep(self.settings.sweep_interval_s)
+
+    async def sweep_once(self) -> int:
+        """Turns offline every user whose last connection's TTL passed; how many turned."""
+        turned = 0
+        while True:
+            changed = await self._backend.expire(
+                self._clock.now(), self.settings.ttl_s, SWEEP_BATCH
+            )
+            for record in changed:
+                await self._publish(record)
+            turned += len(changed)
+            if len(changed) < SWEEP_BATCH:
+                return turned
+
+    async def _publish(self, record: UserRecord) -> None:
+        # Best effort: the state is in the backend; a lost event only delays a watcher's view
+        # until the next change or snapshot.
+        try:
+            await self._bus.publish(presence_subject(record.user_id), _encode_record(record))
+        except Exception:
+            log.exception("presence event for %s not published", record.user_id)
+
+    # -- devices -----------------------------------------------------------------------------
+
+    async def connect(self, who: Identity, connection_id: str) -> View:
+        await self.heartbeat(who, connection_id, None)
+        (record,) = await self._backend.get([who.user_id])
+        return view_of(record, who.user_id, True)
+
+    async def heartbeat(
+        self, who: Identity, connection_id: str, known_status: Status | None
+    ) -> Status:
+        if len(connection_id) > MAX_ID_CHARS:
+            raise _invalid(f"connection_id must be at most {MAX_ID_CHARS} characters")
+        result = await self._backend.heartbeat(
+            who.user_id,
+            connection_key(who, connection_id),
+            self._clock.now(),
+            self.settings.ttl_s,
+            known_status,
+        )
+        if result.turned_online is not None:
+            await self._publish(result.turned_online)
+        return result.status
+
+    async def disconnect(self, who: Identity, connection_id: str) -> None:
+        if len(connection_id) > MAX_ID_CHARS:
+            raise _invalid(f"connection_id must be at most {MAX_ID_CHARS} characters")
+        record = await self._backend.disconnect(
+            who.user_id, connection_key(who, connection_id), self._clock.now()
+        )
+        if record is not None:
+            await self._publish(record)
+
+    async def set_status(self, who: Identity, status: Status | None, custom_text: str) -> View:
+        if status is None:
+            raise _invalid("status is required")
+        if len(custom_text) > MAX_CUSTOM_TEXT_CHARS:
+            raise _invalid(f"custom_text must be at most {MAX_CUSTOM_TEXT_CHARS} characters")
+        before, after = await self._backend.set_status(
+            who.user_id, status, custom_text, self._clock.now()
+        )
+        if before != after:
+            await self._publish(after)
+        return view_of(after, who.user_id, True)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def _visible(self, viewer: Identity, token: str, subjects: Sequence[str]) -> set[str]:
+        try:
+            return await self._visibility.visible(viewer.user_id, token, subjects)
+        except AccessError as exc:
+            raise PresenceError(exc.code, exc.message) from exc
+
+    async def get(self, viewer: Identity, token: str, user_ids: Sequence[str]) -> list[View]:
+        wanted = _check_user_ids(user_ids)
+        visible = await self._visible(viewer, token, wanted)
+        by_id = {r.user_id: r for r in await self._backend.get(wanted)}
+        return [view_of(by_id[u], viewer.user_id, u in visible) for u in user_ids]
+
+    async def watch(
+        self, viewer: Identity, token: str, user_ids: Sequence[str]
+    ) -> AsyncIterator[View | TypingSignal]:
+        """A snapshot of `user_ids`, then their changes and the typing signals sent to viewer.
+
+        Each change is filtered for this viewer when it is delivered, and sent only when the
+        viewer's view of that user changed. A watcher too slow for its queue gets a fresh
+        snapshot instead of the events it missed (presence is state, not a log).
+        """
+        wanted = _check_user_ids(user_ids)
+        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(WATCH_QUEUE)
+        overflowed = False
+
+        def on_message(subject: str, payload: bytes) -> None:
+            nonlocal overflowed
+            try:
+                queue.put_nowait((subject, payload))
+            except asyncio.QueueFull:
+                overflowed = True
+
+        own_typing = typing_subject(viewer.user_id)
+        subscriptions: list[Subscription] = []
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            # Subscribe first, then read the snapshot: a change in between is not lost.
+            for subject in [*(presence_subject(u) for u in wanted), own_typing]:
+                subscriptions.append(await self._bus.subscribe(subject, on_message))
+            sent: dict[str, View] = {}
+            snapshot = await self._snapshot(viewer, token, wanted)
+            for view in snapshot:
+                sent[view.user_id] = view
+                yield view
+            while not self._closing.is_set():
+                if overflowed:
+                    overflowed = False
+                    while not queue.empty():
+                        queue.get_nowait()
+                    for view in await self._snapshot(viewer, token, wanted):
+                        if sent.get(view.user_id) != view:
+                            sent[view.user_id] = view
+                            yield view
+                    continue
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait([getter, closing], return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                subject, payload = getter.result()
+                if subject == own_typing:
+                    yield TypingSignal(*json.loads(payload))
+                    continue
+                record = _decode_record(payload)
+                try:
+                    visible = await self._visible(viewer, token, [record.user_id])
+                except PresenceError as exc:
+                    if exc.code == grpc.StatusCode.UNAUTHENTICATED:
+                        raise
+                    # Fail closed: without an answer, deliver nothing.
+                    log.warning("presence event for a watcher dropped: %s", exc.message)
+                    continue
+                view = view_of(record, viewer.user_id, record.user_id in visible)
+                if sent.get(record.user_id) != view:
+                    sent[record.user_id] = view
+                    yield view
+        finally:
+            closing.cancel()
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+    async def _snapshot(self, viewer: Identity, token: str, user_ids: list[str]) -> list[View]:
+        if not user_ids:
+            return []
+        visible = await self._visible(viewer, token, user_ids)
+        records = await self._backend.get(user_ids)
+        return [view_of(r, viewer.user_id, r.user_id in visible) for r in records]
+
+    # -- typing ------------------------------------------------------------------------------
+
+    async def send_typing(
+        self, who: Identity, token: str, conversation_id: str, typing: bool
+    ) -> float:
+        """Sends a typing signal to the members allowed to get it; returns when it expires."""
+        _check_id("conversation_id", conversation_id)
+        wait_s = self._typing_limiter.take(who.user_id, who.device_id)
+        if wait_s > 0:
+            raise PresenceError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"typing signals are limited to {self.settings.typing_per_second:g} per second "
+                "per device",
+                retry_after_s=wait_s,
+            )
+        try:
+            recipients = await self._access.typing_audience(token, conversation_id)
+        except AccessError as exc:
+            raise PresenceError(exc.code, exc.message) from exc
+        expires_at = self._clock.now() + self.settings.typing_ttl_s
+        (record,) = await self._backend.get([who.user_id])
+        if record.status == Status.INVISIBLE:
+            # Invisible users type unseen; the caller learns nothing different.
+            return expires_at
+        payload = json.dumps([conversation_id, who.user_id, typing, expires_at]).encode()
+        for recipient in recipients:
+            try:
+                await self._bus.publish(typing_subject(recipient), payload)
+            except Exception:
+                log.exception("typing signal to %s not published", recipient)
+        return expires_at
