@@ -111,6 +111,7 @@ async def _dev(args: argparse.Namespace) -> None:
         host=ws_host,
         port=ws_port,
         chat_target=f"{grpc_host}:{grpc_server.port}",
+        presence_target=f"{grpc_host}:{grpc_server.port}",
     )
     gateway = await start_gateway(gateway_config, chat_channel=channel)
     bound_metrics = serve_metrics(metrics_host, metrics_port)

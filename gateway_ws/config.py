@@ -28,6 +28,11 @@ class GatewayConfig:
     port: int = 8080
     # The ChatService / EventService gRPC target.
     chat_target: str = "127.0.0.1:50051"
+    # The PresenceService gRPC target; empty disables presence and typing (their frames answer
+    # ERROR_CODE_UNIMPLEMENTED). The same target as chat_target shares its channel.
+    presence_target: str = ""
+    # Users one socket may watch (presence_subscribe), in all.
+    max_presence_subscriptions: int = 500
     # One client frame; bigger frames close the socket with 1009 (SPEC "Limits").
     max_frame_bytes: int = 64 * 1024
     # Sends (send_message frames) per user, across all of the user's sockets on this gateway.
@@ -78,6 +83,7 @@ class GatewayConfig:
             "resubscribe_initial_s": self.resubscribe_initial_s,
             "resubscribe_max_s": self.resubscribe_max_s,
             "max_request_id_chars": self.max_request_id_chars,
+            "max_presence_subscriptions": self.max_presence_subscriptions,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -104,6 +110,7 @@ class GatewayConfig:
             host=source.get("CHATMESH_WS_HOST", "").strip() or "127.0.0.1",
             port=get("CHATMESH_WS_PORT", int, 8080),
             chat_target=source.get("CHATMESH_CHAT_TARGET", "").strip() or "127.0.0.1:50051",
+            presence_target=source.get("CHATMESH_PRESENCE_TARGET", "").strip(),
             max_frame_bytes=get("CHATMESH_WS_MAX_FRAME_BYTES", int, 64 * 1024),
             send_rate_per_s=get("CHATMESH_WS_SEND_RATE_PER_S", float, 20.0),
             send_burst=get("CHATMESH_WS_SEND_BURST", int, 40),

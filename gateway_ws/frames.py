@@ -26,6 +26,7 @@ from typing import Any, Final, cast
 import grpc
 from chatmesh.chat.v1 import types_pb2
 from chatmesh.gateway.v1 import gateway_pb2
+from chatmesh.presence.v1 import presence_service_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -552,6 +553,26 @@ def encode_event(response: bytes, event: Message, binary: bool) -> Encoded:
         payload = event.SerializeToString()
         return b"".join((_EVENT_SLOT.tag, _encode_varint(len(payload)), payload))
     return _dumps({_EVENT_SLOT.json_name: json_format.MessageToDict(event)})
+
+
+# WatchResponse case -> the ServerFrame case that pushes it.
+_WATCH_SLOTS: Final = {"presence": "presence_event", "typing": "typing_event"}
+
+
+def encode_watch_response(
+    response: presence_service_pb2.WatchResponse, binary: bool
+) -> Encoded | None:
+    """A pushed `presence_event` / `typing_event` frame for one PresenceService.Watch item.
+
+    None for an item of a kind this gateway does not know (a newer presence_service).
+    """
+    which = response.WhichOneof("event")
+    slot = _WATCH_SLOTS.get(which or "")
+    if which is None or slot is None:
+        return None
+    frame = ServerFrame()
+    getattr(frame, slot).CopyFrom(getattr(response, which))
+    return encode_frame(frame, binary)
 
 
 def encode_error(

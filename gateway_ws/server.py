@@ -39,6 +39,7 @@ from chatmesh_common.clock import Clock, SystemClock
 from chatmesh_common.metrics import serve_metrics
 from gateway_ws import frames
 from gateway_ws.config import GatewayConfig
+from gateway_ws.presence import PresenceMethods, heartbeat_loop
 from gateway_ws.ratelimit import RateLimiter
 from gateway_ws.session import FrameMetrics, GatewayContext, Session
 from gateway_ws.upstream import CHANNEL_OPTIONS, build_routes, subscribe_method
@@ -58,6 +59,7 @@ class Gateway:
         context: GatewayContext,
         channel: grpc.aio.Channel,
         owns_channel: bool,
+        presence_channel: grpc.aio.Channel | None,
         host: str,
         port: int,
         metrics_port: int,
@@ -66,12 +68,19 @@ class Gateway:
         self._context = context
         self._channel = channel
         self._owns_channel = owns_channel
+        # A channel of the gateway's own to presence_service (None: none or the chat channel).
+        self._presence_channel = presence_channel
         self.host = host
         self.port = port
         # 0 when metrics are not served by this gateway.
         self.metrics_port = metrics_port
         self.stopping = False
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep())
+        # One heartbeat loop for every socket's presence connection.
+        self._heartbeats: asyncio.Task[None] | None = None
+        if context.presence is not None:
+            self._heartbeats = loop.create_task(heartbeat_loop(context.sessions, loop.time))
         self._stopped = asyncio.Event()
 
     @property
@@ -99,9 +108,13 @@ class Gateway:
             for session in list(self._context.sessions):
                 session.abort()
             await self._server.wait_closed()
-        self._sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._sweeper
+        for task in (self._sweeper, self._heartbeats):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._presence_channel is not None:
+            await self._presence_channel.close(None)
         if self._owns_channel:
             await self._channel.close(None)
         self._stopped.set()
@@ -145,6 +158,17 @@ async def start_gateway(
     clock = clock or SystemClock()
     owns_channel = chat_channel is None
     channel = chat_channel or grpc.aio.insecure_channel(config.chat_target, options=CHANNEL_OPTIONS)
+    # Presence shares the chat channel when both are served on one port (`chatmesh dev`).
+    presence_channel: grpc.aio.Channel | None = None
+    presence: PresenceMethods | None = None
+    if config.presence_target:
+        if config.presence_target == config.chat_target:
+            presence = PresenceMethods.on(channel)
+        else:
+            presence_channel = grpc.aio.insecure_channel(
+                config.presence_target, options=CHANNEL_OPTIONS
+            )
+            presence = PresenceMethods.on(presence_channel)
     context = GatewayContext(
         config=config,
         clock=clock,
@@ -153,6 +177,7 @@ async def start_gateway(
         routes=build_routes(channel),
         subscribe=subscribe_method(channel),
         metrics=FrameMetrics(),
+        presence=presence,
     )
     gateway: Gateway | None = None
 
@@ -190,6 +215,8 @@ async def start_gateway(
     metrics_port = 0
     if config.metrics_port >= 0:
         metrics_port = serve_metrics(config.metrics_host, config.metrics_port)
-    gateway = Gateway(server, context, channel, owns_channel, config.host, port, metrics_port)
+    gateway = Gateway(
+        server, context, channel, owns_channel, presence_channel, config.host, port, metrics_port
+    )
     log.info("gateway serving ws://%s:%d%s -> %s", config.host, port, WS_PATH, config.chat_target)
     return gateway

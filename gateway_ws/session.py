@@ -11,7 +11,13 @@ A session owns, besides the handler task websockets runs it in:
   per conversation and, when the stream breaks, subscribes again from those seqs, so the device
   sees no gap;
 * a task per request frame in flight (at most `max_inflight_requests`), so one slow call never
-  holds up another.
+  holds up another;
+* with presence enabled (`presence_target`): one presence connection (`Connect` when
+  authenticated, `Disconnect` at the end) kept alive by the gateway-wide heartbeat loop
+  (gateway_ws/presence.py, no task per socket), and, only while the socket watches users
+  (`presence_subscribe`), one `PresenceService.Watch` stream read by one task that turns its
+  items into `presence_event` / `typing_event` frames on the same queue. Presence is best
+  effort: its failures are logged and never close the socket.
 
 The gateway is never the source of truth: chat_service checks the forwarded token and the
 caller's rights on every call and every stream.
@@ -23,6 +29,7 @@ import asyncio
 import logging
 import math
 import random
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, cast
@@ -31,6 +38,7 @@ import grpc
 from chatmesh.chat.v1 import types_pb2
 from chatmesh.events.v1 import event_service_pb2
 from chatmesh.gateway.v1 import gateway_pb2
+from chatmesh.presence.v1 import presence_service_pb2 as presence_pb
 from prometheus_client import Counter
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -43,6 +51,14 @@ from chatmesh_common.metrics import WS_CONNECTIONS, WS_FRAMES
 from gateway_ws import frames
 from gateway_ws.config import GatewayConfig
 from gateway_ws.frames import Encoded, ErrorCode, FrameError
+from gateway_ws.presence import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DISCONNECT_TIMEOUT_S,
+    HEARTBEAT_TIMEOUT_S,
+    PresenceMethods,
+    validate_user_ids,
+)
 from gateway_ws.ratelimit import BadFrameCounter, RateLimiter
 from gateway_ws.upstream import Route, SubscribeMethod
 
@@ -64,6 +80,10 @@ _FATAL_STREAM_CODES: Final = frozenset(
     }
 )
 _RETRY_AFTER_KEYS: Final = ("retry-after-ms", "x-retry-after-ms")
+# Frames served by presence_service (presence_target); UNIMPLEMENTED when it is not configured.
+_PRESENCE_FRAMES: Final = frozenset(
+    {"presence_subscribe", "presence_unsubscribe", "set_status", "typing"}
+)
 # The end-of-stream sentinel of grpc.aio (missing from the type stubs).
 _EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
 
@@ -98,6 +118,10 @@ class GatewayContext:
     routes: dict[str, Route]
     subscribe: SubscribeMethod
     metrics: FrameMetrics
+    # PresenceService, or None when presence is disabled (empty presence_target).
+    presence: PresenceMethods | None = None
+    # How often each socket heartbeats (the last ConnectResponse.heartbeat_interval).
+    presence_heartbeat_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     sessions: set[Session] = field(default_factory=set)
 
 
@@ -109,8 +133,12 @@ class Session:
         "_binary",
         "_close_task",
         "_closing",
+        "_conn_id",
+        "_connect_task",
         "_ctx",
         "_device_id",
+        "_hb_due",
+        "_hb_task",
         "_idle_since",
         "_inflight",
         "_loop",
@@ -118,12 +146,15 @@ class Session:
         "_out",
         "_out_batch",
         "_pending_resumes",
+        "_pstatus",
+        "_psubs",
         "_send_started",
         "_sub_started",
         "_sub_task",
         "_tracked",
         "_user_id",
         "_wakeup",
+        "_watch_task",
         "_writer",
         "_ws",
     )
@@ -159,6 +190,17 @@ class Session:
         self._tracked: dict[str, int] = {}
         # (request_id, binary) of resume requests waiting for the stream's caught_up marker.
         self._pending_resumes: list[tuple[str, bool]] = []
+        # Presence (only with ctx.presence): the connection id ("" before authentication), the
+        # status last learned, when the next heartbeat is due (loop.time(); 0.0: not scheduled
+        # yet, -1.0: torn down),
+        # the Connect / heartbeat calls in flight, the watched users (None: none) and their Watch.
+        self._conn_id = ""
+        self._pstatus: presence_pb.UserStatus = presence_pb.USER_STATUS_UNSPECIFIED
+        self._hb_due = 0.0
+        self._connect_task: asyncio.Task[None] | None = None
+        self._hb_task: asyncio.Task[None] | None = None
+        self._psubs: set[str] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -202,6 +244,7 @@ class Session:
             tasks.append(self._close_task)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self._presence_teardown()
 
     def sweep(self, now: float) -> None:
         """Called about every second by the gateway, for what would otherwise need a timer.
@@ -304,6 +347,7 @@ class Session:
         self._set_identity(identity, token)
         self._forget_handshake()
         self._emit(self._ready(request_id))
+        self._presence_connect()
         if auth is not None and len(auth.resume):
             # The auth frame is the first frame and carries cursors: subscribe from them.
             await self._resume(request_id, auth.resume, "auth.resume", self._binary)
@@ -361,6 +405,9 @@ class Session:
             # The first frame after authentication is not a resume: events are live-only.
             self._start_subscription()
 
+        if kind in _PRESENCE_FRAMES:
+            await self._on_presence_frame(kind, frame, binary)
+            return
         route = ctx.routes.get(kind)
         if route is not None:
             if kind == "send_message":
@@ -446,6 +493,9 @@ class Session:
             return
         self._set_identity(identity, auth.token)
         self._emit(self._ready(request_id))
+        if self._psubs and self._watch_task is None:
+            # The watch stopped (its token expired, say): the new token restarts it.
+            self._restart_watch()
         if len(auth.resume):
             await self._resume(request_id, auth.resume, "auth.resume", binary)
 
@@ -598,6 +648,329 @@ class Session:
             return False
         log.debug("event stream of %s broke (%s); resubscribing", self._user_id, status.name)
         return True
+
+    # -- presence and typing -----------------------------------------------------------------
+
+    def _presence_connect(self) -> None:
+        """Registers the socket with presence_service (in the background: never delays frames)."""
+        if self._ctx.presence is None or self._conn_id:
+            return
+        self._conn_id = uuid.uuid4().hex
+        self._connect_task = self._loop.create_task(self._connect_presence())
+
+    async def _connect_presence(self) -> None:
+        ctx = self._ctx
+        assert ctx.presence is not None
+        try:
+            response = await ctx.presence.connect(
+                presence_pb.ConnectRequest(connection_id=self._conn_id),
+                metadata=self._metadata,
+                timeout=CONNECT_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            # The heartbeats that follow register the connection as well.
+            log.warning(
+                "presence Connect of %s failed: %s %s",
+                self._user_id,
+                exc.code().name,
+                exc.details(),
+            )
+        except (grpc.aio.UsageError, grpc.aio.InternalError) as exc:
+            log.debug("presence Connect of %s: channel closing (%s)", self._user_id, exc)
+        except Exception:
+            log.exception("presence Connect of %s failed", self._user_id)
+        else:
+            self._pstatus = response.presence.status
+            interval = response.heartbeat_interval.ToNanoseconds() / 1e9
+            if interval > 0:
+                ctx.presence_heartbeat_s = interval
+        finally:
+            self._connect_task = None
+        if self._hb_due == 0.0:  # not torn down meanwhile (-1.0)
+            self._hb_due = self._loop.time() + ctx.presence_heartbeat_s
+
+    def presence_heartbeat_due(self, now: float) -> bool:
+        """Whether the gateway's heartbeat loop should heartbeat this socket now."""
+        due = self._hb_due
+        return 0.0 < due <= now and self._hb_task is None
+
+    def start_presence_heartbeat(self) -> asyncio.Task[None]:
+        """One Heartbeat call, as a task the heartbeat loop waits for (with its batch)."""
+        self._hb_due = self._loop.time() + self._ctx.presence_heartbeat_s
+        task = self._hb_task = self._loop.create_task(self._presence_heartbeat())
+        return task
+
+    async def _presence_heartbeat(self) -> None:
+        methods = self._ctx.presence
+        assert methods is not None
+        try:
+            response = await methods.heartbeat(
+                presence_pb.HeartbeatRequest(
+                    connection_id=self._conn_id, known_status=self._pstatus
+                ),
+                metadata=self._metadata,
+                timeout=HEARTBEAT_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            # UNAUTHENTICATED (an expired token) heals with the next `auth` frame.
+            log.info(
+                "presence Heartbeat of %s failed: %s %s",
+                self._user_id,
+                exc.code().name,
+                exc.details(),
+            )
+        except (grpc.aio.UsageError, grpc.aio.InternalError) as exc:
+            log.debug("presence Heartbeat of %s: channel closing (%s)", self._user_id, exc)
+        except Exception:
+            log.exception("presence Heartbeat of %s failed", self._user_id)
+        else:
+            if response.status:
+                self._pstatus = response.status
+        finally:
+            self._hb_task = None
+
+    async def _presence_teardown(self) -> None:
+        """Stops the watch, lets Connect / a heartbeat in flight finish, then Disconnect."""
+        methods = self._ctx.presence
+        if methods is None or not self._conn_id:
+            return
+        self._hb_due = -1.0  # no more heartbeats
+        self._psubs = None
+        watch = self._watch_task
+        self._watch_task = None
+        if watch is not None:
+            watch.cancel()
+        # Connect and heartbeats are bounded by their deadlines; waiting for them (instead of
+        # cancelling) keeps one from reaching presence_service after the Disconnect.
+        pending = [t for t in (watch, self._connect_task, self._hb_task) if t is not None]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await methods.disconnect(
+                presence_pb.DisconnectRequest(connection_id=self._conn_id),
+                metadata=self._metadata,
+                timeout=DISCONNECT_TIMEOUT_S,
+            )
+        except Exception as exc:  # best effort: the TTL turns the connection offline anyway
+            log.debug("presence Disconnect of %s failed: %s", self._user_id, exc)
+
+    async def _on_presence_frame(
+        self, kind: str, frame: gateway_pb2.ClientFrame, binary: bool
+    ) -> None:
+        ctx = self._ctx
+        request_id = frame.request_id
+        if ctx.presence is None:
+            ctx.metrics.frame(kind, "unimplemented")
+            self._emit(
+                frames.encode_error(
+                    request_id,
+                    ErrorCode.ERROR_CODE_UNIMPLEMENTED,
+                    f"{kind}: presence and typing are not enabled on this gateway",
+                    binary,
+                )
+            )
+            return
+        if kind == "presence_unsubscribe":
+            ctx.metrics.frame(kind, "ok")
+            self._unsubscribe(frame.presence_unsubscribe.user_ids)
+            answer = gateway_pb2.ServerFrame(request_id=request_id)
+            answer.presence_unsubscribe.SetInParent()
+            self._emit(frames.encode_frame(answer, binary))
+            return
+        if kind == "presence_subscribe":
+            user_ids = frame.presence_subscribe.user_ids
+            message = validate_user_ids(user_ids, "presence_subscribe.user_ids")
+            if message is None:
+                message = self._subscription_limit_error(user_ids)
+            if message is not None:
+                ctx.metrics.frame(kind, "invalid_value")
+                self._emit(
+                    frames.encode_error(
+                        request_id, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, message, binary
+                    )
+                )
+                return
+        inflight = self._inflight
+        if len(inflight) >= ctx.config.max_inflight_requests:
+            await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+        task = self._loop.create_task(self._presence_request(kind, frame, binary))
+        inflight.add(task)
+        task.add_done_callback(inflight.discard)
+
+    def _subscription_limit_error(self, user_ids: Sequence[str]) -> str | None:
+        limit = self._ctx.config.max_presence_subscriptions
+        total = len(self._psubs.union(user_ids) if self._psubs else set(user_ids))
+        if len(user_ids) > limit or total > limit:
+            return (
+                f"presence_subscribe would watch {max(total, len(user_ids))} users; "
+                f"at most {limit} per connection"
+            )
+        return None
+
+    async def _presence_request(
+        self, kind: str, frame: gateway_pb2.ClientFrame, binary: bool
+    ) -> None:
+        ctx = self._ctx
+        methods = ctx.presence
+        assert methods is not None
+        request_id = frame.request_id
+        answer = gateway_pb2.ServerFrame(request_id=request_id)
+        timeout = ctx.config.rpc_timeout_s
+        try:
+            if kind == "presence_subscribe":
+                user_ids = list(frame.presence_subscribe.user_ids)
+                answer.presence_subscribe.SetInParent()
+                if user_ids:
+                    got = await methods.get_presence(
+                        presence_pb.GetPresenceRequest(user_ids=user_ids),
+                        metadata=self._metadata,
+                        timeout=timeout,
+                    )
+                    # Checked again: another subscribe may have finished meanwhile.
+                    message = self._subscription_limit_error(user_ids)
+                    if message is not None:
+                        ctx.metrics.frame(kind, "invalid_value")
+                        self._emit(
+                            frames.encode_error(
+                                request_id, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, message, binary
+                            )
+                        )
+                        return
+                    self._subscribe(user_ids)
+                    answer.presence_subscribe.presences.extend(got.presences)
+            elif kind == "set_status":
+                status = await methods.set_status(
+                    frame.set_status, metadata=self._metadata, timeout=timeout
+                )
+                if status.presence.status:
+                    self._pstatus = status.presence.status
+                answer.set_status.CopyFrom(status)
+            else:  # typing
+                typing = await methods.send_typing(
+                    frame.typing, metadata=self._metadata, timeout=timeout
+                )
+                answer.typing.CopyFrom(typing)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            ctx.metrics.frame(kind, code.name.lower())
+            self._emit(
+                frames.encode_error(
+                    request_id,
+                    frames.error_code_for_status(code),
+                    exc.details() or code.name,
+                    binary,
+                    retry_after_ms=_retry_after_ms(exc),
+                )
+            )
+            return
+        except (grpc.aio.UsageError, grpc.aio.InternalError) as exc:
+            ctx.metrics.frame(kind, "unavailable")
+            self._emit(
+                frames.encode_error(
+                    request_id,
+                    ErrorCode.ERROR_CODE_UNAVAILABLE,
+                    f"presence service: {exc}",
+                    binary,
+                )
+            )
+            return
+        except Exception:
+            log.exception("%s call of %s failed", kind, self._user_id)
+            ctx.metrics.frame(kind, "internal")
+            self._emit(
+                frames.encode_error(
+                    request_id, ErrorCode.ERROR_CODE_INTERNAL, "gateway error", binary
+                )
+            )
+            return
+        ctx.metrics.frame(kind, "ok")
+        self._emit(frames.encode_frame(answer, binary))
+
+    def _subscribe(self, user_ids: Iterable[str]) -> None:
+        subs = self._psubs
+        if subs is None:
+            subs = self._psubs = set()
+        before = len(subs)
+        subs.update(user_ids)
+        if len(subs) != before or self._watch_task is None:
+            self._restart_watch()
+
+    def _unsubscribe(self, user_ids: Iterable[str]) -> None:
+        subs = self._psubs
+        if not subs:
+            return
+        before = len(subs)
+        subs.difference_update(user_ids)
+        if not subs:
+            self._psubs = None
+        if len(subs) != before:
+            self._restart_watch()
+
+    def _restart_watch(self) -> None:
+        """Watches the current set: the new stream first, the old one cancelled once it runs."""
+        old = self._watch_task
+        subs = self._psubs
+        if not subs or self._closing is not None:
+            self._watch_task = None
+            if old is not None:
+                old.cancel()
+            return
+        self._watch_task = self._loop.create_task(self._watch_loop(sorted(subs), old))
+
+    async def _watch_loop(self, user_ids: list[str], old: asyncio.Task[None] | None) -> None:
+        methods = self._ctx.presence
+        assert methods is not None
+        config = self._ctx.config
+        backoff = config.resubscribe_initial_s
+        try:
+            while True:
+                call = methods.watch(
+                    presence_pb.WatchRequest(user_ids=user_ids), metadata=self._metadata
+                )
+                try:
+                    while True:
+                        item = await call.read()
+                        if old is not None:
+                            # The new stream answers: the old one (the previous set) can go.
+                            old.cancel()
+                            old = None
+                        if item is _EOF:
+                            break
+                        data = frames.encode_watch_response(
+                            cast(presence_pb.WatchResponse, item), self._binary
+                        )
+                        if data is not None:
+                            self._emit(data)
+                        backoff = config.resubscribe_initial_s
+                except grpc.aio.AioRpcError as exc:
+                    status = exc.code()
+                    if status is grpc.StatusCode.UNAUTHENTICATED or status in _FATAL_STREAM_CODES:
+                        # UNAUTHENTICATED: the next `auth` frame restarts the watch; the rest
+                        # (a bad id, say): the next subscribe or unsubscribe does.
+                        log.info(
+                            "presence watch of %s stopped: %s %s",
+                            self._user_id,
+                            status.name,
+                            exc.details(),
+                        )
+                        return
+                    log.debug("presence watch of %s broke (%s)", self._user_id, status.name)
+                except (grpc.aio.UsageError, grpc.aio.InternalError):
+                    log.debug("presence watch of %s: channel closing", self._user_id)
+                except Exception:
+                    log.exception("presence watch of %s failed; reopening", self._user_id)
+                finally:
+                    call.cancel()
+                if old is not None:
+                    old.cancel()
+                    old = None
+                await asyncio.sleep(backoff * (0.5 + random.random() / 2))
+                backoff = min(backoff * 2, config.resubscribe_max_s)
+        finally:
+            if old is not None:
+                old.cancel()
+            if self._watch_task is asyncio.current_task():
+                self._watch_task = None
 
     # -- the outbound queue -----------------------------------------------------------------
 

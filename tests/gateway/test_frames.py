@@ -100,9 +100,9 @@ def test_json_that_is_not_an_object_is_an_error() -> None:
 
 def test_unknown_frame_type_is_named() -> None:
     """An unknown top-level key is an unknown frame type, named in the message."""
-    error = _error(frames.decode_client_frame('{"requestId":"r2","typing":{"on":true}}'))
+    error = _error(frames.decode_client_frame('{"requestId":"r2","videoCall":{"on":true}}'))
     assert (error.reason, error.request_id) == (frames.UNKNOWN_FRAME_TYPE, "r2")
-    assert "typing" in error.message
+    assert "videoCall" in error.message
 
 
 def test_unknown_nested_field_is_named_with_its_path() -> None:
@@ -196,10 +196,10 @@ def test_truncated_binary_frame_is_malformed_and_keeps_the_request_id() -> None:
 
 def test_binary_frame_of_an_unknown_type_is_an_error() -> None:
     """A top-level field number the gateway does not know is UNKNOWN_FRAME_TYPE."""
-    data = b"\x0a\x02r3" + bytes([0xC2, 0x02, 0x00])  # request_id "r3", field 40 (empty)
+    data = b"\x0a\x02r3" + bytes([0x9A, 0x06, 0x00])  # request_id "r3", field 99 (empty)
     error = _error(frames.decode_client_frame(data))
     assert (error.reason, error.request_id) == (frames.UNKNOWN_FRAME_TYPE, "r3")
-    assert "40" in error.message
+    assert "99" in error.message
 
 
 def test_request_id_longer_than_64_characters_is_refused() -> None:

@@ -262,7 +262,7 @@ async def test_bad_frames_get_error_frames_with_their_request_id(gateway: Gatewa
     client = await GatewayClient.connect(gateway.url, token("alice"))
     bad_text = [
         ('{"requestId":"b1","ping":', "b1"),
-        ('{"requestId":"b2","typing":{}}', "b2"),
+        ('{"requestId":"b2","videoCall":{}}', "b2"),
         ('{"requestId":"b3","sendMessage":"hi"}', "b3"),
         ('{"requestId":"b4","getHistory":{"limit":"many"}}', "b4"),
         ('{"requestId":"b5"}', "b5"),

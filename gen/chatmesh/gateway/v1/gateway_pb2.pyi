@@ -1,6 +1,7 @@
 from chatmesh.chat.v1 import chat_service_pb2 as _chat_service_pb2
 from chatmesh.chat.v1 import types_pb2 as _types_pb2
 from chatmesh.events.v1 import events_pb2 as _events_pb2
+from chatmesh.presence.v1 import presence_service_pb2 as _presence_service_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -48,7 +49,7 @@ ERROR_CODE_DATA_LOSS: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 
 class ClientFrame(_message.Message):
-    __slots__ = ("request_id", "auth", "ping", "resume", "send_message", "edit_message", "delete_message", "get_history", "mark_read", "mark_delivered", "create_conversation", "get_conversation", "list_conversations", "update_conversation", "list_members", "add_members", "remove_member", "set_member_role", "leave_conversation", "update_member_settings", "block_user", "unblock_user", "list_blocked_users")
+    __slots__ = ("request_id", "auth", "ping", "resume", "send_message", "edit_message", "delete_message", "get_history", "mark_read", "mark_delivered", "create_conversation", "get_conversation", "list_conversations", "update_conversation", "list_members", "add_members", "remove_member", "set_member_role", "leave_conversation", "update_member_settings", "block_user", "unblock_user", "list_blocked_users", "presence_subscribe", "presence_unsubscribe", "set_status", "typing")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     AUTH_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +73,10 @@ class ClientFrame(_message.Message):
     BLOCK_USER_FIELD_NUMBER: _ClassVar[int]
     UNBLOCK_USER_FIELD_NUMBER: _ClassVar[int]
     LIST_BLOCKED_USERS_FIELD_NUMBER: _ClassVar[int]
+    PRESENCE_SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
+    PRESENCE_UNSUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
+    SET_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TYPING_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     auth: AuthRequest
     ping: PingRequest
@@ -95,10 +100,14 @@ class ClientFrame(_message.Message):
     block_user: _chat_service_pb2.BlockUserRequest
     unblock_user: _chat_service_pb2.UnblockUserRequest
     list_blocked_users: _chat_service_pb2.ListBlockedUsersRequest
-    def __init__(self, request_id: _Optional[str] = ..., auth: _Optional[_Union[AuthRequest, _Mapping]] = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., resume: _Optional[_Union[ResumeRequest, _Mapping]] = ..., send_message: _Optional[_Union[_chat_service_pb2.SendMessageRequest, _Mapping]] = ..., edit_message: _Optional[_Union[_chat_service_pb2.EditMessageRequest, _Mapping]] = ..., delete_message: _Optional[_Union[_chat_service_pb2.DeleteMessageRequest, _Mapping]] = ..., get_history: _Optional[_Union[_chat_service_pb2.GetHistoryRequest, _Mapping]] = ..., mark_read: _Optional[_Union[_chat_service_pb2.MarkReadRequest, _Mapping]] = ..., mark_delivered: _Optional[_Union[_chat_service_pb2.MarkDeliveredRequest, _Mapping]] = ..., create_conversation: _Optional[_Union[_chat_service_pb2.CreateConversationRequest, _Mapping]] = ..., get_conversation: _Optional[_Union[_chat_service_pb2.GetConversationRequest, _Mapping]] = ..., list_conversations: _Optional[_Union[_chat_service_pb2.ListConversationsRequest, _Mapping]] = ..., update_conversation: _Optional[_Union[_chat_service_pb2.UpdateConversationRequest, _Mapping]] = ..., list_members: _Optional[_Union[_chat_service_pb2.ListMembersRequest, _Mapping]] = ..., add_members: _Optional[_Union[_chat_service_pb2.AddMembersRequest, _Mapping]] = ..., remove_member: _Optional[_Union[_chat_service_pb2.RemoveMemberRequest, _Mapping]] = ..., set_member_role: _Optional[_Union[_chat_service_pb2.SetMemberRoleRequest, _Mapping]] = ..., leave_conversation: _Optional[_Union[_chat_service_pb2.LeaveConversationRequest, _Mapping]] = ..., update_member_settings: _Optional[_Union[_chat_service_pb2.UpdateMemberSettingsRequest, _Mapping]] = ..., block_user: _Optional[_Union[_chat_service_pb2.BlockUserRequest, _Mapping]] = ..., unblock_user: _Optional[_Union[_chat_service_pb2.UnblockUserRequest, _Mapping]] = ..., list_blocked_users: _Optional[_Union[_chat_service_pb2.ListBlockedUsersRequest, _Mapping]] = ...) -> None: ...
+    presence_subscribe: PresenceSubscribeRequest
+    presence_unsubscribe: PresenceUnsubscribeRequest
+    set_status: _presence_service_pb2.SetStatusRequest
+    typing: _presence_service_pb2.SendTypingRequest
+    def __init__(self, request_id: _Optional[str] = ..., auth: _Optional[_Union[AuthRequest, _Mapping]] = ..., ping: _Optional[_Union[PingRequest, _Mapping]] = ..., resume: _Optional[_Union[ResumeRequest, _Mapping]] = ..., send_message: _Optional[_Union[_chat_service_pb2.SendMessageRequest, _Mapping]] = ..., edit_message: _Optional[_Union[_chat_service_pb2.EditMessageRequest, _Mapping]] = ..., delete_message: _Optional[_Union[_chat_service_pb2.DeleteMessageRequest, _Mapping]] = ..., get_history: _Optional[_Union[_chat_service_pb2.GetHistoryRequest, _Mapping]] = ..., mark_read: _Optional[_Union[_chat_service_pb2.MarkReadRequest, _Mapping]] = ..., mark_delivered: _Optional[_Union[_chat_service_pb2.MarkDeliveredRequest, _Mapping]] = ..., create_conversation: _Optional[_Union[_chat_service_pb2.CreateConversationRequest, _Mapping]] = ..., get_conversation: _Optional[_Union[_chat_service_pb2.GetConversationRequest, _Mapping]] = ..., list_conversations: _Optional[_Union[_chat_service_pb2.ListConversationsRequest, _Mapping]] = ..., update_conversation: _Optional[_Union[_chat_service_pb2.UpdateConversationRequest, _Mapping]] = ..., list_members: _Optional[_Union[_chat_service_pb2.ListMembersRequest, _Mapping]] = ..., add_members: _Optional[_Union[_chat_service_pb2.AddMembersRequest, _Mapping]] = ..., remove_member: _Optional[_Union[_chat_service_pb2.RemoveMemberRequest, _Mapping]] = ..., set_member_role: _Optional[_Union[_chat_service_pb2.SetMemberRoleRequest, _Mapping]] = ..., leave_conversation: _Optional[_Union[_chat_service_pb2.LeaveConversationRequest, _Mapping]] = ..., update_member_settings: _Optional[_Union[_chat_service_pb2.UpdateMemberSettingsRequest, _Mapping]] = ..., block_user: _Optional[_Union[_chat_service_pb2.BlockUserRequest, _Mapping]] = ..., unblock_user: _Optional[_Union[_chat_service_pb2.UnblockUserRequest, _Mapping]] = ..., list_blocked_users: _Optional[_Union[_chat_service_pb2.ListBlockedUsersRequest, _Mapping]] = ..., presence_subscribe: _Optional[_Union[PresenceSubscribeRequest, _Mapping]] = ..., presence_unsubscribe: _Optional[_Union[PresenceUnsubscribeRequest, _Mapping]] = ..., set_status: _Optional[_Union[_presence_service_pb2.SetStatusRequest, _Mapping]] = ..., typing: _Optional[_Union[_presence_service_pb2.SendTypingRequest, _Mapping]] = ...) -> None: ...
 
 class ServerFrame(_message.Message):
-    __slots__ = ("request_id", "error", "ready", "pong", "resumed", "event", "send_message", "edit_message", "delete_message", "get_history", "mark_read", "mark_delivered", "create_conversation", "get_conversation", "list_conversations", "update_conversation", "list_members", "add_members", "remove_member", "set_member_role", "leave_conversation", "update_member_settings", "block_user", "unblock_user", "list_blocked_users")
+    __slots__ = ("request_id", "error", "ready", "pong", "resumed", "event", "send_message", "edit_message", "delete_message", "get_history", "mark_read", "mark_delivered", "create_conversation", "get_conversation", "list_conversations", "update_conversation", "list_members", "add_members", "remove_member", "set_member_role", "leave_conversation", "update_member_settings", "block_user", "unblock_user", "list_blocked_users", "presence_subscribe", "presence_unsubscribe", "set_status", "typing", "presence_event", "typing_event")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +133,12 @@ class ServerFrame(_message.Message):
     BLOCK_USER_FIELD_NUMBER: _ClassVar[int]
     UNBLOCK_USER_FIELD_NUMBER: _ClassVar[int]
     LIST_BLOCKED_USERS_FIELD_NUMBER: _ClassVar[int]
+    PRESENCE_SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
+    PRESENCE_UNSUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
+    SET_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TYPING_FIELD_NUMBER: _ClassVar[int]
+    PRESENCE_EVENT_FIELD_NUMBER: _ClassVar[int]
+    TYPING_EVENT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     error: Error
     ready: Ready
@@ -149,7 +164,13 @@ class ServerFrame(_message.Message):
     block_user: _chat_service_pb2.BlockUserResponse
     unblock_user: _chat_service_pb2.UnblockUserResponse
     list_blocked_users: _chat_service_pb2.ListBlockedUsersResponse
-    def __init__(self, request_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., ready: _Optional[_Union[Ready, _Mapping]] = ..., pong: _Optional[_Union[PingResponse, _Mapping]] = ..., resumed: _Optional[_Union[ResumeResponse, _Mapping]] = ..., event: _Optional[_Union[_events_pb2.ConversationEvent, _Mapping]] = ..., send_message: _Optional[_Union[_chat_service_pb2.SendMessageResponse, _Mapping]] = ..., edit_message: _Optional[_Union[_chat_service_pb2.EditMessageResponse, _Mapping]] = ..., delete_message: _Optional[_Union[_chat_service_pb2.DeleteMessageResponse, _Mapping]] = ..., get_history: _Optional[_Union[_chat_service_pb2.GetHistoryResponse, _Mapping]] = ..., mark_read: _Optional[_Union[_chat_service_pb2.MarkReadResponse, _Mapping]] = ..., mark_delivered: _Optional[_Union[_chat_service_pb2.MarkDeliveredResponse, _Mapping]] = ..., create_conversation: _Optional[_Union[_chat_service_pb2.CreateConversationResponse, _Mapping]] = ..., get_conversation: _Optional[_Union[_chat_service_pb2.GetConversationResponse, _Mapping]] = ..., list_conversations: _Optional[_Union[_chat_service_pb2.ListConversationsResponse, _Mapping]] = ..., update_conversation: _Optional[_Union[_chat_service_pb2.UpdateConversationResponse, _Mapping]] = ..., list_members: _Optional[_Union[_chat_service_pb2.ListMembersResponse, _Mapping]] = ..., add_members: _Optional[_Union[_chat_service_pb2.AddMembersResponse, _Mapping]] = ..., remove_member: _Optional[_Union[_chat_service_pb2.RemoveMemberResponse, _Mapping]] = ..., set_member_role: _Optional[_Union[_chat_service_pb2.SetMemberRoleResponse, _Mapping]] = ..., leave_conversation: _Optional[_Union[_chat_service_pb2.LeaveConversationResponse, _Mapping]] = ..., update_member_settings: _Optional[_Union[_chat_service_pb2.UpdateMemberSettingsResponse, _Mapping]] = ..., block_user: _Optional[_Union[_chat_service_pb2.BlockUserResponse, _Mapping]] = ..., unblock_user: _Optional[_Union[_chat_service_pb2.UnblockUserResponse, _Mapping]] = ..., list_blocked_users: _Optional[_Union[_chat_service_pb2.ListBlockedUsersResponse, _Mapping]] = ...) -> None: ...
+    presence_subscribe: PresenceSubscribeResponse
+    presence_unsubscribe: PresenceUnsubscribeResponse
+    set_status: _presence_service_pb2.SetStatusResponse
+    typing: _presence_service_pb2.SendTypingResponse
+    presence_event: _presence_service_pb2.UserPresence
+    typing_event: _presence_service_pb2.TypingEvent
+    def __init__(self, request_id: _Optional[str] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., ready: _Optional[_Union[Ready, _Mapping]] = ..., pong: _Optional[_Union[PingResponse, _Mapping]] = ..., resumed: _Optional[_Union[ResumeResponse, _Mapping]] = ..., event: _Optional[_Union[_events_pb2.ConversationEvent, _Mapping]] = ..., send_message: _Optional[_Union[_chat_service_pb2.SendMessageResponse, _Mapping]] = ..., edit_message: _Optional[_Union[_chat_service_pb2.EditMessageResponse, _Mapping]] = ..., delete_message: _Optional[_Union[_chat_service_pb2.DeleteMessageResponse, _Mapping]] = ..., get_history: _Optional[_Union[_chat_service_pb2.GetHistoryResponse, _Mapping]] = ..., mark_read: _Optional[_Union[_chat_service_pb2.MarkReadResponse, _Mapping]] = ..., mark_delivered: _Optional[_Union[_chat_service_pb2.MarkDeliveredResponse, _Mapping]] = ..., create_conversation: _Optional[_Union[_chat_service_pb2.CreateConversationResponse, _Mapping]] = ..., get_conversation: _Optional[_Union[_chat_service_pb2.GetConversationResponse, _Mapping]] = ..., list_conversations: _Optional[_Union[_chat_service_pb2.ListConversationsResponse, _Mapping]] = ..., update_conversation: _Optional[_Union[_chat_service_pb2.UpdateConversationResponse, _Mapping]] = ..., list_members: _Optional[_Union[_chat_service_pb2.ListMembersResponse, _Mapping]] = ..., add_members: _Optional[_Union[_chat_service_pb2.AddMembersResponse, _Mapping]] = ..., remove_member: _Optional[_Union[_chat_service_pb2.RemoveMemberResponse, _Mapping]] = ..., set_member_role: _Optional[_Union[_chat_service_pb2.SetMemberRoleResponse, _Mapping]] = ..., leave_conversation: _Optional[_Union[_chat_service_pb2.LeaveConversationResponse, _Mapping]] = ..., update_member_settings: _Optional[_Union[_chat_service_pb2.UpdateMemberSettingsResponse, _Mapping]] = ..., block_user: _Optional[_Union[_chat_service_pb2.BlockUserResponse, _Mapping]] = ..., unblock_user: _Optional[_Union[_chat_service_pb2.UnblockUserResponse, _Mapping]] = ..., list_blocked_users: _Optional[_Union[_chat_service_pb2.ListBlockedUsersResponse, _Mapping]] = ..., presence_subscribe: _Optional[_Union[PresenceSubscribeResponse, _Mapping]] = ..., presence_unsubscribe: _Optional[_Union[PresenceUnsubscribeResponse, _Mapping]] = ..., set_status: _Optional[_Union[_presence_service_pb2.SetStatusResponse, _Mapping]] = ..., typing: _Optional[_Union[_presence_service_pb2.SendTypingResponse, _Mapping]] = ..., presence_event: _Optional[_Union[_presence_service_pb2.UserPresence, _Mapping]] = ..., typing_event: _Optional[_Union[_presence_service_pb2.TypingEvent, _Mapping]] = ...) -> None: ...
 
 class AuthRequest(_message.Message):
     __slots__ = ("token", "resume")
@@ -178,6 +199,28 @@ class ResumeResponse(_message.Message):
     REVOKED_CONVERSATION_IDS_FIELD_NUMBER: _ClassVar[int]
     revoked_conversation_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, revoked_conversation_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PresenceSubscribeRequest(_message.Message):
+    __slots__ = ("user_ids",)
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PresenceSubscribeResponse(_message.Message):
+    __slots__ = ("presences",)
+    PRESENCES_FIELD_NUMBER: _ClassVar[int]
+    presences: _containers.RepeatedCompositeFieldContainer[_presence_service_pb2.UserPresence]
+    def __init__(self, presences: _Optional[_Iterable[_Union[_presence_service_pb2.UserPresence, _Mapping]]] = ...) -> None: ...
+
+class PresenceUnsubscribeRequest(_message.Message):
+    __slots__ = ("user_ids",)
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PresenceUnsubscribeResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class Ready(_message.Message):
     __slots__ = ("user_id", "device_id", "heartbeat_interval_ms", "max_frame_bytes")
