@@ -16,13 +16,12 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from servers.binaries import in_ci
-from servers.cassandra import CassandraServer, CassandraUnavailable
+from servers.cassandra import CassandraServer
 
 from chat_service.store.base import (
     EventKind,
@@ -43,24 +42,8 @@ SIMPLE = {"class": "SimpleStrategy", "replication_factor": 1}
 
 
 @pytest.fixture(scope="session")
-def _own_cassandra_server() -> Iterator[CassandraServer]:
-    server = CassandraServer()
-    try:
-        server.start()
-    except CassandraUnavailable as e:
-        if in_ci():
-            pytest.fail(str(e), pytrace=False)
-        pytest.skip(str(e))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def cql_server(request: pytest.FixtureRequest) -> Any:
-    try:
-        return request.getfixturevalue("cassandra_server")
-    except pytest.FixtureLookupError:
-        return request.getfixturevalue("_own_cassandra_server")
+def cql_server(cassandra_server: CassandraServer) -> CassandraServer:
+    return cassandra_server
 
 
 @pytest.fixture(scope="session")
