@@ -1,0 +1,103 @@
+"""`chatmesh migrate` against a real CQL server: run twice, and from two processes at once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from chat.support import Client
+from chatmesh.chat.v1 import types_pb2
+from servers.cassandra import CassandraServer
+
+from chat_service.store.cql_schema import CONVERSATIONS_GC_GRACE_SECONDS, MIGRATIONS
+
+from .conftest import StartReplica
+from .support import cql_session, run_migrate
+
+pytestmark = [pytest.mark.cql, pytest.mark.timeout(90)]
+
+TABLES = {
+    "schema_migrations",
+    "conversations",
+    "direct_conversations",
+    "members",
+    "member_prefs",
+    "user_conversations",
+    "messages",
+    "events",
+    "blocks",
+    "outbox_index",
+    "outbox_relayed",
+}
+
+
+def _schema(server: CassandraServer, keyspace: str) -> dict[str, Any]:
+    with cql_session(server) as session:
+        tables = {
+            r.table_name: r.gc_grace_seconds
+            for r in session.execute(
+                "SELECT table_name, gc_grace_seconds FROM system_schema.tables"
+                " WHERE keyspace_name = %s",
+                (keyspace,),
+            )
+        }
+        migrations = {
+            r.version: (r.state, r.owner, r.applied_at)
+            for r in session.execute(
+                f"SELECT version, state, owner, applied_at FROM {keyspace}.schema_migrations"
+            )
+        }
+    return {"tables": tables, "migrations": migrations}
+
+
+def _assert_one_correct_schema(server: CassandraServer, keyspace: str) -> None:
+    schema = _schema(server, keyspace)
+    assert set(schema["tables"]) == TABLES
+    assert schema["tables"]["conversations"] == CONVERSATIONS_GC_GRACE_SECONDS
+    migrations = schema["migrations"]
+    assert set(migrations) == {m.version for m in MIGRATIONS}
+    for version, (state, owner, applied_at) in migrations.items():
+        assert state == "done", f"migration {version} is {state}"
+        assert owner and applied_at, f"migration {version}: owner {owner!r}, at {applied_at!r}"
+
+
+async def _serves(start_replica: StartReplica) -> None:
+    replica = await start_replica()
+    alice, bob = Client(replica, "alice"), Client(replica, "bob")
+    cid = await alice.group(bob)
+    sent = await bob.send(cid, "after migrate")
+    assert sent.message.seq == 1
+    assert [m.body for m in await alice.all_messages(cid)] == ["after migrate"]
+    conversation = await alice.conversation(cid)
+    assert conversation.conversation.kind == types_pb2.CONVERSATION_KIND_GROUP
+
+
+async def test_migrate_twice_in_a_row_leaves_one_schema(
+    cassandra_server: CassandraServer, keyspace_env: dict[str, str], start_replica: StartReplica
+) -> None:
+    """Two `chatmesh migrate` runs one after the other: the second is a no-op, a replica serves."""
+    keyspace = keyspace_env["CHATMESH_SCYLLA_KEYSPACE"]
+    first = await run_migrate(keyspace_env)
+    assert first.returncode == 0, first.output
+    assert f"keyspace {keyspace}" in first.output
+    before = await asyncio.to_thread(_schema, cassandra_server, keyspace)
+    second = await run_migrate(keyspace_env)
+    assert second.returncode == 0, second.output
+    after = await asyncio.to_thread(_schema, cassandra_server, keyspace)
+    # The second run claimed nothing: same owners, same applied_at.
+    assert after == before
+    await asyncio.to_thread(_assert_one_correct_schema, cassandra_server, keyspace)
+    await _serves(start_replica)
+
+
+async def test_migrate_from_two_processes_at_once_leaves_one_schema(
+    cassandra_server: CassandraServer, keyspace_env: dict[str, str], start_replica: StartReplica
+) -> None:
+    """Two `chatmesh migrate` processes racing on an empty keyspace both succeed, one schema."""
+    keyspace = keyspace_env["CHATMESH_SCYLLA_KEYSPACE"]
+    results = await asyncio.gather(run_migrate(keyspace_env), run_migrate(keyspace_env))
+    for result in results:
+        assert result.returncode == 0, result.output
+    await asyncio.to_thread(_assert_one_correct_schema, cassandra_server, keyspace)
+    await _serves(start_replica)
