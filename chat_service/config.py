@@ -6,30 +6,14 @@ import os
 from dataclasses import dataclass, field
 
 from chatmesh_common.nats_config import NatsSettings
+from chatmesh_common.settings import ConfigError as ConfigError
+from chatmesh_common.settings import env_float, env_int, env_list
 
 from .store.scylla_settings import ScyllaSettings, ScyllaSettingsError
 
 
-class ConfigError(ValueError):
-    """A required setting is missing or malformed: the service refuses to start."""
-
-
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-
-
-def _list(env: dict[str, str], name: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
-
-
 def _nats_settings(env: dict[str, str]) -> NatsSettings:
-    urls = _list(env, "CHATMESH_NATS_URLS")
+    urls = env_list(env, "CHATMESH_NATS_URLS")
     if not urls:
         raise ConfigError(
             "CHATMESH_NATS_URLS is required with CHATMESH_BUS=nats"
@@ -46,14 +30,14 @@ def _nats_settings(env: dict[str, str]) -> NatsSettings:
         tls_cert=env.get("CHATMESH_NATS_TLS_CERT", ""),
         tls_key=env.get("CHATMESH_NATS_TLS_KEY", ""),
         stream=env.get("CHATMESH_NATS_STREAM", "") or d.stream,
-        stream_replicas=_int(env, "CHATMESH_NATS_STREAM_REPLICAS", d.stream_replicas),
-        stream_max_age_s=_float(env, "CHATMESH_NATS_STREAM_MAX_AGE_S", d.stream_max_age_s),
-        stream_max_bytes=_int(env, "CHATMESH_NATS_STREAM_MAX_BYTES", d.stream_max_bytes),
-        stream_max_msgs=_int(env, "CHATMESH_NATS_STREAM_MAX_MSGS", d.stream_max_msgs),
-        duplicate_window_s=_float(env, "CHATMESH_NATS_DUPLICATE_WINDOW_S", d.duplicate_window_s),
-        consumers=_list(env, "CHATMESH_NATS_CONSUMERS"),
-        publish_timeout_s=_float(env, "CHATMESH_NATS_PUBLISH_TIMEOUT_S", d.publish_timeout_s),
-        connect_wait_s=_float(env, "CHATMESH_NATS_CONNECT_WAIT_S", d.connect_wait_s),
+        stream_replicas=env_int(env, "CHATMESH_NATS_STREAM_REPLICAS", d.stream_replicas),
+        stream_max_age_s=env_float(env, "CHATMESH_NATS_STREAM_MAX_AGE_S", d.stream_max_age_s),
+        stream_max_bytes=env_int(env, "CHATMESH_NATS_STREAM_MAX_BYTES", d.stream_max_bytes),
+        stream_max_msgs=env_int(env, "CHATMESH_NATS_STREAM_MAX_MSGS", d.stream_max_msgs),
+        duplicate_window_s=env_float(env, "CHATMESH_NATS_DUPLICATE_WINDOW_S", d.duplicate_window_s),
+        consumers=env_list(env, "CHATMESH_NATS_CONSUMERS"),
+        publish_timeout_s=env_float(env, "CHATMESH_NATS_PUBLISH_TIMEOUT_S", d.publish_timeout_s),
+        connect_wait_s=env_float(env, "CHATMESH_NATS_CONNECT_WAIT_S", d.connect_wait_s),
     )
     if settings.user and not settings.password:
         raise ConfigError("CHATMESH_NATS_USER needs CHATMESH_NATS_PASSWORD")
@@ -64,16 +48,6 @@ def _nats_settings(env: dict[str, str]) -> NatsSettings:
     if settings.duplicate_window_s <= 0:
         raise ConfigError("CHATMESH_NATS_DUPLICATE_WINDOW_S must be positive")
     return settings
-
-
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -118,10 +92,10 @@ class ChatConfig:
         bus = env.get("CHATMESH_BUS", "") or "inprocess"
         if bus not in ("inprocess", "nats"):
             raise ConfigError(f"CHATMESH_BUS must be 'inprocess' or 'nats', got {bus!r}")
-        threshold = _int(env, "CHATMESH_FANOUT_READ_THRESHOLD", cls.fanout_read_threshold)
+        threshold = env_int(env, "CHATMESH_FANOUT_READ_THRESHOLD", cls.fanout_read_threshold)
         if threshold < 0:
             raise ConfigError("CHATMESH_FANOUT_READ_THRESHOLD must be 0 or more")
-        relay_sweep_s = _float(env, "CHATMESH_RELAY_SWEEP_S", cls.relay_sweep_s)
+        relay_sweep_s = env_float(env, "CHATMESH_RELAY_SWEEP_S", cls.relay_sweep_s)
         if relay_sweep_s <= 0:
             raise ConfigError("CHATMESH_RELAY_SWEEP_S must be positive")
         return cls(
@@ -135,7 +109,7 @@ class ChatConfig:
             store=store,
             scylla=scylla,
             metrics_host=env.get("CHATMESH_METRICS_HOST", cls.metrics_host),
-            metrics_port=_int(env, "CHATMESH_METRICS_PORT", 9101),
-            max_body_bytes=_int(env, "CHATMESH_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_group_members=_int(env, "CHATMESH_MAX_GROUP_MEMBERS", cls.max_group_members),
+            metrics_port=env_int(env, "CHATMESH_METRICS_PORT", 9101),
+            max_body_bytes=env_int(env, "CHATMESH_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_group_members=env_int(env, "CHATMESH_MAX_GROUP_MEMBERS", cls.max_group_members),
         )

@@ -7,15 +7,11 @@ never starts unable to verify tokens. Every limit of SPEC "Limits" that the edge
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
-_T = TypeVar("_T", int, float)
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the environment variable."""
+from chatmesh_common.settings import ConfigError as ConfigError
+from chatmesh_common.settings import env_float, env_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,35 +90,26 @@ class GatewayConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
         """Reads the settings once; unset variables keep their defaults."""
-        source = os.environ if env is None else env
-
-        def get(name: str, parse: Callable[[str], _T], default: _T) -> _T:
-            raw = source.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                return parse(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{name}={raw!r} is not a valid number") from exc
+        source = {k: v.strip() for k, v in (os.environ if env is None else env).items()}
 
         return cls(
             jwt_secret=source.get("CHATMESH_JWT_SECRET", ""),
             host=source.get("CHATMESH_WS_HOST", "").strip() or "127.0.0.1",
-            port=get("CHATMESH_WS_PORT", int, 8080),
+            port=env_int(source, "CHATMESH_WS_PORT", 8080),
             chat_target=source.get("CHATMESH_CHAT_TARGET", "").strip() or "127.0.0.1:50051",
             presence_target=source.get("CHATMESH_PRESENCE_TARGET", "").strip(),
-            max_frame_bytes=get("CHATMESH_WS_MAX_FRAME_BYTES", int, 64 * 1024),
-            send_rate_per_s=get("CHATMESH_WS_SEND_RATE_PER_S", float, 20.0),
-            send_burst=get("CHATMESH_WS_SEND_BURST", int, 40),
-            bad_frame_limit=get("CHATMESH_WS_BAD_FRAME_LIMIT", int, 10),
-            bad_frame_window_s=get("CHATMESH_WS_BAD_FRAME_WINDOW_S", float, 10.0),
-            auth_timeout_s=get("CHATMESH_WS_AUTH_TIMEOUT_S", float, 10.0),
-            heartbeat_interval_s=get("CHATMESH_WS_HEARTBEAT_INTERVAL_S", float, 20.0),
-            outbound_queue_max=get("CHATMESH_WS_OUTBOUND_QUEUE_MAX", int, 1000),
-            send_stall_timeout_s=get("CHATMESH_WS_SEND_STALL_TIMEOUT_S", float, 30.0),
-            max_inflight_requests=get("CHATMESH_WS_MAX_INFLIGHT_REQUESTS", int, 64),
-            rpc_timeout_s=get("CHATMESH_WS_RPC_TIMEOUT_S", float, 15.0),
+            max_frame_bytes=env_int(source, "CHATMESH_WS_MAX_FRAME_BYTES", 64 * 1024),
+            send_rate_per_s=env_float(source, "CHATMESH_WS_SEND_RATE_PER_S", 20.0),
+            send_burst=env_int(source, "CHATMESH_WS_SEND_BURST", 40),
+            bad_frame_limit=env_int(source, "CHATMESH_WS_BAD_FRAME_LIMIT", 10),
+            bad_frame_window_s=env_float(source, "CHATMESH_WS_BAD_FRAME_WINDOW_S", 10.0),
+            auth_timeout_s=env_float(source, "CHATMESH_WS_AUTH_TIMEOUT_S", 10.0),
+            heartbeat_interval_s=env_float(source, "CHATMESH_WS_HEARTBEAT_INTERVAL_S", 20.0),
+            outbound_queue_max=env_int(source, "CHATMESH_WS_OUTBOUND_QUEUE_MAX", 1000),
+            send_stall_timeout_s=env_float(source, "CHATMESH_WS_SEND_STALL_TIMEOUT_S", 30.0),
+            max_inflight_requests=env_int(source, "CHATMESH_WS_MAX_INFLIGHT_REQUESTS", 64),
+            rpc_timeout_s=env_float(source, "CHATMESH_WS_RPC_TIMEOUT_S", 15.0),
             metrics_host=source.get("CHATMESH_WS_METRICS_HOST", "").strip() or "127.0.0.1",
             # The process entry point serves metrics unless told otherwise.
-            metrics_port=get("CHATMESH_WS_METRICS_PORT", int, 9102),
+            metrics_port=env_int(source, "CHATMESH_WS_METRICS_PORT", 9102),
         )

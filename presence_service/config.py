@@ -5,34 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from chatmesh_common.settings import ConfigError as ConfigError
+from chatmesh_common.settings import env_float, env_int
+
 from .presence import MAX_TYPING_TTL_S, PresenceSettings
-
-
-class ConfigError(ValueError):
-    """A required setting is missing or malformed: the service refuses to start."""
-
-
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {raw!r}")
-    return value
-
-
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -79,10 +55,10 @@ class PresenceConfig:
             )
         if backend == "redis" and not redis_url:
             raise ConfigError("CHATMESH_REDIS_URL is required for the redis presence backend")
-        ttl_s = _float(env, "CHATMESH_PRESENCE_TTL_S", cls.ttl_s)
+        ttl_s = env_float(env, "CHATMESH_PRESENCE_TTL_S", cls.ttl_s, minimum=0)
         if ttl_s <= 0:
             raise ConfigError("CHATMESH_PRESENCE_TTL_S must be positive")
-        typing_ttl_s = _float(env, "CHATMESH_TYPING_TTL_S", cls.typing_ttl_s)
+        typing_ttl_s = env_float(env, "CHATMESH_TYPING_TTL_S", cls.typing_ttl_s, minimum=0)
         if not 0 < typing_ttl_s <= MAX_TYPING_TTL_S:
             raise ConfigError(f"CHATMESH_TYPING_TTL_S must be in (0, {MAX_TYPING_TTL_S:g}]")
         return cls(
@@ -94,9 +70,15 @@ class PresenceConfig:
             chat_target=env.get("CHATMESH_CHAT_TARGET", cls.chat_target),
             ttl_s=ttl_s,
             typing_ttl_s=typing_ttl_s,
-            typing_per_second=_float(env, "CHATMESH_TYPING_PER_SECOND", cls.typing_per_second),
-            sweep_interval_s=_float(env, "CHATMESH_PRESENCE_SWEEP_S", cls.sweep_interval_s),
-            access_cache_s=_float(env, "CHATMESH_PRESENCE_ACCESS_CACHE_S", cls.access_cache_s),
+            typing_per_second=env_float(
+                env, "CHATMESH_TYPING_PER_SECOND", cls.typing_per_second, minimum=0
+            ),
+            sweep_interval_s=env_float(
+                env, "CHATMESH_PRESENCE_SWEEP_S", cls.sweep_interval_s, minimum=0
+            ),
+            access_cache_s=env_float(
+                env, "CHATMESH_PRESENCE_ACCESS_CACHE_S", cls.access_cache_s, minimum=0
+            ),
             metrics_host=env.get("CHATMESH_METRICS_HOST", cls.metrics_host),
-            metrics_port=_int(env, "CHATMESH_METRICS_PORT", 9102),
+            metrics_port=env_int(env, "CHATMESH_METRICS_PORT", 9103),
         )
