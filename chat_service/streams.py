@@ -197,7 +197,9 @@ class EventStream:
                     async for item in self._follow_channel(cid, 0):
                         yield item
             return
-        last = self._last.get(cid)
+        # Without a cursor, the conversation's seq when the stream started is the baseline, so
+        # a live event that overtook an earlier one (two replicas) still shows up as a gap.
+        last = self._last.get(cid, self._since.get(cid))
         if last is not None and event.seq <= last:
             return  # already sent (replay and live overlap, or a redelivery)
         if last is not None and event.seq > last + 1:
@@ -212,6 +214,7 @@ class EventStream:
         ) or self._is_own_membership(event, events_pb2.MEMBERSHIP_CHANGE_LEFT):
             self._gone[cid] = event.seq
             self._last.pop(cid, None)
+            self._since.pop(cid, None)
             await self._unsubscribe(conversation_subject(cid))
             return
         # Any other membership change may cross the fan-out-on-read threshold either way.

@@ -1,0 +1,134 @@
+"""`python -m bench SCENARIO --mode embedded|cluster [options]`: one command per scenario.
+
+Scenarios (see docs/benchmarks.md for the figures and the machine they were measured on):
+
+  send     acknowledged sends/s at saturation, ack latency p50/p99/p99.9 at fixed offered rates
+  deliver  end-to-end latency send -> other members, at fixed rates, N devices in groups
+  fanout   one message into a channel of N connected members: time until the last delivery
+  idle     N connected devices with heartbeats: server resident memory per connection
+  history  newest-page read latency on a conversation with N messages
+  all      every scenario in turn
+
+Each run starts `chatmesh dev` on free ports with a temporary data dir, drives it through the
+WebSocket edge from `--workers` load-generator processes, and writes SCENARIO.json,
+SCENARIO.md and SCENARIO.png to --out. `--smoke` shrinks every size (CI keeps the tool working
+with it; it measures nothing). `--profile` samples the server with py-spy during the main step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.scenarios import SCENARIOS
+
+SMOKE: dict[str, dict[str, object]] = {
+    "send": {"users": 20, "rates": [40], "seconds": 1.0, "workers": 1},
+    "deliver": {"devices": 20, "rates": [20], "seconds": 1.0, "workers": 1},
+    "fanout": {"members": 30, "messages": 2, "gap_s": 0.2, "workers": 1},
+    "idle": {"devices": 30, "steps": 2, "hold_s": 0.2, "workers": 1, "settle_s": 0.2},
+    "history": {"messages": 300, "requests": 30, "concurrency": [1]},
+}
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument("--mode", choices=["embedded", "cluster"], default="embedded")
+    parser.add_argument("--out", default="bench/results", help="where results go")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server")
+    parser.add_argument("--workers", type=int, default=1, help="load-generator processes")
+    parser.add_argument("--nofile", type=int, default=20000, help="RLIMIT_NOFILE to raise to")
+    parser.add_argument("--body-bytes", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measured step")
+    parser.add_argument("--rates", type=_ints, default=None, help="offered sends/s, e.g. 500,1000")
+    parser.add_argument("--group-size", type=int, default=10)
+    # send
+    parser.add_argument("--users", type=int, default=400, help="send: sending users")
+    parser.add_argument("--per-user-rate", type=float, default=15.0, help="send: cap per user/s")
+    # deliver / idle
+    parser.add_argument("--devices", type=int, default=None, help="deliver: 1000, idle: 10000")
+    # fanout
+    parser.add_argument("--members", type=int, default=5000)
+    parser.add_argument("--messages", type=int, default=None, help="fanout: 5, history: 100000")
+    parser.add_argument("--gap-s", type=float, default=3.0, help="fanout: between messages")
+    # idle
+    parser.add_argument("--steps", type=int, default=4, help="idle: connect in this many steps")
+    parser.add_argument("--hold-s", type=float, default=25.0, help="idle: hold after connecting")
+    parser.add_argument("--settle-s", type=float, default=2.0, help="idle: wait before RSS")
+    parser.add_argument(
+        "--subscribe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="idle: devices resume (open their event stream), as apps do",
+    )
+    # history
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=_ints, default=[1, 8])
+    parser.add_argument("--page", type=int, default=50)
+    return parser
+
+
+_DEFAULTS: dict[str, dict[str, object]] = {
+    "send": {"rates": [500, 1000, 1500, 2000]},
+    "deliver": {"rates": [250, 500, 1000], "devices": 1000},
+    "fanout": {"messages": 5},
+    "idle": {"devices": 10000, "workers": 2},
+    "history": {"messages": 100_000},
+}
+
+
+def _resolve(args: argparse.Namespace, scenario: str, given: set[str]) -> argparse.Namespace:
+    resolved = argparse.Namespace(**vars(args))
+    for key, value in _DEFAULTS[scenario].items():
+        if key not in given:
+            setattr(resolved, key, value)
+    if args.smoke:
+        for key, value in SMOKE[scenario].items():
+            setattr(resolved, key, value)
+    return resolved
+
+
+def _given(argv: Sequence[str]) -> set[str]:
+    """Options named on the command line (their defaults must not be replaced)."""
+    names = set()
+    for token in argv:
+        if token.startswith("--"):
+            names.add(token[2:].split("=", 1)[0].replace("-", "_"))
+    return names
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    if args.mode == "cluster":
+        print(
+            "python -m bench: --mode cluster is not available yet (the NATS cluster mode of "
+            "chatmesh is being built); use --mode embedded.",
+            file=sys.stderr,
+        )
+        return 2
+    given = _given(argv)
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    for name in names:
+        resolved = _resolve(args, name, given)
+        result = SCENARIOS[name](resolved)
+        written = result.write(Path(args.out))
+        print(result.markdown())
+        print("written: " + ", ".join(str(p) for p in written), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

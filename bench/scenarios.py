@@ -1,0 +1,547 @@
+"""The five scenarios. Each starts `chatmesh dev`, sets up through gRPC, drives load through the
+WebSocket edge from worker processes, and returns a `Result`.
+
+Sizes come from the command line; `--smoke` shrinks every one of them to run in seconds (CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import Device, Pool, floats
+from bench.report import Result, merge_counters, percentile, summarize_profile
+from bench.system import Admin, DevServer, raise_nofile, seed_history
+
+MS = 1000.0
+
+
+class Run:
+    """One scenario run: the server, the admin client, the workers, and the CPU bookkeeping."""
+
+    def __init__(self, args: argparse.Namespace, server: DevServer, admin: Admin) -> None:
+        self.args = args
+        self.server = server
+        self.admin = admin
+        self.pool: Pool | None = None
+        self._cpu_mark = 0.0
+        self._wall_mark = 0.0
+
+    def start_pool(self, devices: Sequence[Device], workers: int, nofile: int) -> Pool:
+        """Splits devices into `workers` contiguous blocks, one process each."""
+        blocks: list[list[Device]] = [[] for _ in range(workers)]
+        per = -(-len(devices) // workers)
+        for i, device in enumerate(devices):
+            blocks[i // per].append(device)
+        self.pool = Pool(self.server.ws_url, blocks, nofile)
+        return self.pool
+
+    def mark(self) -> None:
+        self._cpu_mark = self.server.cpu_seconds()
+        self._wall_mark = time.perf_counter()
+
+    def cpu_split(self, worker_results: Sequence[dict[str, Any]]) -> dict[str, float]:
+        """CPU use since mark(), in % of one core: server process vs load-generator processes."""
+        wall = time.perf_counter() - self._wall_mark
+        server = (self.server.cpu_seconds() - self._cpu_mark) / wall * 100
+        loadgen = sum(r.get("cpu_s", 0.0) for r in worker_results) / wall * 100
+        return {"server_cpu_%": round(server), "loadgen_cpu_%": round(loadgen)}
+
+
+@contextlib.contextmanager
+def _system(
+    args: argparse.Namespace, prepare: Callable[[Path], None] | None = None
+) -> Iterator[Run]:
+    raise_nofile(args.nofile)
+    with tempfile.TemporaryDirectory(prefix="chatmesh-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir()
+        if prepare is not None:
+            prepare(data_dir)
+        server = DevServer(data_dir)
+        server.start()
+        admin = Admin(server.grpc_target)
+        run = Run(args, server, admin)
+        try:
+            yield run
+        finally:
+            if run.pool is not None:
+                run.pool.close()
+            admin.close()
+            server.stop()
+
+
+def _with_profile(run: Run, result: Result, name: str, body: Callable[[], None]) -> None:
+    """Runs `body`, sampling the server with py-spy when --profile is given."""
+    if not run.args.profile:
+        body()
+        return
+    out = Path(run.args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / f"{name}-profile.collapsed"
+    run.server.start_profile(raw, fmt="raw")
+    try:
+        body()
+    finally:
+        run.server.stop_profile()
+    summary = summarize_profile(raw)
+    (out / f"{name}-profile.md").write_text(summary)
+    result.notes.append(f"server profile ({name}): {out / (name + '-profile.md')}")
+
+
+def _groups(users: Sequence[str], size: int) -> list[list[str]]:
+    return [list(users[i : i + size]) for i in range(0, len(users), size)]
+
+
+def _lat_row(label: str, samples_ms: Sequence[float]) -> dict[str, Any]:
+    return {
+        "step": label,
+        "samples": len(samples_ms),
+        "p50_ms": percentile(samples_ms, 50),
+        "p99_ms": percentile(samples_ms, 99),
+        "p99.9_ms": percentile(samples_ms, 99.9),
+        "max_ms": max(samples_ms) if samples_ms else float("nan"),
+    }
+
+
+def _collect_floats(results: Sequence[dict[str, Any]], key: str) -> list[float]:
+    values: list[float] = []
+    for r in results:
+        values.extend(floats(r[key]))
+    return values
+
+
+# -- send ---------------------------------------------------------------------------------------
+
+
+def scenario_send(args: argparse.Namespace) -> Result:
+    """Acknowledged sends/s at saturation (closed loop), ack latency at fixed offered rates."""
+    users = [f"s{i}" for i in range(args.users)]
+    params = _params(
+        args, "users", "group_size", "rates", "seconds", "workers", "body_bytes", "per_user_rate"
+    )
+    result = Result("send", args.mode, params)
+    result.notes.append(
+        f"{args.users} users, one device each, all connected and subscribed, in groups of "
+        f"{args.group_size}: every send is also fanned out to the {args.group_size} devices of "
+        "its group (the sender's own included). Each user sends at most "
+        f"{args.per_user_rate:g}/s (the gateway limit is 20/s per user)."
+    )
+    with _system(args) as run:
+        groups = _groups(users, args.group_size)
+        conv_of: dict[str, str] = {}
+        for members in groups:
+            cid = run.admin.create(members[0], members[1:])
+            for u in members:
+                conv_of[u] = cid
+        pool = run.start_pool([Device(u) for u in users], args.workers, args.nofile)
+        connected = pool.call("connect", subscribe=True)
+        _check_connected(connected, len(users))
+        per_worker_targets = _targets(run, users, conv_of)
+
+        # Saturation: closed loop, every user as fast as its acks (and per-user cap) allow.
+        def saturate() -> None:
+            run.mark()
+            start_at = time.time() + 0.3
+            results = pool.call(
+                "send_closed",
+                per_worker=[
+                    {
+                        "targets": t,
+                        "duration_s": args.seconds,
+                        "start_at": start_at,
+                        "body_bytes": args.body_bytes,
+                        "per_target_rate": args.per_user_rate,
+                    }
+                    for t in per_worker_targets
+                ],
+            )
+            acked = sum(r["acked_in_window"] for r in results)
+            window = max(r["window_s"] for r in results)
+            lat = [x * MS for x in _collect_floats(results, "ack_lat")]
+            row = _lat_row("saturation (closed loop)", lat)
+            row = {
+                "step": row.pop("step"),
+                "offered_per_s": f"<= {args.users * args.per_user_rate:,.0f}",
+                "acked_per_s": acked / window,
+                **row,
+                "errors": merge_counters(r["errors"] for r in results),
+                **run.cpu_split(results),
+            }
+            result.rows.append(row)
+            result.series["saturation"] = lat
+
+        _with_profile(run, result, "send-saturation", saturate)
+        saturation = result.rows[0]["acked_per_s"]
+        result.target("acked durable sends/s (saturation)", saturation, 2000, True)
+
+        for rate in args.rates:
+            if rate / len(users) > args.per_user_rate:
+                result.notes.append(f"rate {rate}/s skipped: over {args.per_user_rate}/s per user")
+                continue
+            time.sleep(1.0)
+            run.mark()
+            start_at = time.time() + 0.3
+            results = pool.call(
+                "send_open",
+                per_worker=[
+                    {
+                        "targets": t,
+                        "rate": rate * len(t) / len(users),
+                        "duration_s": args.seconds,
+                        "start_at": start_at,
+                        "body_bytes": args.body_bytes,
+                    }
+                    for t in per_worker_targets
+                ],
+            )
+            lat = [x * MS for x in _collect_floats(results, "ack_lat")]
+            lag = [x * MS for x in _collect_floats(results, "send_lag")]
+            sent = sum(r["sent"] for r in results)
+            row = _lat_row(f"{rate}/s offered", lat)
+            result.rows.append(
+                {
+                    "step": row.pop("step"),
+                    "offered_per_s": rate,
+                    "acked_per_s": len(lat) / max(r["send_seconds"] for r in results),
+                    **row,
+                    "loadgen_lag_p99_ms": percentile(lag, 99),
+                    "lost": sum(r["lost"] for r in results) + (sent - len(lat) - sum(
+                        sum(r["errors"].values()) for r in results)),
+                    "errors": merge_counters(r["errors"] for r in results),
+                    **run.cpu_split(results),
+                }
+            )  # fmt: skip
+            result.series[f"{rate}/s"] = lat
+    return result
+
+
+def _targets(
+    run: Run, users: Sequence[str], conv_of: dict[str, str]
+) -> list[list[tuple[int, str]]]:
+    """Per worker, (socket index in that worker, conversation) of each of its users."""
+    assert run.pool is not None
+    workers = len(run.pool)
+    per = -(-len(users) // workers)
+    targets: list[list[tuple[int, str]]] = [[] for _ in range(workers)]
+    for i, u in enumerate(users):
+        targets[i // per].append((i % per, conv_of[u]))
+    # Interleave conversations so consecutive sends of a worker hit different groups.
+    return targets
+
+
+def _check_connected(results: Sequence[dict[str, Any]], expected: int) -> None:
+    connected = sum(r["connected"] for r in results)
+    if connected != expected:
+        failed = merge_counters(r["failed"] for r in results)
+        raise RuntimeError(f"connected {connected} of {expected} devices; failures: {failed}")
+
+
+# -- deliver ------------------------------------------------------------------------------------
+
+
+def scenario_deliver(args: argparse.Namespace) -> Result:
+    """End-to-end latency, send to receipt at the other members, at fixed offered rates."""
+    users = [f"d{i}" for i in range(args.devices)]
+    result = Result("deliver", args.mode, _params(args, "devices", "group_size", "rates",
+                                                  "seconds", "workers", "body_bytes"))  # fmt: skip
+    result.notes.append(
+        f"{args.devices} devices (one per user) in groups of {args.group_size}; every device "
+        "sends in turn; latency = receipt time at each other member minus the send's scheduled "
+        "time (one clock: same machine)."
+    )
+    with _system(args) as run:
+        conv_of: dict[str, str] = {}
+        for members in _groups(users, args.group_size):
+            cid = run.admin.create(members[0], members[1:])
+            for u in members:
+                conv_of[u] = cid
+        pool = run.start_pool([Device(u) for u in users], args.workers, args.nofile)
+        _check_connected(pool.call("connect", subscribe=True), len(users))
+        per_worker_targets = _targets(run, users, conv_of)
+        # Interleave groups: user i of each group in turn, so a group sends at rate/groups.
+        for t in per_worker_targets:
+            t.sort(key=lambda item: (item[0] % args.group_size, item[0]))
+        for n, rate in enumerate(args.rates):
+            time.sleep(1.0)
+
+            def step(rate: float = rate) -> None:
+                pool.call("record")
+                run.mark()
+                start_at = time.time() + 0.3
+                results = pool.call(
+                    "send_open",
+                    per_worker=[
+                        {
+                            "targets": t,
+                            "rate": rate * len(t) / len(users),
+                            "duration_s": args.seconds,
+                            "start_at": start_at,
+                            "body_bytes": args.body_bytes,
+                        }
+                        for t in per_worker_targets
+                    ],
+                )
+                time.sleep(1.0)  # late deliveries
+                delivered = pool.call("collect")
+                cpu = run.cpu_split([*results, *delivered])
+                sent = _collect_floats(delivered, "sent")
+                recv = _collect_floats(delivered, "recv")
+                e2e = [(r - s) * MS for s, r in zip(sent, recv, strict=True)]
+                acked = sum(r["acked"] for r in results)
+                expected = acked * (args.group_size - 1)
+                lag = [x * MS for x in _collect_floats(results, "send_lag")]
+                row = _lat_row(f"{rate:g} sends/s", e2e)
+                result.rows.append(
+                    {
+                        "step": row.pop("step"),
+                        "deliveries_per_s": len(e2e) / args.seconds,
+                        "delivered": f"{len(e2e):,} / {expected:,}",
+                        **row,
+                        "ack_p99_ms": percentile(
+                            [x * MS for x in _collect_floats(results, "ack_lat")], 99
+                        ),
+                        "loadgen_lag_p99_ms": percentile(lag, 99),
+                        "errors": merge_counters(r["errors"] for r in results),
+                        **cpu,
+                    }
+                )
+                result.series[f"{rate:g} sends/s"] = e2e
+
+            if n == len(args.rates) - 1:
+                _with_profile(run, result, "deliver", step)
+            else:
+                step()
+        at_1000 = [r for r in result.rows if r["step"] == "1000 sends/s"]
+        if at_1000:
+            result.target("e2e p99 ms at 1,000 sends/s", at_1000[0]["p99_ms"], 50, False)
+    return result
+
+
+# -- fanout -------------------------------------------------------------------------------------
+
+
+def scenario_fanout(args: argparse.Namespace) -> Result:
+    """One message into a channel of N connected members: time until the last delivery."""
+    members = [f"f{i}" for i in range(args.members)]
+    owner = "fowner"
+    result = Result("fanout", args.mode, _params(args, "members", "messages", "gap_s",
+                                                 "workers", "body_bytes"))  # fmt: skip
+    with _system(args) as run:
+        cid = run.admin.create(owner, members, kind="channel")
+        devices = [Device(owner), *(Device(m) for m in members)]
+        pool = run.start_pool(devices, args.workers, args.nofile)
+        t0 = time.perf_counter()
+        _check_connected(pool.call("connect", subscribe=True), len(devices))
+        result.notes.append(
+            f"{len(devices):,} devices connected and subscribed in "
+            f"{time.perf_counter() - t0:.1f} s; channel kind, so fanout is on read "
+            "(one bus publish on the conversation subject, one handler per member stream)."
+        )
+
+        def probe() -> None:
+            pool.call("record")
+            run.mark()
+            sends = []
+            for _ in range(args.messages):
+                sends.append(pool.call_one(0, "send_one", index=0, conversation_id=cid,
+                                           body_bytes=args.body_bytes))  # fmt: skip
+                time.sleep(args.gap_s)
+            deadline = time.time() + 30
+            time.sleep(1.0)
+            delivered = pool.call("collect", stop=False)
+            while time.time() < deadline:
+                n = sum(len(floats(d["recv"])) for d in delivered)
+                if n >= args.messages * args.members:
+                    break
+                time.sleep(1.0)
+                more = pool.call("collect", stop=False)
+                delivered = [
+                    {"sent": a["sent"] + b["sent"], "recv": a["recv"] + b["recv"],
+                     "cpu_s": a["cpu_s"] + b["cpu_s"]}
+                    for a, b in zip(delivered, more, strict=True)
+                ]  # fmt: skip
+            pool.call("collect")
+            cpu = run.cpu_split(delivered)
+            sent = _collect_floats(delivered, "sent")
+            recv = _collect_floats(delivered, "recv")
+            by_message: dict[float, list[float]] = {}
+            for s, r in zip(sent, recv, strict=True):
+                by_message.setdefault(round(s, 6), []).append((r - s) * MS)
+            for n, send in enumerate(sends):
+                times = by_message.get(round(send["sent_at"], 6), [])
+                result.rows.append(
+                    {
+                        "message": n + 1,
+                        "delivered": f"{len(times):,} / {args.members:,}",
+                        "ack_ms": send["ack_s"] * MS if send["ack_s"] is not None else None,
+                        "first_ms": min(times) if times else float("nan"),
+                        "p50_ms": percentile(times, 50),
+                        "p99_ms": percentile(times, 99),
+                        "last_ms": max(times) if times else float("nan"),
+                        **cpu,
+                    }
+                )
+                result.series[f"message {n + 1}"] = times
+
+        _with_profile(run, result, "fanout", probe)
+        lasts = sorted(r["last_ms"] for r in result.rows)
+        if lasts:
+            result.target(
+                "median time to last delivery, ms", percentile(lasts, 50), 1000, False
+            )
+    return result
+
+
+# -- idle ---------------------------------------------------------------------------------------
+
+
+def scenario_idle(args: argparse.Namespace) -> Result:
+    """N connected devices with heartbeats: resident memory per connection of the server."""
+    users = [f"i{i}" for i in range(args.devices)]
+    result = Result("idle", args.mode, _params(args, "devices", "steps", "hold_s", "workers",
+                                               "subscribe", "settle_s"))  # fmt: skip
+    result.notes.append(
+        "Embedded mode runs gateway and chat_service in one process: the figure per "
+        "connection is that process's RSS growth, so with --subscribe it includes the device's "
+        "event stream on both sides of the in-process gRPC channel (EventService stream, bus "
+        "subscription, gateway reader task)."
+    )
+    with _system(args) as run:
+        for members in _groups(users, 10):
+            run.admin.create(members[0], members[1:])
+        time.sleep(args.settle_s)
+        base = run.server.rss_bytes()
+        xs, ys = [0.0], [base / 2**20]
+        result.rows.append({"connections": 0, "rss_mib": base / 2**20, "per_conn_kib": None})
+        pool_devices = [Device(u) for u in users]
+        # Connect in steps: each worker holds its block; the steps connect slices of it.
+        blocks = max(1, args.steps)
+        slices = [pool_devices[i::blocks] for i in range(blocks)]
+        connected = 0
+        pools: list[Pool] = []
+        try:
+            for part in slices:
+                if not part:
+                    continue
+                pool = Pool(run.server.ws_url, _split(part, args.workers), args.nofile)
+                pools.append(pool)
+                results = pool.call("connect", subscribe=args.subscribe)
+                _check_connected(results, len(part))
+                connected += len(part)
+                time.sleep(args.settle_s)
+                rss = run.server.rss_bytes()
+                xs.append(connected)
+                ys.append(rss / 2**20)
+                result.rows.append(
+                    {
+                        "connections": connected,
+                        "rss_mib": rss / 2**20,
+                        "per_conn_kib": (rss - base) / connected / 1024,
+                    }
+                )
+            run.mark()
+            time.sleep(args.hold_s)
+            status = [s for p in pools for s in p.call("status")]
+            cpu = run.cpu_split(status)
+            rss = run.server.rss_bytes()
+            open_now = sum(s["open"] for s in status)
+            result.rows.append(
+                {
+                    "connections": open_now,
+                    "rss_mib": rss / 2**20,
+                    "per_conn_kib": (rss - base) / max(1, open_now) / 1024,
+                    "after": f"held {args.hold_s:g} s (server pings every 20 s)",
+                    **cpu,
+                }
+            )
+            xs.append(open_now + 0.5)
+            ys.append(rss / 2**20)
+            result.target("KiB per idle connection", (rss - base) / max(1, open_now) / 1024,
+                          30, False)  # fmt: skip
+            if open_now != connected:
+                result.notes.append(f"{connected - open_now} sockets dropped while idle")
+        finally:
+            for pool in pools:
+                pool.close()
+        result.xy["server RSS"] = (xs, ys)
+        result.xy_labels = ("connected devices", "server RSS (MiB)")
+    return result
+
+
+def _split(devices: Sequence[Device], workers: int) -> list[list[Device]]:
+    per = -(-len(devices) // workers)
+    return [list(devices[i : i + per]) for i in range(0, len(devices), per)]
+
+
+# -- history ------------------------------------------------------------------------------------
+
+
+def scenario_history(args: argparse.Namespace) -> Result:
+    """Newest-page read latency on a conversation with N messages."""
+    owner = "howner"
+    result = Result("history", args.mode, _params(args, "messages", "requests", "concurrency",
+                                                  "page", "body_bytes"))  # fmt: skip
+    holder: dict[str, str] = {}
+
+    def prepare(data_dir: Path) -> None:
+        began = time.perf_counter()
+        holder["cid"] = asyncio.run(
+            seed_history(data_dir, owner, args.messages, args.body_bytes)
+        )
+        result.notes.append(
+            f"{args.messages:,} messages seeded through ChatStore.append_message in "
+            f"{time.perf_counter() - began:.1f} s before the server started."
+        )
+
+    with _system(args, prepare) as run:
+        cid = holder["cid"]
+        pool = run.start_pool([Device(owner)], 1, args.nofile)
+        _check_connected(pool.call("connect", subscribe=True), 1)
+        pool.call_one(0, "history", index=0, conversation_id=cid,
+                      requests=min(200, args.requests), concurrency=1, limit=args.page)  # fmt: skip
+        for concurrency in args.concurrency:
+
+            def step(concurrency: int = concurrency) -> None:
+                run.mark()
+                r = pool.call_one(0, "history", index=0, conversation_id=cid,
+                                  requests=args.requests, concurrency=concurrency,
+                                  limit=args.page)  # fmt: skip
+                lat = [x * MS for x in floats(r["lat"])]
+                row = _lat_row(f"concurrency {concurrency}", lat)
+                result.rows.append(
+                    {
+                        "step": row.pop("step"),
+                        "pages_per_s": len(lat) / r["seconds"],
+                        **row,
+                        "errors": r["errors"],
+                        **run.cpu_split([r]),
+                    }
+                )
+                result.series[f"concurrency {concurrency}"] = lat
+
+            if concurrency == args.concurrency[0]:
+                _with_profile(run, result, "history", step)
+            else:
+                step()
+        result.target("history page p99 ms (concurrency 1)", result.rows[0]["p99_ms"], 10, False)
+    return result
+
+
+def _params(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in names}
+
+
+SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
+    "send": scenario_send,
+    "deliver": scenario_deliver,
+    "fanout": scenario_fanout,
+    "idle": scenario_idle,
+    "history": scenario_history,
+}

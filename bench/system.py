@@ -1,0 +1,271 @@
+"""The system under test: `chatmesh dev` in its own process, and what the bench reads from it.
+
+`DevServer` starts `python -m chatmesh_common.cli dev` on free ports with a temporary data dir,
+waits for gRPC health, and exposes the process's resident memory and CPU time (from /proc), so a
+scenario can report memory per connection and the CPU split between server and load generator.
+`Admin` sets a scenario up (conversations, memberships) through the real gRPC API.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from chatmesh.chat.v1 import chat_service_pb2 as pb
+from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from chatmesh_common.auth import auth_metadata, issue_token
+
+SECRET = "bench-secret-of-at-least-thirty-two-bytes!"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raises this process's soft RLIMIT_NOFILE towards `wanted` (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+def token(user: str, device: str = "d0") -> str:
+    return issue_token(SECRET, user, device, ttl_s=6 * 3600)
+
+
+def proc_rss_bytes(pid: int) -> int:
+    """VmRSS of a process, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+class DevServer:
+    """`chatmesh dev` as a subprocess on free ports; a context manager."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.grpc_port = free_port()
+        self.ws_port = free_port()
+        self.metrics_port = free_port()
+        self.log_path = data_dir.parent / "chatmesh-dev.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._profiler: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}/v1/ws"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError("not started")
+        return self.process.pid
+
+    def __enter__(self) -> DevServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        env = {**os.environ, "CHATMESH_JWT_SECRET": SECRET, "CHATMESH_LOG_LEVEL": "WARNING"}
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "chatmesh_common.cli", "dev",
+                    "--data-dir", str(self.data_dir),
+                    "--grpc", self.grpc_target,
+                    "--ws", f"127.0.0.1:{self.ws_port}",
+                    "--metrics", f"127.0.0.1:{self.metrics_port}",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"chatmesh dev exited: {self.log_path.read_text()[-2000:]}")
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"chatmesh dev not serving: {self.log_path.read_text()}")
+                time.sleep(0.05)
+
+    def start_profile(self, output: Path, fmt: str = "raw", rate_hz: int = 200) -> None:
+        """Samples the server with py-spy until stop_profile() (needs ptrace rights).
+
+        fmt "raw" writes collapsed stacks (one line per stack with its sample count), which
+        `bench.report.summarize_profile` ranks and any flamegraph tool draws.
+        """
+        spy = Path(sys.executable).parent / "py-spy"
+        self._profiler = subprocess.Popen(
+            [str(spy), "record", "--pid", str(self.pid), "--rate", str(rate_hz),
+             "--output", str(output), "--format", fmt, "--threads", "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop_profile(self) -> None:
+        if self._profiler is not None:
+            self._profiler.send_signal(signal.SIGINT)
+            try:
+                self._profiler.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._profiler.kill()
+            self._profiler = None
+
+    def rss_bytes(self) -> int:
+        return proc_rss_bytes(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return proc_cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        self.stop_profile()
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+class Admin:
+    """Sets scenarios up through ChatService (gRPC, the same API the gateway calls)."""
+
+    def __init__(self, target: str) -> None:
+        self._channel = grpc.insecure_channel(
+            target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        )
+        self._stub = chat_service_pb2_grpc.ChatServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def create(self, owner: str, members: Sequence[str], kind: str = "group") -> str:
+        kinds = {
+            "group": types_pb2.CONVERSATION_KIND_GROUP,
+            "channel": types_pb2.CONVERSATION_KIND_CHANNEL,
+        }
+        reply = self._stub.CreateConversation(
+            pb.CreateConversationRequest(
+                kind=kinds[kind], title=f"bench {kind}", member_ids=list(members)
+            ),
+            metadata=auth_metadata(token(owner)),
+            timeout=120,
+        )
+        conversation_id: str = reply.conversation.conversation.conversation_id
+        return conversation_id
+
+    def send(self, user: str, conversation_id: str, client_msg_id: str, body: str) -> int:
+        reply = self._stub.SendMessage(
+            pb.SendMessageRequest(
+                conversation_id=conversation_id, client_msg_id=client_msg_id, body=body
+            ),
+            metadata=auth_metadata(token(user)),
+            timeout=30,
+        )
+        seq: int = reply.message.seq
+        return seq
+
+
+async def seed_history(data_dir: Path, owner: str, messages: int, body_bytes: int) -> str:
+    """Writes a conversation of `messages` messages through ChatStore, before the server starts.
+
+    The same store code (group commit, seqs, outbox) as a send, minus the network: 100,000
+    sends through the gateway would take a minute of a 2-core machine for no extra insight.
+    The outbox is cleared so that the server's relay has nothing to replay at start.
+    """
+    import asyncio
+
+    from chat_service.store.base import Kind, NewConversation, NewMessage, Role
+    from chat_service.store.sqlite import SqliteChatStore
+    from chatmesh_common.ids import new_id
+
+    store = SqliteChatStore(data_dir / "chat.sqlite3")
+    await store.open()
+    try:
+        now = time.time()
+        conversation, _ = await store.create_conversation(
+            NewConversation(
+                conversation_id=new_id(now),
+                kind=Kind.GROUP,
+                title="history",
+                created_by=owner,
+                created_at=now,
+                members=[(owner, Role.OWNER)],
+            )
+        )
+        cid = conversation.conversation_id
+        body = ("history " * (body_bytes // 8 + 1))[:body_bytes]
+        chunk = 2000
+        for start in range(0, messages, chunk):
+            await asyncio.gather(
+                *(
+                    store.append_message(
+                        NewMessage(
+                            conversation_id=cid,
+                            sender_id=owner,
+                            client_msg_id=f"h{i}",
+                            message_id=new_id(time.time()),
+                            created_at=time.time(),
+                            kind=1,
+                            body=body,
+                        )
+                    )
+                    for i in range(start, min(messages, start + chunk))
+                )
+            )
+        entry = await store.outbox_entry(cid)
+        if entry is not None:
+            await store.clear_outbox([(cid, entry.up_to_seq)])
+        return cid
+    finally:
+        await store.close()

@@ -1,0 +1,79 @@
+"""Smoke runs of every benchmark scenario: the tool keeps working (tiny sizes, no timing asserted).
+
+Each runs `python -m bench SCENARIO --smoke` as a user would, against a real `chatmesh dev`
+subprocess, and checks that the JSON, markdown and plot were written and that every message the
+scenario sent was acknowledged or delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _result(tmp_path: Path, scenario: str) -> dict[str, Any]:
+    proc = _run(tmp_path, scenario, "--smoke")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for suffix in ("json", "md", "png"):
+        assert (tmp_path / f"{scenario}.{suffix}").stat().st_size > 0
+    data: dict[str, Any] = json.loads((tmp_path / f"{scenario}.json").read_text())
+    assert data["scenario"] == scenario
+    assert data["mode"] == "embedded"
+    assert data["rows"]
+    return data
+
+
+def test_send(tmp_path: Path) -> None:
+    data = _result(tmp_path, "send")
+    saturation, fixed = data["rows"][0], data["rows"][1]
+    assert saturation["acked_per_s"] > 0
+    assert fixed["samples"] == 40 and fixed["lost"] == 0 and not fixed["errors"]
+
+
+def test_deliver(tmp_path: Path) -> None:
+    data = _result(tmp_path, "deliver")
+    row = data["rows"][0]
+    delivered, expected = (int(x.replace(",", "")) for x in row["delivered"].split(" / "))
+    assert delivered == expected > 0
+
+
+def test_fanout(tmp_path: Path) -> None:
+    data = _result(tmp_path, "fanout")
+    assert [row["delivered"] for row in data["rows"]] == ["30 / 30", "30 / 30"]
+
+
+def test_idle(tmp_path: Path) -> None:
+    data = _result(tmp_path, "idle")
+    assert data["rows"][-1]["connections"] == 30
+    assert data["rows"][-1]["per_conn_kib"] > 0
+
+
+def test_history(tmp_path: Path) -> None:
+    data = _result(tmp_path, "history")
+    row = data["rows"][0]
+    assert row["samples"] == 30 and not row["errors"]
+
+
+@pytest.mark.parametrize("scenario", ["send", "idle"])
+def test_cluster_mode_not_available_yet(tmp_path: Path, scenario: str) -> None:
+    proc = _run(tmp_path, scenario, "--mode", "cluster")
+    assert proc.returncode == 2
+    assert "not available yet" in proc.stderr
