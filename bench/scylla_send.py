@@ -12,7 +12,8 @@ concurrent senders (sender i talks to replica i % replicas and sends into conver
 i % conversations) as fast as their acks return.
 
 Prints the command, sends per second, ack latency p50/p90/p99, and the CPU seconds per 1000 sends
-spent by the CQL server, the replicas and this client (where the cost goes on one box).
+spent by the CQL server, the replicas and this client (where the cost goes on one box), and the
+CQL requests per acked send (from Cassandra's `system_views.clients`; n/a on ScyllaDB).
 
 `--profile` samples replica 0 with py-spy for the run and prints where its CPU goes.
 `--stages` also runs the same load on a ScyllaChatStore in this process (no gRPC) with timing of
@@ -205,9 +206,35 @@ def _area(frame: str) -> str:
     return Path(path).name or func
 
 
+class _RequestCounter:
+    """Sums `request_count` of every client connection the CQL server has
+    (`system_views.clients`, Cassandra 4+): CQL requests (statements, batches, prepares,
+    heartbeats) sent by all clients, i.e. the replicas during a run."""
+
+    def __init__(self, points: list[str], port: int) -> None:
+        from cassandra.cluster import Cluster
+
+        self._cluster = Cluster(points, port=port, protocol_version=4)
+        self._session = self._cluster.connect()
+
+    def total(self) -> int | None:
+        try:
+            rows = self._session.execute("SELECT request_count FROM system_views.clients")
+        except Exception:
+            return None  # not Cassandra 4+ (ScyllaDB has no such view)
+        return sum(r.request_count or 0 for r in rows)
+
+    def close(self) -> None:
+        self._cluster.shutdown()
+
+
 async def _load(
-    targets: list[str], senders: int, conversations: int, seconds: float
-) -> tuple[list[float], float]:
+    targets: list[str],
+    senders: int,
+    conversations: int,
+    seconds: float,
+    counter: _RequestCounter | None = None,
+) -> tuple[list[float], float, int | None]:
     channels = [grpc.aio.insecure_channel(t) for t in targets]
     stubs = [chat_service_pb2_grpc.ChatServiceStub(c) for c in channels]
     users = [f"u{i:04d}" for i in range(senders)]
@@ -223,6 +250,7 @@ async def _load(
         )
         conversation_ids.append(created.conversation.conversation.conversation_id)
     latencies: list[float] = []
+    requests_before = await asyncio.to_thread(counter.total) if counter else None
     deadline = time.perf_counter() + seconds
 
     async def sender(index: int) -> None:
@@ -244,9 +272,16 @@ async def _load(
     began = time.perf_counter()
     await asyncio.gather(*(sender(i) for i in range(senders)))
     elapsed = time.perf_counter() - began
+    await asyncio.sleep(0.5)  # the relay's last clears
+    requests_after = await asyncio.to_thread(counter.total) if counter else None
+    requests = (
+        requests_after - requests_before - 1
+        if requests_before is not None and requests_after is not None
+        else None
+    )
     for channel in channels:
         await channel.close(None)
-    return latencies, elapsed
+    return latencies, elapsed, requests
 
 
 async def _stages(
@@ -274,12 +309,16 @@ async def _stages(
                     time.perf_counter() - started
                 )
 
-        async def _refuse_non_members(self, conversation_id: str, ops: list[Any]) -> Any:
+        async def _refuse_non_members(
+            self, conversation_id: str, head: Any, ops: list[Any], index_at: int
+        ) -> Any:
             started = time.perf_counter()
             try:
-                return await super()._refuse_non_members(conversation_id, ops)
+                return await super()._refuse_non_members(conversation_id, head, ops, index_at)
             finally:
-                spent["1 membership check"].append(time.perf_counter() - started)
+                spent["1 membership check (+ outbox index write)"].append(
+                    time.perf_counter() - started
+                )
 
         async def _execute(self, statement: Any) -> list[Any]:
             from cassandra.query import BatchStatement, BatchType
@@ -290,14 +329,16 @@ async def _stages(
             finally:
                 if isinstance(statement, BatchStatement):
                     lwt = statement.batch_type == BatchType.LOGGED
-                    spent["3 LWT (conditional batch)" if lwt else "4-5 unlogged batch"].append(
+                    spent["3 LWT (conditional batch)" if lwt else "unlogged batch"].append(
                         time.perf_counter() - started
                     )
 
-        async def _advance(self, head: Any, events: Any, delta: int, keys: Any) -> Any:
+        async def _advance(
+            self, head: Any, events: Any, delta: int, keys: Any, *, indexed_at: int = -1
+        ) -> Any:
             started = time.perf_counter()
             try:
-                return await super()._advance(head, events, delta, keys)
+                return await super()._advance(head, events, delta, keys, indexed_at=indexed_at)
             finally:
                 spent["2-5 advance (outbox+LWT+materialize)"].append(time.perf_counter() - started)
                 spent["round size"].append(float(len(events)))
@@ -418,9 +459,13 @@ async def run(args: argparse.Namespace) -> None:
             pids = [p.pid for p in replicas]
             cpu_before = {pid: _cpu_seconds(pid) for pid in [*pids, server_pid or 0]}
             self_before = time.process_time()
-            latencies, elapsed = await _load(
-                targets, args.senders, args.conversations, args.seconds
-            )
+            counter = _RequestCounter(points, port)
+            try:
+                latencies, elapsed, requests = await _load(
+                    targets, args.senders, args.conversations, args.seconds, counter
+                )
+            finally:
+                counter.close()
             self_cpu = time.process_time() - self_before
             cpu = {pid: _cpu_seconds(pid) - before for pid, before in cpu_before.items()}
         finally:
@@ -446,7 +491,9 @@ async def run(args: argparse.Namespace) -> None:
             + (f"{cpu[server_pid] * per_k:.2f}" if server_pid else "n/a")
             + f", replicas {sum(cpu[p] for p in pids) * per_k:.2f}"
             f", bench client {self_cpu * per_k:.2f}"
-            f" ({os.cpu_count()} CPUs; wall {elapsed:.1f}s)"
+            f" ({os.cpu_count()} CPUs; wall {elapsed:.1f}s)\n"
+            "  CQL requests per send (all clients, relay sweeps included) "
+            + (f"{requests / max(1, n):.1f}" if requests is not None else "n/a")
         )
         if profiler is not None:
             print(profiler.summary())

@@ -7,6 +7,7 @@ request, writes through the store, and publishes the resulting events after the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -117,10 +118,10 @@ class Chat:
     def fanout(self) -> Fanout:
         return self._fanout
 
-    def _written(self, conversation_id: str) -> None:
-        """A seq'd event was committed: the relay takes it to the durable event stream."""
+    def _written(self, conversation_id: str, records: Sequence[EventRecord]) -> None:
+        """Seq'd events were committed: the relay takes them to the durable event stream."""
         if self._relay is not None:
-            self._relay.kick(conversation_id)
+            self._relay.kick(conversation_id, records)
 
     # Access checks
 
@@ -129,8 +130,10 @@ class Chat:
     ) -> tuple[ConversationRecord, MemberRecord]:
         """The conversation and the caller's membership; PERMISSION_DENIED if either is missing."""
         _check_id("conversation_id", conversation_id)
-        member = await self._store.get_member(conversation_id, user_id)
-        conversation = await self._store.get_conversation(conversation_id) if member else None
+        member, conversation = await asyncio.gather(
+            self._store.get_member(conversation_id, user_id),
+            self._store.get_conversation(conversation_id),
+        )
         if member is None or conversation is None:
             raise _denied(f"not a member of conversation {conversation_id}")
         return conversation, member
@@ -315,7 +318,7 @@ class Chat:
             conversation.conversation_id, actor_id, changes, self._clock.now()
         )
         if events:
-            self._written(conversation.conversation_id)
+            self._written(conversation.conversation_id, events)
         for record in events:
             # The member concerned hears of it too, also after leaving or being removed.
             await self._fanout.publish(
@@ -477,7 +480,6 @@ class Chat:
             )
         )
         if not result.duplicate:
-            self._written(conversation_id)
             record = EventRecord(
                 conversation_id=conversation_id,
                 seq=result.message.seq,
@@ -486,6 +488,7 @@ class Chat:
                 occurred_at=now,
                 message=result.message,
             )
+            self._written(conversation_id, [record])
             await self._fanout.publish(conversation, convert.event(record))
         return result
 
@@ -511,7 +514,7 @@ class Chat:
         record = await self._store.edit_message(
             conversation_id, seq, user_id, body, self._clock.now()
         )
-        self._written(conversation_id)
+        self._written(conversation_id, [record])
         await self._fanout.publish(conversation, convert.event(record))
         return record
 
@@ -529,7 +532,7 @@ class Chat:
         if conversation.archived:
             raise _precondition(f"conversation {conversation_id} is archived")
         record = await self._store.delete_message(conversation_id, seq, user_id, self._clock.now())
-        self._written(conversation_id)
+        self._written(conversation_id, [record])
         await self._fanout.publish(conversation, convert.event(record))
         return record
 

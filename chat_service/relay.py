@@ -5,8 +5,11 @@ outbox entry for its conversation (`ChatStore.pending_outbox`: from_seq..up_to_s
 relayed). The relay publishes those events from the log with `Bus.publish_durable` and then
 clears the entry (`ChatStore.clear_outbox`, which keeps whatever was written meanwhile):
 
-* fast path: `Chat` kicks the relay right after the durable write; the relay reads that
-  conversation's entry and publishes it at once;
+* fast path: `Chat` kicks the relay right after the durable write, with the events it just
+  committed. When this relay knows that everything before them was relayed (it cleared up to
+  there itself: the relayed mark only ever rises) it publishes them as they are and clears them
+  (one store write); otherwise it reads that conversation's entry and publishes it from the log,
+  using the events it was given where they fit;
 * sweep: on start, every pending entry; then every `sweep_interval_s`, each entry that was
   already pending at the previous sweep, whichever replica wrote it. This covers a publish
   that failed (NATS down: entries stay, a later sweep retries) and a replica that died between
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from chatmesh.events.v1 import events_pb2
 
@@ -29,11 +33,14 @@ from chatmesh_common.bus import Bus
 
 from . import convert
 from .fanout import Fanout, durable_msg_id, durable_subject
-from .store.base import ChatStore, OutboxEntry
+from .store.base import ChatStore, EventRecord, OutboxEntry
 
 log = logging.getLogger(__name__)
 
 PAGE = 500
+# Bound on the conversations whose relayed seq this relay remembers (a hint: dropping it costs
+# one entry read).
+MAX_REMEMBERED = 100_000
 
 
 class Relay:
@@ -51,6 +58,11 @@ class Relay:
         self._sweep_interval_s = sweep_interval_s
         self._sweep_batch = sweep_batch
         self._kicked: set[str] = set()
+        # Events handed over by kick(), by conversation and seq, until the next relay round.
+        self._given: dict[str, dict[int, EventRecord]] = {}
+        # Per conversation, a seq up to which events are known to be relayed (this relay
+        # cleared them): never above the store's relayed mark, which only rises.
+        self._relayed_up_to: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._signals: set[asyncio.Task[None]] = set()
@@ -60,9 +72,17 @@ class Relay:
         self._first_sweep = True
         self.relayed = 0
 
-    def kick(self, conversation_id: str) -> None:
-        """A seq'd event of this conversation was just committed: relay it now."""
+    def kick(self, conversation_id: str, records: Sequence[EventRecord] = ()) -> None:
+        """A seq'd event of this conversation was just committed: relay it now.
+
+        `records`: the committed events as the writer has them, so that the relay need not
+        read them back from the log.
+        """
         self._kicked.add(conversation_id)
+        if records:
+            given = self._given.setdefault(conversation_id, {})
+            for record in records:
+                given[record.seq] = record
         self._wake.set()
 
     def publish_signal(self, event: events_pb2.ConversationEvent) -> None:
@@ -131,12 +151,26 @@ class Relay:
 
     async def _relay_kicked(self) -> None:
         kicked, self._kicked = self._kicked, set()
+        given, self._given = self._given, {}
         entries: list[OutboxEntry] = []
         for conversation_id in kicked:
+            records = given.get(conversation_id, {})
+            base = self._relayed_up_to.get(conversation_id)
+            top = max(records, default=0)
+            if (
+                base is not None
+                and records
+                and all(seq in records for seq in range(base + 1, top + 1))
+            ):
+                # Everything up to base is relayed and every event after it up to top is here:
+                # no need to read the entry (events after top come with their own kick).
+                if top > base:
+                    entries.append(OutboxEntry(conversation_id, base + 1, top))
+                continue
             entry = await self._store.outbox_entry(conversation_id)
             if entry is not None:
                 entries.append(entry)
-        await self._relay(entries, refanout=set())
+        await self._relay(entries, refanout=set(), given=given)
 
     async def sweep(self) -> None:
         """Relays the entries left behind, and sends them to live streams again.
@@ -157,11 +191,24 @@ class Relay:
         left_behind = [e for e in entries if (e.conversation_id, e.from_seq) in stale]
         await self._relay(left_behind, refanout=stale)
 
-    async def _relay(self, entries: list[OutboxEntry], refanout: set[tuple[str, int]]) -> None:
+    async def _relay(
+        self,
+        entries: list[OutboxEntry],
+        refanout: set[tuple[str, int]],
+        given: dict[str, dict[int, EventRecord]] | None = None,
+    ) -> None:
         if not entries:
             return
+        given = given or {}
         results = await asyncio.gather(
-            *(self._publish_entry(e, (e.conversation_id, e.from_seq) in refanout) for e in entries),
+            *(
+                self._publish_entry(
+                    e,
+                    (e.conversation_id, e.from_seq) in refanout,
+                    given.get(e.conversation_id, {}),
+                )
+                for e in entries
+            ),
             return_exceptions=True,
         )
         done: list[tuple[str, int]] = []
@@ -172,19 +219,31 @@ class Relay:
             else:
                 done.append((entry.conversation_id, entry.up_to_seq))
         await self._store.clear_outbox(done)
+        if len(self._relayed_up_to) + len(done) > MAX_REMEMBERED:
+            self._relayed_up_to.clear()
+        for conversation_id, up_to_seq in done:
+            known = self._relayed_up_to.get(conversation_id, 0)
+            self._relayed_up_to[conversation_id] = max(known, up_to_seq)
         if failure is not None and not self._failing:
             log.warning("durable publish failed, events stay in the outbox: %s", failure)
         elif failure is None and self._failing:
             log.info("durable publishing recovered")
         self._failing = failure is not None
 
-    async def _publish_entry(self, entry: OutboxEntry, refanout: bool) -> None:
+    async def _publish_entry(
+        self, entry: OutboxEntry, refanout: bool, given: dict[int, EventRecord]
+    ) -> None:
         conversation = (
             await self._store.get_conversation(entry.conversation_id) if refanout else None
         )
         after = entry.from_seq - 1
         while after < entry.up_to_seq:
-            page = await self._store.events_after(entry.conversation_id, after, PAGE)
+            record = given.get(after + 1)
+            page = (
+                [record]
+                if record is not None
+                else await self._store.events_after(entry.conversation_id, after, PAGE)
+            )
             if not page:
                 return
             for record in page:

@@ -67,6 +67,13 @@ MAX_ROUND_BYTES = 256 * 1024
 MAX_ROUND_ATTEMPTS = 500
 # Bound on the per-conversation hints kept in memory (heads, materialized seqs).
 MAX_CACHED_CONVERSATIONS = 100_000
+# Bound on the senders whose membership is remembered per conversation.
+MAX_CACHED_MEMBERS = 10_000
+# The side effects of a round go as one (multi-partition, unlogged) batch when they are this
+# small: below Cassandra's batch size warning (5 KiB) and far below its refusal (50 KiB), which
+# apply only to batches spanning partitions. Bigger rounds go as one batch per partition.
+MAX_COMBINED_BATCH_BYTES = 4000
+MAX_COMBINED_BATCH_PARTITIONS = 4
 
 _MESSAGE_COLUMNS = (
     "conversation_id, seq, message_id, sender_id, created_at, kind, body, attachments,"
@@ -146,6 +153,11 @@ def _head(row: Any) -> _Head | None:
     return _Head(record, pending.get("events", []) if isinstance(pending, dict) else [])
 
 
+_KEEPS_MEMBERSHIP = frozenset(
+    {EventKind.MESSAGE_CREATED, EventKind.MESSAGE_EDITED, EventKind.MESSAGE_DELETED}
+)
+
+
 @dataclass(slots=True)
 class _Op:
     kind: str  # "append" | "members" | "edit" | "delete"
@@ -204,6 +216,11 @@ class ScyllaChatStore:
         # knows to be materialized. Both are hints; the LWT condition is what is trusted.
         self._heads: dict[str, _Head] = {}
         self._materialized: dict[str, int] = {}
+        # Per conversation: (seq, senders known to be members as of that seq). Membership only
+        # changes by taking a seq, so while the head is still at that seq (which the LWT's
+        # `IF last_seq = seq` checks) they are still members. Moved forward by this process's
+        # own rounds that change no membership; any other head means it is stale.
+        self._members_at: dict[str, tuple[int, set[str]]] = {}
 
     # Lifecycle
 
@@ -402,6 +419,7 @@ class ScyllaChatStore:
             # Hints only: dropping them costs a read, never correctness.
             self._heads.clear()
             self._materialized.clear()
+            self._members_at.clear()
         self._heads[conversation_id] = head
 
     async def create_conversation(self, new: NewConversation) -> tuple[ConversationRecord, bool]:
@@ -593,13 +611,43 @@ class ScyllaChatStore:
         return result
 
     async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None:
+        # The head and the row in parallel; the row is only trusted when this process knew,
+        # before both reads, that everything up to the head's last_seq was materialized.
+        # Otherwise the last round is completed first (after a writer crash) and the row read
+        # again.
+        known = self._materialized.get(conversation_id, 0)
+        head, row = await asyncio.gather(
+            self._read_head(conversation_id), self._message_row(conversation_id, seq)
+        )
+        if head is None or seq > head.conversation.last_seq:
+            return None
+        if head.conversation.last_seq > known:
+            await self._roll_forward(conversation_id, head)
+            row = await self._message_row(conversation_id, seq)
+        return row
+
+    async def _message_row(self, conversation_id: str, seq: int) -> MessageRecord | None:
+        """The message row as it is (for callers that have rolled the head forward)."""
+        if seq <= 0:
+            return None
         rows = await self._run("message", (conversation_id, bucket_of(seq), seq))
         return _message(rows[0]) if rows else None
+
+    async def _settled_head(self, conversation_id: str) -> _Head | None:
+        """The head, with its last round materialized: rows up to last_seq can be read.
+
+        One head read (which carries `pending`); the `event_exists` check only when this
+        process does not know the round to be materialized, and writes only after a crash.
+        """
+        head = await self._read_head(conversation_id)
+        if head is not None:
+            await self._roll_forward(conversation_id, head)
+        return head
 
     async def history(
         self, conversation_id: str, before_seq: int, after_seq: int, limit: int
     ) -> list[MessageRecord]:
-        head = await self._read_head(conversation_id)
+        head = await self._settled_head(conversation_id)
         if head is None or limit <= 0:
             return []
         last = head.conversation.last_seq
@@ -693,12 +741,16 @@ class ScyllaChatStore:
     async def clear_outbox(self, relayed: Sequence[tuple[str, int]]) -> None:
         async def clear(conversation_id: str, up_to_seq: int) -> None:
             up_to_seq = max(up_to_seq, 0)
-            await self._run("set_relayed", (up_to_seq, up_to_seq, conversation_id))
-            head = await self._read_head(conversation_id)
-            if head is None or head.conversation.last_seq <= up_to_seq:
-                await self._run(
-                    "outbox_drop", (up_to_seq, outbox_shard(conversation_id), conversation_id)
-                )
+            # One request: raise the relayed seq and drop the index row, both at timestamp
+            # up_to_seq. No head read is needed: a round that took a seq above up_to_seq wrote
+            # its index row with that (higher) timestamp, which this delete cannot shadow. If
+            # only one half lands, nothing is lost: the events were published before this call.
+            await self._run_batch(
+                [
+                    ("set_relayed", (up_to_seq, up_to_seq, conversation_id)),
+                    ("outbox_drop", (up_to_seq, outbox_shard(conversation_id), conversation_id)),
+                ]
+            )
 
         await asyncio.gather(*(clear(cid, seq) for cid, seq in relayed))
 
@@ -730,7 +782,7 @@ class ScyllaChatStore:
         return await self._require_member(conversation_id, user_id)
 
     async def count_unread(self, conversation_id: str, user_id: str, after_seq: int) -> int:
-        head = await self._read_head(conversation_id)
+        head = await self._settled_head(conversation_id)
         if head is None or head.conversation.last_seq <= after_seq:
             return 0
         start = max(after_seq, 0)
@@ -829,20 +881,33 @@ class ScyllaChatStore:
         if not exists:
             log.info("rolling forward %s up to seq %d", conversation_id, last)
             await self._materialize(conversation_id, head.pending)
-        self._materialized[conversation_id] = last
+        self._materialized[conversation_id] = max(self._materialized.get(conversation_id, 0), last)
+
+    async def _outbox_add(self, conversation_id: str, up_to_seq: int) -> None:
+        # The outbox learns of a round before it can commit: timestamp = the seq it would take,
+        # so clear_outbox (deleting at the relayed seq) never drops it. See docs/storage.md.
+        await self._run("outbox_add", (outbox_shard(conversation_id), conversation_id, up_to_seq))
 
     async def _advance(
-        self, head: _Head, events: list[dict[str, Any]], member_delta: int, keys: Sequence[Any]
+        self,
+        head: _Head,
+        events: list[dict[str, Any]],
+        member_delta: int,
+        keys: Sequence[Any],
+        *,
+        indexed_at: int = -1,
     ) -> tuple[bool, list[Any]]:
-        """The LWT: last_seq n -> n + len(events). Returns (applied, rows on failure)."""
+        """The LWT: last_seq n -> n + len(events). Returns (applied, rows on failure).
+
+        `indexed_at`: the timestamp of an outbox index write the caller already made for this
+        round; at least n + len(events) makes a second one unnecessary."""
         from cassandra.query import BatchStatement
 
         conversation = head.conversation
         cid = conversation.conversation_id
         last = conversation.last_seq
-        # The outbox learns of the round before it can commit: timestamp = the seq it would take,
-        # so clear_outbox (deleting at the relayed seq) never drops it. See docs/storage.md.
-        await self._run("outbox_add", (outbox_shard(cid), cid, last + len(events)))
+        if indexed_at < last + len(events):
+            await self._outbox_add(cid, last + len(events))
         round_id = uuid.uuid4().hex
         pending = json.dumps({"round": round_id, "events": events}, separators=(",", ":"))
         advance = self._ps["advance"].bind(
@@ -895,19 +960,45 @@ class ScyllaChatStore:
                 events,
             )
             self._remember(cid, new_head)
+            members = self._members_at.pop(cid, None)
+            if (
+                members is not None
+                and members[0] == last
+                and member_delta == 0
+                and all(EventKind(e["kind"]) in _KEEPS_MEMBERSHIP for e in events)
+            ):
+                self._members_at[cid] = (last + len(events), members[1])
             await self._materialize(cid, events)
             self._materialized[cid] = max(self._materialized.get(cid, 0), last + len(events))
             return True, []
         self._heads.pop(cid, None)
         return False, rows
 
-    async def _refuse_non_members(self, conversation_id: str, ops: list[_Op]) -> list[_Op]:
+    async def _refuse_non_members(
+        self, conversation_id: str, head: _Head, ops: list[_Op], index_at: int
+    ) -> tuple[list[_Op], int]:
         """Answers the appends of senders who are not members (as of the rolled-forward head);
-        returns the others. A retried key is still answered as a duplicate, as by the SQLite
-        store. Serializable: membership only changes by taking a seq, which the LWT guards."""
-        senders = sorted({op.new.sender_id for op in ops if op.new is not None})
-        found = await asyncio.gather(*(self._run("member", (conversation_id, u)) for u in senders))
+        returns the others, and the timestamp of the outbox index write made meanwhile (-1:
+        none). A retried key is still answered as a duplicate, as by the SQLite store.
+        Serializable: membership only changes by taking a seq, which the LWT guards; so senders
+        known to be members as of the head's seq are not read again."""
+        last = head.conversation.last_seq
+        cached = self._members_at.get(conversation_id)
+        known = cached[1] if cached is not None and cached[0] == last else set()
+        senders = sorted({op.new.sender_id for op in ops if op.new is not None} - known)
+        if not senders:
+            return ops, -1
+        # The index write (needed before the LWT anyway) goes in parallel with the reads, at
+        # the highest seq the round can take (a lower round leaves a stale index row at worst,
+        # which the sweep skips).
+        *found, _ = await asyncio.gather(
+            *(self._run("member", (conversation_id, u)) for u in senders),
+            self._outbox_add(conversation_id, index_at),
+        )
         members = {u for u, rows in zip(senders, found, strict=True) if rows and rows[0].role}
+        if len(known) + len(members) <= MAX_CACHED_MEMBERS:
+            self._members_at[conversation_id] = (last, known | members)
+        members |= known
         kept: list[_Op] = []
         for op in ops:
             assert op.new is not None
@@ -918,7 +1009,7 @@ class ScyllaChatStore:
                 "get_key", (conversation_id, op.new.sender_id, op.new.client_msg_id)
             )
             stored = (
-                await self.get_message(conversation_id, key[0].msg_seq)
+                await self._message_row(conversation_id, key[0].msg_seq)
                 if key and key[0].msg_seq
                 else None
             )
@@ -928,10 +1019,13 @@ class ScyllaChatStore:
                 op.future.set_exception(
                     NotMemberError(f"not a member of conversation {conversation_id}")
                 )
-        return kept
+        return kept, index_at
 
     async def _try_appends(self, conversation_id: str, head: _Head, ops: list[_Op]) -> bool:
-        ops = await self._refuse_non_members(conversation_id, ops)
+        distinct = len({(op.new.sender_id, op.new.client_msg_id) for op in ops if op.new})
+        ops, indexed_at = await self._refuse_non_members(
+            conversation_id, head, ops, head.conversation.last_seq + distinct
+        )
         if not ops:
             return True
         last = head.conversation.last_seq
@@ -967,7 +1061,7 @@ class ScyllaChatStore:
         keys = [
             (e["message"]["sender_id"], e["message"]["client_msg_id"], e["seq"]) for e in events
         ]
-        applied, rows = await self._advance(head, events, 0, keys)
+        applied, rows = await self._advance(head, events, 0, keys, indexed_at=indexed_at)
         if applied:
             for event in events:
                 message = _message_from_json(conversation_id, event["message"])
@@ -988,7 +1082,7 @@ class ScyllaChatStore:
             if now is not None:
                 await self._roll_forward(conversation_id, now)
             for key, seq in taken.items():
-                stored = await self.get_message(conversation_id, seq)
+                stored = await self._message_row(conversation_id, seq)
                 for op in owners[key]:
                     if stored is None:
                         op.future.set_exception(StoreError(f"message {seq} is missing"))
@@ -1008,10 +1102,12 @@ class ScyllaChatStore:
                 op.future.set_result(results)
             return applied
         # An edit or a delete of message op.seq, by a member.
-        actor = await self._run("member", (conversation_id, op.actor_id))
-        if not actor or actor[0].role is None:
-            raise NotMemberError(f"not a member of conversation {conversation_id}")
-        current = await self.get_message(conversation_id, op.seq)
+        cached = self._members_at.get(conversation_id)
+        if cached is None or cached[0] != last or op.actor_id not in cached[1]:
+            actor = await self._run("member", (conversation_id, op.actor_id))
+            if not actor or actor[0].role is None:
+                raise NotMemberError(f"not a member of conversation {conversation_id}")
+        current = await self._message_row(conversation_id, op.seq)
         if current is None:
             raise NotFoundError(f"message {op.seq} not found")
         if current.deleted:
@@ -1116,8 +1212,10 @@ class ScyllaChatStore:
         if not events:
             return
         cid = conversation_id
-        # Statements grouped by partition: each group goes as one single-partition UNLOGGED
-        # batch (one mutation on the replicas), the groups in parallel.
+        # Statements grouped by partition: a small round goes as one UNLOGGED batch (one
+        # request), a bigger one as one single-partition UNLOGGED batch per partition (one
+        # mutation on the replicas, not subject to the multi-partition batch size limits), the
+        # groups in parallel.
         groups: dict[tuple[str, Any], list[tuple[str, Sequence[Any]]]] = {}
 
         def add(partition: tuple[str, Any], name: str, params: Sequence[Any]) -> None:
@@ -1180,7 +1278,15 @@ class ScyllaChatStore:
                 add(("member_prefs", cid), "delete_prefs", (cid, user_id))
             elif kind == EventKind.MEMBER_ROLE_CHANGED:
                 add(("members", cid), "set_role", (seq, e["role"], cid, e["member"]))
-        await asyncio.gather(*(self._run_group(group) for group in groups.values()))
+        statements = [st for group in groups.values() for st in group]
+        size = sum(
+            200 + sum(len(p) for p in params if isinstance(p, str)) for _, params in statements
+        )
+        if len(groups) <= MAX_COMBINED_BATCH_PARTITIONS and size <= MAX_COMBINED_BATCH_BYTES:
+            # A small round (a lone send: its message row and the sender's markers): one request.
+            await self._run_batch(statements)
+        else:
+            await asyncio.gather(*(self._run_batch(group) for group in groups.values()))
 
         def event_row(e: Mapping[str, Any]) -> tuple[Any, ...]:
             seq = int(e["seq"])
@@ -1207,10 +1313,11 @@ class ScyllaChatStore:
                 ("insert_event", event_row(e))
             )
         for bucket in sorted(by_bucket):
-            await self._run_group(by_bucket[bucket])
+            await self._run_batch(by_bucket[bucket])
 
-    async def _run_group(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Runs statements of one partition: alone, or as one UNLOGGED batch."""
+    async def _run_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Runs statements alone, or as one UNLOGGED batch (one request; applied atomically
+        per partition, not across partitions)."""
         if len(statements) == 1:
             name, params = statements[0]
             await self._run(name, params)

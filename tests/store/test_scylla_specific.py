@@ -186,8 +186,7 @@ async def test_a_writer_dying_after_its_lwt_is_completed_by_the_next(
     lost = new_message(cid, alice, "sent before the crash", client_msg_id="k-crash")
     with pytest.raises(RuntimeError):
         await a.append_message(lost)
-    assert await b.get_message(cid, 1) is None
-    # A reader of the log completes it.
+    # A reader completes it (here: of the log; any read path does, see the next test).
     [event] = await b.events_after(cid, 0, 10)
     assert event.message is not None and event.message.body == "sent before the crash"
     # A retry of the key answers with it; the next write follows it without a gap.
@@ -195,6 +194,69 @@ async def test_a_writer_dying_after_its_lwt_is_completed_by_the_next(
     assert retry.duplicate and retry.message.message_id == lost.message_id
     after = await b.append_message(new_message(cid, alice, "after"))
     assert after.message.seq == 2
+
+
+async def test_readers_see_a_crashed_writers_round_at_once(
+    cql_server: Any, keyspace: str, stores: list[ScyllaChatStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seq is won, no row written, and nothing else is written afterwards: history,
+    get_message and count_unread of a fresh instance show the committed message at once."""
+    a, _ = stores
+    alice, bob = user("alice"), user("bob")
+    cid = (await group_with(a, alice, [bob])).conversation_id
+    first = await a.append_message(new_message(cid, alice, "before"))
+    edited = await a.append_message(new_message(cid, alice, "to be edited"))
+
+    async def crash(*args: Any) -> None:
+        raise RuntimeError("process died")
+
+    monkeypatch.setattr(a, "_materialize", crash)
+    lost = new_message(cid, alice, "sent before the crash", client_msg_id="k-lost")
+    with pytest.raises(RuntimeError):
+        await a.append_message(lost)
+
+    async def fresh() -> ScyllaChatStore:
+        store = ScyllaChatStore(
+            [cql_server.host],
+            port=cql_server.port,
+            local_dc=cql_server.datacenter,
+            keyspace=keyspace,
+            replication=SIMPLE,
+        )
+        await store.open()
+        return store
+
+    # Each read path on its own fresh instance (none knows the head; no write in between).
+    readers = [await fresh() for _ in range(4)]
+    try:
+        r1, r2, r3, r4 = readers
+        newest = await r1.history(cid, 0, 0, 10)
+        assert [(m.seq, m.body) for m in newest] == [
+            (3, "sent before the crash"),
+            (2, "to be edited"),
+            (1, "before"),
+        ]
+        message = await r2.get_message(cid, 3)
+        assert message is not None and message.message_id == lost.message_id
+        assert await r3.count_unread(cid, bob, 0) == 3
+        oldest = await r4.history(cid, 0, first.message.seq, 10)
+        assert [m.seq for m in oldest] == [2, 3]
+        # The same for an edit lost in a crash: the committed body, not the old one.
+        with pytest.raises(RuntimeError):
+            await a.edit_message(cid, edited.message.seq, alice, "edited", time.time())
+        r5 = await fresh()
+        readers.append(r5)
+        current = await r5.get_message(cid, edited.message.seq)
+        assert current is not None and (current.body, current.version) == ("edited", 2)
+        r6 = await fresh()
+        readers.append(r6)
+        assert [(m.seq, m.body) for m in await r6.history(cid, 0, 0, 2)] == [
+            (3, "sent before the crash"),
+            (2, "edited"),
+        ]
+    finally:
+        for store in readers:
+            await store.close()
 
 
 async def test_membership_change_lost_in_a_crash_is_rolled_forward(
