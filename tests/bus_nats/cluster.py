@@ -7,20 +7,14 @@ gateway = GatewayProcess("g1", chat.target, log_dir); await gateway.start()
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from servers.ports import free_port
+from servers.services import ChatServiceProcess
+from servers.services import GatewayProcess as GatewayServiceProcess
 
 from chatmesh_common.auth import auth_metadata, issue_token
 
@@ -31,128 +25,34 @@ def token(user_id: str, device_id: str = "phone") -> str:
     return issue_token(SECRET, user_id, device_id, ttl_s=3600)
 
 
-class _Process:
-    name: str
-    log_path: Path
-    process: asyncio.subprocess.Process | None = None
-
-    async def _spawn(self, module: str, env: Mapping[str, str]) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                module,
-                env={**os.environ, "CHATMESH_LOG_LEVEL": "WARNING", **env},
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-
-    def _check_alive(self) -> None:
-        assert self.process is not None
-        if self.process.returncode is not None:
-            pytest.fail(
-                f"{self.name} exited with {self.process.returncode}:\n"
-                + self.log_path.read_text(errors="replace")[-3000:]
-            )
-
-    async def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(10):
-                    await self.process.wait()
-            except TimeoutError:
-                await self.kill()
-
-
-class ChatProcess(_Process):
+class ChatProcess(ChatServiceProcess):
     """`python -m chat_service` on the NATS bus; the channel survives restarts of the process."""
 
     def __init__(self, name: str, data_dir: Path, nats_url: str, log_dir: Path, **env: str) -> None:
-        self.name = name
-        self.data_dir = data_dir
-        self.nats_url = nats_url
-        self.log_path = log_dir / f"chat-{name}.log"
-        self.port = free_port()
-        self.env = env
-        self.channel = grpc.aio.insecure_channel(self.target)
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        await self._spawn(
-            "chat_service",
+        super().__init__(
             {
                 "CHATMESH_JWT_SECRET": SECRET,
-                "CHATMESH_DATA_DIR": str(self.data_dir),
-                "CHATMESH_GRPC_BIND": self.target,
-                "CHATMESH_METRICS_PORT": "-1",
+                "CHATMESH_DATA_DIR": str(data_dir),
                 "CHATMESH_BUS": "nats",
-                "CHATMESH_NATS_URLS": self.nats_url,
+                "CHATMESH_NATS_URLS": nats_url,
                 "CHATMESH_RELAY_SWEEP_S": "0.5",
-                **self.env,
+                **env,
             },
+            log_dir / f"chat-{name}.log",
         )
-        health = health_pb2_grpc.HealthStub(self.channel)
-        async with asyncio.timeout(20):
-            while True:
-                self._check_alive()
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        await self.stop()
-        await self.channel.close(None)
+        self.name = name
+        self.data_dir = data_dir
 
 
-class GatewayProcess(_Process):
+class GatewayProcess(GatewayServiceProcess):
     """`python -m gateway_ws` in front of one chat_service; restartable on the same port."""
 
     def __init__(self, name: str, chat_target: str, log_dir: Path, **env: str) -> None:
-        self.name = name
-        self.chat_target = chat_target
-        self.log_path = log_dir / f"gateway-{name}.log"
-        self.port = free_port()
-        self.env = env
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/ws"
-
-    async def start(self) -> None:
-        await self._spawn(
-            "gateway_ws",
-            {
-                "CHATMESH_JWT_SECRET": SECRET,
-                "CHATMESH_WS_HOST": "127.0.0.1",
-                "CHATMESH_WS_PORT": str(self.port),
-                "CHATMESH_CHAT_TARGET": self.chat_target,
-                "CHATMESH_WS_METRICS_PORT": "-1",
-                **self.env,
-            },
+        super().__init__(
+            {"CHATMESH_JWT_SECRET": SECRET, "CHATMESH_CHAT_TARGET": chat_target, **env},
+            log_dir / f"gateway-{name}.log",
         )
-        async with asyncio.timeout(20):
-            while True:
-                self._check_alive()
-                try:
-                    _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    await asyncio.sleep(0.05)
-                    continue
-                writer.close()
-                return
+        self.name = name
 
 
 class Api:

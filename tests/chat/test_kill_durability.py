@@ -7,10 +7,6 @@ with sends in flight, and nothing of the test process runs in between.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,9 +14,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from servers.services import ChatServiceProcess
 
-from .support import SECRET, Client, free_port, seqs
+from .support import SECRET, Client, seqs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,88 +24,16 @@ SENDERS = 20
 KILL_AFTER_ACKS = 150
 
 
-class ChatProcess:
-    """`python -m chat_service` on a free port; killable, restartable on the same data dir."""
-
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.process: asyncio.subprocess.Process | None = None
-        self._channel: grpc.aio.Channel | None = None
-
-    @property
-    def channel(self) -> grpc.aio.Channel:
-        assert self._channel is not None, "chat_service is not running"
-        return self._channel
-
-    async def start(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(None)
-        port = free_port()
-        env = {
-            **os.environ,
-            "CHATMESH_JWT_SECRET": SECRET,
-            "CHATMESH_DATA_DIR": str(self.data_dir),
-            "CHATMESH_GRPC_BIND": f"127.0.0.1:{port}",
-            "CHATMESH_METRICS_PORT": "-1",
-            "CHATMESH_LOG_LEVEL": "WARNING",
-        }
-        with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "chat_service",
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        await self._wait_serving()
-
-    async def _wait_serving(self, wait_s: float = 20.0) -> None:
-        health = health_pb2_grpc.HealthStub(self.channel)
-        async with asyncio.timeout(wait_s):
-            while True:
-                assert self.process is not None
-                if self.process.returncode is not None:
-                    pytest.fail(
-                        f"chat_service exited with {self.process.returncode}:\n"
-                        + self.log_path.read_text(errors="replace")
-                    )
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    response = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                    if response.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                await asyncio.sleep(0.05)
-
-    async def kill(self) -> None:
-        """SIGKILL: no shutdown hook, no flush, no graceful anything.
-
-        The channel stays open, so calls in flight fail as the server vanishes (UNAVAILABLE)
-        rather than being cancelled by the client; start() replaces it.
-        """
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            await self.process.wait()
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
-
-
 @pytest.fixture
-async def chat_process(tmp_path: Path) -> AsyncIterator[ChatProcess]:
-    process = ChatProcess(tmp_path / "chat-data", tmp_path / "chat_service.log")
+async def chat_process(tmp_path: Path) -> AsyncIterator[ChatServiceProcess]:
+    """`python -m chat_service` on a data dir of its own; killable and restartable."""
+    env = {"CHATMESH_JWT_SECRET": SECRET, "CHATMESH_DATA_DIR": str(tmp_path / "chat-data")}
+    process = ChatServiceProcess(env, tmp_path / "chat_service.log")
     await process.start()
     try:
         yield process
     finally:
-        await process.stop()
+        await process.close()
 
 
 @dataclass(frozen=True)
@@ -121,7 +45,7 @@ class Ack:
     message_id: str
 
 
-async def test_kill_9_loses_no_acknowledged_message(chat_process: ChatProcess) -> None:
+async def test_kill_9_loses_no_acknowledged_message(chat_process: ChatServiceProcess) -> None:
     """Every send acknowledged before SIGKILL is in history after restart, same seq/id/body."""
     users = [Client(chat_process, f"user{i:02d}") for i in range(SENDERS)]
     cid = await users[0].group(*users[1:])
@@ -172,7 +96,7 @@ async def test_kill_9_loses_no_acknowledged_message(chat_process: ChatProcess) -
 
 
 async def test_sends_cut_off_by_kill_9_are_stored_once_when_retried(
-    chat_process: ChatProcess,
+    chat_process: ChatServiceProcess,
 ) -> None:
     """Retrying the sends a SIGKILL cut off stores each exactly once, and seqs stay gapless."""
     users = [Client(chat_process, f"user{i:02d}") for i in range(SENDERS)]

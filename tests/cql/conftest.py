@@ -37,7 +37,7 @@ async def start_replica(
         yield start
     finally:
         for replica in started:
-            await replica.stop()
+            await replica.close()
 
 
 @pytest.fixture

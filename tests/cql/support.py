@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -14,11 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-import pytest
-from chat.support import SECRET, free_port
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from chat.support import SECRET
 from servers.cassandra import CassandraServer
+from servers.services import ChatServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,75 +75,8 @@ async def run_migrate(env: dict[str, str], wait_s: float = 60.0) -> MigrateResul
     return MigrateResult(process.returncode, out.decode(errors="replace"))
 
 
-class Replica:
+class Replica(ChatServiceProcess):
     """`python -m chat_service` on the Scylla store; `.channel` is a ChannelSource for Client."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.process: asyncio.subprocess.Process | None = None
-        self._channel: grpc.aio.Channel | None = None
-
-    @property
-    def channel(self) -> grpc.aio.Channel:
-        assert self._channel is not None, "the replica is not running"
-        return self._channel
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    async def start(self) -> None:
-        port = free_port()
-        with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "chat_service",
-                env={**self.env, "CHATMESH_GRPC_BIND": f"127.0.0.1:{port}"},
-                cwd=REPO,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        await self._wait_serving()
-
-    async def _wait_serving(self, wait_s: float = 30.0) -> None:
-        health = health_pb2_grpc.HealthStub(self.channel)
-        async with asyncio.timeout(wait_s):
-            while True:
-                assert self.process is not None
-                if self.process.returncode is not None:
-                    pytest.fail(
-                        f"chat_service exited with {self.process.returncode}:\n"
-                        + self.log_path.read_text(errors="replace")
-                    )
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    response = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                    if response.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                await asyncio.sleep(0.05)
-
-    async def kill(self) -> None:
-        """SIGKILL; the channel stays open so calls in flight fail (UNAVAILABLE)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(5):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.send_signal(signal.SIGKILL)
-                await self.process.wait()
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
 
 
 @contextlib.contextmanager
