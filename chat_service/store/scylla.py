@@ -177,6 +177,62 @@ class _Committer:
     task: asyncio.Task[None] | None = None
 
 
+def _idempotent_only_retry_policy() -> Any:
+    """Retries a timed-out or failed request once, and only when running it twice is harmless.
+
+    A lightweight transaction that timed out may or may not have been applied: it is never
+    retried by the driver; the store re-reads the conversation head and decides.
+    """
+    from cassandra.policies import RetryPolicy
+
+    class IdempotentOnlyRetryPolicy(RetryPolicy):  # type: ignore[misc]
+        def on_read_timeout(
+            self,
+            query: Any,
+            consistency: Any,
+            required_responses: int,
+            received_responses: int,
+            data_retrieved: bool,
+            retry_num: int,
+        ) -> tuple[int, Any]:
+            if retry_num == 0 and received_responses >= required_responses:
+                return self.RETRY, consistency
+            return self.RETHROW, None
+
+        def on_write_timeout(
+            self,
+            query: Any,
+            consistency: Any,
+            write_type: Any,
+            required_responses: int,
+            received_responses: int,
+            retry_num: int,
+        ) -> tuple[int, Any]:
+            if retry_num == 0 and getattr(query, "is_idempotent", False):
+                return self.RETRY, consistency
+            return self.RETHROW, None
+
+        def on_unavailable(
+            self,
+            query: Any,
+            consistency: Any,
+            required_replicas: int,
+            alive_replicas: int,
+            retry_num: int,
+        ) -> tuple[int, Any]:
+            # Nothing was applied: another coordinator may see more replicas alive.
+            return (self.RETRY_NEXT_HOST, None) if retry_num == 0 else (self.RETHROW, None)
+
+        def on_request_error(
+            self, query: Any, consistency: Any, error: Any, retry_num: int
+        ) -> tuple[int, Any]:
+            if retry_num == 0 and getattr(query, "is_idempotent", False):
+                return self.RETRY_NEXT_HOST, None
+            return self.RETHROW, None
+
+    return IdempotentOnlyRetryPolicy()
+
+
 class ScyllaChatStore:
     """ChatStore on a ScyllaDB/Cassandra cluster."""
 
@@ -236,6 +292,7 @@ class ScyllaChatStore:
             load_balancing_policy=TokenAwarePolicy(
                 DCAwareRoundRobinPolicy(local_dc=self._local_dc)
             ),
+            retry_policy=_idempotent_only_retry_policy(),
             consistency_level=getattr(ConsistencyLevel, self._consistency),
             serial_consistency_level=getattr(ConsistencyLevel, self._serial_consistency),
             request_timeout=self._request_timeout,
@@ -353,6 +410,10 @@ class ScyllaChatStore:
             name: s.prepare(qualify.sub(rf"\1 {self._keyspace}.\2", cql))
             for name, cql in statements.items()
         }
+        # Everything but the lightweight transactions may run twice with the same outcome
+        # (reads, and writes of fixed values or with explicit timestamps); only those are retried.
+        for name, prepared in self._ps.items():
+            prepared.is_idempotent = " IF " not in statements[name]
 
     async def close(self) -> None:
         for committer in list(self._committers.values()):
@@ -1327,4 +1388,5 @@ class ScyllaChatStore:
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
         for name, params in statements:
             batch.add(self._ps[name].bind(params))
+        batch.is_idempotent = all(self._ps[name].is_idempotent for name, _ in statements)
         await self._execute(batch)
