@@ -410,8 +410,8 @@ def scenario_idle(args: argparse.Namespace) -> Result:
     result.notes.append(
         "Embedded mode runs gateway and chat_service in one process: the figure per "
         "connection is that process's RSS growth, so with --subscribe it includes the device's "
-        "event stream on both sides of the in-process gRPC channel (EventService stream, bus "
-        "subscription, gateway reader task)."
+        "event stream: the EventService stream served in-process (its queue and bus "
+        "subscription) and the gateway's reader task."
     )
     with _system(args) as run:
         for members in _groups(users, 10):

@@ -33,6 +33,24 @@ log = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
 
+# Payloads parsed lately, shared by every stream the bus hands the same payload to: one publish
+# reaches each member's stream with the same bytes, so it is parsed once, not once per member.
+# The parsed events are read only (`_deliver` never changes them; the response each stream
+# yields holds a copy). Bounded: the oldest entry goes first.
+_PARSED_KEPT = 512
+_parsed: dict[bytes, events_pb2.ConversationEvent] = {}
+
+
+def parse_shared(payload: bytes) -> events_pb2.ConversationEvent:
+    """The event of a bus payload, parsed once for every stream it reaches. Do not mutate it."""
+    event = _parsed.get(payload)
+    if event is None:
+        event = events_pb2.ConversationEvent.FromString(payload)
+        if len(_parsed) >= _PARSED_KEPT:
+            del _parsed[next(iter(_parsed))]
+        _parsed[payload] = event
+    return event
+
 
 class StreamOverflow(Exception):
     """The consumer fell too far behind; it must resume from its last seqs."""
@@ -70,7 +88,7 @@ class EventStream:
             self._overflowed = True
             self._queue.put_nowait(_Signal.OVERFLOW)
             return
-        self._queue.put_nowait(events_pb2.ConversationEvent.FromString(payload))
+        self._queue.put_nowait(parse_shared(payload))
 
     def _on_reconnect(self) -> None:
         if not self._resync_queued and not self._overflowed:

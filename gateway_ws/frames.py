@@ -25,6 +25,7 @@ from typing import Any, Final, cast
 
 import grpc
 from chatmesh.chat.v1 import types_pb2
+from chatmesh.events.v1 import events_pb2
 from chatmesh.gateway.v1 import gateway_pb2
 from chatmesh.presence.v1 import presence_service_pb2
 from google.protobuf import json_format
@@ -553,6 +554,37 @@ def encode_event(response: bytes, event: Message, binary: bool) -> Encoded:
         payload = event.SerializeToString()
         return b"".join((_EVENT_SLOT.tag, _encode_varint(len(payload)), payload))
     return _dumps({_EVENT_SLOT.json_name: json_format.MessageToDict(event)})
+
+
+class EventFrames:
+    """Event frames encoded once per event and encoding, for every socket of a gateway.
+
+    One message reaches each member's socket as the same event; encoding it (JSON via
+    MessageToDict above all) per socket was the gateway's main per-delivery cost. A logged event
+    is keyed by (conversation_id, seq, encoding); a live signal (seq 0: receipts, creations) also
+    by its serialized bytes. Frames are immutable str/bytes; the cache is bounded (oldest first).
+    """
+
+    __slots__ = ("_frames", "_max_entries")
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._frames: dict[tuple[str, int, bool, bytes], Encoded] = {}
+        self._max_entries = max_entries
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def encode(self, event: events_pb2.ConversationEvent, binary: bool) -> Encoded:
+        seq = event.seq
+        content = b"" if seq else event.SerializeToString(deterministic=True)
+        key = (event.conversation_id, seq, binary, content)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = encode_event(b"", event, binary)
+            if len(self._frames) >= self._max_entries:
+                del self._frames[next(iter(self._frames))]
+            self._frames[key] = frame
+        return frame
 
 
 # WatchResponse case -> the ServerFrame case that pushes it.

@@ -27,7 +27,7 @@ import contextlib
 import http
 import logging
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final, cast
 
 import grpc
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -43,6 +43,9 @@ from gateway_ws.presence import PresenceMethods, heartbeat_loop
 from gateway_ws.ratelimit import RateLimiter
 from gateway_ws.session import FrameMetrics, GatewayContext, Session
 from gateway_ws.upstream import CHANNEL_OPTIONS, build_routes, subscribe_method
+
+if TYPE_CHECKING:
+    from chatmesh_common.local_channel import LocalChannel
 
 log = logging.getLogger(__name__)
 
@@ -147,17 +150,22 @@ def _select_subprotocol(
 
 async def start_gateway(
     config: GatewayConfig,
-    chat_channel: grpc.aio.Channel | None = None,
+    chat_channel: grpc.aio.Channel | LocalChannel | None = None,
     clock: Clock | None = None,
 ) -> Gateway:
     """Starts a gateway on config.host:port (port 0 picks a free one).
 
-    `chat_channel` is the channel to chat_service; without one the gateway opens its own to
-    config.chat_target (and closes it on stop). `clock` drives rate limits and token expiry.
+    `chat_channel` is the channel to chat_service: a grpc.aio channel, or in one process
+    (`chatmesh dev`) a LocalChannel that calls the servicers directly (it has the same
+    multicallables); without one the gateway opens its own to config.chat_target (and closes it
+    on stop). `clock` drives rate limits and token expiry.
     """
     clock = clock or SystemClock()
     owns_channel = chat_channel is None
-    channel = chat_channel or grpc.aio.insecure_channel(config.chat_target, options=CHANNEL_OPTIONS)
+    channel = cast(
+        grpc.aio.Channel,
+        chat_channel or grpc.aio.insecure_channel(config.chat_target, options=CHANNEL_OPTIONS),
+    )
     # Presence shares the chat channel when both are served on one port (`chatmesh dev`).
     presence_channel: grpc.aio.Channel | None = None
     presence: PresenceMethods | None = None

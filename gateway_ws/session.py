@@ -123,6 +123,8 @@ class GatewayContext:
     # How often each socket heartbeats (the last ConnectResponse.heartbeat_interval).
     presence_heartbeat_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     sessions: set[Session] = field(default_factory=set)
+    # Event frames encoded once per event and encoding for all sockets.
+    event_frames: frames.EventFrames = field(default_factory=frames.EventFrames)
 
 
 class Session:
@@ -584,7 +586,7 @@ class Session:
                     item = await call.read()
                     if item is _EOF:
                         break
-                    if self._on_stream_item(cast(bytes, item)):
+                    if self._on_stream_item(cast(event_service_pb2.SubscribeEventsResponse, item)):
                         backoff = config.resubscribe_initial_s
             except grpc.aio.AioRpcError as exc:
                 if not self._on_stream_error(exc):
@@ -600,9 +602,8 @@ class Session:
             await asyncio.sleep(backoff * (0.5 + random.random() / 2))
             backoff = min(backoff * 2, config.resubscribe_max_s)
 
-    def _on_stream_item(self, item: bytes) -> bool:
+    def _on_stream_item(self, response: event_service_pb2.SubscribeEventsResponse) -> bool:
         """Forwards one stream item; True for the caught_up marker."""
-        response = event_service_pb2.SubscribeEventsResponse.FromString(item)
         which = response.WhichOneof("item")
         if which == "event":
             event = response.event
@@ -613,7 +614,7 @@ class Session:
                 if seq <= tracked.get(conversation_id, 0):
                     return False  # already delivered (a replay after a resubscription)
                 tracked[conversation_id] = seq
-            self._emit(frames.encode_event(item, event, self._binary))
+            self._emit(self._ctx.event_frames.encode(event, self._binary))
             return False
         if which == "caught_up":
             revoked = response.caught_up.revoked_conversation_ids

@@ -4,7 +4,10 @@ request frame to its ChatService method.
 The table is built from the proto descriptors: a ClientFrame case `send_message` calls
 `ChatService.SendMessage`, and its answer goes in the ServerFrame case of the same name. Requests
 and answers cross the gateway as bytes (no serializer on the channel), so an answer to a binary
-client is framed without being parsed.
+client is framed without being parsed. Event stream items are parsed (see subscribe_method).
+
+The channel is a grpc.aio channel, or in `chatmesh dev` a chatmesh_common.local_channel
+LocalChannel, which calls the servicers in process with the same multicallables.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ CHANNEL_OPTIONS: Final[list[tuple[str, Any]]] = [
 ]
 
 
-SubscribeMethod = grpc.aio.UnaryStreamMultiCallable[event_service_pb2.SubscribeEventsRequest, bytes]
+SubscribeMethod = grpc.aio.UnaryStreamMultiCallable[
+    event_service_pb2.SubscribeEventsRequest, event_service_pb2.SubscribeEventsResponse
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +90,11 @@ def build_routes(channel: grpc.aio.Channel) -> dict[str, Route]:
 
 
 def subscribe_method(channel: grpc.aio.Channel) -> SubscribeMethod:
-    """EventService.SubscribeEvents; responses stay serialized (the gateway parses them itself)."""
+    """EventService.SubscribeEvents, responses parsed: over gRPC the channel parses each item
+    (the gateway would anyway, for the seqs); in process (LocalChannel) the stream's response
+    objects come through as they are, never serialized. Items are read only."""
     return channel.unary_stream(
         f"/{EVENT_SERVICE}/SubscribeEvents",
         request_serializer=event_service_pb2.SubscribeEventsRequest.SerializeToString,
-        response_deserializer=None,
+        response_deserializer=event_service_pb2.SubscribeEventsResponse.FromString,
     )
