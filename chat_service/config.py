@@ -73,6 +73,12 @@ class ChatConfig:
     fanout_read_threshold: int = 500
     # How often the relay re-publishes events still pending in the outbox.
     relay_sweep_s: float = 2.0
+    # Retention per conversation kind, in days; 0 keeps messages forever (the default).
+    retention_direct_days: int = 0
+    retention_group_days: int = 0
+    retention_channel_days: int = 0
+    # How often the retention sweeper runs (only when some kind has a retention).
+    retention_sweep_s: float = 3600.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ChatConfig:
@@ -98,7 +104,21 @@ class ChatConfig:
         relay_sweep_s = env_float(env, "CHATMESH_RELAY_SWEEP_S", cls.relay_sweep_s)
         if relay_sweep_s <= 0:
             raise ConfigError("CHATMESH_RELAY_SWEEP_S must be positive")
+        retention = {
+            name: env_int(env, f"CHATMESH_RETENTION_{name.upper()}_DAYS", 0)
+            for name in ("direct", "group", "channel")
+        }
+        for name, days in retention.items():
+            if days < 0:
+                raise ConfigError(f"CHATMESH_RETENTION_{name.upper()}_DAYS must be 0 or more")
+        retention_sweep_s = env_float(env, "CHATMESH_RETENTION_SWEEP_S", cls.retention_sweep_s)
+        if retention_sweep_s <= 0:
+            raise ConfigError("CHATMESH_RETENTION_SWEEP_S must be positive")
         return cls(
+            retention_direct_days=retention["direct"],
+            retention_group_days=retention["group"],
+            retention_channel_days=retention["channel"],
+            retention_sweep_s=retention_sweep_s,
             bus=bus,
             nats=_nats_settings(env) if bus == "nats" else NatsSettings(),
             fanout_read_threshold=threshold,

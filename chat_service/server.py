@@ -18,6 +18,7 @@ from .chat import Chat, Limits
 from .config import ChatConfig
 from .fanout import Fanout
 from .relay import Relay
+from .retention import RetentionSweeper, retention_periods
 from .servicer import ChatServicer, EventServicer
 from .store.base import ChatStore
 from .store.sqlite import SqliteChatStore
@@ -66,6 +67,18 @@ class ChatComponents:
     registrations: list[Registration]
     chat: Chat
     relay: Relay
+    sweeper: RetentionSweeper
+
+    async def start(self) -> None:
+        """Starts the background tasks: the relay (its first sweep publishes whatever an
+        earlier process left) and the retention sweeper (idle when nothing has a retention)."""
+        await self.relay.start()
+        await self.sweeper.start()
+
+    async def stop(self) -> None:
+        """Stops the background tasks; call after the gRPC server has drained."""
+        await self.sweeper.stop()
+        await self.relay.stop()
 
 
 def build_components(config: ChatConfig, store: ChatStore, bus: Bus) -> ChatComponents:
@@ -87,7 +100,10 @@ def build_components(config: ChatConfig, store: ChatStore, bus: Bus) -> ChatComp
         ),
         access_registration(chat, verifier),
     ]
-    return ChatComponents(registrations, chat, relay)
+    sweeper = RetentionSweeper(
+        store, retention_periods(config), interval_s=config.retention_sweep_s
+    )
+    return ChatComponents(registrations, chat, relay, sweeper)
 
 
 @dataclass
@@ -95,8 +111,12 @@ class ChatServer:
     grpc: GrpcServer
     store: ChatStore
     bus: Bus
-    relay: Relay
+    components: ChatComponents
     grace_s: float
+
+    @property
+    def relay(self) -> Relay:
+        return self.components.relay
 
     @property
     def port(self) -> int:
@@ -104,7 +124,7 @@ class ChatServer:
 
     async def stop(self) -> None:
         await self.grpc.stop(self.grace_s)
-        await self.relay.stop()
+        await self.components.stop()
         await self.bus.close()
         await self.store.close()
 
@@ -118,7 +138,14 @@ async def start_chat_server(config: ChatConfig, bus: Bus | None = None) -> ChatS
         await store.close()
         raise
     components = build_components(config, store, bus)
-    # The relay starts first: its first sweep publishes whatever an earlier process left.
-    await components.relay.start()
-    server = await start_grpc_server(config.grpc_bind, components.registrations, SERVICE_NAMES)
-    return ChatServer(server, store, bus, components.relay, config.shutdown_grace_s)
+    # The background tasks start first: the relay's first sweep publishes whatever an earlier
+    # process left.
+    await components.start()
+    try:
+        server = await start_grpc_server(config.grpc_bind, components.registrations, SERVICE_NAMES)
+    except BaseException:
+        await components.stop()
+        await bus.close()
+        await store.close()
+        raise
+    return ChatServer(server, store, bus, components, config.shutdown_grace_s)

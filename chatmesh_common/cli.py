@@ -21,6 +21,7 @@ from typing import Any
 
 from chatmesh_common.auth import issue_token
 from chatmesh_common.logs import configure_logging
+from chatmesh_common.settings import env_int
 
 log = logging.getLogger("chatmesh")
 
@@ -62,12 +63,15 @@ async def _run_until_signalled(stop: Callable[[], Awaitable[None]]) -> None:
 
 
 async def _dev(args: argparse.Namespace) -> None:
+    from typing import cast
+
     import grpc
 
     from chat_service.config import ChatConfig
     from chat_service.server import SERVICE_NAMES, build_components, build_store
     from chatmesh_common.bus import InProcessBus
     from chatmesh_common.grpc_server import start_grpc_server
+    from chatmesh_common.local_channel import LocalChannel
     from chatmesh_common.metrics import serve_metrics
     from gateway_ws.config import GatewayConfig
     from gateway_ws.server import start_gateway
@@ -85,26 +89,34 @@ async def _dev(args: argparse.Namespace) -> None:
     ws_host, ws_port = _split_hostport(args.ws, "--ws")
     metrics_host, metrics_port = _split_hostport(args.metrics, "--metrics")
 
+    env = os.environ
     chat_config = ChatConfig(
-        jwt_secret=secret, data_dir=str(data_dir), grpc_bind=f"{grpc_host}:{grpc_port}"
+        jwt_secret=secret,
+        data_dir=str(data_dir),
+        grpc_bind=f"{grpc_host}:{grpc_port}",
+        # Retention applies in dev too when asked for; unset, everything is kept.
+        retention_direct_days=env_int(env, "CHATMESH_RETENTION_DIRECT_DAYS", 0),
+        retention_group_days=env_int(env, "CHATMESH_RETENTION_GROUP_DAYS", 0),
+        retention_channel_days=env_int(env, "CHATMESH_RETENTION_CHANNEL_DAYS", 0),
     )
     store = build_store(chat_config)
     await store.open()
     # Embedded: the in-process bus, whatever CHATMESH_BUS says (no NATS to run).
     bus = InProcessBus()
     components = build_components(chat_config, store, bus)
-    await components.relay.start()
+    await components.start()
     # Presence shares the one gRPC port; it asks chat_service (AccessService) on that same port.
     presence_config = PresenceConfig(jwt_secret=secret, grpc_bind=chat_config.grpc_bind)
     access = GrpcAccessClient()
     presence = build_presence(presence_config, MemoryPresenceBackend(), bus, access)
+    registrations = [*components.registrations, *presence_registrations(presence_config, presence)]
+    # The gRPC port serves grpcurl and outside clients; in-process callers (the gateway and
+    # presence's access checks) call the same servicers through a LocalChannel, no HTTP/2 hop.
     grpc_server = await start_grpc_server(
-        chat_config.grpc_bind,
-        [*components.registrations, *presence_registrations(presence_config, presence)],
-        [*SERVICE_NAMES, *PRESENCE_NAMES],
+        chat_config.grpc_bind, registrations, [*SERVICE_NAMES, *PRESENCE_NAMES]
     )
-    channel = grpc.aio.insecure_channel(f"{grpc_host}:{grpc_server.port}")
-    access.set_channel(channel)
+    channel = LocalChannel(registrations)
+    access.set_channel(cast(grpc.aio.Channel, channel))
     presence.start()
     gateway_config = GatewayConfig(
         jwt_secret=secret,
@@ -133,8 +145,8 @@ async def _dev(args: argparse.Namespace) -> None:
         # Watch streams never end by themselves: end them before the drain waits on them.
         await presence.stop()
         await grpc_server.stop(chat_config.shutdown_grace_s)
-        await channel.close(None)
-        await components.relay.stop()
+        await channel.close()
+        await components.stop()
         await bus.close()
         await store.close()
 

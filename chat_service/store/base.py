@@ -68,6 +68,10 @@ class ConversationRecord:
     archived: bool
     # The time of the newest event (or creation): orders a user's conversation list.
     updated_at: float
+    # The retention horizon: the lowest seq still kept (1 until retention purged something;
+    # last_seq + 1 when everything was purged). The log, history and unread start here; seqs
+    # below it are gone for good and are never reused.
+    first_seq: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +284,22 @@ class ChatStore(Protocol):
         An entry whose up_to_seq is still that value is deleted; one that moved on (newer
         events were written meanwhile) keeps its up_to_seq and gets from_seq = up_to_seq + 1
         (never lowered). Entries that are gone are ignored.
+        """
+        ...
+
+    # Retention
+    async def purge_expired(self, kind: Kind, before: float, limit: int) -> int:
+        """Removes the expired start of the logs of conversations of `kind`; returns how many
+        messages went.
+
+        Per conversation, oldest first: the events from `first_seq` on whose time is before
+        `before` (messages with their creation events, edits, deletes and membership events)
+        are removed, up to `limit` messages in all, and `first_seq` moves to the first seq still
+        kept. The log stays a gapless run from `first_seq` to `last_seq`; no seq is renumbered
+        or reused. A conversation whose expired run is longer than what is left of `limit` is
+        purged part way (its horizon stops at a message). A result below `limit` means nothing
+        more is expired as of `before` (call again while it returns `limit`). Idempotent: a
+        repeated or concurrent call removes nothing twice and the horizon only moves forward.
         """
         ...
 

@@ -163,6 +163,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "retention horizon",
+        (
+            # The lowest seq still kept (null = 1). Written USING TIMESTAMP <value> by the
+            # retention purge only, never in an LWT: it only moves forward. ALTER has no
+            # IF NOT EXISTS everywhere: migrate() treats "column exists" as done.
+            "ALTER TABLE {ks}.conversations ADD first_seq bigint STATIC",
+        ),
+    ),
 )
 
 OUTBOX_SHARDS = 16
@@ -181,6 +191,14 @@ def valid_keyspace(name: str) -> str:
     if not name or not (name[0].isalpha() and name.replace("_", "a").isalnum()) or len(name) > 48:
         raise ValueError(f"not a valid keyspace name: {name!r}")
     return name.lower()
+
+
+def _column_exists(statement: str, exc: Exception) -> bool:
+    """An `ALTER TABLE ... ADD` redone by a migrator that took over a half-done migration."""
+    text = str(exc).lower()
+    return statement.lstrip().upper().startswith("ALTER TABLE") and (
+        "conflicts with an existing column" in text or "already exist" in text
+    )
 
 
 def migrate(
@@ -251,11 +269,15 @@ def migrate(
                 mine = False
             if mine:
                 for statement in migration.statements:
-                    session.execute(
-                        statement.format(
-                            ks=ks, conversations_gc_grace=CONVERSATIONS_GC_GRACE_SECONDS
+                    try:
+                        session.execute(
+                            statement.format(
+                                ks=ks, conversations_gc_grace=CONVERSATIONS_GC_GRACE_SECONDS
+                            )
                         )
-                    )
+                    except Exception as exc:
+                        if not _column_exists(statement, exc):
+                            raise
                 done = session.execute(finish, (time.time(), migration.version, me)).one()
                 if not done[0]:
                     raise RuntimeError(f"lost the claim on migration {migration.version}")

@@ -81,8 +81,12 @@ _MESSAGE_COLUMNS = (
 )
 _CONVERSATION_COLUMNS = (
     "conversation_id, kind, title, created_by, created_at, last_seq, member_count, archived,"
-    " updated_at, direct_key, initial_members, pending"
+    " updated_at, direct_key, initial_members, pending, first_seq"
 )
+# Retention: conversations read per scan page, event rows read per page while looking for the
+# horizon.
+PURGE_SCAN_PAGE = 500
+PURGE_EVENTS_PAGE = 1000
 
 
 def outbox_shard(conversation_id: str) -> int:
@@ -148,6 +152,7 @@ def _head(row: Any) -> _Head | None:
         member_count=row.member_count or 0,
         archived=bool(row.archived),
         updated_at=row.updated_at or 0.0,
+        first_seq=row.first_seq or 1,
     )
     pending = json.loads(row.pending) if row.pending else {}
     return _Head(record, pending.get("events", []) if isinstance(pending, dict) else [])
@@ -277,6 +282,8 @@ class ScyllaChatStore:
         # `IF last_seq = seq` checks) they are still members. Moved forward by this process's
         # own rounds that change no membership; any other head means it is stale.
         self._members_at: dict[str, tuple[int, set[str]]] = {}
+        # Per kind: the conversation after which the next purge_expired call resumes its scan.
+        self._purge_after: dict[Kind, str] = {}
 
     # Lifecycle
 
@@ -403,6 +410,23 @@ class ScyllaChatStore:
             "relayed": "SELECT relayed_seq FROM outbox_relayed WHERE conversation_id = ?",
             "set_relayed": "UPDATE outbox_relayed USING TIMESTAMP ? SET relayed_seq = ?"
             " WHERE conversation_id = ?",
+            # Retention (see purge_expired)
+            "scan_heads_first": "SELECT DISTINCT conversation_id, kind, created_at, first_seq,"
+            " last_seq FROM conversations LIMIT ?",
+            "scan_heads_after": "SELECT DISTINCT conversation_id, kind, created_at, first_seq,"
+            " last_seq FROM conversations WHERE token(conversation_id) > token(?) LIMIT ?",
+            "purge_messages_bucket": "DELETE FROM messages USING TIMESTAMP ?"
+            " WHERE conversation_id = ? AND bucket = ?",
+            "purge_events_bucket": "DELETE FROM events USING TIMESTAMP ?"
+            " WHERE conversation_id = ? AND bucket = ?",
+            "purge_messages_below": "DELETE FROM messages USING TIMESTAMP ?"
+            " WHERE conversation_id = ? AND bucket = ? AND seq < ?",
+            "purge_events_below": "DELETE FROM events USING TIMESTAMP ?"
+            " WHERE conversation_id = ? AND bucket = ? AND seq < ?",
+            "set_first_seq": "UPDATE conversations USING TIMESTAMP ? SET first_seq = ?"
+            " WHERE conversation_id = ?",
+            "events_scan": "SELECT seq, kind, occurred_at FROM events WHERE conversation_id = ?"
+            " AND bucket = ? AND seq >= ? AND seq <= ? LIMIT ?",
         }
         # Fully qualified names: no `USE`, so statements are unambiguous to the server.
         qualify = re.compile(r"\b(FROM|INTO|UPDATE)\s+(\w+)")
@@ -680,7 +704,7 @@ class ScyllaChatStore:
         head, row = await asyncio.gather(
             self._read_head(conversation_id), self._message_row(conversation_id, seq)
         )
-        if head is None or seq > head.conversation.last_seq:
+        if head is None or not head.conversation.first_seq <= seq <= head.conversation.last_seq:
             return None
         if head.conversation.last_seq > known:
             await self._roll_forward(conversation_id, head)
@@ -713,7 +737,7 @@ class ScyllaChatStore:
             return []
         last = head.conversation.last_seq
         hi = min(before_seq - 1, last) if before_seq > 0 else last
-        lo = max(after_seq + 1, 1)
+        lo = max(after_seq + 1, head.conversation.first_seq, 1)
         if hi < lo:
             return []
         ascending = after_seq > 0 and before_seq == 0
@@ -734,7 +758,9 @@ class ScyllaChatStore:
         if head is None or limit <= 0:
             return []
         last = head.conversation.last_seq
-        lo = after_seq + 1
+        first = head.conversation.first_seq
+        # A cursor below the retention horizon replays from the horizon.
+        lo = max(after_seq + 1, first)
         if last < lo:
             return []
         rows = await self._events_range(conversation_id, lo, last, limit)
@@ -744,7 +770,8 @@ class ScyllaChatStore:
             rows = await self._events_range(conversation_id, lo, last, limit)
         by_bucket: dict[int, list[int]] = {}
         for row in rows:
-            if row.message_seq:
+            # An edit or delete of a purged message (below the horizon) has no message.
+            if row.message_seq and row.message_seq >= first:
                 by_bucket.setdefault(bucket_of(row.message_seq), []).append(row.message_seq)
         fetched = await asyncio.gather(
             *(
@@ -760,7 +787,7 @@ class ScyllaChatStore:
                 kind=EventKind(row.kind),
                 actor_id=row.actor_id or "",
                 occurred_at=row.occurred_at or 0.0,
-                message=messages.get(row.message_seq) if row.message_seq else None,
+                message=messages.get(row.message_seq) if row.message_seq >= first else None,
                 member_user_id=row.member_user_id or "",
                 member_role=Role(row.member_role) if row.member_role else None,
             )
@@ -827,6 +854,106 @@ class ScyllaChatStore:
                 break
         return rows
 
+    # Retention
+
+    async def purge_expired(self, kind: Kind, before: float, limit: int) -> int:
+        """Scans the conversation heads (token order, one `SELECT DISTINCT` page of static
+        rows at a time, resuming where the previous call stopped) and purges the expired start
+        of the log of each conversation of `kind` created before `before`. A call returns fewer
+        than `limit` only when its scan reached the end of the table (the next call starts
+        over)."""
+        if limit <= 0:
+            return 0
+        removed = 0
+        after = self._purge_after.pop(kind, None)
+        while True:
+            if after is None:
+                rows = await self._run("scan_heads_first", (PURGE_SCAN_PAGE,))
+            else:
+                rows = await self._run("scan_heads_after", (after, PURGE_SCAN_PAGE))
+            for row in rows:
+                if (
+                    row.kind == int(kind)
+                    and (row.created_at or 0.0) < before
+                    and (row.first_seq or 1) <= (row.last_seq or 0)
+                ):
+                    removed += await self._purge_conversation(
+                        row.conversation_id, before, limit - removed
+                    )
+                    if removed >= limit:
+                        # Resume at this conversation: it may have more expired messages.
+                        if after is not None:
+                            self._purge_after[kind] = after
+                        return removed
+                after = row.conversation_id
+            if len(rows) < PURGE_SCAN_PAGE:
+                return removed
+
+    async def _purge_conversation(self, conversation_id: str, before: float, budget: int) -> int:
+        """Purges one conversation's expired run of events (at most `budget` messages).
+
+        Order: message rows, then event rows, then the horizon. A crash in between leaves rows
+        gone below a horizon not yet moved: readers then see the log start at the first row
+        that is left (the same as after the horizon moved), and the next purge recomputes the
+        horizon from the rows that are left and writes it."""
+        head = await self._settled_head(conversation_id)
+        if head is None:
+            return 0
+        first = head.conversation.first_seq
+        last = head.conversation.last_seq
+        horizon = last + 1
+        removed = 0
+        lo = first
+        found = False
+        while not found and lo <= last:
+            rows: list[Any] = []
+            for bucket in range(bucket_of(lo), bucket_of(last) + 1):
+                rows.extend(
+                    await self._run(
+                        "events_scan",
+                        (conversation_id, bucket, lo, last, PURGE_EVENTS_PAGE - len(rows)),
+                    )
+                )
+                if len(rows) >= PURGE_EVENTS_PAGE:
+                    break
+            for row in rows:
+                if (row.occurred_at or 0.0) >= before or (
+                    row.kind == int(EventKind.MESSAGE_CREATED) and removed >= budget
+                ):
+                    horizon = row.seq
+                    found = True
+                    break
+                if row.kind == int(EventKind.MESSAGE_CREATED):
+                    removed += 1
+            if not rows or len(rows) < PURGE_EVENTS_PAGE:
+                break
+            lo = rows[-1].seq + 1
+        if horizon <= first:
+            return 0
+        whole = range(bucket_of(first), bucket_of(horizon))
+        # Rows in `messages` and `events` are only ever written with seq timestamps (small
+        # integers), so a wall-clock timestamp (microseconds) shadows all of them, including the
+        # late cells of a stalled writer (an edit that read its target before this purge): no
+        # row below the horizon can come back. Readers never look below it anyway.
+        ts = int(time.time() * 1_000_000)
+        for table in ("messages", "events"):
+            statements: list[tuple[str, Sequence[Any]]] = [
+                (f"purge_{table}_bucket", (ts, conversation_id, b)) for b in whole
+            ]
+            if horizon % BUCKET_SIZE:
+                statements.append(
+                    (f"purge_{table}_below", (ts, conversation_id, bucket_of(horizon), horizon))
+                )
+            # One partition each: independent, idempotent, in parallel.
+            await asyncio.gather(*(self._run(name, params) for name, params in statements))
+        # Timestamp = value: a lower horizon (a slower, concurrent purge) never overwrites a
+        # higher one, without an LWT.
+        await self._run("set_first_seq", (horizon, horizon, conversation_id))
+        cached = self._heads.get(conversation_id)
+        if cached is not None and cached.conversation.first_seq < horizon:
+            cached.conversation = dataclasses.replace(cached.conversation, first_seq=horizon)
+        return removed
+
     # Receipts and unread
 
     async def mark_read(self, conversation_id: str, user_id: str, seq: int) -> MemberRecord:
@@ -846,7 +973,7 @@ class ScyllaChatStore:
         head = await self._settled_head(conversation_id)
         if head is None or head.conversation.last_seq <= after_seq:
             return 0
-        start = max(after_seq, 0)
+        start = max(after_seq, head.conversation.first_seq - 1, 0)
         pages = await asyncio.gather(
             *(
                 self._run("unread_scan", (conversation_id, b, start))
@@ -1017,6 +1144,7 @@ class ScyllaChatStore:
                     member_count=conversation.member_count + member_delta,
                     archived=conversation.archived,
                     updated_at=max(e["at"] for e in events),
+                    first_seq=conversation.first_seq,
                 ),
                 events,
             )
@@ -1168,7 +1296,11 @@ class ScyllaChatStore:
             actor = await self._run("member", (conversation_id, op.actor_id))
             if not actor or actor[0].role is None:
                 raise NotMemberError(f"not a member of conversation {conversation_id}")
-        current = await self._message_row(conversation_id, op.seq)
+        current = (
+            await self._message_row(conversation_id, op.seq)
+            if op.seq >= head.conversation.first_seq
+            else None
+        )
         if current is None:
             raise NotFoundError(f"message {op.seq} not found")
         if current.deleted:

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS conversations (
   member_count INTEGER NOT NULL DEFAULT 0,
   archived INTEGER NOT NULL DEFAULT 0,
   updated_at REAL NOT NULL,
-  direct_key TEXT UNIQUE
+  direct_key TEXT UNIQUE,
+  first_seq INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS members (
   conversation_id TEXT NOT NULL,
@@ -126,7 +127,7 @@ _MEMBER_COLUMNS = (
 )
 _CONVERSATION_COLUMNS = (
     "conversation_id, kind, title, created_by, created_at, last_seq, member_count, archived,"
-    " updated_at"
+    " updated_at, first_seq"
 )
 
 
@@ -181,6 +182,7 @@ def _conversation(row: Sequence[Any]) -> ConversationRecord:
         member_count=row[6],
         archived=bool(row[7]),
         updated_at=row[8],
+        first_seq=row[9],
     )
 
 
@@ -301,10 +303,30 @@ class SqliteChatStore:
                 raise RuntimeError(
                     f"{self._path} has schema version {row[0]}; this build knows {SCHEMA_VERSION}"
                 )
+            elif row[0] < SCHEMA_VERSION:
+                self._upgrade(setup, row[0])
         finally:
             setup.close()
         self._writer.start()
         self._reader = _connect(self._path)
+
+    @staticmethod
+    def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+        """Brings a file of an older schema version up to SCHEMA_VERSION, in one transaction."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if version < 2:
+                # 2: the retention horizon of each conversation.
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(conversations)")}
+                if "first_seq" not in columns:
+                    conn.execute(
+                        "ALTER TABLE conversations ADD COLUMN first_seq INTEGER NOT NULL DEFAULT 1"
+                    )
+            conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         await asyncio.to_thread(self._writer.stop)
@@ -743,7 +765,8 @@ class SqliteChatStore:
                     occurred_at=row[3],
                     member_user_id=row[4],
                     member_role=Role(row[5]) if row[5] else None,
-                    message=_message(row[7:]) if row[6] else None,
+                    # An edit or delete of a message purged by retention: no message.
+                    message=_message(row[7:]) if row[6] and row[7] is not None else None,
                 )
             )
         return events
@@ -779,6 +802,63 @@ class SqliteChatStore:
                 )
 
         await self._writer.submit("clear_outbox", job)
+
+    # Retention
+
+    async def purge_expired(self, kind: Kind, before: float, limit: int) -> int:
+        """One writer job: the conversations of `kind` whose log starts with an event older
+        than `before`, oldest first; per conversation the expired run from first_seq, up to
+        `limit` messages in all. Rows below the new horizon go in the same transaction that
+        moves first_seq, so readers never see a half-purged log."""
+        if limit <= 0:
+            return 0
+
+        def job(conn: sqlite3.Connection) -> int:
+            candidates = conn.execute(
+                "SELECT conversation_id, first_seq, last_seq FROM ("
+                " SELECT c.conversation_id, c.first_seq, c.last_seq,"
+                "  (SELECT e.occurred_at FROM events e WHERE e.conversation_id = c.conversation_id"
+                "   AND e.seq >= c.first_seq ORDER BY e.seq LIMIT 1) AS oldest"
+                " FROM conversations c WHERE c.kind = ? AND c.first_seq <= c.last_seq)"
+                " WHERE oldest < ? ORDER BY oldest",
+                (int(kind), before),
+            ).fetchall()
+            removed = 0
+            for conversation_id, first_seq, last_seq in candidates:
+                if removed >= limit:
+                    break
+                horizon = last_seq + 1
+                cursor = conn.execute(
+                    "SELECT seq, kind, occurred_at FROM events"
+                    " WHERE conversation_id = ? AND seq >= ? ORDER BY seq",
+                    (conversation_id, first_seq),
+                )
+                for seq, event_kind, occurred_at in cursor:
+                    if occurred_at >= before:
+                        horizon = seq
+                        break
+                    if event_kind == EventKind.MESSAGE_CREATED:
+                        if removed >= limit:
+                            horizon = seq
+                            break
+                        removed += 1
+                cursor.close()
+                conn.execute(
+                    "DELETE FROM messages WHERE conversation_id = ? AND seq < ?",
+                    (conversation_id, horizon),
+                )
+                conn.execute(
+                    "DELETE FROM events WHERE conversation_id = ? AND seq < ?",
+                    (conversation_id, horizon),
+                )
+                conn.execute(
+                    "UPDATE conversations SET first_seq = MAX(first_seq, ?)"
+                    " WHERE conversation_id = ?",
+                    (horizon, conversation_id),
+                )
+            return removed
+
+        return await self._writer.submit("purge_expired", job)
 
     # Receipts and unread
 

@@ -835,3 +835,97 @@ class ChatStoreContract:
         )
         assert retry.duplicate
         assert (retry.message.seq, retry.message.message_id) == (original.seq, original.message_id)
+
+    # Retention
+
+    async def test_purge_expired_drops_the_old_start_of_the_log(
+        self, store: ChatStore, store_backend: StoreBackend
+    ) -> None:
+        """Messages and events before `before` go; first_seq moves; seqs stay as they were."""
+        # Fixed times far in the past: only this test's conversations are that old. The test
+        # ends by purging everything it made, so a shared keyspace holds no leftovers.
+        t0 = 1_000_000.0
+        alice, bob, carol = user("alice"), user("bob"), user("carol")
+        group, _ = await store.create_conversation(
+            dataclasses.replace(new_conversation(alice, [bob]), created_at=t0)
+        )
+        direct, _ = await store.create_conversation(
+            dataclasses.replace(new_conversation(alice, [bob], kind=Kind.DIRECT), created_at=t0)
+        )
+        cid = group.conversation_id
+
+        async def send(conversation_id: str, sender: str, at: float) -> MessageRecord:
+            new = dataclasses.replace(new_message(conversation_id, sender), created_at=at)
+            return (await store.append_message(new)).message
+
+        for i in range(5):  # seqs 1..5
+            await send(cid, alice if i % 2 == 0 else bob, t0 + 1 + i)
+        await store.change_members(  # seq 6
+            cid, alice, [MembershipChange(carol, EventKind.MEMBER_ADDED, Role.MEMBER)], t0 + 6
+        )
+        for sender, at in ((alice, t0 + 10), (alice, t0 + 11), (bob, t0 + 12)):  # seqs 7..9
+            await send(cid, sender, at)
+        await store.edit_message(cid, 2, bob, "edited late", t0 + 13)  # seq 10, of a purged one
+        await send(direct.conversation_id, alice, t0 + 1)
+
+        assert await store.purge_expired(Kind.GROUP, t0 + 7, 100) == 5
+        conversation = await store.get_conversation(cid)
+        assert conversation is not None
+        assert (conversation.first_seq, conversation.last_seq) == (7, 10)
+        assert [m.seq for m in await store.history(cid, 0, 0, 100)] == [9, 8, 7]
+        assert [m.seq for m in await store.history(cid, 0, 2, 100)] == [7, 8, 9]
+        assert await store.get_message(cid, 2) is None
+        assert (await store.get_message(cid, 7)) is not None
+        log = await log_of(store, cid)
+        assert [e.seq for e in log] == [7, 8, 9, 10]
+        assert log[-1].kind == EventKind.MESSAGE_EDITED and log[-1].message is None
+        # A cursor below the horizon replays from the horizon.
+        assert [e.seq for e in await store.events_after(cid, 3, 100)] == [7, 8, 9, 10]
+        assert await store.count_unread(cid, bob, 0) == 2
+        assert await store.count_unread(cid, carol, 0) == 3
+        # Idempotent, and other kinds are untouched.
+        assert await store.purge_expired(Kind.GROUP, t0 + 7, 100) == 0
+        assert [m.seq for m in await store.history(direct.conversation_id, 0, 0, 10)] == [1]
+        # Numbering goes on from last_seq; the horizon survives a reopen.
+        assert (await send(cid, bob, t0 + 20)).seq == 11
+        reopened = await store_backend.open()
+        again = await reopened.get_conversation(cid)
+        assert again is not None and (again.first_seq, again.last_seq) == (7, 11)
+        assert [m.seq for m in await reopened.history(cid, 0, 0, 100)] == [11, 9, 8, 7]
+
+        assert await store.purge_expired(Kind.DIRECT, t0 + 1000, 100) == 1
+        assert await store.purge_expired(Kind.GROUP, t0 + 1000, 100) == 4
+        emptied = await store.get_conversation(cid)
+        assert emptied is not None and (emptied.first_seq, emptied.last_seq) == (12, 11)
+        assert await store.history(cid, 0, 0, 100) == []
+        assert await log_of(store, cid) == []
+        assert await store.count_unread(cid, carol, 0) == 0
+
+    async def test_purge_expired_works_in_bounded_batches(self, store: ChatStore) -> None:
+        """A batch stops at `limit` messages; the next one goes on from there, oldest first."""
+        t0 = 2_000_000.0
+        alice = user("alice")
+        group, _ = await store.create_conversation(
+            dataclasses.replace(new_conversation(alice), created_at=t0)
+        )
+        cid = group.conversation_id
+        for i in range(7):
+            new = dataclasses.replace(new_message(cid, alice), created_at=t0 + 1 + i)
+            await store.append_message(new)
+        horizons = []
+        counts = []
+        while True:
+            counts.append(await store.purge_expired(Kind.GROUP, t0 + 100, 3))
+            conversation = await store.get_conversation(cid)
+            assert conversation is not None
+            horizons.append(conversation.first_seq)
+            oldest = await store.history(cid, 0, 0, 100)
+            assert [m.seq for m in oldest] == list(range(7, conversation.first_seq - 1, -1))
+            if counts[-1] < 3:
+                break
+        assert counts == [3, 3, 1]
+        assert horizons == [4, 7, 8]
+        result = await store.append_message(new_message(cid, alice))
+        assert result.message.seq == 8
+        assert [e.seq for e in await log_of(store, cid)] == [8]
+        assert await store.purge_expired(Kind.GROUP, t0 + 100, 3) == 0

@@ -356,3 +356,25 @@ def test_migrate_is_safe_twice_and_concurrently(cql_server: Any) -> None:
         ]
     finally:
         cluster.shutdown()
+
+
+def test_migration_adding_a_column_can_be_redone(cql_server: Any) -> None:
+    """A migrator that takes over a half-done `ALTER TABLE ... ADD` finds the column there: the
+    migration still completes (ALTER has no IF NOT EXISTS on every server)."""
+    from cassandra.cluster import Cluster
+
+    ks = f"chat_migrate_{uuid.uuid4().hex[:10]}"
+    cluster = Cluster([cql_server.host], port=cql_server.port, protocol_version=4)
+    session = cluster.connect()
+    try:
+        assert migrate(session, ks, SIMPLE) == [m.version for m in MIGRATIONS]
+        last = MIGRATIONS[-1].version
+        session.execute(f"DELETE FROM {ks}.schema_migrations WHERE version = {last}")
+        assert migrate(session, ks, SIMPLE) == [last]
+        columns = session.execute(
+            "SELECT column_name FROM system_schema.columns"
+            f" WHERE keyspace_name = '{ks}' AND table_name = 'conversations'"
+        )
+        assert "first_seq" in {r.column_name for r in columns}
+    finally:
+        cluster.shutdown()
