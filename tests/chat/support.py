@@ -172,8 +172,10 @@ class Client:
 class ChatHarness:
     """chat_service on a free port with a data dir that survives restart()."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
+        """`settings` override ChatConfig fields (e.g. fanout_read_threshold=2)."""
         self.data_dir = data_dir
+        self.settings = settings
         self.server: ChatServer | None = None
         self._channel: grpc.aio.Channel | None = None
 
@@ -184,6 +186,7 @@ class ChatHarness:
             data_dir=str(self.data_dir),
             grpc_bind="127.0.0.1:0",
             shutdown_grace_s=0.5,
+            **self.settings,
         )
 
     @property

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from chatmesh.chat.v1 import chat_service_pb2 as pb
 
-from chat_service.config import ChatConfig
 from chat_service.fanout import Fanout
 from chatmesh_common.bus import InProcessBus
 
@@ -18,22 +17,9 @@ from .support import ChatHarness
 pytestmark = pytest.mark.timeout(30)
 
 
-class SmallThresholdHarness(ChatHarness):
-    @property
-    def config(self) -> ChatConfig:
-        base = super().config
-        return ChatConfig(
-            jwt_secret=base.jwt_secret,
-            data_dir=base.data_dir,
-            grpc_bind=base.grpc_bind,
-            shutdown_grace_s=base.shutdown_grace_s,
-            fanout_read_threshold=2,
-        )
-
-
 @pytest.fixture
 async def small(tmp_path: Path) -> AsyncIterator[ChatHarness]:
-    harness = SmallThresholdHarness(tmp_path / "data")
+    harness = ChatHarness(tmp_path / "data", fanout_read_threshold=2)
     await harness.start()
     try:
         yield harness

@@ -20,22 +20,9 @@ from .support import ChatHarness, seqs
 pytestmark = pytest.mark.timeout(30)
 
 
-class RetentionHarness(ChatHarness):
-    @property
-    def config(self) -> ChatConfig:
-        base = super().config
-        return ChatConfig(
-            jwt_secret=base.jwt_secret,
-            data_dir=base.data_dir,
-            grpc_bind=base.grpc_bind,
-            shutdown_grace_s=base.shutdown_grace_s,
-            retention_direct_days=1,
-        )
-
-
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[RetentionHarness]:
-    harness = RetentionHarness(tmp_path / "chat-data")
+async def harness(tmp_path: Path) -> AsyncIterator[ChatHarness]:
+    harness = ChatHarness(tmp_path / "chat-data", retention_direct_days=1)
     await harness.start()
     try:
         yield harness
@@ -60,7 +47,7 @@ def test_retention_settings_from_env() -> None:
 
 
 async def test_direct_retention_drops_old_messages_and_group_keeps_all(
-    harness: RetentionHarness,
+    harness: ChatHarness,
 ) -> None:
     alice, bob = harness.client("alice"), harness.client("bob")
     direct = await alice.direct(bob)
