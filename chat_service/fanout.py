@@ -15,33 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Iterable
 
 from chatmesh.events.v1 import events_pb2
 
 from chatmesh_common.bus import Bus
+from chatmesh_common.subjects import _token, conversation_subject, user_subject
 
 from .store.base import ChatStore, ConversationRecord
 
 log = logging.getLogger(__name__)
-
-# Plain ids pass as they are; the rest (and every id starting with "x") is hex-encoded behind an
-# "x", so no two ids share a subject: subject tokens must not contain '.', '*', '>' or spaces.
-_PLAIN_TOKEN = re.compile(r"^[A-Za-wyz0-9_-][A-Za-z0-9_-]{0,63}$")
-
-
-def _token(raw: str) -> str:
-    return raw if _PLAIN_TOKEN.match(raw) else "x" + raw.encode().hex()
-
-
-def user_subject(user_id: str) -> str:
-    return f"chatmesh.user.{_token(user_id)}"
-
-
-def conversation_subject(conversation_id: str) -> str:
-    return f"chatmesh.conv.{_token(conversation_id)}"
-
 
 DEFAULT_READ_THRESHOLD = 500
 

@@ -24,10 +24,10 @@ from chatmesh.chat.v1 import types_pb2
 from chatmesh.events.v1 import event_service_pb2, events_pb2
 
 from chatmesh_common.bus import Bus, Subscription
+from chatmesh_common.subjects import conversation_subject, user_subject
 
 from . import convert
 from .chat import MAX_SEQ, Chat
-from .fanout import conversation_subject, user_subject
 
 log = logging.getLogger(__name__)
 

@@ -561,8 +561,9 @@ class EventFrames:
 
     One message reaches each member's socket as the same event; encoding it (JSON via
     MessageToDict above all) per socket was the gateway's main per-delivery cost. A logged event
-    is keyed by (conversation_id, seq, encoding); a live signal (seq 0: receipts, creations) also
-    by its serialized bytes. Frames are immutable str/bytes; the cache is bounded (oldest first).
+    is keyed by (conversation_id, seq, encoding); a live signal (seq 0: receipts, creations,
+    typing) also by its serialized bytes. Frames are immutable str/bytes; the cache is bounded
+    (oldest first).
     """
 
     __slots__ = ("_frames", "_max_entries")
@@ -587,16 +588,20 @@ class EventFrames:
         return frame
 
 
-# WatchResponse case -> the ServerFrame case that pushes it.
-_WATCH_SLOTS: Final = {"presence": "presence_event", "typing": "typing_event"}
+# WatchResponse case -> the ServerFrame case that pushes it. Typing is not among them: it arrives
+# in the event stream as a ConversationEvent with `typing_changed` (an `event` frame); a
+# WatchResponse.typing item (an older presence_service) is dropped, and `typing_event` frames are
+# no longer sent.
+_WATCH_SLOTS: Final = {"presence": "presence_event"}
 
 
 def encode_watch_response(
     response: presence_service_pb2.WatchResponse, binary: bool
 ) -> Encoded | None:
-    """A pushed `presence_event` / `typing_event` frame for one PresenceService.Watch item.
+    """A pushed `presence_event` frame for one PresenceService.Watch item.
 
-    None for an item of a kind this gateway does not know (a newer presence_service).
+    None for an item of a kind this gateway does not know (a newer presence_service) and for a
+    typing item (an older presence_service): typing comes through the event stream.
     """
     which = response.WhichOneof("event")
     slot = _WATCH_SLOTS.get(which or "")

@@ -7,17 +7,18 @@ A session owns, besides the handler task websockets runs it in:
   past `outbound_queue_max`, or one write blocked for `send_stall_timeout_s`, closes the socket
   with 4008 (slow consumer); the app reconnects and resumes;
 * once started, one `EventService.SubscribeEvents` stream, read by one task that turns each event
-  into a frame on the queue (no task per event). The session tracks the highest seq it delivered
-  per conversation and, when the stream breaks, subscribes again from those seqs, so the device
-  sees no gap;
+  into a frame on the queue (no task per event). Live signals (seq 0: receipts, creations, typing
+  as `typing_changed`) come the same way, so typing needs no presence subscription. The session
+  tracks the highest seq it delivered per conversation and, when the stream breaks, subscribes
+  again from those seqs, so the device sees no gap;
 * a task per request frame in flight (at most `max_inflight_requests`), so one slow call never
   holds up another;
 * with presence enabled (`presence_target`): one presence connection (`Connect` when
   authenticated, `Disconnect` at the end) kept alive by the gateway-wide heartbeat loop
   (gateway_ws/presence.py, no task per socket), and, only while the socket watches users
   (`presence_subscribe`), one `PresenceService.Watch` stream read by one task that turns its
-  items into `presence_event` / `typing_event` frames on the same queue. Presence is best
-  effort: its failures are logged and never close the socket.
+  items into `presence_event` frames on the same queue. Presence is best effort: its failures
+  are logged and never close the socket.
 
 The gateway is never the source of truth: chat_service checks the forwarded token and the
 caller's rights on every call and every stream.

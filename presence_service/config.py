@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from chatmesh_common.nats_config import NatsSettings, bus_from_env, nats_settings_from_env
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import env_float, env_int
 
@@ -19,6 +20,10 @@ class PresenceConfig:
     backend: str = "memory"
     redis_url: str = ""
     redis_prefix: str = "chatmesh:presence:"
+    # The bus chat_service uses: presence changes cross replicas on it, and typing reaches the
+    # members' event streams through it. "inprocess" only works inside `chatmesh dev`.
+    bus: str = "inprocess"
+    nats: NatsSettings = field(default_factory=NatsSettings)
     # Where AccessService (chat_service) answers visibility questions.
     chat_target: str = "127.0.0.1:50051"
     ttl_s: float = 30.0
@@ -61,9 +66,12 @@ class PresenceConfig:
         typing_ttl_s = env_float(env, "CHATMESH_TYPING_TTL_S", cls.typing_ttl_s, minimum=0)
         if not 0 < typing_ttl_s <= MAX_TYPING_TTL_S:
             raise ConfigError(f"CHATMESH_TYPING_TTL_S must be in (0, {MAX_TYPING_TTL_S:g}]")
+        bus = bus_from_env(env)
         return cls(
             jwt_secret=secret,
             grpc_bind=env.get("CHATMESH_GRPC_BIND", cls.grpc_bind),
+            bus=bus,
+            nats=nats_settings_from_env(env) if bus == "nats" else NatsSettings(),
             backend=backend,
             redis_url=redis_url,
             redis_prefix=env.get("CHATMESH_REDIS_PREFIX", cls.redis_prefix),

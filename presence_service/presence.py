@@ -7,8 +7,13 @@ deadlines). It owns:
   devices vanished offline within one TTL plus one sweep interval;
 * the view a viewer gets of a user (`view_of`): invisible users and users the viewer may not see
   (no shared conversation, or the subject blocked the viewer) look offline with nothing else;
-* change events on the bus (`chatmesh.presence.<user>`) and typing signals to each recipient
-  (`chatmesh.typing.<user>`), filtered again for each watcher when delivered.
+* change events on the bus (`chatmesh.presence.<user>`), filtered again for each watcher when
+  delivered;
+* typing signals: checked when sent (membership, blocks, invisible, rate limit), then published
+  as a `ConversationEvent` (seq 0, `typing_changed`) on each recipient's own subject
+  (`chatmesh_common.subjects.user_subject`), which every event stream of that user
+  (chat_service's EventService.SubscribeEvents) follows. So typing reaches every online member
+  allowed to see it, with no presence subscription.
 
 Nothing here is durable and nothing touches the message store.
 """
@@ -20,15 +25,17 @@ import contextlib
 import enum
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
+from chatmesh.events.v1 import events_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from chatmesh_common.auth import Identity
 from chatmesh_common.bus import Bus, Subscription
 from chatmesh_common.clock import Clock, SystemClock
+from chatmesh_common.subjects import _token, user_subject
 
 from .access import AccessClient, AccessError, VisibilityCache
 from .backends.base import BackendUnavailable, PresenceBackend, Status, UserRecord
@@ -43,21 +50,33 @@ MAX_TYPING_TTL_S = 6.0
 WATCH_QUEUE = 1024
 SWEEP_BATCH = 1000
 
-# Same subject tokens as chat_service's fanout: plain ids as they are, others hex-encoded behind
-# an "x", so no id can produce '.', '*', '>' or spaces in a subject.
-_PLAIN_TOKEN = re.compile(r"^[A-Za-wyz0-9_-][A-Za-z0-9_-]{0,63}$")
-
-
-def _token(raw: str) -> str:
-    return raw if _PLAIN_TOKEN.match(raw) else "x" + raw.encode().hex()
-
 
 def presence_subject(user_id: str) -> str:
+    # The same subject tokens as chat_service's (chatmesh_common.subjects): injective, and no id
+    # can produce '.', '*', '>' or spaces in a subject.
     return f"chatmesh.presence.{_token(user_id)}"
 
 
-def typing_subject(user_id: str) -> str:
-    return f"chatmesh.typing.{_token(user_id)}"
+def timestamp(seconds: float) -> Timestamp:
+    """A protobuf Timestamp of a clock reading (the servicer's answers use the same rounding)."""
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def typing_event(
+    conversation_id: str, user_id: str, typing: bool, occurred_at: float, expires_at: float
+) -> bytes:
+    """The bus payload of a typing signal: a live ConversationEvent (seq 0) with typing_changed."""
+    event = events_pb2.ConversationEvent(
+        conversation_id=conversation_id,
+        occurred_at=timestamp(occurred_at),
+        actor_id=user_id,
+        typing_changed=events_pb2.TypingChanged(
+            user_id=user_id, typing=typing, expires_at=timestamp(expires_at)
+        ),
+    )
+    return event.SerializeToString()
 
 
 class PresenceError(Exception):
@@ -107,14 +126,6 @@ class View:
     custom_text: str = ""
     # The chosen status, only in a user's view of themselves.
     status: Status | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TypingSignal:
-    conversation_id: str
-    user_id: str
-    typing: bool
-    expires_at: float
 
 
 def view_of(record: UserRecord, viewer: str, visible: bool) -> View:
@@ -323,8 +334,8 @@ class Presence:
 
     async def watch(
         self, viewer: Identity, token: str, user_ids: Sequence[str]
-    ) -> AsyncIterator[View | TypingSignal]:
-        """A snapshot of `user_ids`, then their changes and the typing signals sent to viewer.
+    ) -> AsyncIterator[View]:
+        """A snapshot of `user_ids`, then their changes (typing goes to the event streams).
 
         Each change is filtered for this viewer when it is delivered, and sent only when the
         viewer's view of that user changed. A watcher too slow for its queue gets a fresh
@@ -341,12 +352,11 @@ class Presence:
             except asyncio.QueueFull:
                 overflowed = True
 
-        own_typing = typing_subject(viewer.user_id)
         subscriptions: list[Subscription] = []
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             # Subscribe first, then read the snapshot: a change in between is not lost.
-            for subject in [*(presence_subject(u) for u in wanted), own_typing]:
+            for subject in (presence_subject(u) for u in wanted):
                 subscriptions.append(await self._bus.subscribe(subject, on_message))
             sent: dict[str, View] = {}
             snapshot = await self._snapshot(viewer, token, wanted)
@@ -368,10 +378,7 @@ class Presence:
                 if not getter.done():
                     getter.cancel()
                     break
-                subject, payload = getter.result()
-                if subject == own_typing:
-                    yield TypingSignal(*json.loads(payload))
-                    continue
+                _subject, payload = getter.result()
                 record = _decode_record(payload)
                 try:
                     visible = await self._visible(viewer, token, [record.user_id])
@@ -403,7 +410,11 @@ class Presence:
     async def send_typing(
         self, who: Identity, token: str, conversation_id: str, typing: bool
     ) -> float:
-        """Sends a typing signal to the members allowed to get it; returns when it expires."""
+        """Sends a typing signal to the members allowed to get it; returns when it expires.
+
+        Each recipient gets a `ConversationEvent` (seq 0, never stored) with `typing_changed` on
+        their own subject, so it reaches every event stream of theirs.
+        """
         _check_id("conversation_id", conversation_id)
         wait_s = self._typing_limiter.take(who.user_id, who.device_id)
         if wait_s > 0:
@@ -417,15 +428,16 @@ class Presence:
             recipients = await self._access.typing_audience(token, conversation_id)
         except AccessError as exc:
             raise PresenceError(exc.code, exc.message) from exc
-        expires_at = self._clock.now() + self.settings.typing_ttl_s
+        now = self._clock.now()
+        expires_at = now + self.settings.typing_ttl_s
         (record,) = await self._backend.get([who.user_id])
         if record.status == Status.INVISIBLE:
             # Invisible users type unseen; the caller learns nothing different.
             return expires_at
-        payload = json.dumps([conversation_id, who.user_id, typing, expires_at]).encode()
+        payload = typing_event(conversation_id, who.user_id, typing, now, expires_at)
         for recipient in recipients:
             try:
-                await self._bus.publish(typing_subject(recipient), payload)
+                await self._bus.publish(user_subject(recipient), payload)
             except Exception:
                 log.exception("typing signal to %s not published", recipient)
         return expires_at

@@ -65,6 +65,8 @@ class PresenceServer:
     bus: Bus
     channel: Channel | None
     grace_s: float
+    # A bus passed in belongs to the caller (e.g. shared with chat_service); ours we close.
+    owns_bus: bool = False
 
     @property
     def port(self) -> int:
@@ -76,7 +78,21 @@ class PresenceServer:
         await self.grpc.stop(self.grace_s)
         if self.channel is not None:
             await self.channel.close(None)
+        if self.owns_bus:
+            await self.bus.close()
         await self.backend.close()
+
+
+async def _build_bus(config: PresenceConfig) -> Bus:
+    if config.bus == "nats":
+        from chatmesh_common.nats_bus import NatsBus
+
+        return await NatsBus.connect(config.nats)
+    log.warning(
+        "presence_service on a private in-process bus: typing reaches no event stream and"
+        " presence stays in this process; set CHATMESH_BUS=nats to share chat_service's bus"
+    )
+    return InProcessBus()
 
 
 async def start_presence_server(
@@ -88,8 +104,10 @@ async def start_presence_server(
 ) -> PresenceServer:
     """presence_service on config.grpc_bind; AccessService at config.chat_target unless given.
 
-    The bus carries presence changes and typing between replicas: pass the cluster bus when more
-    than one replica runs; the default in-process bus serves a single process.
+    The bus carries presence changes between replicas, and typing to chat_service's event
+    streams (`chatmesh.user.<user>`): it must be the bus chat_service uses. Without one, the
+    config's bus is built (`CHATMESH_BUS=nats` in a cluster); a fresh in-process bus serves
+    presence in a single process, but its typing signals reach no event stream.
     """
     backend = backend or build_backend(config)
     await backend.open()
@@ -97,10 +115,14 @@ async def start_presence_server(
     if access is None:
         channel = grpc.aio.insecure_channel(config.chat_target)
         access = GrpcAccessClient(channel)
-    bus = bus or InProcessBus()
+    owns_bus = bus is None
+    if bus is None:
+        bus = await _build_bus(config)
     presence = build_presence(config, backend, bus, access, clock)
     server = await start_grpc_server(
         config.grpc_bind, build_registrations(config, presence), SERVICE_NAMES
     )
     presence.start()
-    return PresenceServer(server, presence, backend, bus, channel, config.shutdown_grace_s)
+    return PresenceServer(
+        server, presence, backend, bus, channel, config.shutdown_grace_s, owns_bus
+    )

@@ -10,22 +10,16 @@ import grpc
 from chatmesh.presence.v1 import presence_service_pb2 as pb
 from chatmesh.presence.v1 import presence_service_pb2_grpc
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from chatmesh_common.auth import Identity, TokenError, TokenVerifier, bearer_token
 from chatmesh_common.grpc_server import Context
 
 from .backends.base import BackendUnavailable, Status
-from .presence import Presence, PresenceError, TypingSignal, View
+from .presence import Presence, PresenceError, View
+from .presence import timestamp as _timestamp
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-
-
-def _timestamp(seconds: float) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
 
 
 def _duration(seconds: float) -> Duration:
@@ -48,15 +42,6 @@ def presence_pb(view: View) -> pb.UserPresence:
     if view.last_seen is not None:
         message.last_seen.CopyFrom(_timestamp(view.last_seen))
     return message
-
-
-def typing_pb(signal: TypingSignal) -> pb.TypingEvent:
-    return pb.TypingEvent(
-        conversation_id=signal.conversation_id,
-        user_id=signal.user_id,
-        typing=signal.typing,
-        expires_at=_timestamp(signal.expires_at),
-    )
 
 
 async def _abort(context: Context, exc: Exception) -> None:
@@ -155,10 +140,8 @@ class PresenceServicer(presence_service_pb2_grpc.PresenceServiceServicer):
     ) -> AsyncIterator[pb.WatchResponse]:
         who, token = await self._authenticate(context)
         try:
-            async for item in self.presence.watch(who, token, request.user_ids):
-                if isinstance(item, TypingSignal):
-                    yield pb.WatchResponse(typing=typing_pb(item))
-                else:
-                    yield pb.WatchResponse(presence=presence_pb(item))
+            # WatchResponse.typing is no longer sent: typing goes to the event streams.
+            async for view in self.presence.watch(who, token, request.user_ids):
+                yield pb.WatchResponse(presence=presence_pb(view))
         except (PresenceError, BackendUnavailable) as exc:
             await _abort(context, exc)

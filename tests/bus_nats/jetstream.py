@@ -7,8 +7,8 @@ import contextlib
 
 import nats.errors
 
-from chat_service.fanout import _token
 from chatmesh_common.nats_bus import NatsBus
+from chatmesh_common.subjects import _token
 
 
 async def stored_seqs(bus: NatsBus, conversation_id: str) -> list[int]:

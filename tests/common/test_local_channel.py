@@ -15,12 +15,12 @@ from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 from chatmesh.events.v1 import event_service_pb2
 
 from chat_service.config import ChatConfig
-from chat_service.fanout import user_subject
 from chat_service.server import build_components, build_store
 from chatmesh_common.auth import auth_metadata, issue_token
 from chatmesh_common.bus import InProcessBus
 from chatmesh_common.local_channel import EOF, LocalChannel, LocalStreamCall
 from chatmesh_common.metrics import GRPC_HANDLED
+from chatmesh_common.subjects import user_subject
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -2,6 +2,9 @@
 
 alice and bob share a direct conversation; alice, bob and dave share a group, and alice blocked
 dave; carol shares nothing with alice; mallory is in neither conversation.
+
+Typing arrives in the event stream (`event` frames with `typing_changed`), with no presence
+subscription; `typing_event` frames are never sent.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import grpc
 import pytest
 from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
+from chatmesh.events.v1 import events_pb2
 from chatmesh.gateway.v1 import gateway_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
 from gateway.client import GatewayClient, ServerError
@@ -90,12 +94,22 @@ async def _wait_presence(
             await asyncio.sleep(0.02)
 
 
-async def _wait_typing(client: GatewayClient, conversation_id: str) -> ppb.TypingEvent:
+def _typing(client: GatewayClient) -> list[events_pb2.ConversationEvent]:
+    """The typing signals pushed to the client so far (event frames with typing_changed)."""
+    return [f.event for f in _pushed(client, "event") if f.event.HasField("typing_changed")]
+
+
+async def _wait_typing(
+    client: GatewayClient, conversation_id: str, user_id: str
+) -> events_pb2.ConversationEvent:
     async with asyncio.timeout(10):
         while True:
-            for frame in _pushed(client, "typing_event"):
-                if frame.typing_event.conversation_id == conversation_id:
-                    return frame.typing_event
+            for event in _typing(client):
+                if (event.conversation_id, event.typing_changed.user_id) == (
+                    conversation_id,
+                    user_id,
+                ):
+                    return event
             await asyncio.sleep(0.02)
 
 
@@ -153,7 +167,8 @@ async def test_presence_follows_the_socket_and_visibility(dev: DevProcess) -> No
 
 
 async def test_typing_reaches_members_only(dev: DevProcess) -> None:
-    """alice's typing reaches bob; carol (no shared conversation) and dave (blocked) get none;
+    """alice's typing reaches bob in his event stream, though bob watches nobody's presence;
+    carol (no shared conversation), dave (blocked by alice) and mallory (a non-member) get none;
     a non-member's typing is refused and their socket stays open."""
     world = await _world(dev, "2")
     alice = await GatewayClient.connect(dev.ws_url, _token("alice2"))
@@ -161,23 +176,33 @@ async def test_typing_reaches_members_only(dev: DevProcess) -> None:
     carol = await GatewayClient.connect(dev.ws_url, _token("carol2"))
     dave = await GatewayClient.connect(dev.ws_url, _token("dave2"))
     mallory = await GatewayClient.connect(dev.ws_url, _token("mallory2"))
-    # Typing arrives on the presence watch, which runs while the socket watches somebody.
-    for client in (bob, carol, dave):
-        await _subscribe(client, "alice2")
+    # No presence_subscribe anywhere: a resume starts each event stream and answers once it is
+    # live, which is all typing needs.
+    for client in (alice, bob, carol, dave, mallory):
+        await client.resume({})
 
     sent = await alice.call("typing", conversation_id=world.direct_id, typing=True)
     assert sent.typing.HasField("expires_at")
-    event = await _wait_typing(bob, world.direct_id)
-    assert (event.user_id, event.typing) == ("alice2", True)
-    assert event.expires_at == sent.typing.expires_at
+    event = await _wait_typing(bob, world.direct_id, "alice2")
+    assert (event.seq, event.actor_id) == (0, "alice2")
+    assert (event.typing_changed.user_id, event.typing_changed.typing) == ("alice2", True)
+    assert event.typing_changed.expires_at == sent.typing.expires_at
 
-    # In the group bob gets it; dave, whom alice blocked, does not.
+    # In the group bob gets it; dave, whom alice blocked, does not. bob's typing in the group
+    # (sent after alice's) is the sentinel: once dave has it, alice's would have come before.
     await asyncio.sleep(0.6)  # stay under 2 signals per second
     await alice.call("typing", conversation_id=world.group_id, typing=True)
-    await _wait_typing(bob, world.group_id)
+    await _wait_typing(bob, world.group_id, "alice2")
+    await bob.call("typing", conversation_id=world.group_id, typing=True)
+    await _wait_typing(dave, world.group_id, "bob2")
+    await _wait_typing(alice, world.group_id, "bob2")
     await asyncio.sleep(0.3)
-    assert _pushed(carol, "typing_event") == []
-    assert _pushed(dave, "typing_event") == []
+    assert [e.typing_changed.user_id for e in _typing(dave)] == ["bob2"]
+    assert _typing(carol) == [] and _typing(mallory) == []
+    assert all(e.typing_changed.user_id != "alice2" for e in _typing(alice))  # not to the typer
+    for client in (alice, bob, carol, dave, mallory):
+        assert _pushed(client, "typing_event") == []
+        assert _pushed(client, "presence_event") == []
 
     with pytest.raises(ServerError) as refused:
         await mallory.call("typing", conversation_id=world.direct_id, typing=True)

@@ -8,6 +8,7 @@ from typing import cast
 
 import grpc
 import pytest
+from chatmesh.events.v1 import events_pb2
 from chatmesh.gateway.v1 import gateway_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
 
@@ -111,19 +112,44 @@ def _typing_item() -> ppb.WatchResponse:
 
 
 @pytest.mark.parametrize("binary", [False, True])
-def test_watch_items_become_presence_and_typing_events(binary: bool) -> None:
-    """A Watch presence item is a presence_event frame, a typing item a typing_event frame."""
+def test_watch_presence_items_become_presence_events(binary: bool) -> None:
+    """A Watch presence item is a pushed presence_event frame."""
     presence = frames.encode_watch_response(_presence_item(), binary)
-    typing = frames.encode_watch_response(_typing_item(), binary)
-    assert presence is not None and typing is not None
+    assert presence is not None
     assert isinstance(presence, bytes) is binary
     decoded = frames.decode_server_frame(presence)
     assert decoded.request_id == ""
     assert decoded.WhichOneof("frame") == "presence_event"
     assert decoded.presence_event == _presence_item().presence
-    decoded = frames.decode_server_frame(typing)
-    assert decoded.WhichOneof("frame") == "typing_event"
-    assert decoded.typing_event == _typing_item().typing
+
+
+def test_a_watch_typing_item_is_dropped() -> None:
+    """Typing arrives in the event stream now: a Watch typing item (an older presence_service)
+    becomes no frame, so the gateway never sends typing_event."""
+    assert frames.encode_watch_response(_typing_item(), False) is None
+    assert frames.encode_watch_response(_typing_item(), True) is None
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_typing_from_the_event_stream_is_an_event_frame(binary: bool) -> None:
+    """A ConversationEvent with typing_changed is pushed as an ordinary `event` frame."""
+    event = events_pb2.ConversationEvent(conversation_id="c1", actor_id="alice")
+    event.occurred_at.FromSeconds(1_699_999_994)
+    event.typing_changed.user_id = "alice"
+    event.typing_changed.typing = True
+    event.typing_changed.expires_at.FromSeconds(1_700_000_000)
+    data = frames.EventFrames().encode(event, binary)
+    decoded = frames.decode_server_frame(data)
+    assert decoded.request_id == ""
+    assert decoded.WhichOneof("frame") == "event"
+    assert decoded.event == event
+    if not binary:
+        assert isinstance(data, str)
+        assert json.loads(data)["event"]["typingChanged"] == {
+            "userId": "alice",
+            "typing": True,
+            "expiresAt": "2023-11-14T22:13:20Z",
+        }
 
 
 def test_presence_event_json_uses_camel_case_and_enum_names() -> None:
@@ -133,9 +159,6 @@ def test_presence_event_json_uses_camel_case_and_enum_names() -> None:
     assert json.loads(text) == {
         "presenceEvent": {"userId": "alice", "state": "PRESENCE_STATE_ONLINE", "customText": "hi"}
     }
-    typing = frames.encode_watch_response(_typing_item(), False)
-    assert isinstance(typing, str)
-    assert json.loads(typing)["typingEvent"]["expiresAt"] == "2023-11-14T22:13:20Z"
 
 
 def test_an_empty_watch_item_is_dropped() -> None:
@@ -150,6 +173,7 @@ def test_presence_answers_have_server_slots() -> None:
     assert frames.SERVER_SLOTS["set_status"].message_class is ppb.SetStatusResponse
     assert frames.SERVER_SLOTS["typing"].message_class is ppb.SendTypingResponse
     assert frames.SERVER_SLOTS["presence_event"].message_class is ppb.UserPresence
+    # Kept in the protocol (older clients parse it) though no longer sent.
     assert frames.SERVER_SLOTS["typing_event"].message_class is ppb.TypingEvent
 
 

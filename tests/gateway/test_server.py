@@ -464,6 +464,27 @@ async def test_duplicate_events_are_dropped_and_live_signals_pass(
     await alice.close()
 
 
+async def test_typing_arrives_as_an_event_frame_without_presence(
+    gateway: Gateway, fake_chat: FakeChat
+) -> None:
+    """Typing comes in the event stream (seq 0, typing_changed): pushed as an `event` frame to a
+    socket that watches nobody, and it moves no cursor (the next message still arrives)."""
+    fake_chat.add_conversation("c1", "alice", "bob")
+    bob = await GatewayClient.connect(gateway.url, token("bob"))
+    await bob.ping()
+    await fake_chat.wait_streams(1)
+    typing = events_pb2.ConversationEvent(conversation_id="c1", seq=0, actor_id="alice")
+    typing.typing_changed.user_id = "alice"
+    typing.typing_changed.typing = True
+    typing.typing_changed.expires_at.FromSeconds(1_700_000_000)
+    assert fake_chat.push("bob", typing) == 1
+    message = fake_chat.append_message("c1", "alice", "hi")
+    events = await bob.events(2)
+    assert events[0] == typing
+    assert (events[1].conversation_id, events[1].seq) == ("c1", message.seq)
+    await bob.close()
+
+
 async def test_stream_refused_as_unauthenticated_closes_with_1008(
     gateway: Gateway, fake_chat: FakeChat
 ) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from chat.support import SECRET, Client
+from chat.support import SECRET, Client, EventReader
+from chatmesh.events.v1 import events_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
 from chatmesh.presence.v1 import presence_service_pb2_grpc
 
@@ -116,13 +117,16 @@ class Watcher:
         assert item.HasField("presence"), f"expected presence, got {item}"
         return item.presence
 
-    async def next_typing(self) -> ppb.TypingEvent:
-        item = await self.next()
-        assert item.HasField("typing"), f"expected typing, got {item}"
-        return item.typing
-
     def close(self) -> None:
         self.call.cancel()
+
+
+async def next_typing(reader: EventReader) -> events_pb2.ConversationEvent:
+    """The next item of an event stream, which must be a typing signal (seq 0)."""
+    event = await reader.next_event()
+    assert event.HasField("typing_changed"), f"expected typing, got {event}"
+    assert event.seq == 0
+    return event
 
 
 class PresenceHarness:
@@ -145,6 +149,7 @@ class PresenceHarness:
         self._relay: Relay | None = None
         self._channel: grpc.aio.Channel | None = None
         self._watchers: list[Watcher] = []
+        self.bus = InProcessBus()
 
     @property
     def clock(self) -> ManualClock:
@@ -162,7 +167,7 @@ class PresenceHarness:
         )
         self._store = store = build_store(chat_config)
         await store.open()
-        bus = InProcessBus()
+        bus = self.bus
         access = GrpcAccessClient()
         self.presence = build_presence(self.config, self.backend, bus, access, self._clock)
         components = build_components(chat_config, store, bus)

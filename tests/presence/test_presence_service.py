@@ -4,15 +4,18 @@ presence runs on a manual clock, so TTLs pass without sleeping."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 import grpc
 import pytest
 from chat.support import expect_code
+from chatmesh.events.v1 import events_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
 
-from .support import TTL_S, PresenceHarness
+from chatmesh_common.subjects import user_subject
+
+from .support import TTL_S, PresenceHarness, next_typing
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -122,31 +125,86 @@ async def test_blocked_user_gets_no_presence_of_the_blocker(system: PresenceHarn
     watcher.close()
 
 
-async def test_members_get_typing_that_expires_within_6s(system: PresenceHarness) -> None:
-    """Members other than the typer get the signal, with an expiry at most 6 s away."""
+async def test_members_get_typing_in_their_event_stream_within_6s(
+    system: PresenceHarness,
+) -> None:
+    """Members other than the typer get the signal in every event stream of theirs, with no
+    presence subscription: a live ConversationEvent (seq 0) whose expiry is at most 6 s away."""
+    alice, bob, bob_laptop = (
+        system.client("alice"),
+        system.client("bob"),
+        system.client("bob", "laptop"),
+    )
+    cid = await alice.group(bob)
+    phone_events, laptop_events = await bob.subscribe(), await bob_laptop.subscribe()
+    sent = await alice.typing(cid)
+    for reader in (phone_events, laptop_events):
+        event = await next_typing(reader)
+        assert (event.conversation_id, event.actor_id) == (cid, "alice")
+        assert (event.typing_changed.user_id, event.typing_changed.typing) == ("alice", True)
+        assert event.occurred_at.ToNanoseconds() == pytest.approx(system.clock.now() * 1e9)
+        expires = event.typing_changed.expires_at.ToNanoseconds() / 1e9
+        assert system.clock.now() < expires <= system.clock.now() + 6.0
+        assert sent.expires_at == event.typing_changed.expires_at
+    await alice.typing(cid, typing=False)
+    stopped = await next_typing(phone_events)
+    assert (stopped.typing_changed.user_id, stopped.typing_changed.typing) == ("alice", False)
+    phone_events.close()
+    laptop_events.close()
+
+
+async def test_typing_is_published_on_each_recipients_user_subject(
+    system: PresenceHarness,
+) -> None:
+    """The bus payload is a ConversationEvent on `user_subject(recipient)`, never the typer's."""
     alice, bob = system.client("alice"), system.client("bob")
     cid = await alice.group(bob)
-    watcher = await bob.watch()
-    sent = await alice.typing(cid)
-    event = await watcher.next_typing()
-    assert (event.conversation_id, event.user_id, event.typing) == (cid, "alice", True)
-    expires = event.expires_at.ToNanoseconds() / 1e9
-    assert system.clock.now() < expires <= system.clock.now() + 6.0
-    assert sent.expires_at == event.expires_at
+    got: dict[str, list[bytes]] = {"alice": [], "bob": []}
+
+    def collect(into: list[bytes]) -> Callable[[str, bytes], None]:
+        return lambda _subject, payload: into.append(payload)
+
+    subs = [await system.bus.subscribe(user_subject(u), collect(got[u])) for u in got]
+    await alice.typing(cid)
+    for sub in subs:
+        await sub.unsubscribe()
+    assert got["alice"] == []
+    (payload,) = got["bob"]
+    event = events_pb2.ConversationEvent.FromString(payload)
+    assert (event.conversation_id, event.seq, event.actor_id) == (cid, 0, "alice")
+    assert event.typing_changed.user_id == "alice" and event.typing_changed.typing
+
+
+async def test_watch_no_longer_carries_typing(system: PresenceHarness) -> None:
+    """A watcher of presence gets presence only; the typing goes to the event stream."""
+    alice, bob, carol = system.client("alice"), system.client("bob"), system.client("carol")
+    cid = await alice.group(bob, carol)
+    watcher = await bob.watch(carol)
+    events = await bob.subscribe()
+    await alice.typing(cid)
+    assert (await next_typing(events)).typing_changed.user_id == "alice"
+    await carol.connect()  # the watcher's next item must be carol's presence, not typing
+    item = await watcher.next()
+    assert item.WhichOneof("event") == "presence"
+    assert (item.presence.user_id, item.presence.state) == ("carol", ONLINE)
     watcher.close()
+    events.close()
 
 
 async def test_blocked_member_gets_no_typing_of_the_blocker(system: PresenceHarness) -> None:
-    """In a group with both, the blocked member gets none of the blocker's typing."""
+    """In a group with both, the blocked member gets none of the blocker's typing, and the
+    blocker none of the blocked member's."""
     alice, bob, carol = system.client("alice"), system.client("bob"), system.client("carol")
     cid = await alice.group(bob, carol)
     await alice.block(bob)
-    watcher = await bob.watch()
+    bob_events, alice_events = await bob.subscribe(), await alice.subscribe()
     await alice.typing(cid)
+    await bob.typing(cid)
     await carol.typing(cid)  # the sentinel
-    event = await watcher.next_typing()
-    assert event.user_id == "carol"
-    watcher.close()
+    assert (await next_typing(bob_events)).actor_id == "carol"
+    assert (await next_typing(alice_events)).actor_id == "carol"
+    bob_events.close()
+    alice_events.close()
 
 
 async def test_non_member_gets_no_typing_and_cannot_send_it(system: PresenceHarness) -> None:
@@ -154,13 +212,13 @@ async def test_non_member_gets_no_typing_and_cannot_send_it(system: PresenceHarn
     alice, bob, eve = system.client("alice"), system.client("bob"), system.client("eve")
     cid = await alice.group(bob)
     other = await alice.group(eve)
-    watcher = await eve.watch()
+    events = await eve.subscribe()
     await alice.typing(cid)
     await alice.typing(other)  # the sentinel
-    assert (await watcher.next_typing()).conversation_id == other
+    assert (await next_typing(events)).conversation_id == other
     await expect_code(grpc.StatusCode.PERMISSION_DENIED, eve.typing(cid))
     await expect_code(grpc.StatusCode.PERMISSION_DENIED, eve.typing("no-such-conversation"))
-    watcher.close()
+    events.close()
 
 
 async def test_invisible_user_typing_reaches_nobody(system: PresenceHarness) -> None:
@@ -168,11 +226,11 @@ async def test_invisible_user_typing_reaches_nobody(system: PresenceHarness) -> 
     alice, bob, carol = system.client("alice"), system.client("bob"), system.client("carol")
     cid = await alice.group(bob, carol)
     await alice.set_status(ppb.USER_STATUS_INVISIBLE)
-    watcher = await bob.watch()
+    events = await bob.subscribe()
     await alice.typing(cid)
     await carol.typing(cid)
-    assert (await watcher.next_typing()).user_id == "carol"
-    watcher.close()
+    assert (await next_typing(events)).actor_id == "carol"
+    events.close()
 
 
 async def test_typing_is_limited_to_two_per_second_per_device(system: PresenceHarness) -> None:

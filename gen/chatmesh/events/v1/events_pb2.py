@@ -26,29 +26,31 @@ from chatmesh.chat.v1 import types_pb2 as chatmesh_dot_chat_dot_v1_dot_types__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hatmesh/events/v1/events.proto\x12\x12\x63hatmesh.events.v1\x1a\x1c\x63hatmesh/chat/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd4\x04\n\x11\x43onversationEvent\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63tor_id\x18\x04 \x01(\t\x12=\n\x0fmessage_created\x18\n \x01(\x0b\x32\".chatmesh.events.v1.MessageCreatedH\x00\x12;\n\x0emessage_edited\x18\x0b \x01(\x0b\x32!.chatmesh.events.v1.MessageEditedH\x00\x12=\n\x0fmessage_deleted\x18\x0c \x01(\x0b\x32\".chatmesh.events.v1.MessageDeletedH\x00\x12\x43\n\x12membership_changed\x18\r \x01(\x0b\x32%.chatmesh.events.v1.MembershipChangedH\x00\x12\x39\n\rreceipt_moved\x18\x0e \x01(\x0b\x32 .chatmesh.events.v1.ReceiptMovedH\x00\x12G\n\x14\x63onversation_created\x18\x0f \x01(\x0b\x32\'.chatmesh.events.v1.ConversationCreatedH\x00\x12G\n\x14\x63onversation_updated\x18\x10 \x01(\x0b\x32\'.chatmesh.events.v1.ConversationUpdatedH\x00\x42\t\n\x07payload\"<\n\x0eMessageCreated\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x19.chatmesh.chat.v1.Message\";\n\rMessageEdited\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x19.chatmesh.chat.v1.Message\"<\n\x0eMessageDeleted\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x19.chatmesh.chat.v1.Message\"\x96\x01\n\x11MembershipChanged\x12\x34\n\x06\x63hange\x18\x01 \x01(\x0e\x32$.chatmesh.events.v1.MembershipChange\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12$\n\x04role\x18\x03 \x01(\x0e\x32\x16.chatmesh.chat.v1.Role\x12\x14\n\x0cmember_count\x18\x04 \x01(\r\"R\n\x0cReceiptMoved\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rlast_read_seq\x18\x02 \x01(\x04\x12\x1a\n\x12last_delivered_seq\x18\x03 \x01(\x04\"K\n\x13\x43onversationCreated\x12\x34\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1e.chatmesh.chat.v1.Conversation\"K\n\x13\x43onversationUpdated\x12\x34\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1e.chatmesh.chat.v1.Conversation*\xb1\x01\n\x10MembershipChange\x12!\n\x1dMEMBERSHIP_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n\x17MEMBERSHIP_CHANGE_ADDED\x10\x01\x12\x1d\n\x19MEMBERSHIP_CHANGE_REMOVED\x10\x02\x12\x1a\n\x16MEMBERSHIP_CHANGE_LEFT\x10\x03\x12\"\n\x1eMEMBERSHIP_CHANGE_ROLE_CHANGED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63hatmesh/events/v1/events.proto\x12\x12\x63hatmesh.events.v1\x1a\x1c\x63hatmesh/chat/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x05\n\x11\x43onversationEvent\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63tor_id\x18\x04 \x01(\t\x12=\n\x0fmessage_created\x18\n \x01(\x0b\x32\".chatmesh.events.v1.MessageCreatedH\x00\x12;\n\x0emessage_edited\x18\x0b \x01(\x0b\x32!.chatmesh.events.v1.MessageEditedH\x00\x12=\n\x0fmessage_deleted\x18\x0c \x01(\x0b\x32\".chatmesh.events.v1.MessageDeletedH\x00\x12\x43\n\x12membership_changed\x18\r \x01(\x0b\x32%.chatmesh.events.v1.MembershipChangedH\x00\x12\x39\n\rreceipt_moved\x18\x0e \x01(\x0b\x32 .chatmesh.events.v1.ReceiptMovedH\x00\x12G\n\x14\x63onversation_created\x18\x0f \x01(\x0b\x32\'.chatmesh.events.v1.ConversationCreatedH\x00\x12G\n\x14\x63onversation_updated\x18\x10 \x01(\x0b\x32\'.chatmesh.events.v1.ConversationUpdatedH\x00\x12;\n\x0etyping_changed\x18\x11 \x01(\x0b\x32!.chatmesh.events.v1.TypingChangedH\x00\x42\t\n\x07payload\"<\n\x0eMessageCreated\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x19.chatmesh.chat.v1.Message\";\n\rMessageEdited\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x19.chatmesh.chat.v1.Message\"<\n\x0eMessageDeleted\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x19.chatmesh.chat.v1.Message\"\x96\x01\n\x11MembershipChanged\x12\x34\n\x06\x63hange\x18\x01 \x01(\x0e\x32$.chatmesh.events.v1.MembershipChange\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12$\n\x04role\x18\x03 \x01(\x0e\x32\x16.chatmesh.chat.v1.Role\x12\x14\n\x0cmember_count\x18\x04 \x01(\r\"R\n\x0cReceiptMoved\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rlast_read_seq\x18\x02 \x01(\x04\x12\x1a\n\x12last_delivered_seq\x18\x03 \x01(\x04\"K\n\x13\x43onversationCreated\x12\x34\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1e.chatmesh.chat.v1.Conversation\"K\n\x13\x43onversationUpdated\x12\x34\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1e.chatmesh.chat.v1.Conversation\"`\n\rTypingChanged\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06typing\x18\x02 \x01(\x08\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xb1\x01\n\x10MembershipChange\x12!\n\x1dMEMBERSHIP_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n\x17MEMBERSHIP_CHANGE_ADDED\x10\x01\x12\x1d\n\x19MEMBERSHIP_CHANGE_REMOVED\x10\x02\x12\x1a\n\x16MEMBERSHIP_CHANGE_LEFT\x10\x03\x12\"\n\x1eMEMBERSHIP_CHANGE_ROLE_CHANGED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chatmesh.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MEMBERSHIPCHANGE']._serialized_start=1294
-  _globals['_MEMBERSHIPCHANGE']._serialized_end=1471
+  _globals['_MEMBERSHIPCHANGE']._serialized_start=1453
+  _globals['_MEMBERSHIPCHANGE']._serialized_end=1630
   _globals['_CONVERSATIONEVENT']._serialized_start=119
-  _globals['_CONVERSATIONEVENT']._serialized_end=715
-  _globals['_MESSAGECREATED']._serialized_start=717
-  _globals['_MESSAGECREATED']._serialized_end=777
-  _globals['_MESSAGEEDITED']._serialized_start=779
-  _globals['_MESSAGEEDITED']._serialized_end=838
-  _globals['_MESSAGEDELETED']._serialized_start=840
-  _globals['_MESSAGEDELETED']._serialized_end=900
-  _globals['_MEMBERSHIPCHANGED']._serialized_start=903
-  _globals['_MEMBERSHIPCHANGED']._serialized_end=1053
-  _globals['_RECEIPTMOVED']._serialized_start=1055
-  _globals['_RECEIPTMOVED']._serialized_end=1137
-  _globals['_CONVERSATIONCREATED']._serialized_start=1139
-  _globals['_CONVERSATIONCREATED']._serialized_end=1214
-  _globals['_CONVERSATIONUPDATED']._serialized_start=1216
-  _globals['_CONVERSATIONUPDATED']._serialized_end=1291
+  _globals['_CONVERSATIONEVENT']._serialized_end=776
+  _globals['_MESSAGECREATED']._serialized_start=778
+  _globals['_MESSAGECREATED']._serialized_end=838
+  _globals['_MESSAGEEDITED']._serialized_start=840
+  _globals['_MESSAGEEDITED']._serialized_end=899
+  _globals['_MESSAGEDELETED']._serialized_start=901
+  _globals['_MESSAGEDELETED']._serialized_end=961
+  _globals['_MEMBERSHIPCHANGED']._serialized_start=964
+  _globals['_MEMBERSHIPCHANGED']._serialized_end=1114
+  _globals['_RECEIPTMOVED']._serialized_start=1116
+  _globals['_RECEIPTMOVED']._serialized_end=1198
+  _globals['_CONVERSATIONCREATED']._serialized_start=1200
+  _globals['_CONVERSATIONCREATED']._serialized_end=1275
+  _globals['_CONVERSATIONUPDATED']._serialized_start=1277
+  _globals['_CONVERSATIONUPDATED']._serialized_end=1352
+  _globals['_TYPINGCHANGED']._serialized_start=1354
+  _globals['_TYPINGCHANGED']._serialized_end=1450
 # @@protoc_insertion_point(module_scope)

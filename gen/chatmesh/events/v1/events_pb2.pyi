@@ -24,7 +24,7 @@ MEMBERSHIP_CHANGE_LEFT: MembershipChange
 MEMBERSHIP_CHANGE_ROLE_CHANGED: MembershipChange
 
 class ConversationEvent(_message.Message):
-    __slots__ = ("conversation_id", "seq", "occurred_at", "actor_id", "message_created", "message_edited", "message_deleted", "membership_changed", "receipt_moved", "conversation_created", "conversation_updated")
+    __slots__ = ("conversation_id", "seq", "occurred_at", "actor_id", "message_created", "message_edited", "message_deleted", "membership_changed", "receipt_moved", "conversation_created", "conversation_updated", "typing_changed")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class ConversationEvent(_message.Message):
     RECEIPT_MOVED_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_CREATED_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    TYPING_CHANGED_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     seq: int
     occurred_at: _timestamp_pb2.Timestamp
@@ -47,7 +48,8 @@ class ConversationEvent(_message.Message):
     receipt_moved: ReceiptMoved
     conversation_created: ConversationCreated
     conversation_updated: ConversationUpdated
-    def __init__(self, conversation_id: _Optional[str] = ..., seq: _Optional[int] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor_id: _Optional[str] = ..., message_created: _Optional[_Union[MessageCreated, _Mapping]] = ..., message_edited: _Optional[_Union[MessageEdited, _Mapping]] = ..., message_deleted: _Optional[_Union[MessageDeleted, _Mapping]] = ..., membership_changed: _Optional[_Union[MembershipChanged, _Mapping]] = ..., receipt_moved: _Optional[_Union[ReceiptMoved, _Mapping]] = ..., conversation_created: _Optional[_Union[ConversationCreated, _Mapping]] = ..., conversation_updated: _Optional[_Union[ConversationUpdated, _Mapping]] = ...) -> None: ...
+    typing_changed: TypingChanged
+    def __init__(self, conversation_id: _Optional[str] = ..., seq: _Optional[int] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor_id: _Optional[str] = ..., message_created: _Optional[_Union[MessageCreated, _Mapping]] = ..., message_edited: _Optional[_Union[MessageEdited, _Mapping]] = ..., message_deleted: _Optional[_Union[MessageDeleted, _Mapping]] = ..., membership_changed: _Optional[_Union[MembershipChanged, _Mapping]] = ..., receipt_moved: _Optional[_Union[ReceiptMoved, _Mapping]] = ..., conversation_created: _Optional[_Union[ConversationCreated, _Mapping]] = ..., conversation_updated: _Optional[_Union[ConversationUpdated, _Mapping]] = ..., typing_changed: _Optional[_Union[TypingChanged, _Mapping]] = ...) -> None: ...
 
 class MessageCreated(_message.Message):
     __slots__ = ("message",)
@@ -100,3 +102,13 @@ class ConversationUpdated(_message.Message):
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     conversation: _types_pb2.Conversation
     def __init__(self, conversation: _Optional[_Union[_types_pb2.Conversation, _Mapping]] = ...) -> None: ...
+
+class TypingChanged(_message.Message):
+    __slots__ = ("user_id", "typing", "expires_at")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPING_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    typing: bool
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., typing: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -110,8 +110,9 @@ class PresenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """A snapshot of the watched users, then their presence changes, and every typing signal sent
-        to the caller in any of their conversations. To change the set, open a new stream.
+        """A snapshot of the watched users, then their presence changes. To change the set, open a new
+        stream. Typing signals are no longer sent here: they arrive in the caller's event stream
+        (chatmesh.events.v1.EventService.SubscribeEvents) as ConversationEvents with typing_changed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,7 +120,9 @@ class PresenceServiceServicer:
 
     def SendTyping(self, request, context):
         """The caller is typing (or stopped) in a conversation. At most 2 per second per device;
-        PERMISSION_DENIED when the caller is not a member. Never stored.
+        PERMISSION_DENIED when the caller is not a member. Never stored. Each member allowed to see
+        it gets a ConversationEvent (seq 0) with typing_changed in their event stream
+        (chatmesh.events.v1.EventService.SubscribeEvents), with no presence subscription needed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -56,12 +56,15 @@ class PresenceServiceStub:
     GetPresence: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.GetPresenceRequest, _presence_service_pb2.GetPresenceResponse]
     """The presence of up to 500 users, as the caller may see it."""
     Watch: _grpc.UnaryStreamMultiCallable[_presence_service_pb2.WatchRequest, _presence_service_pb2.WatchResponse]
-    """A snapshot of the watched users, then their presence changes, and every typing signal sent
-    to the caller in any of their conversations. To change the set, open a new stream.
+    """A snapshot of the watched users, then their presence changes. To change the set, open a new
+    stream. Typing signals are no longer sent here: they arrive in the caller's event stream
+    (chatmesh.events.v1.EventService.SubscribeEvents) as ConversationEvents with typing_changed.
     """
     SendTyping: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.SendTypingRequest, _presence_service_pb2.SendTypingResponse]
     """The caller is typing (or stopped) in a conversation. At most 2 per second per device;
-    PERMISSION_DENIED when the caller is not a member. Never stored.
+    PERMISSION_DENIED when the caller is not a member. Never stored. Each member allowed to see
+    it gets a ConversationEvent (seq 0) with typing_changed in their event stream
+    (chatmesh.events.v1.EventService.SubscribeEvents), with no presence subscription needed.
     """
 
 @_typing.type_check_only
@@ -78,12 +81,15 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
     GetPresence: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.GetPresenceRequest, _presence_service_pb2.GetPresenceResponse]  # type: ignore[assignment]
     """The presence of up to 500 users, as the caller may see it."""
     Watch: _aio.UnaryStreamMultiCallable[_presence_service_pb2.WatchRequest, _presence_service_pb2.WatchResponse]  # type: ignore[assignment]
-    """A snapshot of the watched users, then their presence changes, and every typing signal sent
-    to the caller in any of their conversations. To change the set, open a new stream.
+    """A snapshot of the watched users, then their presence changes. To change the set, open a new
+    stream. Typing signals are no longer sent here: they arrive in the caller's event stream
+    (chatmesh.events.v1.EventService.SubscribeEvents) as ConversationEvents with typing_changed.
     """
     SendTyping: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.SendTypingRequest, _presence_service_pb2.SendTypingResponse]  # type: ignore[assignment]
     """The caller is typing (or stopped) in a conversation. At most 2 per second per device;
-    PERMISSION_DENIED when the caller is not a member. Never stored.
+    PERMISSION_DENIED when the caller is not a member. Never stored. Each member allowed to see
+    it gets a ConversationEvent (seq 0) with typing_changed in their event stream
+    (chatmesh.events.v1.EventService.SubscribeEvents), with no presence subscription needed.
     """
 
 class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -133,8 +139,9 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _presence_service_pb2.WatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_presence_service_pb2.WatchResponse], _abc.AsyncIterator[_presence_service_pb2.WatchResponse]]:
-        """A snapshot of the watched users, then their presence changes, and every typing signal sent
-        to the caller in any of their conversations. To change the set, open a new stream.
+        """A snapshot of the watched users, then their presence changes. To change the set, open a new
+        stream. Typing signals are no longer sent here: they arrive in the caller's event stream
+        (chatmesh.events.v1.EventService.SubscribeEvents) as ConversationEvents with typing_changed.
         """
 
     @_abc_1.abstractmethod
@@ -144,7 +151,9 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_presence_service_pb2.SendTypingResponse, _abc.Awaitable[_presence_service_pb2.SendTypingResponse]]:
         """The caller is typing (or stopped) in a conversation. At most 2 per second per device;
-        PERMISSION_DENIED when the caller is not a member. Never stored.
+        PERMISSION_DENIED when the caller is not a member. Never stored. Each member allowed to see
+        it gets a ConversationEvent (seq 0) with typing_changed in their event stream
+        (chatmesh.events.v1.EventService.SubscribeEvents), with no presence subscription needed.
         """
 
 def add_PresenceServiceServicer_to_server(servicer: PresenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
