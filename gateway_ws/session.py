@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 # Close codes (see gateway_ws/server.py for the full list).
 CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_SLOW_CONSUMER: Final = 4008
+# A socket that sends nothing after authenticating gets a live-only event stream after this
+# long; one whose first frame is `resume` (sent at once) gets its replay first instead.
+IDLE_LIVE_START_S: Final = 1.0
 
 # Stream errors that retrying cannot fix; the others (UNAVAILABLE, a chat_service restart, ...)
 # resubscribe with backoff.
@@ -144,6 +147,7 @@ class Session:
         "_hb_task",
         "_idle_since",
         "_inflight",
+        "_live_timer",
         "_loop",
         "_metadata",
         "_out",
@@ -186,8 +190,10 @@ class Session:
         self._closing: tuple[int, str, bool] | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
-        # Event stream: started by the first frame after authentication.
+        # Event stream: started by the first frame after authentication, or live-only once the
+        # socket has been quiet for IDLE_LIVE_START_S (an app that never sends still gets events).
         self._sub_started = False
+        self._live_timer: asyncio.TimerHandle | None = None
         self._sub_task: asyncio.Task[None] | None = None
         # Highest seq delivered per conversation, the cursors of every resubscription.
         self._tracked: dict[str, int] = {}
@@ -228,6 +234,9 @@ class Session:
                 break
 
     async def _teardown(self) -> None:
+        if self._live_timer is not None:
+            self._live_timer.cancel()
+            self._live_timer = None
         tasks: list[asyncio.Task[None]] = []
         if self._sub_task is not None:
             self._sub_task.cancel()
@@ -354,7 +363,15 @@ class Session:
         if auth is not None and len(auth.resume):
             # The auth frame is the first frame and carries cursors: subscribe from them.
             await self._resume(request_id, auth.resume, "auth.resume", self._binary)
+        else:
+            self._live_timer = self._loop.call_later(IDLE_LIVE_START_S, self._start_live_if_idle)
         return True
+
+    def _start_live_if_idle(self) -> None:
+        """No frame came after authentication: deliver live events from now on."""
+        self._live_timer = None
+        if not self._sub_started and self._closing is None:
+            self._start_subscription()
 
     async def _refuse(self, request_id: str, message: str, reason: str) -> None:
         """UNAUTHENTICATED, then close 1008; bounded, as the client may not be reading."""
@@ -547,6 +564,9 @@ class Session:
     # -- the event stream -------------------------------------------------------------------
 
     def _start_subscription(self) -> None:
+        if self._live_timer is not None:
+            self._live_timer.cancel()
+            self._live_timer = None
         self._sub_started = True
         self._sub_task = self._loop.create_task(self._subscribe_loop())
 

@@ -249,3 +249,15 @@ async def test_bad_frames_get_error_frames_and_change_nothing(system: System) ->
         assert (await alice.answer(request_id)).error.code == 3
     history = await alice.call("get_history", conversation_id=cid)
     assert [m.body for m in history.get_history.messages] == ["kept"]
+
+
+async def test_a_socket_that_sends_nothing_still_gets_live_events(system: System) -> None:
+    """A device that authenticates by subprotocol and stays silent receives new messages."""
+    alice = await system.connect("alice")
+    cid = await _create(alice, "CONVERSATION_KIND_GROUP", "bob")
+    bob = await system.connect("bob")  # no frame from bob at all
+    await asyncio.sleep(1.5)  # past the gateway's wait for a first (resume) frame
+    seq = await _send(alice, cid, "are you there?")
+    events = await _log_events(bob, cid, 1)
+    assert events[0].seq == seq
+
