@@ -135,9 +135,11 @@ class EventStream:
             self._last[cursor.conversation_id] = seq
             async for event in self._read_log(cursor.conversation_id, seq, 0):
                 yield event
-        yield event_service_pb2.SubscribeEventsResponse(
-            caught_up=event_service_pb2.CaughtUp(revoked_conversation_ids=revoked)
-        )
+        caught_up = event_service_pb2.CaughtUp(revoked_conversation_ids=revoked)
+        for cid, since in self._since.items():
+            if cid not in self._last:
+                caught_up.baselines.add(conversation_id=cid, seq=since)
+        yield event_service_pb2.SubscribeEventsResponse(caught_up=caught_up)
 
         while True:
             live = await self._queue.get()

@@ -635,12 +635,19 @@ class Session:
                 if seq <= tracked.get(conversation_id, 0):
                     return False  # already delivered (a replay after a resubscription)
                 tracked[conversation_id] = seq
+            elif event.HasField("conversation_created"):
+                # A new conversation's log starts at 0: a resubscription replays it from there.
+                self._tracked.setdefault(event.conversation_id, 0)
             self._emit(self._ctx.event_frames.encode(event, self._binary))
             return False
         if which == "caught_up":
             revoked = response.caught_up.revoked_conversation_ids
             for conversation_id in revoked:
                 self._tracked.pop(conversation_id, None)
+            # Where live events of the other conversations start: a resubscription after a
+            # break replays from there, so events of the break reach this device too.
+            for baseline in response.caught_up.baselines:
+                self._tracked.setdefault(baseline.conversation_id, baseline.seq)
             if self._pending_resumes:
                 for request_id, binary in self._pending_resumes:
                     frame = gateway_pb2.ServerFrame(request_id=request_id)

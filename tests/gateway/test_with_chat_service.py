@@ -212,3 +212,30 @@ async def test_a_chat_service_restart_does_not_lose_events(chat: Chat, edge: Gat
     assert got == sent
     await alice.close()
     await bob.close()
+
+
+async def test_a_restart_loses_nothing_in_conversations_a_live_device_never_heard_from(
+    chat: Chat, edge: Gateway
+) -> None:
+    """A live-only device misses nothing sent during a stream break, even where it saw no event."""
+    alice = await GatewayClient.connect(edge.url, token("alice"))
+    bob = await GatewayClient.connect(edge.url, token("bob"))
+    conversation_id = await _group(alice, "bob")
+    quiet = await _send(alice, conversation_id, "before bob listens")
+    await bob.ping()  # bob's live-only stream starts after the first message
+    await asyncio.sleep(0.2)
+    assert not [e for e in bob.pending_events() if e.seq]
+    await chat.stop()
+    await chat.start()
+    sent = []
+    for _attempt in range(50):
+        try:
+            sent.append(await _send(alice, conversation_id, "during the break", key="during"))
+            break
+        except ServerError as exc:
+            assert exc.code == gateway_pb2.ERROR_CODE_UNAVAILABLE
+            await asyncio.sleep(0.1)
+    got = await _next_message(bob)
+    assert got == (sent[0], "during the break") and sent[0] == quiet + 1
+    await alice.close()
+    await bob.close()

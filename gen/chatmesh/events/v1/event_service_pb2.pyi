@@ -25,7 +25,9 @@ class SubscribeEventsResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[_events_pb2.ConversationEvent, _Mapping]] = ..., caught_up: _Optional[_Union[CaughtUp, _Mapping]] = ...) -> None: ...
 
 class CaughtUp(_message.Message):
-    __slots__ = ("revoked_conversation_ids",)
+    __slots__ = ("revoked_conversation_ids", "baselines")
     REVOKED_CONVERSATION_IDS_FIELD_NUMBER: _ClassVar[int]
+    BASELINES_FIELD_NUMBER: _ClassVar[int]
     revoked_conversation_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, revoked_conversation_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    baselines: _containers.RepeatedCompositeFieldContainer[_types_pb2.ConversationCursor]
+    def __init__(self, revoked_conversation_ids: _Optional[_Iterable[str]] = ..., baselines: _Optional[_Iterable[_Union[_types_pb2.ConversationCursor, _Mapping]]] = ...) -> None: ...
