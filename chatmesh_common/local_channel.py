@@ -178,8 +178,12 @@ class _Metrics:
         child.inc()
 
 
-class LocalUnaryUnary:
-    """`channel.unary_unary(...)`: `await method(request, metadata=..., timeout=...)`."""
+class _LocalMethod:
+    """One method of a LocalChannel: its handler, and whether requests and answers cross as
+    objects (the caller gave a serializer / deserializer) or as bytes."""
+
+    # The handler's behaviour attribute this kind of call runs (set by each subclass).
+    _kind = ""
 
     def __init__(
         self,
@@ -191,9 +195,25 @@ class LocalUnaryUnary:
     ) -> None:
         self._channel = channel
         self._method = method
-        self._behaviour = handler.unary_unary
+        self._behaviour = getattr(handler, self._kind)
         self._parse = None if objects_in else handler.request_deserializer
         self._serialize = None if objects_out else handler.response_serializer
+
+
+class LocalUnaryUnary(_LocalMethod):
+    """`channel.unary_unary(...)`: `await method(request, metadata=..., timeout=...)`."""
+
+    _kind = "unary_unary"
+
+    def __init__(
+        self,
+        channel: LocalChannel,
+        method: str,
+        handler: Any,
+        objects_in: bool,
+        objects_out: bool,
+    ) -> None:
+        super().__init__(channel, method, handler, objects_in, objects_out)
         self._metrics = _Metrics(method)
 
     def __call__(
@@ -349,22 +369,10 @@ class LocalStreamCall:
             await self._closer
 
 
-class LocalUnaryStream:
+class LocalUnaryStream(_LocalMethod):
     """`channel.unary_stream(...)`: `call = method(request, metadata=..., timeout=...)`."""
 
-    def __init__(
-        self,
-        channel: LocalChannel,
-        method: str,
-        handler: Any,
-        objects_in: bool,
-        objects_out: bool,
-    ) -> None:
-        self._channel = channel
-        self._method = method
-        self._behaviour = handler.unary_stream
-        self._parse = None if objects_in else handler.request_deserializer
-        self._serialize = None if objects_out else handler.response_serializer
+    _kind = "unary_stream"
 
     def __call__(
         self,

@@ -14,20 +14,8 @@ Usage::
     ...                     # connect to server.host:server.port, local DC server.datacenter
     server.stop()           # SIGTERM, then SIGKILL; removes the temp dir
 
-A session fixture in conftest.py might look like (following servers.binaries'
-policy: missing prerequisites fail in CI and skip locally)::
-
-    @pytest.fixture(scope="session")
-    def cassandra_server() -> Iterator[CassandraServer]:
-        server = CassandraServer()
-        try:
-            server.start()
-        except CassandraUnavailable as e:
-            if in_ci():
-                pytest.fail(str(e), pytrace=False)
-            pytest.skip(str(e))
-        yield server
-        server.stop()
+The session fixture `cassandra_server` in tests/conftest.py starts one per run (a missing JVM or
+Maven fails in CI and skips locally, like servers.binaries).
 
 Manual use: ``python -m tests.servers.cassandra`` starts one and waits for Ctrl-C;
 ``python -m tests.servers.cassandra --resolve`` only fetches the jars (a CI warm-up
