@@ -88,6 +88,19 @@ async def test_unread_excludes_own_messages(client: Callable[[str], Client]) -> 
     assert await unread(bob, cid) == 0
 
 
+async def test_own_send_moves_both_markers(client: Callable[[str], Client]) -> None:
+    """SPEC 7: a user's own send moves both of that user's markers to the new message."""
+    alice, bob = client("alice"), client("bob")
+    cid = await alice.group(bob)
+    for i in range(3):
+        await alice.send(cid, f"a{i}")
+    before = await bob.conversation(cid)
+    assert (before.last_read_seq, before.last_delivered_seq, before.unread_count) == (0, 0, 3)
+    await bob.send(cid, "reply")
+    after = await bob.conversation(cid)
+    assert (after.last_read_seq, after.last_delivered_seq, after.unread_count) == (4, 4, 0)
+
+
 async def test_unread_excludes_deleted_messages(client: Callable[[str], Client]) -> None:
     """A deleted message no longer counts as unread."""
     alice, bob = client("alice"), client("bob")
