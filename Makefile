@@ -29,7 +29,7 @@ help:
 	@echo "make system-deps apt-get install missing Debian packages: $(SYSTEM_DEPS)"
 	@echo "make gen         regenerate gen/ from protos/"
 	@echo "make lint        ruff check + buf lint"
-	@echo "make breaking    buf breaking for protos/ against HEAD~1"
+	@echo "make breaking    buf breaking for protos/ against the merge base with main (AGAINST_REF=...)"
 	@echo "make check-gen   fail if gen/ is stale w.r.t. protos/"
 	@echo "make typecheck   mypy (strict, config in pyproject.toml)"
 	@echo "make pytest      pytest only (PYTEST_ARGS=...)"
