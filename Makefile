@@ -31,10 +31,11 @@ header = @printf '\n==> %s\n' '$(1)'
         lint-py lint-format lint-proto lint-imports breaking check-gen typecheck pytest test run fmt
 
 help:
+	@echo "make help              this list"
 	@echo "make install           create .venv, install -e '.[dev,cluster]' pinned by $(CONSTRAINTS)"
 	@echo "                       (no-op when up to date; INSTALLER=pip to skip uv)"
 	@echo "make venv              same as install"
-	@echo "make constraints       re-resolve $(CONSTRAINTS) to the newest versions pyproject allows"
+	@echo "make constraints       pin what pyproject.toml added, keep the other pins (UPGRADE=1: newest of all)"
 	@echo "make check-constraints fail if $(CONSTRAINTS) does not match pyproject.toml's dependencies"
 	@echo "make system-deps       apt-get install missing Debian packages: $(SYSTEM_DEPS)"
 	@echo "make tools             build the Go tools the tests drive (grpcurl) into .tools/bin"
@@ -73,9 +74,10 @@ endif
 UV_COMPILE = $(BIN)/uv pip compile --quiet --python $(PY) --extra dev --extra cluster \
              --custom-compile-command 'make constraints' pyproject.toml
 
+# Existing pins are kept (uv prefers the versions already in its output file) unless UPGRADE=1.
 constraints: $(STAMP)
 	$(call header,constraints)
-	$(UV_COMPILE) --upgrade -o $(CONSTRAINTS)
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) -o $(CONSTRAINTS)
 
 # Re-resolves with the current pins as preferences: any difference means pyproject.toml gained,
 # lost or re-ranged a dependency without `make constraints`. Reads the package index.
