@@ -8,34 +8,51 @@ SHELL := bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 BIN   := $(VENV)/bin
-# Re-install whenever pyproject.toml changes; otherwise `install` is a no-op.
+# Re-install whenever pyproject.toml or the pins change; otherwise `install` is a no-op.
 STAMP := $(VENV)/.installed
+# Exact versions of every Python package `install` brings in (tools included), so gen/, lint and
+# typecheck give the same result everywhere. `make constraints` regenerates it.
+CONSTRAINTS := constraints.txt
+# `uv` (bootstrapped into the venv by pip, at its pinned version) installs in seconds where pip
+# takes minutes; INSTALLER=pip uses plain pip with the same pins.
+INSTALLER ?= uv
 # Debian packages the tests need (servers started by tests/servers/*.py).
 SYSTEM_DEPS := redis-server
 # Only the dirs that exist: mypy errors out on missing paths.
-TYPED_DIRS := $(wildcard chatmesh_common chat_service gateway_ws presence_service \
-                         notify_service media_service tests bench)
+TYPED_DIRS := $(wildcard chatmesh_launcher chatmesh_common chat_service gateway_ws presence_service \
+                         notify_service media_service tests bench scripts)
 # Extra pytest flags, e.g. `make pytest PYTEST_ARGS='-k nats -x'`.
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 header = @printf '\n==> %s\n' '$(1)'
 
-.PHONY: help venv install system-deps tools cql-jars gen lint lint-py lint-proto breaking check-gen \
-        typecheck pytest test run fmt
+.PHONY: help venv install constraints check-constraints system-deps tools cql-jars gen lint \
+        lint-py lint-format lint-proto lint-imports breaking check-gen typecheck pytest test run fmt
 
 help:
-	@echo "make install     create .venv and install -e '.[dev,cluster]' (no-op when up to date)"
-	@echo "make system-deps apt-get install missing Debian packages: $(SYSTEM_DEPS)"
-	@echo "make gen         regenerate gen/ from protos/"
-	@echo "make lint        ruff check + buf lint"
-	@echo "make breaking    buf breaking for protos/ against HEAD~1"
-	@echo "make check-gen   fail if gen/ is stale w.r.t. protos/"
-	@echo "make typecheck   mypy (strict, config in pyproject.toml)"
-	@echo "make pytest      pytest only (PYTEST_ARGS=...)"
-	@echo "make test        all of the above, then pytest: the one test command"
-	@echo "make run         chatmesh dev"
-	@echo "make fmt         ruff format + ruff check --fix"
+	@echo "make help              this list"
+	@echo "make install           create .venv, install -e '.[dev,cluster]' pinned by $(CONSTRAINTS)"
+	@echo "                       (no-op when up to date; INSTALLER=pip to skip uv)"
+	@echo "make venv              same as install"
+	@echo "make constraints       pin what pyproject.toml added, keep the other pins (UPGRADE=1: newest of all)"
+	@echo "make check-constraints fail if $(CONSTRAINTS) does not match pyproject.toml's dependencies"
+	@echo "make system-deps       apt-get install missing Debian packages: $(SYSTEM_DEPS)"
+	@echo "make tools             build the Go tools the tests drive (grpcurl) into .tools/bin"
+	@echo "make cql-jars          fetch the CQL test server's jars"
+	@echo "make gen               regenerate gen/ from protos/"
+	@echo "make lint              lint-py + lint-format + lint-proto + lint-imports"
+	@echo "make lint-py           ruff check"
+	@echo "make lint-format       ruff format --check (make fmt fixes it)"
+	@echo "make lint-proto        buf lint"
+	@echo "make lint-imports      import-linter contracts (pyproject.toml) + no import cycle"
+	@echo "make breaking          buf breaking against the merge base with main (AGAINST_REF=...)"
+	@echo "make check-gen         fail if gen/ is stale w.r.t. protos/"
+	@echo "make typecheck         mypy (strict, config in pyproject.toml)"
+	@echo "make pytest            pytest only (PYTEST_ARGS=...); selecting no test fails"
+	@echo "make test              every step ($(TEST_STEPS)): the one test command"
+	@echo "make run               chatmesh dev"
+	@echo "make fmt               ruff format + ruff check --fix"
 
 venv install: $(STAMP)
 
@@ -43,11 +60,35 @@ $(PY):
 	python3 -m venv $(VENV)
 
 # Order-only on $(PY): creating the venv must not by itself force a reinstall.
-$(STAMP): pyproject.toml | $(PY)
-	$(call header,install)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,cluster]'
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(call header,install ($(INSTALLER)))
+ifeq ($(INSTALLER),uv)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) uv
+	$(BIN)/uv pip install --quiet --python $(PY) -c $(CONSTRAINTS) -e '.[dev,cluster]'
+else
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev,cluster]'
+endif
 	touch $@
+
+# Resolution for this interpreter (the venv's) and platform, like the install it pins.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --python $(PY) --extra dev --extra cluster \
+             --custom-compile-command 'make constraints' pyproject.toml
+
+# Existing pins are kept (uv prefers the versions already in its output file) unless UPGRADE=1.
+constraints: $(STAMP)
+	$(call header,constraints)
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) -o $(CONSTRAINTS)
+
+# Re-resolves with the current pins as preferences: any difference means pyproject.toml gained,
+# lost or re-ranged a dependency without `make constraints`. Reads the package index.
+check-constraints: $(STAMP)
+	$(call header,check-constraints)
+	@tmp=$$(mktemp); trap 'rm -f "$$tmp"' EXIT; cp $(CONSTRAINTS) "$$tmp"; \
+	$(UV_COMPILE) -o "$$tmp"; \
+	if ! diff -u $(CONSTRAINTS) "$$tmp"; then \
+	  echo "check-constraints: $(CONSTRAINTS) is stale w.r.t. pyproject.toml; run 'make constraints'." >&2; \
+	  exit 1; \
+	fi; echo "check-constraints: $(CONSTRAINTS) matches pyproject.toml."
 
 # Installs only what is missing, so it is instant on a prepared machine.
 system-deps:
@@ -64,16 +105,27 @@ gen: $(STAMP)
 	$(call header,gen)
 	bash scripts/gen_protos.sh
 
-# Split so that `make -k` (used by `test`) reports both linters even if the first fails.
-lint: lint-py lint-proto
+# Split so that `make -k` (used by `test`) reports every linter even if the first fails.
+lint: lint-py lint-format lint-proto lint-imports
 
 lint-py: $(STAMP)
 	$(call header,lint: ruff)
 	$(BIN)/ruff check .
 
+lint-format: $(STAMP)
+	$(call header,lint: ruff format --check)
+	$(BIN)/ruff format --check .
+
 lint-proto: $(STAMP)
 	$(call header,lint: buf)
 	$(BIN)/buf lint
+
+# The layering of pyproject.toml's [tool.importlinter], then module-level cycles, which the
+# `acyclic` contract (siblings only) cannot see through a package's __init__.
+lint-imports: $(STAMP)
+	$(call header,lint: import contracts)
+	$(BIN)/lint-imports --no-logo --no-cache
+	$(PY) scripts/check_import_cycles.py
 
 breaking: $(STAMP)
 	$(call header,breaking)
@@ -89,7 +141,6 @@ typecheck: $(STAMP)
 	$(call header,typecheck)
 	MYPYPATH=tests $(BIN)/mypy $(TYPED_DIRS)
 
-# Exit 5 means "no tests collected": not a failure here (see .ci/run). All other codes pass through.
 # Go tools the tests drive, built from the Go module proxy into .tools/bin.
 GRPCURL := .tools/bin/grpcurl
 tools: $(GRPCURL)
@@ -103,15 +154,15 @@ cql-jars: $(STAMP)
 	$(call header,cql-jars)
 	$(PY) -m tests.servers.cassandra --resolve
 
+# pytest's own exit status: 5 ("no tests collected", also when -k/-m deselect them all) fails
+# like any other, so a selection that matches nothing cannot pass.
 pytest: $(STAMP) system-deps tools cql-jars
 	$(call header,pytest)
-	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "NOTE: pytest collected no tests (exit 5); treated as success"; rc=0; fi; \
-	exit $$rc
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Runs every step even after one fails, so one run shows all problems, then lists the failed
 # steps and exits non-zero.
-TEST_STEPS := lint breaking check-gen typecheck pytest
+TEST_STEPS := check-constraints lint breaking check-gen typecheck pytest
 test: $(STAMP) system-deps tools cql-jars
 	@failed=(); for step in $(TEST_STEPS); do \
 	  $(MAKE) --no-print-directory -k $$step || failed+=("$$step"); \
