@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import grpc
 import pytest
 from chatmesh.chat.v1 import chat_service_pb2 as pb
+
+from chat_service.store.base import HistoryDirection
 
 from .support import Client, expect_code, seqs
 
@@ -86,6 +89,14 @@ async def test_unknown_direction_is_refused_naming_the_field(
     cid = await _conversation_of(alice, 1)
     details = await expect_code(
         grpc.StatusCode.INVALID_ARGUMENT,
-        alice.history(cid, direction=pb.HistoryDirection.ValueType(7)),
+        alice.history(cid, direction=cast(pb.HistoryDirection, 7)),
     )
     assert "direction" in details
+
+
+def test_store_directions_have_the_api_values() -> None:
+    """The chat layer hands the API's direction to the store as is: the values must agree."""
+    assert {d.name: int(d) for d in HistoryDirection} == {
+        "BACKWARD": pb.HISTORY_DIRECTION_BACKWARD,
+        "FORWARD": pb.HISTORY_DIRECTION_FORWARD,
+    }
