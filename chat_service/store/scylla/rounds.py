@@ -202,6 +202,8 @@ class RoundEngine:
             await self.roll_forward(conversation_id, head)
         return head
 
+    # The committer: one task per conversation per process, one LWT per round
+
     async def _submit(self, conversation_id: str, op: Op) -> Any:
         committer = self._committers.setdefault(conversation_id, _Committer())
         committer.queue.append(op)
