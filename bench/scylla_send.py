@@ -37,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -299,64 +299,65 @@ async def _stages(
 
     spent: defaultdict[str, list[float]] = defaultdict(list)
 
-    class TimedStore(ScyllaChatStore):
-        async def _run(self, name: str, params: Sequence[Any] = (), *, serial: bool = False) -> Any:
+    def timed(label: str, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                return await super()._run(name, params, serial=serial)
+                return await method(*args, **kwargs)
             finally:
-                spent[f"stmt {name}{' (serial)' if serial else ''}"].append(
-                    time.perf_counter() - started
-                )
+                spent[label].append(time.perf_counter() - started)
 
-        async def _refuse_non_members(
-            self, conversation_id: str, head: Any, ops: list[Any], index_at: int
+        return wrapper
+
+    def time_stages(store: ScyllaChatStore) -> None:
+        """Wraps the stages of an append (on the store's parts) to record the time spent."""
+        from cassandra.query import BatchStatement, BatchType
+
+        session, rounds = store._session, store._rounds
+        run, execute, advance = session.run, session.execute, rounds._advance
+
+        async def timed_run(name: str, params: Sequence[Any] = (), *, serial: bool = False) -> Any:
+            label = f"stmt {name}{' (serial)' if serial else ''}"
+            return await timed(label, run)(name, params, serial=serial)
+
+        async def timed_execute(statement: Any) -> list[Any]:
+            if not isinstance(statement, BatchStatement):
+                return await execute(statement)
+            lwt = statement.batch_type == BatchType.LOGGED
+            label = "3 LWT (conditional batch)" if lwt else "unlogged batch"
+            result: list[Any] = await timed(label, execute)(statement)
+            return result
+
+        async def timed_advance(
+            head: Any, events: Any, delta: int, keys: Any, *, indexed_at: int = -1
         ) -> Any:
-            started = time.perf_counter()
-            try:
-                return await super()._refuse_non_members(conversation_id, head, ops, index_at)
-            finally:
-                spent["1 membership check (+ outbox index write)"].append(
-                    time.perf_counter() - started
-                )
+            spent["round size"].append(float(len(events)))
+            label = "2-5 advance (outbox+LWT+materialize)"
+            return await timed(label, advance)(head, events, delta, keys, indexed_at=indexed_at)
 
-        async def _execute(self, statement: Any) -> list[Any]:
-            from cassandra.query import BatchStatement, BatchType
+        # Instance attributes shadow the methods: the parts call each other through `self`.
+        wrappers: list[tuple[object, str, Callable[..., Awaitable[Any]]]] = [
+            (session, "run", timed_run),
+            (session, "execute", timed_execute),
+            (rounds, "_advance", timed_advance),
+            (
+                rounds,
+                "_refuse_non_members",
+                timed("1 membership check (+ outbox index write)", rounds._refuse_non_members),
+            ),
+            (rounds, "_materialize", timed("4-5 materialize", rounds._materialize)),
+        ]
+        for owner, name, wrapper in wrappers:
+            setattr(owner, name, wrapper)
 
-            started = time.perf_counter()
-            try:
-                return await super()._execute(statement)
-            finally:
-                if isinstance(statement, BatchStatement):
-                    lwt = statement.batch_type == BatchType.LOGGED
-                    spent["3 LWT (conditional batch)" if lwt else "unlogged batch"].append(
-                        time.perf_counter() - started
-                    )
-
-        async def _advance(
-            self, head: Any, events: Any, delta: int, keys: Any, *, indexed_at: int = -1
-        ) -> Any:
-            started = time.perf_counter()
-            try:
-                return await super()._advance(head, events, delta, keys, indexed_at=indexed_at)
-            finally:
-                spent["2-5 advance (outbox+LWT+materialize)"].append(time.perf_counter() - started)
-                spent["round size"].append(float(len(events)))
-
-        async def _materialize(self, conversation_id: str, events: Any) -> None:
-            started = time.perf_counter()
-            try:
-                await super()._materialize(conversation_id, events)
-            finally:
-                spent["4-5 materialize"].append(time.perf_counter() - started)
-
-    store = TimedStore(
+    store = ScyllaChatStore(
         points,
         port=port,
         local_dc=dc,
         keyspace=keyspace,
         replication={"class": "SimpleStrategy", "replication_factor": 1},
     )
+    time_stages(store)
     await store.open()
     users = [f"s{i:04d}" for i in range(senders)]
     cids = []

@@ -28,6 +28,7 @@ from .store.base import (
     ConversationRecord,
     EventKind,
     EventRecord,
+    HistoryDirection,
     Kind,
     MemberRecord,
     MembershipChange,
@@ -537,14 +538,30 @@ class Chat:
         return record
 
     async def history(
-        self, user_id: str, conversation_id: str, before_seq: int, after_seq: int, limit: int
+        self,
+        user_id: str,
+        conversation_id: str,
+        before_seq: int,
+        after_seq: int,
+        limit: int,
+        direction: int = 0,
     ) -> tuple[list[MessageRecord], bool, int]:
+        """A page of messages in (after_seq, before_seq); `direction` is a HistoryDirection
+        value of the API, 0 (unspecified) meaning what clients that send none have always got:
+        oldest first when only after_seq is given, else newest first."""
         size = self._page_size("limit", limit, self._limits.default_page, self._limits.max_page)
         if before_seq and after_seq and after_seq >= before_seq - 1:
             raise _invalid("after_seq must be below before_seq - 1")
+        if direction == 0:
+            forward = after_seq > 0 and before_seq == 0
+            order = HistoryDirection.FORWARD if forward else HistoryDirection.BACKWARD
+        elif direction in (HistoryDirection.BACKWARD, HistoryDirection.FORWARD):
+            order = HistoryDirection(direction)
+        else:
+            raise _invalid(f"direction must be BACKWARD, FORWARD or unspecified, got {direction}")
         conversation, _member = await self.require_member(conversation_id, user_id)
         before_seq, after_seq = min(before_seq, MAX_SEQ), min(after_seq, MAX_SEQ)
-        rows = await self._store.history(conversation_id, before_seq, after_seq, size + 1)
+        rows = await self._store.history(conversation_id, before_seq, after_seq, size + 1, order)
         return rows[:size], len(rows) > size, conversation.last_seq
 
     # Receipts

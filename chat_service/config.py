@@ -9,7 +9,7 @@ from chatmesh_common.nats_config import NatsSettings, bus_from_env, nats_setting
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import env_float, env_int
 
-from .store.scylla_settings import ScyllaSettings, ScyllaSettingsError
+from .store.scylla import ScyllaSettings, ScyllaSettingsError
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             request.before_seq,
             request.after_seq,
             request.limit,
+            request.direction,
         )
         return pb.GetHistoryResponse(
             messages=[convert.message(m) for m in messages], has_more=has_more, last_seq=last_seq

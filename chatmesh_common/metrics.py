@@ -15,17 +15,6 @@ GRPC_LATENCY = Histogram(
     ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-STORE_TXN_SECONDS = Histogram(
-    "chatmesh_store_transaction_seconds",
-    "Time spent in one named store transaction (a group commit counts once).",
-    ["txn"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-)
-STORE_BATCH_SIZE = Histogram(
-    "chatmesh_store_group_commit_size",
-    "Writes committed together in one transaction.",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
-)
 WS_CONNECTIONS = Counter(
     "chatmesh_ws_connections_total", "WebSocket connections accepted, by close code.", ["code"]
 )

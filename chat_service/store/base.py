@@ -3,7 +3,9 @@
 A conversation is one ordered log. Every durable change (a message, an edit, a delete, a membership
 change) takes the next seq of its conversation: seqs start at 1 and are gapless. The store owns that
 numbering and the idempotency of sends; the domain layer (chat_service.chat) owns the rules of who
-may do what. Implementations: `sqlite.SqliteChatStore` (embedded default) and the cluster store.
+may do what. Implementations: `sqlite.SqliteChatStore` (embedded default) and
+`scylla.ScyllaChatStore` (the cluster store); `metrics.timed_operations` names and times every
+operation of both.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ class Role(enum.IntEnum):
     OWNER = 1
     ADMIN = 2
     MEMBER = 3
+
+
+class HistoryDirection(enum.IntEnum):
+    """Which way a history page reads; values match chatmesh.chat.v1.HistoryDirection."""
+
+    # Newest first: from just below before_seq (0: from the newest message) down.
+    BACKWARD = 1
+    # Oldest first: from just above after_seq (0: from the start of the log) up.
+    FORWARD = 2
 
 
 class EventKind(enum.IntEnum):
@@ -150,6 +161,20 @@ class NewConversation:
     # For direct conversations: the sorted pair, so that a pair has one conversation.
     direct_key: str = ""
 
+    def created(self) -> ConversationRecord:
+        """The conversation as it stands right after its creation (no seq taken yet)."""
+        return ConversationRecord(
+            conversation_id=self.conversation_id,
+            kind=self.kind,
+            title=self.title,
+            created_by=self.created_by,
+            created_at=self.created_at,
+            last_seq=0,
+            member_count=len(self.members),
+            archived=False,
+            updated_at=self.created_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
@@ -248,11 +273,16 @@ class ChatStore(Protocol):
     async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None: ...
 
     async def history(
-        self, conversation_id: str, before_seq: int, after_seq: int, limit: int
+        self,
+        conversation_id: str,
+        before_seq: int,
+        after_seq: int,
+        limit: int,
+        direction: HistoryDirection = HistoryDirection.BACKWARD,
     ) -> list[MessageRecord]:
-        """Messages with after_seq < seq < before_seq (before_seq 0: no upper bound).
-
-        Newest first, unless after_seq > 0 and before_seq == 0: then oldest first.
+        """Up to `limit` messages with after_seq < seq < before_seq (before_seq 0: no upper
+        bound), taken from the end `direction` starts at: BACKWARD newest first, FORWARD oldest
+        first. after_seq 0 is a bound like any other (FORWARD from 0 starts at the log's start).
         """
         ...
 

@@ -108,7 +108,12 @@ class Client:
         return response.conversation.conversation.conversation_id
 
     async def history(
-        self, conversation_id: str, before_seq: int = 0, after_seq: int = 0, limit: int = 0
+        self,
+        conversation_id: str,
+        before_seq: int = 0,
+        after_seq: int = 0,
+        limit: int = 0,
+        direction: pb.HistoryDirection = pb.HISTORY_DIRECTION_UNSPECIFIED,
     ) -> pb.GetHistoryResponse:
         response: pb.GetHistoryResponse = await self.chat.GetHistory(
             pb.GetHistoryRequest(
@@ -116,6 +121,7 @@ class Client:
                 before_seq=before_seq,
                 after_seq=after_seq,
                 limit=limit,
+                direction=direction,
             ),
             metadata=self.md,
         )

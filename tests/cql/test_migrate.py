@@ -10,7 +10,7 @@ from chat.support import Client
 from chatmesh.chat.v1 import types_pb2
 from servers.cassandra import CassandraServer
 
-from chat_service.store.cql_schema import CONVERSATIONS_GC_GRACE_SECONDS, MIGRATIONS
+from chat_service.store.scylla import CONVERSATIONS_GC_GRACE_SECONDS, MIGRATIONS
 
 from .conftest import StartReplica
 from .support import cql_session, run_migrate

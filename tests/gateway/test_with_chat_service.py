@@ -7,6 +7,7 @@ errors, live fanout, resume with no gap, idempotent retries and a chat_service r
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,21 @@ async def test_a_restart_loses_nothing_in_conversations_a_live_device_never_hear
     assert got == (sent[0], "during the break") and sent[0] == quiet + 1
     await alice.close()
     await bob.close()
+
+
+async def test_a_json_history_frame_reads_forward_from_the_start(edge: Gateway) -> None:
+    """getHistory with direction FORWARD and no afterSeq answers seq 1.. first, not the newest."""
+    alice = await GatewayClient.connect(edge.url, token("alice"))
+    conversation_id = await _group(alice, "bob")
+    for n in range(3):
+        await _send(alice, conversation_id, f"m{n + 1}")
+    history = {
+        "conversationId": conversation_id,
+        "limit": 2,
+        "direction": "HISTORY_DIRECTION_FORWARD",
+    }
+    await alice.send_raw(json.dumps({"requestId": "h1", "getHistory": history}))
+    page = (await alice.answer("h1")).get_history
+    assert ([m.seq for m in page.messages], page.has_more) == ([1, 2], True)
+    assert [m.body for m in page.messages] == ["m1", "m2"]
+    await alice.close()

@@ -23,6 +23,8 @@ from .contract import StoreBackend
 class SqliteBackend:
     """SqliteChatStore instances on one database file."""
 
+    metrics_label = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._open: list[ChatStore] = []
@@ -44,6 +46,8 @@ class CqlBackend:
     The keyspace is shared by the session's tests (the contract uses fresh ids in every test),
     so the schema is created once; each store instance has its own driver connection pool.
     """
+
+    metrics_label = "scylla"
 
     def __init__(self, server: CassandraServer, keyspace: str) -> None:
         self.server = server

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import pytest
+from prometheus_client import REGISTRY
 
 from chat_service.store.base import (
     AppendResult,
@@ -25,6 +26,7 @@ from chat_service.store.base import (
     ConversationRecord,
     EventKind,
     EventRecord,
+    HistoryDirection,
     Kind,
     MembershipChange,
     MessageRecord,
@@ -34,13 +36,18 @@ from chat_service.store.base import (
     Role,
     StoreError,
 )
+from chat_service.store.metrics import OPERATIONS
 from chatmesh_common.ids import new_id
 
 TEXT = 1
+BACKWARD, FORWARD = HistoryDirection.BACKWARD, HistoryDirection.FORWARD
 
 
 class StoreBackend(Protocol):
     """Opens stores on one piece of storage; every store it opens sees the same data."""
+
+    # The `store` label of the backend's operations in chatmesh_store_op_seconds.
+    metrics_label: str
 
     async def open(self) -> ChatStore:
         """A new, opened store instance on this backend's storage."""
@@ -131,6 +138,17 @@ async def send_many(
 
 async def log_of(store: ChatStore, conversation_id: str) -> list[EventRecord]:
     return await store.events_after(conversation_id, 0, 10_000)
+
+
+def timed_count(store_label: str, op: str) -> float:
+    """How many `op` calls chatmesh_store_op_seconds has seen on that store so far."""
+    labels = {"store": store_label, "op": op}
+    return REGISTRY.get_sample_value("chatmesh_store_op_seconds_count", labels) or 0.0
+
+
+def error_count(store_label: str, op: str, error: str) -> float:
+    labels = {"store": store_label, "op": op, "error": error}
+    return REGISTRY.get_sample_value("chatmesh_store_op_errors_total", labels) or 0.0
 
 
 class ChatStoreContract:
@@ -646,7 +664,7 @@ class ChatStoreContract:
     # History and the log
 
     async def test_history_pages_newest_first(self, store: ChatStore) -> None:
-        """Without after_seq, history pages go newest first, below before_seq."""
+        """Backward (the default), history pages go newest first, below before_seq."""
         alice = user("alice")
         cid = (await group_with(store, alice)).conversation_id
         await send_many(store, cid, alice, 10)
@@ -655,22 +673,43 @@ class ChatStoreContract:
         assert [m.seq for m in await store.history(cid, 3, 0, 3)] == [2, 1]
         assert await store.history(cid, 1, 0, 3) == []
 
-    async def test_history_after_seq_goes_oldest_first(self, store: ChatStore) -> None:
-        """With after_seq alone, history goes oldest first, above after_seq."""
+    async def test_history_backward_above_after_seq_takes_the_newest(
+        self, store: ChatStore
+    ) -> None:
+        """Backward with after_seq alone: the newest messages above it, newest first."""
         alice = user("alice")
         cid = (await group_with(store, alice)).conversation_id
         await send_many(store, cid, alice, 10)
-        assert [m.seq for m in await store.history(cid, 0, 3, 3)] == [4, 5, 6]
-        assert [m.seq for m in await store.history(cid, 0, 8, 5)] == [9, 10]
-        assert await store.history(cid, 0, 10, 5) == []
+        assert [m.seq for m in await store.history(cid, 0, 3, 3, BACKWARD)] == [10, 9, 8]
+        assert [m.seq for m in await store.history(cid, 0, 8, 5, BACKWARD)] == [10, 9]
+
+    async def test_history_forward_goes_oldest_first(self, store: ChatStore) -> None:
+        """Forward, history goes oldest first, above after_seq."""
+        alice = user("alice")
+        cid = (await group_with(store, alice)).conversation_id
+        await send_many(store, cid, alice, 10)
+        assert [m.seq for m in await store.history(cid, 0, 3, 3, FORWARD)] == [4, 5, 6]
+        assert [m.seq for m in await store.history(cid, 0, 8, 5, FORWARD)] == [9, 10]
+        assert await store.history(cid, 0, 10, 5, FORWARD) == []
+
+    async def test_history_forward_from_zero_starts_at_the_first_message(
+        self, store: ChatStore
+    ) -> None:
+        """Forward from after_seq 0 reads from the start of the log, not the newest page."""
+        alice = user("alice")
+        cid = (await group_with(store, alice)).conversation_id
+        await send_many(store, cid, alice, 10)
+        assert [m.seq for m in await store.history(cid, 0, 0, 3, FORWARD)] == [1, 2, 3]
+        assert [m.seq for m in await store.history(cid, 3, 0, 5, FORWARD)] == [1, 2]
 
     async def test_history_between_bounds_excludes_both(self, store: ChatStore) -> None:
-        """With both bounds, history holds after_seq < seq < before_seq, newest first."""
+        """With both bounds, history holds after_seq < seq < before_seq, from either end."""
         alice = user("alice")
         cid = (await group_with(store, alice)).conversation_id
         await send_many(store, cid, alice, 10)
         assert [m.seq for m in await store.history(cid, 8, 3, 10)] == [7, 6, 5, 4]
         assert [m.seq for m in await store.history(cid, 8, 3, 2)] == [7, 6]
+        assert [m.seq for m in await store.history(cid, 8, 3, 2, FORWARD)] == [4, 5]
 
     async def test_history_holds_messages_only(self, store: ChatStore) -> None:
         """Membership, edit and delete events take seqs but are not messages in history."""
@@ -683,7 +722,7 @@ class ChatStoreContract:
         await store.edit_message(cid, 1, alice, "edited", time.time())
         await store.append_message(new_message(cid, bob, "from bob"))
         assert [m.seq for m in await store.history(cid, 0, 0, 10)] == [5, 2, 1]
-        assert [m.seq for m in await store.history(cid, 0, 2, 10)] == [5]
+        assert [m.seq for m in await store.history(cid, 0, 2, 10, FORWARD)] == [5]
 
     async def test_events_after_returns_the_log_in_order(self, store: ChatStore) -> None:
         """events_after returns the events after a seq, oldest first, at most limit of them."""
@@ -873,7 +912,8 @@ class ChatStoreContract:
         assert conversation is not None
         assert (conversation.first_seq, conversation.last_seq) == (7, 10)
         assert [m.seq for m in await store.history(cid, 0, 0, 100)] == [9, 8, 7]
-        assert [m.seq for m in await store.history(cid, 0, 2, 100)] == [7, 8, 9]
+        assert [m.seq for m in await store.history(cid, 0, 2, 100, FORWARD)] == [7, 8, 9]
+        assert [m.seq for m in await store.history(cid, 0, 0, 2, FORWARD)] == [7, 8]
         assert await store.get_message(cid, 2) is None
         assert (await store.get_message(cid, 7)) is not None
         log = await log_of(store, cid)
@@ -929,3 +969,58 @@ class ChatStoreContract:
         assert result.message.seq == 8
         assert [e.seq for e in await log_of(store, cid)] == [8]
         assert await store.purge_expired(Kind.GROUP, t0 + 100, 3) == 0
+
+    # Metrics
+
+    async def test_every_operation_is_named_and_timed(
+        self, store_backend: StoreBackend, store: ChatStore
+    ) -> None:
+        """Each operation of the Protocol, reads included, is timed under its own name."""
+        label = store_backend.metrics_label
+        before = {op: timed_count(label, op) for op in OPERATIONS}
+        alice, bob = user("alice"), user("bob")
+        cid = (await group_with(store, alice)).conversation_id
+        now = time.time()
+        await store.get_conversation(cid)
+        await store.update_conversation(cid, "renamed", None, now)
+        await store.change_members(
+            cid, alice, [MembershipChange(bob, EventKind.MEMBER_ADDED, Role.MEMBER)], now
+        )
+        await store.get_member(cid, bob)
+        await store.list_members(cid, "", 10)
+        await store.member_ids(cid)
+        await store.user_conversations(bob)
+        await store.set_muted(cid, bob, True)
+        sent = (await store.append_message(new_message(cid, alice))).message
+        await store.edit_message(cid, sent.seq, alice, "edited", now)
+        await store.get_message(cid, sent.seq)
+        await store.history(cid, 0, 0, 10, FORWARD)
+        await store.events_after(cid, 0, 10)
+        await store.delete_message(cid, sent.seq, alice, now)
+        await store.pending_outbox(10)
+        entry = await store.outbox_entry(cid)
+        assert entry is not None
+        await store.clear_outbox([(cid, entry.up_to_seq)])
+        await store.purge_expired(Kind.CHANNEL, 0.0, 1)
+        await store.mark_read(cid, bob, sent.seq)
+        await store.mark_delivered(cid, bob, sent.seq)
+        await store.count_unread(cid, bob, 0)
+        await store.set_block(alice, bob, True)
+        await store.is_blocked(alice, bob)
+        await store.list_blocked(alice)
+        untimed = [op for op in OPERATIONS if timed_count(label, op) <= before[op]]
+        assert untimed == []
+
+    async def test_a_refused_operation_counts_as_an_error_of_its_name(
+        self, store_backend: StoreBackend, store: ChatStore
+    ) -> None:
+        """A store operation that raises is counted by name and exception class."""
+        label = store_backend.metrics_label
+        alice, mallory = user("alice"), user("mallory")
+        cid = (await group_with(store, alice)).conversation_id
+        before = error_count(label, "append_message", "NotMemberError")
+        timed_before = timed_count(label, "append_message")
+        with pytest.raises(NotMemberError):
+            await store.append_message(new_message(cid, mallory))
+        assert error_count(label, "append_message", "NotMemberError") == before + 1
+        assert timed_count(label, "append_message") == timed_before + 1

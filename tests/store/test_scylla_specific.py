@@ -25,13 +25,13 @@ from servers.cassandra import CassandraServer
 
 from chat_service.store.base import (
     EventKind,
+    HistoryDirection,
     MembershipChange,
     NotMemberError,
     Role,
     StoreError,
 )
-from chat_service.store.cql_schema import MIGRATIONS, migrate
-from chat_service.store.scylla import ScyllaChatStore
+from chat_service.store.scylla import MIGRATIONS, ScyllaChatStore, migrate
 
 from .contract import group_with, new_message, user
 
@@ -182,7 +182,7 @@ async def test_a_writer_dying_after_its_lwt_is_completed_by_the_next(
     async def crash(*args: Any) -> None:
         raise RuntimeError("process died")
 
-    monkeypatch.setattr(a, "_materialize", crash)
+    monkeypatch.setattr(a._rounds, "_materialize", crash)
     lost = new_message(cid, alice, "sent before the crash", client_msg_id="k-crash")
     with pytest.raises(RuntimeError):
         await a.append_message(lost)
@@ -210,7 +210,7 @@ async def test_readers_see_a_crashed_writers_round_at_once(
     async def crash(*args: Any) -> None:
         raise RuntimeError("process died")
 
-    monkeypatch.setattr(a, "_materialize", crash)
+    monkeypatch.setattr(a._rounds, "_materialize", crash)
     lost = new_message(cid, alice, "sent before the crash", client_msg_id="k-lost")
     with pytest.raises(RuntimeError):
         await a.append_message(lost)
@@ -239,7 +239,7 @@ async def test_readers_see_a_crashed_writers_round_at_once(
         message = await r2.get_message(cid, 3)
         assert message is not None and message.message_id == lost.message_id
         assert await r3.count_unread(cid, bob, 0) == 3
-        oldest = await r4.history(cid, 0, first.message.seq, 10)
+        oldest = await r4.history(cid, 0, first.message.seq, 10, HistoryDirection.FORWARD)
         assert [m.seq for m in oldest] == [2, 3]
         # The same for an edit lost in a crash: the committed body, not the old one.
         with pytest.raises(RuntimeError):
@@ -269,7 +269,7 @@ async def test_membership_change_lost_in_a_crash_is_rolled_forward(
     async def crash(*args: Any) -> None:
         raise RuntimeError("process died")
 
-    monkeypatch.setattr(a, "_materialize", crash)
+    monkeypatch.setattr(a._rounds, "_materialize", crash)
     with pytest.raises(RuntimeError):
         await a.change_members(
             cid, alice, [MembershipChange(carol, EventKind.MEMBER_ADDED, Role.ADMIN)], time.time()

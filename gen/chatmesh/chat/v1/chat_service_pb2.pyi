@@ -1,11 +1,21 @@
 from chatmesh.chat.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class HistoryDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HISTORY_DIRECTION_UNSPECIFIED: _ClassVar[HistoryDirection]
+    HISTORY_DIRECTION_BACKWARD: _ClassVar[HistoryDirection]
+    HISTORY_DIRECTION_FORWARD: _ClassVar[HistoryDirection]
+HISTORY_DIRECTION_UNSPECIFIED: HistoryDirection
+HISTORY_DIRECTION_BACKWARD: HistoryDirection
+HISTORY_DIRECTION_FORWARD: HistoryDirection
 
 class CreateConversationRequest(_message.Message):
     __slots__ = ("kind", "title", "member_ids")
@@ -224,16 +234,18 @@ class DeleteMessageResponse(_message.Message):
     def __init__(self, message: _Optional[_Union[_types_pb2.Message, _Mapping]] = ..., event_seq: _Optional[int] = ...) -> None: ...
 
 class GetHistoryRequest(_message.Message):
-    __slots__ = ("conversation_id", "before_seq", "after_seq", "limit")
+    __slots__ = ("conversation_id", "before_seq", "after_seq", "limit", "direction")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     before_seq: int
     after_seq: int
     limit: int
-    def __init__(self, conversation_id: _Optional[str] = ..., before_seq: _Optional[int] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    direction: HistoryDirection
+    def __init__(self, conversation_id: _Optional[str] = ..., before_seq: _Optional[int] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., direction: _Optional[_Union[HistoryDirection, str]] = ...) -> None: ...
 
 class GetHistoryResponse(_message.Message):
     __slots__ = ("messages", "has_more", "last_seq")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ChatStore
+from ..base import ChatStore
+from .store import ScyllaChatStore
 
 
 class ScyllaSettingsError(ValueError):
@@ -83,8 +84,6 @@ class ScyllaSettings:
         )
 
     def build_store(self, migrate_on_open: bool | None = None) -> ChatStore:
-        from .scylla import ScyllaChatStore
-
         options: dict[str, Any] = {}
         if self.username:
             from cassandra.auth import PlainTextAuthProvider
