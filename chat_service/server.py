@@ -9,7 +9,6 @@ from pathlib import Path
 from chatmesh.chat.v1 import chat_service_pb2, chat_service_pb2_grpc
 from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 
-from chatmesh_common.auth import ServiceTokenVerifier, TokenVerifier
 from chatmesh_common.bus import Bus, InProcessBus
 from chatmesh_common.grpc_server import GrpcServer, Registration, start_grpc_server
 from chatmesh_common.limits import Limits
@@ -86,12 +85,9 @@ class ChatComponents:
 def build_authenticator(config: ChatConfig) -> Authenticator:
     """User tokens for the user RPCs; service tokens (when a service secret is set) for
     AccessService, which refuses every caller without one."""
-    if config.service_secret == config.jwt_secret:
-        raise ValueError("the service secret must differ from the user token secret")
-    services = ServiceTokenVerifier(config.service_secret) if config.service_secret else None
-    if services is None:
+    if not config.service_secret:
         log.warning("no CHATMESH_SERVICE_SECRET: AccessService refuses every call")
-    return Authenticator(TokenVerifier(config.jwt_secret), services)
+    return Authenticator.from_secrets(config.jwt_secret, config.service_secret)
 
 
 def build_components(config: ChatConfig, store: ChatStore, bus: Bus) -> ChatComponents:

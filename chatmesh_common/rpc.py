@@ -115,6 +115,14 @@ class Authenticator:
         self._users = users
         self._services = services
 
+    @classmethod
+    def from_secrets(cls, user_secret: str, service_secret: str = "") -> Authenticator:
+        """Verifiers for both kinds; no service secret: no service token is accepted."""
+        if service_secret == user_secret:
+            raise ValueError("the service secret must differ from the user token secret")
+        services = ServiceTokenVerifier(service_secret) if service_secret else None
+        return cls(TokenVerifier(user_secret), services)
+
     def authenticate(
         self, metadata: Iterable[tuple[str, str | bytes]] | None, service: str, method: str
     ) -> Caller:

@@ -9,7 +9,6 @@ import grpc
 from chatmesh.presence.v1 import presence_service_pb2, presence_service_pb2_grpc
 from grpc.aio import Channel
 
-from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.bus import Bus, InProcessBus
 from chatmesh_common.clock import Clock
 from chatmesh_common.grpc_server import GrpcServer, Registration, start_grpc_server
@@ -53,8 +52,9 @@ def build_registrations(config: PresenceConfig, presence: Presence) -> list[Regi
     return [
         (
             presence_service_pb2_grpc.add_PresenceServiceServicer_to_server,
-            # User RPCs only: presence serves no service callers yet.
-            PresenceServicer(presence, Authenticator(TokenVerifier(config.jwt_secret))),
+            PresenceServicer(
+                presence, Authenticator.from_secrets(config.jwt_secret, config.service_secret)
+            ),
         )
     ]
 
