@@ -76,6 +76,11 @@ class PresenceConfig:
         typing_ttl_s = env_float(env, "CHATMESH_TYPING_TTL_S", cls.typing_ttl_s, minimum=0)
         if not 0 < typing_ttl_s <= MAX_TYPING_TTL_S:
             raise ConfigError(f"CHATMESH_TYPING_TTL_S must be in (0, {MAX_TYPING_TTL_S:g}]")
+        typing_per_second = env_float(
+            env, "CHATMESH_TYPING_PER_SECOND", cls.typing_per_second, minimum=0
+        )
+        if typing_per_second <= 0:
+            raise ConfigError("CHATMESH_TYPING_PER_SECOND must be positive")
         bus = bus_from_env(env)
         return cls(
             jwt_secret=secret,
@@ -89,9 +94,7 @@ class PresenceConfig:
             chat_target=env.get("CHATMESH_CHAT_TARGET", cls.chat_target),
             ttl_s=ttl_s,
             typing_ttl_s=typing_ttl_s,
-            typing_per_second=env_float(
-                env, "CHATMESH_TYPING_PER_SECOND", cls.typing_per_second, minimum=0
-            ),
+            typing_per_second=typing_per_second,
             sweep_interval_s=env_float(
                 env, "CHATMESH_PRESENCE_SWEEP_S", cls.sweep_interval_s, minimum=0
             ),

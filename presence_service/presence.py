@@ -34,7 +34,7 @@ from chatmesh.events.v1 import events_pb2
 from chatmesh_common.auth import Identity
 from chatmesh_common.bus import Bus, Subscription
 from chatmesh_common.clock import Clock, SystemClock
-from chatmesh_common.limits import LIMITS, MAX_TYPING_TTL_S
+from chatmesh_common.limits import LIMITS, MAX_TYPING_TTL_S, Limits
 from chatmesh_common.ratelimit import RateLimiter
 from chatmesh_common.rpc import RpcError as PresenceError
 from chatmesh_common.rpc import check_id, invalid, timestamp
@@ -45,9 +45,6 @@ from .backends.base import BackendUnavailable, PresenceBackend, Status, UserReco
 
 log = logging.getLogger(__name__)
 
-MAX_ID_CHARS = LIMITS.max_id_chars
-MAX_USERS_PER_CALL = LIMITS.max_presence_users
-MAX_CUSTOM_TEXT_CHARS = LIMITS.max_custom_text_chars
 # Events queued for one watch stream before it falls back to a fresh snapshot.
 WATCH_QUEUE = 1024
 SWEEP_BATCH = 1000
@@ -74,11 +71,11 @@ def typing_event(
     return event.SerializeToString()
 
 
-def _check_user_ids(user_ids: Sequence[str]) -> list[str]:
-    if len(user_ids) > MAX_USERS_PER_CALL:
-        raise invalid(f"user_ids must hold at most {MAX_USERS_PER_CALL} ids")
+def _check_user_ids(user_ids: Sequence[str], limits: Limits) -> list[str]:
+    if len(user_ids) > limits.max_presence_users:
+        raise invalid(f"user_ids must hold at most {limits.max_presence_users} ids")
     for user_id in user_ids:
-        check_id("user_ids", user_id)
+        check_id("user_ids", user_id, limits.max_id_chars)
     return list(dict.fromkeys(user_ids))
 
 
@@ -158,8 +155,10 @@ class Presence:
         access: AccessClient,
         settings: PresenceSettings | None = None,
         clock: Clock | None = None,
+        limits: Limits = LIMITS,
     ) -> None:
         self._backend = backend
+        self._limits = limits
         self._bus = bus
         self._access = access
         self.settings = settings or PresenceSettings()
@@ -167,9 +166,10 @@ class Presence:
             raise ValueError(f"typing TTL must be at most {MAX_TYPING_TTL_S} s (SPEC 8)")
         self._clock = clock or SystemClock()
         self._visibility = VisibilityCache(access, self._clock, self.settings.access_cache_s)
-        # A bucket per (user, device): `typing_per_second` signals a second, bursts as many.
+        # A bucket per (user, device): `typing_per_second` signals a second, bursts as many
+        # (at least one, so a rate below 1/s still lets a signal through now and then).
         rate = self.settings.typing_per_second
-        self._typing_limiter = RateLimiter(rate, rate, self._clock.monotonic)
+        self._typing_limiter = RateLimiter(rate, max(1.0, rate), self._clock.monotonic)
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
 
@@ -231,8 +231,8 @@ class Presence:
     async def heartbeat(
         self, who: Identity, connection_id: str, known_status: Status | None
     ) -> Status:
-        if len(connection_id) > MAX_ID_CHARS:
-            raise invalid(f"connection_id must be at most {MAX_ID_CHARS} characters")
+        if len(connection_id) > self._limits.max_id_chars:
+            raise invalid(f"connection_id must be at most {self._limits.max_id_chars} characters")
         result = await self._backend.heartbeat(
             who.user_id,
             connection_key(who, connection_id),
@@ -245,8 +245,8 @@ class Presence:
         return result.status
 
     async def disconnect(self, who: Identity, connection_id: str) -> None:
-        if len(connection_id) > MAX_ID_CHARS:
-            raise invalid(f"connection_id must be at most {MAX_ID_CHARS} characters")
+        if len(connection_id) > self._limits.max_id_chars:
+            raise invalid(f"connection_id must be at most {self._limits.max_id_chars} characters")
         record = await self._backend.disconnect(
             who.user_id, connection_key(who, connection_id), self._clock.now()
         )
@@ -256,8 +256,9 @@ class Presence:
     async def set_status(self, who: Identity, status: Status | None, custom_text: str) -> View:
         if status is None:
             raise invalid("status is required")
-        if len(custom_text) > MAX_CUSTOM_TEXT_CHARS:
-            raise invalid(f"custom_text must be at most {MAX_CUSTOM_TEXT_CHARS} characters")
+        most = self._limits.max_custom_text_chars
+        if len(custom_text) > most:
+            raise invalid(f"custom_text must be at most {most} characters")
         before, after = await self._backend.set_status(
             who.user_id, status, custom_text, self._clock.now()
         )
@@ -271,7 +272,7 @@ class Presence:
         return await self._visibility.visible(viewer.user_id, subjects)
 
     async def get(self, viewer: Identity, user_ids: Sequence[str]) -> list[View]:
-        wanted = _check_user_ids(user_ids)
+        wanted = _check_user_ids(user_ids, self._limits)
         visible = await self._visible(viewer, wanted)
         by_id = {r.user_id: r for r in await self._backend.get(wanted)}
         return [view_of(by_id[u], viewer.user_id, u in visible) for u in user_ids]
@@ -283,7 +284,7 @@ class Presence:
         viewer's view of that user changed. A watcher too slow for its queue gets a fresh
         snapshot instead of the events it missed (presence is state, not a log).
         """
-        wanted = _check_user_ids(user_ids)
+        wanted = _check_user_ids(user_ids, self._limits)
         queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(WATCH_QUEUE)
         overflowed = False
 
@@ -355,7 +356,7 @@ class Presence:
         Each recipient gets a `ConversationEvent` (seq 0, never stored) with `typing_changed` on
         their own subject, so it reaches every event stream of theirs.
         """
-        check_id("conversation_id", conversation_id)
+        check_id("conversation_id", conversation_id, self._limits.max_id_chars)
         wait_s = self._typing_limiter.acquire((who.user_id, who.device_id))
         if wait_s > 0:
             raise PresenceError(

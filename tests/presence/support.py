@@ -136,8 +136,12 @@ class PresenceHarness:
         backend: PresenceBackend,
         clock: Clock | None = None,
         config: PresenceConfig | None = None,
+        access_secret: str = SERVICE_SECRET,
     ) -> None:
+        """`access_secret` signs presence's AccessService calls (chat_service verifies them
+        with SERVICE_SECRET)."""
         self.data_dir = data_dir
+        self._access_secret = access_secret
         self.backend = backend
         self._clock = clock or ManualClock(start=1_700_000_000.0)
         self.config = config or PresenceConfig(
@@ -171,7 +175,7 @@ class PresenceHarness:
         self._store = store = build_store(chat_config)
         await store.open()
         bus = self.bus
-        access = GrpcAccessClient(presence_credential(SERVICE_SECRET))
+        access = GrpcAccessClient(presence_credential(self._access_secret))
         self.presence = build_presence(self.config, self.backend, bus, access, self._clock)
         components = build_components(chat_config, store, bus)
         self._relay = components.relay
