@@ -3,8 +3,12 @@
 `USER`: a user token; the call acts as that user. `service(scope)`: a service token carrying the
 scope; the call is made by a chatmesh service on no user's behalf (internal-only RPCs). `either`:
 a user token, or a service token with the scope. The servicer wrappers of chatmesh_common.rpc
-look every call up here; a method missing from the table is refused, and a test enumerates the
-proto descriptors so that no RPC is added without its entry. docs/identity.md explains the kinds.
+look every call up here; a method missing from the table is refused (INTERNAL), and a test
+enumerates the proto descriptors so that no RPC is added without its entry.
+
+A valid token of the wrong kind is PERMISSION_DENIED, like a service token without the scope: the
+caller is known but may not make the call. No, bad or expired tokens are UNAUTHENTICATED.
+docs/identity.md explains the kinds.
 """
 
 from __future__ import annotations

@@ -114,6 +114,8 @@ class Authenticator:
     def __init__(self, users: TokenVerifier, services: ServiceTokenVerifier | None = None) -> None:
         self._users = users
         self._services = services
+        # (service, method) -> its requirement and the name refusals use, looked up once.
+        self._rules: dict[tuple[str, str], tuple[Requirement | None, str]] = {}
 
     @classmethod
     def from_secrets(cls, user_secret: str, service_secret: str = "") -> Authenticator:
@@ -126,8 +128,14 @@ class Authenticator:
     def authenticate(
         self, metadata: Iterable[tuple[str, str | bytes]] | None, service: str, method: str
     ) -> Caller:
-        rule = requirement(service, method)
-        name = f"{service.rpartition('.')[2]}.{method}"
+        key = (service, method)
+        known = self._rules.get(key)
+        if known is None:
+            known = self._rules[key] = (
+                requirement(service, method),
+                f"{service.rpartition('.')[2]}.{method}",
+            )
+        rule, name = known
         if rule is None:
             # Fail closed: an RPC nobody classified is served to nobody.
             raise RpcError(grpc.StatusCode.INTERNAL, f"{name} has no entry in the credential table")
