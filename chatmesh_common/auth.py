@@ -23,7 +23,6 @@ import jwt
 
 from chatmesh_common.limits import LIMITS, MAX_TOKEN_LEEWAY_S
 
-MAX_LEEWAY_S = MAX_TOKEN_LEEWAY_S
 KIND_CLAIM = "knd"
 USER_KIND = "user"
 SERVICE_KIND = "service"
@@ -109,14 +108,14 @@ class _Verifier(Generic[T]):
     def __init__(
         self,
         secret: str,
-        leeway_s: float = MAX_LEEWAY_S,
+        leeway_s: float = MAX_TOKEN_LEEWAY_S,
         clock: Callable[[], float] = time.time,
         cache_size: int = 4096,
     ) -> None:
         if not secret:
             raise ValueError("the token secret must not be empty")
         self._secret = secret
-        self._leeway_s = min(leeway_s, MAX_LEEWAY_S)
+        self._leeway_s = min(leeway_s, MAX_TOKEN_LEEWAY_S)
         self._clock = clock
         self._cache: dict[str, tuple[T, float]] = {}
         self._cache_size = cache_size
