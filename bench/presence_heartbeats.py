@@ -140,6 +140,8 @@ async def run(url: str, users: int, concurrency: int, seconds: float) -> dict[st
 
     config = PresenceConfig(
         jwt_secret=SECRET,
+        # Heartbeats ask chat_service nothing; presence still holds a service credential.
+        service_secret=SECRET[::-1],
         grpc_bind="127.0.0.1:0",
         backend="redis",
         redis_url=url,

@@ -1,27 +1,28 @@
 """AccessService: who may see a user's presence and typing, answered from chat's own data.
 
-presence_service owns no membership or block data; it asks here, on a user's behalf (the user's
-token is forwarded), and caches answers for a few seconds. Answers are computed from the store at
-the time of the call (SPEC guarantee 5).
+presence_service owns no membership or block data; it asks here with its service token (scope
+`chat.access`, see chatmesh_common.credentials), naming the user each question is about, and
+caches answers for a few seconds. User tokens cannot call this service. Answers are computed from
+the store at the time of the call (SPEC guarantee 5).
 
-Register it next to ChatService with `access_registration(chat, verifier)`.
+Register it next to ChatService with `access_registration(chat, authenticator)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import grpc
 from chatmesh.chat.v1 import access_service_pb2 as pb
 from chatmesh.chat.v1 import access_service_pb2_grpc
 
-from chatmesh_common.auth import Identity, TokenVerifier
-from chatmesh_common.grpc_server import Context, Registration
+from chatmesh_common.auth import ServiceIdentity
+from chatmesh_common.grpc_server import Registration
+from chatmesh_common.limits import LIMITS, Limits
+from chatmesh_common.rpc import Authenticator, RpcServicer, check_id, invalid, unary
 
-from .chat import Chat, ChatError
-from .servicer import authenticate
+from .chat import Chat
+from .servicer import STORE_ERRORS
 
-MAX_SUBJECTS = 1000
 ACCESS_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AccessService"].full_name
 
 
@@ -77,41 +78,42 @@ class Access:
         return recipients
 
 
-class AccessServicer(access_service_pb2_grpc.AccessServiceServicer):
-    def __init__(self, access: Access, verifier: TokenVerifier) -> None:
+class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer):
+    SERVICE = ACCESS_SERVICE_NAME
+    ERRORS = STORE_ERRORS
+
+    def __init__(
+        self, access: Access, authenticator: Authenticator, limits: Limits = LIMITS
+    ) -> None:
+        super().__init__(authenticator)
         self.access = access
-        self.verifier = verifier
+        self.limits = limits
 
-    async def _identity(self, context: Context) -> Identity:
-        return await authenticate(self.verifier, context)
-
+    @unary
     async def FilterPresenceAudience(
-        self, request: pb.FilterPresenceAudienceRequest, context: Context
+        self, request: pb.FilterPresenceAudienceRequest, _caller: ServiceIdentity
     ) -> pb.FilterPresenceAudienceResponse:
-        who = await self._identity(context)
-        if len(request.subject_user_ids) > MAX_SUBJECTS:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"subject_user_ids must hold at most {MAX_SUBJECTS} ids",
-            )
-        visible = await self.access.visible_subjects(who.user_id, request.subject_user_ids)
+        check_id("viewer_user_id", request.viewer_user_id)
+        most = self.limits.max_access_subjects
+        if len(request.subject_user_ids) > most:
+            raise invalid(f"subject_user_ids must hold at most {most} ids")
+        visible = await self.access.visible_subjects(
+            request.viewer_user_id, request.subject_user_ids
+        )
         return pb.FilterPresenceAudienceResponse(visible_user_ids=visible)
 
+    @unary
     async def CheckTypingAudience(
-        self, request: pb.CheckTypingAudienceRequest, context: Context
+        self, request: pb.CheckTypingAudienceRequest, _caller: ServiceIdentity
     ) -> pb.CheckTypingAudienceResponse:
-        who = await self._identity(context)
-        try:
-            recipients = await self.access.typing_audience(who.user_id, request.conversation_id)
-        except ChatError as exc:
-            await context.abort(exc.code, exc.message)
-            raise
+        check_id("user_id", request.user_id)
+        recipients = await self.access.typing_audience(request.user_id, request.conversation_id)
         return pb.CheckTypingAudienceResponse(recipient_ids=recipients)
 
 
-def access_registration(chat: Chat, verifier: TokenVerifier) -> Registration:
+def access_registration(chat: Chat, authenticator: Authenticator) -> Registration:
     """The AccessService servicer, for chat_service's server (or the shared dev server)."""
     return (
         access_service_pb2_grpc.add_AccessServiceServicer_to_server,
-        AccessServicer(Access(chat), verifier),
+        AccessServicer(Access(chat), authenticator),
     )

@@ -18,6 +18,13 @@ from chatmesh.events.v1 import events_pb2
 
 from chatmesh_common.clock import Clock, SystemClock
 from chatmesh_common.ids import new_id
+from chatmesh_common.limits import LIMITS, Limits
+from chatmesh_common.limits import MAX_SEQ as MAX_SEQ
+from chatmesh_common.rpc import RpcError as ChatError
+from chatmesh_common.rpc import check_id as _check_id
+from chatmesh_common.rpc import denied as _denied
+from chatmesh_common.rpc import invalid as _invalid
+from chatmesh_common.rpc import precondition as _precondition
 
 from . import convert
 from .fanout import Fanout
@@ -40,49 +47,8 @@ from .store.base import (
 
 log = logging.getLogger(__name__)
 
-MAX_ID_CHARS = 128
-MAX_TITLE_CHARS = 256
-MAX_ATTACHMENTS = 10
-# Seqs are uint64 on the wire; stores keep them in signed 64 bits. Nothing lies beyond this one.
-MAX_SEQ = 1 << 62
 MESSAGE_KIND_TEXT = 1
 MESSAGE_KIND_MEDIA = 2
-
-
-class ChatError(Exception):
-    """A refused request: a gRPC status code and a message that names the field or rule."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _invalid(message: str) -> ChatError:
-    return ChatError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def _denied(message: str) -> ChatError:
-    return ChatError(grpc.StatusCode.PERMISSION_DENIED, message)
-
-
-def _precondition(message: str) -> ChatError:
-    return ChatError(grpc.StatusCode.FAILED_PRECONDITION, message)
-
-
-def _check_id(field: str, value: str) -> None:
-    if not value:
-        raise _invalid(f"{field} is required")
-    if len(value) > MAX_ID_CHARS:
-        raise _invalid(f"{field} must be at most {MAX_ID_CHARS} characters")
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_body_bytes: int = 16 * 1024
-    max_group_members: int = 1000
-    default_page: int = 50
-    max_page: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +73,7 @@ class Chat:
     ) -> None:
         self._store = store
         self._fanout = fanout
-        self._limits = limits or Limits()
+        self._limits = limits or LIMITS
         self._clock = clock or SystemClock()
         self._relay = relay
 
@@ -180,8 +146,8 @@ class Chat:
     ) -> tuple[ConversationState, bool]:
         if kind not in (Kind.DIRECT, Kind.GROUP, Kind.CHANNEL):
             raise _invalid("kind must be DIRECT, GROUP or CHANNEL")
-        if len(title) > MAX_TITLE_CHARS:
-            raise _invalid(f"title must be at most {MAX_TITLE_CHARS} characters")
+        if len(title) > self._limits.max_title_chars:
+            raise _invalid(f"title must be at most {self._limits.max_title_chars} characters")
         others: list[str] = []
         for member_id in member_ids:
             _check_id("member_ids", member_id)
@@ -283,8 +249,8 @@ class Chat:
     ) -> ConversationRecord:
         conversation, member = await self.require_member(conversation_id, user_id)
         self._require_manager(conversation, member)
-        if title is not None and len(title) > MAX_TITLE_CHARS:
-            raise _invalid(f"title must be at most {MAX_TITLE_CHARS} characters")
+        if title is not None and len(title) > self._limits.max_title_chars:
+            raise _invalid(f"title must be at most {self._limits.max_title_chars} characters")
         now = self._clock.now()
         updated = await self._store.update_conversation(conversation_id, title, archived, now)
         event = events_pb2.ConversationEvent(
@@ -304,7 +270,10 @@ class Chat:
         self, user_id: str, conversation_id: str, page_size: int, page_token: str
     ) -> tuple[list[MemberRecord], str]:
         await self.require_member(conversation_id, user_id)
-        size = self._page_size("page_size", page_size, 200, 1000)
+        limits = self._limits
+        size = self._page_size(
+            "page_size", page_size, limits.default_member_page, limits.max_member_page
+        )
         members = await self._store.list_members(conversation_id, page_token, size + 1)
         token = members[size - 1].user_id if len(members) > size else ""
         return members[:size], token
@@ -453,8 +422,8 @@ class Chat:
         kind = kind or MESSAGE_KIND_TEXT
         if kind not in (MESSAGE_KIND_TEXT, MESSAGE_KIND_MEDIA):
             raise _invalid("kind must be MESSAGE_KIND_TEXT or MESSAGE_KIND_MEDIA")
-        if len(attachments) > MAX_ATTACHMENTS:
-            raise _invalid(f"attachments: at most {MAX_ATTACHMENTS}")
+        if len(attachments) > self._limits.max_attachments:
+            raise _invalid(f"attachments: at most {self._limits.max_attachments}")
         for media_id in attachments:
             _check_id("attachments", media_id)
         self._check_body(body, allow_empty=bool(attachments))

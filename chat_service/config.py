@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from chatmesh_common.limits import LIMITS
 from chatmesh_common.nats_config import NatsSettings, bus_from_env, nats_settings_from_env
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import env_float, env_int
@@ -15,6 +16,8 @@ from .store.scylla import ScyllaSettings, ScyllaSettingsError
 @dataclass(frozen=True)
 class ChatConfig:
     jwt_secret: str
+    # Verifies service tokens (AccessService); empty: no service token is accepted.
+    service_secret: str = ""
     data_dir: str = "./chatmesh-data"
     grpc_bind: str = "127.0.0.1:50051"
     store: str = "sqlite"
@@ -23,10 +26,10 @@ class ChatConfig:
     metrics_host: str = "127.0.0.1"
     # -1 disables the metrics endpoint (tests, or when the dev runner serves one for all).
     metrics_port: int = -1
-    max_body_bytes: int = 16 * 1024
-    max_group_members: int = 1000
-    default_page: int = 50
-    max_page: int = 200
+    max_body_bytes: int = LIMITS.max_body_bytes
+    max_group_members: int = LIMITS.max_group_members
+    default_page: int = LIMITS.default_page
+    max_page: int = LIMITS.max_page
     shutdown_grace_s: float = 5.0
     # "inprocess" (one process, the default) or "nats" (a cluster; `nats` says how).
     bus: str = "inprocess"
@@ -48,6 +51,9 @@ class ChatConfig:
         secret = env.get("CHATMESH_JWT_SECRET", "")
         if not secret:
             raise ConfigError("CHATMESH_JWT_SECRET is required (the HS256 token secret)")
+        service_secret = env.get("CHATMESH_SERVICE_SECRET", "")
+        if service_secret and service_secret == secret:
+            raise ConfigError("CHATMESH_SERVICE_SECRET must differ from CHATMESH_JWT_SECRET")
         store = env.get("CHATMESH_STORE", "sqlite")
         if store not in ("sqlite", "scylla"):
             raise ConfigError(f"CHATMESH_STORE must be 'sqlite' or 'scylla', got {store!r}")
@@ -84,6 +90,7 @@ class ChatConfig:
             fanout_read_threshold=threshold,
             relay_sweep_s=relay_sweep_s,
             jwt_secret=secret,
+            service_secret=service_secret,
             data_dir=env.get("CHATMESH_DATA_DIR", cls.data_dir),
             grpc_bind=env.get("CHATMESH_GRPC_BIND", cls.grpc_bind),
             store=store,

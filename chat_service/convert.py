@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from chatmesh.chat.v1 import types_pb2
 from chatmesh.events.v1 import events_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
+
+from chatmesh_common.rpc import timestamp as timestamp
 
 from .store.base import (
     ConversationRecord,
@@ -20,11 +21,6 @@ _MEMBERSHIP_CHANGES = {
     EventKind.MEMBER_LEFT: events_pb2.MEMBERSHIP_CHANGE_LEFT,
     EventKind.MEMBER_ROLE_CHANGED: events_pb2.MEMBERSHIP_CHANGE_ROLE_CHANGED,
 }
-
-
-def timestamp(seconds: float) -> Timestamp:
-    whole = int(seconds)
-    return Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
 
 
 def message(record: MessageRecord) -> types_pb2.Message:

@@ -9,12 +9,13 @@ from pathlib import Path
 from chatmesh.chat.v1 import chat_service_pb2, chat_service_pb2_grpc
 from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 
-from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.bus import Bus, InProcessBus
 from chatmesh_common.grpc_server import GrpcServer, Registration, start_grpc_server
+from chatmesh_common.limits import Limits
+from chatmesh_common.rpc import Authenticator
 
 from .access import ACCESS_SERVICE_NAME, access_registration
-from .chat import Chat, Limits
+from .chat import Chat
 from .config import ChatConfig
 from .fanout import Fanout
 from .relay import Relay
@@ -81,8 +82,16 @@ class ChatComponents:
         await self.relay.stop()
 
 
+def build_authenticator(config: ChatConfig) -> Authenticator:
+    """User tokens for the user RPCs; service tokens (when a service secret is set) for
+    AccessService, which refuses every caller without one."""
+    if not config.service_secret:
+        log.warning("no CHATMESH_SERVICE_SECRET: AccessService refuses every call")
+    return Authenticator.from_secrets(config.jwt_secret, config.service_secret)
+
+
 def build_components(config: ChatConfig, store: ChatStore, bus: Bus) -> ChatComponents:
-    verifier = TokenVerifier(config.jwt_secret)
+    authenticator = build_authenticator(config)
     limits = Limits(
         max_body_bytes=config.max_body_bytes,
         max_group_members=config.max_group_members,
@@ -93,12 +102,15 @@ def build_components(config: ChatConfig, store: ChatStore, bus: Bus) -> ChatComp
     relay = Relay(store, bus, fanout, sweep_interval_s=config.relay_sweep_s)
     chat = Chat(store, fanout, limits, relay=relay)
     registrations: list[Registration] = [
-        (chat_service_pb2_grpc.add_ChatServiceServicer_to_server, ChatServicer(chat, verifier)),
+        (
+            chat_service_pb2_grpc.add_ChatServiceServicer_to_server,
+            ChatServicer(chat, authenticator),
+        ),
         (
             event_service_pb2_grpc.add_EventServiceServicer_to_server,
-            EventServicer(chat, bus, verifier),
+            EventServicer(chat, bus, authenticator),
         ),
-        access_registration(chat, verifier),
+        access_registration(chat, authenticator),
     ]
     sweeper = RetentionSweeper(
         store, retention_periods(config), interval_s=config.retention_sweep_s

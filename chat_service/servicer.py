@@ -2,58 +2,31 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 
-from chatmesh_common.auth import Identity, TokenError, TokenVerifier, bearer_token
+from chatmesh_common.auth import Identity
 from chatmesh_common.bus import Bus
-from chatmesh_common.grpc_server import Context
+from chatmesh_common.rpc import Authenticator, RpcServicer, check_id, stream, unary
 
 from . import convert
-from .chat import Chat, ChatError, ConversationState
-from .store.base import EventRecord, MessageRecord, NotMemberError, StoreError
+from .chat import Chat, ConversationState
+from .store.base import EventRecord, MessageRecord, NotFoundError, NotMemberError, StoreError
 from .streams import EventStream, StreamOverflow
 
 log = logging.getLogger(__name__)
 
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-
-
-async def authenticate(verifier: TokenVerifier, context: Context) -> Identity:
-    try:
-        return verifier.verify(bearer_token(context.invocation_metadata()))
-    except TokenError as exc:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        raise  # abort raises; this keeps type checkers content
-
-
-def _rpc(
-    method: Callable[[Any, Req, Identity], Awaitable[Resp]],
-) -> Callable[[Any, Req, Context], Awaitable[Resp]]:
-    """Authenticates the caller and turns refusals into status codes."""
-
-    @functools.wraps(method)
-    async def handler(self: Any, request: Req, context: Context) -> Resp:
-        identity = await authenticate(self.verifier, context)
-        try:
-            return await method(self, request, identity)
-        except ChatError as exc:
-            await context.abort(exc.code, exc.message)
-        except NotMemberError as exc:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-        except StoreError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        raise AssertionError("unreachable")
-
-    return handler
+# What the store's refusals mean to a caller (matched along the exception's classes).
+STORE_ERRORS: Mapping[type[Exception], grpc.StatusCode] = {
+    NotMemberError: grpc.StatusCode.PERMISSION_DENIED,
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    StoreError: grpc.StatusCode.FAILED_PRECONDITION,
+}
 
 
 def _view(state: ConversationState) -> types_pb2.ConversationView:
@@ -71,12 +44,15 @@ def _view(state: ConversationState) -> types_pb2.ConversationView:
     return view
 
 
-class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
-    def __init__(self, chat: Chat, verifier: TokenVerifier) -> None:
-        self.chat = chat
-        self.verifier = verifier
+class ChatServicer(RpcServicer, chat_service_pb2_grpc.ChatServiceServicer):
+    SERVICE = pb.DESCRIPTOR.services_by_name["ChatService"].full_name
+    ERRORS = STORE_ERRORS
 
-    @_rpc
+    def __init__(self, chat: Chat, authenticator: Authenticator) -> None:
+        super().__init__(authenticator)
+        self.chat = chat
+
+    @unary
     async def CreateConversation(
         self, request: pb.CreateConversationRequest, who: Identity
     ) -> pb.CreateConversationResponse:
@@ -85,14 +61,14 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         )
         return pb.CreateConversationResponse(conversation=_view(state), created=created)
 
-    @_rpc
+    @unary
     async def GetConversation(
         self, request: pb.GetConversationRequest, who: Identity
     ) -> pb.GetConversationResponse:
         state = await self.chat.conversation_state(request.conversation_id, who.user_id)
         return pb.GetConversationResponse(conversation=_view(state))
 
-    @_rpc
+    @unary
     async def ListConversations(
         self, request: pb.ListConversationsRequest, who: Identity
     ) -> pb.ListConversationsResponse:
@@ -103,7 +79,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             conversations=[_view(s) for s in states], next_page_token=token
         )
 
-    @_rpc
+    @unary
     async def UpdateConversation(
         self, request: pb.UpdateConversationRequest, who: Identity
     ) -> pb.UpdateConversationResponse:
@@ -115,7 +91,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         )
         return pb.UpdateConversationResponse(conversation=convert.conversation(updated))
 
-    @_rpc
+    @unary
     async def ListMembers(
         self, request: pb.ListMembersRequest, who: Identity
     ) -> pb.ListMembersResponse:
@@ -126,7 +102,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             members=[convert.member(m) for m in members], next_page_token=token
         )
 
-    @_rpc
+    @unary
     async def AddMembers(
         self, request: pb.AddMembersRequest, who: Identity
     ) -> pb.AddMembersResponse:
@@ -143,14 +119,14 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         ]
         return pb.AddMembersResponse(added=added, last_seq=events[-1].seq if events else 0)
 
-    @_rpc
+    @unary
     async def RemoveMember(
         self, request: pb.RemoveMemberRequest, who: Identity
     ) -> pb.RemoveMemberResponse:
         seq = await self.chat.remove_member(who.user_id, request.conversation_id, request.user_id)
         return pb.RemoveMemberResponse(seq=seq)
 
-    @_rpc
+    @unary
     async def SetMemberRole(
         self, request: pb.SetMemberRoleRequest, who: Identity
     ) -> pb.SetMemberRoleResponse:
@@ -159,7 +135,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         )
         return pb.SetMemberRoleResponse(member=convert.member(member), seq=seq)
 
-    @_rpc
+    @unary
     async def LeaveConversation(
         self, request: pb.LeaveConversationRequest, who: Identity
     ) -> pb.LeaveConversationResponse:
@@ -167,7 +143,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             seq=await self.chat.leave(who.user_id, request.conversation_id)
         )
 
-    @_rpc
+    @unary
     async def UpdateMemberSettings(
         self, request: pb.UpdateMemberSettingsRequest, who: Identity
     ) -> pb.UpdateMemberSettingsResponse:
@@ -179,7 +155,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             )
         return pb.UpdateMemberSettingsResponse(muted=member.muted)
 
-    @_rpc
+    @unary
     async def SendMessage(
         self, request: pb.SendMessageRequest, who: Identity
     ) -> pb.SendMessageResponse:
@@ -196,7 +172,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             message=convert.message(result.message), duplicate=result.duplicate
         )
 
-    @_rpc
+    @unary
     async def EditMessage(
         self, request: pb.EditMessageRequest, who: Identity
     ) -> pb.EditMessageResponse:
@@ -206,7 +182,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         assert record.message is not None
         return pb.EditMessageResponse(message=convert.message(record.message), event_seq=record.seq)
 
-    @_rpc
+    @unary
     async def DeleteMessage(
         self, request: pb.DeleteMessageRequest, who: Identity
     ) -> pb.DeleteMessageResponse:
@@ -218,7 +194,7 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             message=convert.message(outcome.message), event_seq=outcome.seq
         )
 
-    @_rpc
+    @unary
     async def GetHistory(
         self, request: pb.GetHistoryRequest, who: Identity
     ) -> pb.GetHistoryResponse:
@@ -234,14 +210,14 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             messages=[convert.message(m) for m in messages], has_more=has_more, last_seq=last_seq
         )
 
-    @_rpc
+    @unary
     async def MarkRead(self, request: pb.MarkReadRequest, who: Identity) -> pb.MarkReadResponse:
         member, unread = await self.chat.mark(
             who.user_id, request.conversation_id, request.seq, read=True
         )
         return pb.MarkReadResponse(last_read_seq=member.last_read_seq, unread_count=unread)
 
-    @_rpc
+    @unary
     async def MarkDelivered(
         self, request: pb.MarkDeliveredRequest, who: Identity
     ) -> pb.MarkDeliveredResponse:
@@ -250,48 +226,43 @@ class ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
         )
         return pb.MarkDeliveredResponse(last_delivered_seq=member.last_delivered_seq)
 
-    @_rpc
+    @unary
     async def BlockUser(self, request: pb.BlockUserRequest, who: Identity) -> pb.BlockUserResponse:
         await self.chat.set_block(who.user_id, request.user_id, True)
         return pb.BlockUserResponse()
 
-    @_rpc
+    @unary
     async def UnblockUser(
         self, request: pb.UnblockUserRequest, who: Identity
     ) -> pb.UnblockUserResponse:
         await self.chat.set_block(who.user_id, request.user_id, False)
         return pb.UnblockUserResponse()
 
-    @_rpc
+    @unary
     async def ListBlockedUsers(
         self, request: pb.ListBlockedUsersRequest, who: Identity
     ) -> pb.ListBlockedUsersResponse:
         return pb.ListBlockedUsersResponse(user_ids=await self.chat.list_blocked(who.user_id))
 
 
-class EventServicer(event_service_pb2_grpc.EventServiceServicer):
-    def __init__(self, chat: Chat, bus: Bus, verifier: TokenVerifier) -> None:
+class EventServicer(RpcServicer, event_service_pb2_grpc.EventServiceServicer):
+    SERVICE = event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
+    ERRORS = {**STORE_ERRORS, StreamOverflow: grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+    def __init__(self, chat: Chat, bus: Bus, authenticator: Authenticator) -> None:
+        super().__init__(authenticator)
         self.chat = chat
         self.bus = bus
-        self.verifier = verifier
 
+    @stream
     async def SubscribeEvents(
-        self,
-        request: event_service_pb2.SubscribeEventsRequest,
-        context: Context,
+        self, request: event_service_pb2.SubscribeEventsRequest, who: Identity
     ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
-        identity = await authenticate(self.verifier, context)
         for cursor in request.cursors:
-            if not cursor.conversation_id or len(cursor.conversation_id) > 128:
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "cursors: conversation_id must be 1 to 128 characters",
-                )
-        stream = EventStream(self.chat, self.bus, identity.user_id)
+            check_id("cursors.conversation_id", cursor.conversation_id)
+        events = EventStream(self.chat, self.bus, who.user_id)
         try:
-            async for item in stream.run(request.cursors):
+            async for item in events.run(request.cursors):
                 yield item
-        except StreamOverflow as exc:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         finally:
-            await stream.close()
+            await events.close()

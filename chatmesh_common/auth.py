@@ -1,4 +1,13 @@
-"""Tokens: HS256 JWTs whose `sub` is the user and `did` the device.
+"""Credentials: user tokens and service tokens, both HS256 JWTs, never one taken for the other.
+
+A user token (`sub` the user, `did` the device) is what apps present; an app's own auth server
+may mint it with the user secret (`CHATMESH_JWT_SECRET`). A service token (`sub` the calling
+service, `scope` what it may ask) is what one chatmesh service presents to another on no user's
+behalf; it is signed with a separate secret (`CHATMESH_SERVICE_SECRET`). Two things keep the kinds
+apart, each enough alone: the keys differ (config refuses equal secrets), and every token names
+its kind in the `knd` claim: a service token must say `service`, and a user token that says
+anything but `user` is refused (a user token without `knd` is accepted, for issuers that predate
+the claim). docs/identity.md describes the scheme.
 
 The gateway and every service verify tokens themselves; no service trusts an identity header.
 """
@@ -6,22 +15,39 @@ The gateway and every service verify tokens themselves; no service trusts an ide
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import jwt
 
-MAX_LEEWAY_S = 10.0
+from chatmesh_common.limits import LIMITS, MAX_TOKEN_LEEWAY_S
+
+KIND_CLAIM = "knd"
+USER_KIND = "user"
+SERVICE_KIND = "service"
+# Service tokens are short-lived; a ServiceCredential mints a new one at half this age.
+SERVICE_TOKEN_TTL_S = 300
 
 
 class TokenError(Exception):
-    """The token is missing, malformed, badly signed or expired."""
+    """The token is missing, malformed, badly signed, expired or of the wrong kind."""
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
+    """A user acting through one device (a user token)."""
+
     user_id: str
     device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceIdentity:
+    """A chatmesh service acting on no user's behalf (a service token)."""
+
+    service: str
+    scopes: frozenset[str]
 
 
 def issue_token(
@@ -33,29 +59,68 @@ def issue_token(
 ) -> str:
     """Signs a token for a user's device, valid for ttl_s seconds."""
     issued = int(time.time() if now is None else now)
-    claims = {"sub": user_id, "did": device_id, "iat": issued, "exp": issued + ttl_s}
+    claims = {
+        "sub": user_id,
+        "did": device_id,
+        KIND_CLAIM: USER_KIND,
+        "iat": issued,
+        "exp": issued + ttl_s,
+    }
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-class TokenVerifier:
-    """Verifies tokens, caching recent good ones so hot paths skip the HMAC and JSON work."""
+def issue_service_token(
+    secret: str,
+    service: str,
+    scopes: Collection[str],
+    ttl_s: int = SERVICE_TOKEN_TTL_S,
+    now: float | None = None,
+) -> str:
+    """Signs a token naming a calling service and its scopes, valid for ttl_s seconds."""
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "sub": service,
+        "scope": " ".join(sorted(scopes)),
+        KIND_CLAIM: SERVICE_KIND,
+        "iat": issued,
+        "exp": issued + ttl_s,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _claim_id(claims: Mapping[str, Any], name: str, default: str | None = None) -> str:
+    value = claims.get(name, default)
+    if not isinstance(value, str) or not value or len(value) > LIMITS.max_id_chars:
+        raise TokenError(
+            f"invalid token: {name} must be a non-empty string of at most "
+            f"{LIMITS.max_id_chars} chars"
+        )
+    return value
+
+
+T = TypeVar("T", Identity, ServiceIdentity)
+
+
+class _Verifier(Generic[T]):
+    """Checks signature and expiry, then the kind; caches recent good tokens so hot paths skip
+    the HMAC and JSON work."""
 
     def __init__(
         self,
         secret: str,
-        leeway_s: float = MAX_LEEWAY_S,
+        leeway_s: float = MAX_TOKEN_LEEWAY_S,
         clock: Callable[[], float] = time.time,
         cache_size: int = 4096,
     ) -> None:
         if not secret:
             raise ValueError("the token secret must not be empty")
         self._secret = secret
-        self._leeway_s = min(leeway_s, MAX_LEEWAY_S)
+        self._leeway_s = min(leeway_s, MAX_TOKEN_LEEWAY_S)
         self._clock = clock
-        self._cache: dict[str, tuple[Identity, float]] = {}
+        self._cache: dict[str, tuple[T, float]] = {}
         self._cache_size = cache_size
 
-    def verify(self, token: str) -> Identity:
+    def verify(self, token: str) -> T:
         now = self._clock()
         cached = self._cache.get(token)
         if cached is not None:
@@ -80,17 +145,73 @@ class TokenVerifier:
             raise TokenError("invalid token: exp is not a number")
         if now > exp + self._leeway_s:
             raise TokenError("token expired")
-        sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub or len(sub) > 128:
-            raise TokenError("invalid token: sub must be a non-empty string of at most 128 chars")
-        device = claims.get("did", "default")
-        if not isinstance(device, str) or not device or len(device) > 128:
-            raise TokenError("invalid token: did must be a non-empty string of at most 128 chars")
-        identity = Identity(sub, device)
+        identity = self._identity(claims)
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
         self._cache[token] = (identity, float(exp))
         return identity
+
+    def _identity(self, claims: Mapping[str, Any]) -> T:
+        raise NotImplementedError
+
+
+class TokenVerifier(_Verifier[Identity]):
+    """Verifies user tokens (signed with the user secret)."""
+
+    def _identity(self, claims: Mapping[str, Any]) -> Identity:
+        kind = claims.get(KIND_CLAIM, USER_KIND)
+        if kind != USER_KIND:
+            raise TokenError(f"invalid token: {KIND_CLAIM} is {kind!r}, not a user token")
+        return Identity(_claim_id(claims, "sub"), _claim_id(claims, "did", "default"))
+
+
+class ServiceTokenVerifier(_Verifier[ServiceIdentity]):
+    """Verifies service tokens (signed with the service secret, `knd` = service)."""
+
+    def _identity(self, claims: Mapping[str, Any]) -> ServiceIdentity:
+        kind = claims.get(KIND_CLAIM)
+        if kind != SERVICE_KIND:
+            raise TokenError(f"invalid token: {KIND_CLAIM} is {kind!r}, not a service token")
+        scope = claims.get("scope", "")
+        if not isinstance(scope, str):
+            raise TokenError("invalid token: scope must be a space-separated string")
+        return ServiceIdentity(_claim_id(claims, "sub"), frozenset(scope.split()))
+
+
+class ServiceCredential:
+    """What a service sends when it calls another on no user's behalf: a service token naming
+    it and its scopes, minted again when half its lifetime has passed."""
+
+    def __init__(
+        self,
+        secret: str,
+        service: str,
+        scopes: Collection[str],
+        ttl_s: int = SERVICE_TOKEN_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not secret:
+            raise ValueError("the service secret must not be empty")
+        self._secret = secret
+        self.service = service
+        self.scopes = frozenset(scopes)
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._token = ""
+        self._renew_at = 0.0
+
+    def token(self) -> str:
+        now = self._clock()
+        if now >= self._renew_at:
+            self._token = issue_service_token(
+                self._secret, self.service, self.scopes, self._ttl_s, now
+            )
+            self._renew_at = now + self._ttl_s / 2
+        return self._token
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata carrying the current service token."""
+        return auth_metadata(self.token())
 
 
 def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:

@@ -35,12 +35,14 @@ def _split_hostport(value: str, flag: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def _dev_secret(data_dir: Path) -> str:
+def _dev_secret(
+    data_dir: Path, env_name: str = "CHATMESH_JWT_SECRET", name: str = "jwt-secret"
+) -> str:
     """The configured secret, else one kept in the data dir so `chatmesh token` agrees with dev."""
-    configured = os.environ.get("CHATMESH_JWT_SECRET", "")
+    configured = os.environ.get(env_name, "")
     if configured:
         return configured
-    path = data_dir / "jwt-secret"
+    path = data_dir / name
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +77,7 @@ async def _dev(args: argparse.Namespace) -> None:
     from chatmesh_common.metrics import serve_metrics
     from gateway_ws.config import GatewayConfig
     from gateway_ws.server import start_gateway
-    from presence_service.access import GrpcAccessClient
+    from presence_service.access import GrpcAccessClient, presence_credential
     from presence_service.backends.memory import MemoryPresenceBackend
     from presence_service.config import PresenceConfig
     from presence_service.server import SERVICE_NAMES as PRESENCE_NAMES
@@ -85,6 +87,7 @@ async def _dev(args: argparse.Namespace) -> None:
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = _dev_secret(data_dir)
+    service_secret = _dev_secret(data_dir, "CHATMESH_SERVICE_SECRET", "service-secret")
     grpc_host, grpc_port = _split_hostport(args.grpc, "--grpc")
     ws_host, ws_port = _split_hostport(args.ws, "--ws")
     metrics_host, metrics_port = _split_hostport(args.metrics, "--metrics")
@@ -92,6 +95,7 @@ async def _dev(args: argparse.Namespace) -> None:
     env = os.environ
     chat_config = ChatConfig(
         jwt_secret=secret,
+        service_secret=service_secret,
         data_dir=str(data_dir),
         grpc_bind=f"{grpc_host}:{grpc_port}",
         # Retention applies in dev too when asked for; unset, everything is kept.
@@ -106,8 +110,10 @@ async def _dev(args: argparse.Namespace) -> None:
     components = build_components(chat_config, store, bus)
     await components.start()
     # Presence shares the one gRPC port; it asks chat_service (AccessService) on that same port.
-    presence_config = PresenceConfig(jwt_secret=secret, grpc_bind=chat_config.grpc_bind)
-    access = GrpcAccessClient()
+    presence_config = PresenceConfig(
+        jwt_secret=secret, service_secret=service_secret, grpc_bind=chat_config.grpc_bind
+    )
+    access = GrpcAccessClient(presence_credential(service_secret))
     presence = build_presence(presence_config, MemoryPresenceBackend(), bus, access)
     registrations = [*components.registrations, *presence_registrations(presence_config, presence)]
     # The gRPC port serves grpcurl and outside clients; in-process callers (the gateway and

@@ -1,80 +1,15 @@
 """Limits the gateway enforces itself: sends per user and bad frames per socket. Pure code.
 
 Both take the time as an argument or from an injected monotonic clock, so tests move time by hand.
+The token buckets are chatmesh_common.ratelimit's (presence's typing limit uses them too).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 
-
-class TokenBucket:
-    """`rate` tokens a second up to `burst`; each allowed action takes one token."""
-
-    __slots__ = ("tokens", "updated")
-
-    def __init__(self, burst: float, now: float) -> None:
-        self.tokens = float(burst)
-        self.updated = now
-
-    def take(self, rate: float, burst: float, now: float) -> float:
-        """Takes a token: 0.0 when allowed, else the seconds until one is available."""
-        elapsed = now - self.updated
-        if elapsed > 0:
-            self.tokens = min(float(burst), self.tokens + elapsed * rate)
-            self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / rate
-
-
-class RateLimiter:
-    """One token bucket per key (a user id), shared by all of that key's sockets.
-
-    Buckets of keys idle long enough to be full again are dropped now and then, so memory follows
-    the number of recently active users, not every user ever seen.
-    """
-
-    def __init__(
-        self,
-        rate_per_s: float,
-        burst: int,
-        monotonic: Callable[[], float],
-        prune_every_s: float = 60.0,
-    ) -> None:
-        if rate_per_s <= 0 or burst < 1:
-            raise ValueError("rate_per_s must be positive and burst at least 1")
-        self._rate = rate_per_s
-        self._burst = float(burst)
-        self._monotonic = monotonic
-        self._buckets: dict[str, TokenBucket] = {}
-        self._prune_every_s = prune_every_s
-        self._last_prune = monotonic()
-
-    def acquire(self, key: str) -> float:
-        """0.0 when `key` may act now (a token is taken), else the seconds to wait."""
-        now = self._monotonic()
-        if now - self._last_prune >= self._prune_every_s:
-            self.prune(now)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self._burst, now)
-        return bucket.take(self._rate, self._burst, now)
-
-    def prune(self, now: float | None = None) -> int:
-        """Drops buckets that have refilled (they equal fresh ones); returns how many."""
-        now = self._monotonic() if now is None else now
-        self._last_prune = now
-        refill_s = self._burst / self._rate
-        stale = [key for key, b in self._buckets.items() if now - b.updated >= refill_s]
-        for key in stale:
-            del self._buckets[key]
-        return len(stale)
-
-    def __len__(self) -> int:
-        return len(self._buckets)
+from chatmesh_common.ratelimit import RateLimiter as RateLimiter
+from chatmesh_common.ratelimit import TokenBucket as TokenBucket
 
 
 class BadFrameCounter:

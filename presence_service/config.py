@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from chatmesh_common.limits import LIMITS, MAX_TYPING_TTL_S
 from chatmesh_common.nats_config import NatsSettings, bus_from_env, nats_settings_from_env
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import env_float, env_int
 
-from .presence import MAX_TYPING_TTL_S, PresenceSettings
+from .presence import PresenceSettings
 
 
 @dataclass(frozen=True)
 class PresenceConfig:
     jwt_secret: str
+    # Signs presence_service's service token (its AccessService questions to chat_service).
+    service_secret: str = ""
     grpc_bind: str = "127.0.0.1:50052"
     # "memory" (embedded, one replica) or "redis" (shared by every replica).
     backend: str = "memory"
@@ -28,7 +31,7 @@ class PresenceConfig:
     chat_target: str = "127.0.0.1:50051"
     ttl_s: float = 30.0
     typing_ttl_s: float = 6.0
-    typing_per_second: float = 2.0
+    typing_per_second: float = LIMITS.typing_per_second
     sweep_interval_s: float = 1.0
     access_cache_s: float = 2.0
     metrics_host: str = "127.0.0.1"
@@ -52,6 +55,13 @@ class PresenceConfig:
         secret = env.get("CHATMESH_JWT_SECRET", "")
         if not secret:
             raise ConfigError("CHATMESH_JWT_SECRET is required (the HS256 token secret)")
+        service_secret = env.get("CHATMESH_SERVICE_SECRET", "")
+        if not service_secret:
+            raise ConfigError(
+                "CHATMESH_SERVICE_SECRET is required (signs presence's calls to chat_service)"
+            )
+        if service_secret == secret:
+            raise ConfigError("CHATMESH_SERVICE_SECRET must differ from CHATMESH_JWT_SECRET")
         redis_url = env.get("CHATMESH_REDIS_URL", "")
         backend = env.get("CHATMESH_PRESENCE_BACKEND", "") or ("redis" if redis_url else "memory")
         if backend not in ("memory", "redis"):
@@ -66,9 +76,15 @@ class PresenceConfig:
         typing_ttl_s = env_float(env, "CHATMESH_TYPING_TTL_S", cls.typing_ttl_s, minimum=0)
         if not 0 < typing_ttl_s <= MAX_TYPING_TTL_S:
             raise ConfigError(f"CHATMESH_TYPING_TTL_S must be in (0, {MAX_TYPING_TTL_S:g}]")
+        typing_per_second = env_float(
+            env, "CHATMESH_TYPING_PER_SECOND", cls.typing_per_second, minimum=0
+        )
+        if typing_per_second <= 0:
+            raise ConfigError("CHATMESH_TYPING_PER_SECOND must be positive")
         bus = bus_from_env(env)
         return cls(
             jwt_secret=secret,
+            service_secret=service_secret,
             grpc_bind=env.get("CHATMESH_GRPC_BIND", cls.grpc_bind),
             bus=bus,
             nats=nats_settings_from_env(env) if bus == "nats" else NatsSettings(),
@@ -78,9 +94,7 @@ class PresenceConfig:
             chat_target=env.get("CHATMESH_CHAT_TARGET", cls.chat_target),
             ttl_s=ttl_s,
             typing_ttl_s=typing_ttl_s,
-            typing_per_second=env_float(
-                env, "CHATMESH_TYPING_PER_SECOND", cls.typing_per_second, minimum=0
-            ),
+            typing_per_second=typing_per_second,
             sweep_interval_s=env_float(
                 env, "CHATMESH_PRESENCE_SWEEP_S", cls.sweep_interval_s, minimum=0
             ),

@@ -30,22 +30,21 @@ from dataclasses import dataclass
 
 import grpc
 from chatmesh.events.v1 import events_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from chatmesh_common.auth import Identity
 from chatmesh_common.bus import Bus, Subscription
 from chatmesh_common.clock import Clock, SystemClock
+from chatmesh_common.limits import LIMITS, MAX_TYPING_TTL_S, Limits
+from chatmesh_common.ratelimit import RateLimiter
+from chatmesh_common.rpc import RpcError as PresenceError
+from chatmesh_common.rpc import check_id, invalid, timestamp
 from chatmesh_common.subjects import _token, user_subject
 
-from .access import AccessClient, AccessError, VisibilityCache
+from .access import AccessClient, VisibilityCache
 from .backends.base import BackendUnavailable, PresenceBackend, Status, UserRecord
 
 log = logging.getLogger(__name__)
 
-MAX_ID_CHARS = 128
-MAX_USERS_PER_CALL = 500
-MAX_CUSTOM_TEXT_CHARS = 100
-MAX_TYPING_TTL_S = 6.0
 # Events queued for one watch stream before it falls back to a fresh snapshot.
 WATCH_QUEUE = 1024
 SWEEP_BATCH = 1000
@@ -55,13 +54,6 @@ def presence_subject(user_id: str) -> str:
     # The same subject tokens as chat_service's (chatmesh_common.subjects): injective, and no id
     # can produce '.', '*', '>' or spaces in a subject.
     return f"chatmesh.presence.{_token(user_id)}"
-
-
-def timestamp(seconds: float) -> Timestamp:
-    """A protobuf Timestamp of a clock reading (the servicer's answers use the same rounding)."""
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
 
 
 def typing_event(
@@ -79,32 +71,11 @@ def typing_event(
     return event.SerializeToString()
 
 
-class PresenceError(Exception):
-    """A refused request: a gRPC status code and a message that names the field or rule."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, retry_after_s: float = 0.0) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after_s = retry_after_s
-
-
-def _invalid(message: str) -> PresenceError:
-    return PresenceError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def _check_id(field: str, value: str) -> None:
-    if not value:
-        raise _invalid(f"{field} is required")
-    if len(value) > MAX_ID_CHARS:
-        raise _invalid(f"{field} must be at most {MAX_ID_CHARS} characters")
-
-
-def _check_user_ids(user_ids: Sequence[str]) -> list[str]:
-    if len(user_ids) > MAX_USERS_PER_CALL:
-        raise _invalid(f"user_ids must hold at most {MAX_USERS_PER_CALL} ids")
+def _check_user_ids(user_ids: Sequence[str], limits: Limits) -> list[str]:
+    if len(user_ids) > limits.max_presence_users:
+        raise invalid(f"user_ids must hold at most {limits.max_presence_users} ids")
     for user_id in user_ids:
-        _check_id("user_ids", user_id)
+        check_id("user_ids", user_id, limits.max_id_chars)
     return list(dict.fromkeys(user_ids))
 
 
@@ -158,38 +129,11 @@ def _decode_record(payload: bytes) -> UserRecord:
     return UserRecord(user_id, bool(online), Status(status), text, last_seen)
 
 
-class TypingLimiter:
-    """A token bucket per device: `rate` signals per second, bursts of `burst`."""
-
-    def __init__(self, clock: Clock, rate: float = 2.0, burst: float = 2.0) -> None:
-        self._clock = clock
-        self._rate = rate
-        self._burst = burst
-        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
-
-    def take(self, user_id: str, device_id: str) -> float:
-        """0.0 when allowed, else the seconds to wait before the next signal is allowed."""
-        now = self._clock.monotonic()
-        key = (user_id, device_id)
-        tokens, at = self._buckets.get(key, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - at) * self._rate)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self._rate
-        if len(self._buckets) > 100_000:
-            # Full buckets carry no state worth keeping; an idle device starts full anyway.
-            self._buckets = {
-                k: v for k, v in self._buckets.items() if v[0] + (now - v[1]) * self._rate < 1
-            }
-        self._buckets[key] = (tokens - 1.0, now)
-        return 0.0
-
-
 @dataclass(frozen=True)
 class PresenceSettings:
     ttl_s: float = 30.0
     typing_ttl_s: float = 6.0
-    typing_per_second: float = 2.0
+    typing_per_second: float = LIMITS.typing_per_second
     sweep_interval_s: float = 1.0
     access_cache_s: float = 2.0
 
@@ -211,8 +155,10 @@ class Presence:
         access: AccessClient,
         settings: PresenceSettings | None = None,
         clock: Clock | None = None,
+        limits: Limits = LIMITS,
     ) -> None:
         self._backend = backend
+        self._limits = limits
         self._bus = bus
         self._access = access
         self.settings = settings or PresenceSettings()
@@ -220,9 +166,10 @@ class Presence:
             raise ValueError(f"typing TTL must be at most {MAX_TYPING_TTL_S} s (SPEC 8)")
         self._clock = clock or SystemClock()
         self._visibility = VisibilityCache(access, self._clock, self.settings.access_cache_s)
-        self._typing_limiter = TypingLimiter(
-            self._clock, self.settings.typing_per_second, self.settings.typing_per_second
-        )
+        # A bucket per (user, device): `typing_per_second` signals a second, bursts as many
+        # (at least one, so a rate below 1/s still lets a signal through now and then).
+        rate = self.settings.typing_per_second
+        self._typing_limiter = RateLimiter(rate, max(1.0, rate), self._clock.monotonic)
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
 
@@ -284,8 +231,8 @@ class Presence:
     async def heartbeat(
         self, who: Identity, connection_id: str, known_status: Status | None
     ) -> Status:
-        if len(connection_id) > MAX_ID_CHARS:
-            raise _invalid(f"connection_id must be at most {MAX_ID_CHARS} characters")
+        if len(connection_id) > self._limits.max_id_chars:
+            raise invalid(f"connection_id must be at most {self._limits.max_id_chars} characters")
         result = await self._backend.heartbeat(
             who.user_id,
             connection_key(who, connection_id),
@@ -298,8 +245,8 @@ class Presence:
         return result.status
 
     async def disconnect(self, who: Identity, connection_id: str) -> None:
-        if len(connection_id) > MAX_ID_CHARS:
-            raise _invalid(f"connection_id must be at most {MAX_ID_CHARS} characters")
+        if len(connection_id) > self._limits.max_id_chars:
+            raise invalid(f"connection_id must be at most {self._limits.max_id_chars} characters")
         record = await self._backend.disconnect(
             who.user_id, connection_key(who, connection_id), self._clock.now()
         )
@@ -308,9 +255,10 @@ class Presence:
 
     async def set_status(self, who: Identity, status: Status | None, custom_text: str) -> View:
         if status is None:
-            raise _invalid("status is required")
-        if len(custom_text) > MAX_CUSTOM_TEXT_CHARS:
-            raise _invalid(f"custom_text must be at most {MAX_CUSTOM_TEXT_CHARS} characters")
+            raise invalid("status is required")
+        most = self._limits.max_custom_text_chars
+        if len(custom_text) > most:
+            raise invalid(f"custom_text must be at most {most} characters")
         before, after = await self._backend.set_status(
             who.user_id, status, custom_text, self._clock.now()
         )
@@ -320,28 +268,23 @@ class Presence:
 
     # -- reading -----------------------------------------------------------------------------
 
-    async def _visible(self, viewer: Identity, token: str, subjects: Sequence[str]) -> set[str]:
-        try:
-            return await self._visibility.visible(viewer.user_id, token, subjects)
-        except AccessError as exc:
-            raise PresenceError(exc.code, exc.message) from exc
+    async def _visible(self, viewer: Identity, subjects: Sequence[str]) -> set[str]:
+        return await self._visibility.visible(viewer.user_id, subjects)
 
-    async def get(self, viewer: Identity, token: str, user_ids: Sequence[str]) -> list[View]:
-        wanted = _check_user_ids(user_ids)
-        visible = await self._visible(viewer, token, wanted)
+    async def get(self, viewer: Identity, user_ids: Sequence[str]) -> list[View]:
+        wanted = _check_user_ids(user_ids, self._limits)
+        visible = await self._visible(viewer, wanted)
         by_id = {r.user_id: r for r in await self._backend.get(wanted)}
         return [view_of(by_id[u], viewer.user_id, u in visible) for u in user_ids]
 
-    async def watch(
-        self, viewer: Identity, token: str, user_ids: Sequence[str]
-    ) -> AsyncIterator[View]:
+    async def watch(self, viewer: Identity, user_ids: Sequence[str]) -> AsyncIterator[View]:
         """A snapshot of `user_ids`, then their changes (typing goes to the event streams).
 
         Each change is filtered for this viewer when it is delivered, and sent only when the
         viewer's view of that user changed. A watcher too slow for its queue gets a fresh
         snapshot instead of the events it missed (presence is state, not a log).
         """
-        wanted = _check_user_ids(user_ids)
+        wanted = _check_user_ids(user_ids, self._limits)
         queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(WATCH_QUEUE)
         overflowed = False
 
@@ -359,7 +302,7 @@ class Presence:
             for subject in (presence_subject(u) for u in wanted):
                 subscriptions.append(await self._bus.subscribe(subject, on_message))
             sent: dict[str, View] = {}
-            snapshot = await self._snapshot(viewer, token, wanted)
+            snapshot = await self._snapshot(viewer, wanted)
             for view in snapshot:
                 sent[view.user_id] = view
                 yield view
@@ -368,7 +311,7 @@ class Presence:
                     overflowed = False
                     while not queue.empty():
                         queue.get_nowait()
-                    for view in await self._snapshot(viewer, token, wanted):
+                    for view in await self._snapshot(viewer, wanted):
                         if sent.get(view.user_id) != view:
                             sent[view.user_id] = view
                             yield view
@@ -381,7 +324,7 @@ class Presence:
                 _subject, payload = getter.result()
                 record = _decode_record(payload)
                 try:
-                    visible = await self._visible(viewer, token, [record.user_id])
+                    visible = await self._visible(viewer, [record.user_id])
                 except PresenceError as exc:
                     if exc.code == grpc.StatusCode.UNAUTHENTICATED:
                         raise
@@ -398,25 +341,23 @@ class Presence:
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
 
-    async def _snapshot(self, viewer: Identity, token: str, user_ids: list[str]) -> list[View]:
+    async def _snapshot(self, viewer: Identity, user_ids: list[str]) -> list[View]:
         if not user_ids:
             return []
-        visible = await self._visible(viewer, token, user_ids)
+        visible = await self._visible(viewer, user_ids)
         records = await self._backend.get(user_ids)
         return [view_of(r, viewer.user_id, r.user_id in visible) for r in records]
 
     # -- typing ------------------------------------------------------------------------------
 
-    async def send_typing(
-        self, who: Identity, token: str, conversation_id: str, typing: bool
-    ) -> float:
+    async def send_typing(self, who: Identity, conversation_id: str, typing: bool) -> float:
         """Sends a typing signal to the members allowed to get it; returns when it expires.
 
         Each recipient gets a `ConversationEvent` (seq 0, never stored) with `typing_changed` on
         their own subject, so it reaches every event stream of theirs.
         """
-        _check_id("conversation_id", conversation_id)
-        wait_s = self._typing_limiter.take(who.user_id, who.device_id)
+        check_id("conversation_id", conversation_id, self._limits.max_id_chars)
+        wait_s = self._typing_limiter.acquire((who.user_id, who.device_id))
         if wait_s > 0:
             raise PresenceError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -424,10 +365,7 @@ class Presence:
                 "per device",
                 retry_after_s=wait_s,
             )
-        try:
-            recipients = await self._access.typing_audience(token, conversation_id)
-        except AccessError as exc:
-            raise PresenceError(exc.code, exc.message) from exc
+        recipients = await self._access.typing_audience(who.user_id, conversation_id)
         now = self._clock.now()
         expires_at = now + self.settings.typing_ttl_s
         (record,) = await self._backend.get([who.user_id])

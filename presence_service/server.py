@@ -9,12 +9,12 @@ import grpc
 from chatmesh.presence.v1 import presence_service_pb2, presence_service_pb2_grpc
 from grpc.aio import Channel
 
-from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.bus import Bus, InProcessBus
 from chatmesh_common.clock import Clock
 from chatmesh_common.grpc_server import GrpcServer, Registration, start_grpc_server
+from chatmesh_common.rpc import Authenticator
 
-from .access import AccessClient, GrpcAccessClient
+from .access import AccessClient, GrpcAccessClient, presence_credential
 from .backends.base import PresenceBackend
 from .backends.memory import MemoryPresenceBackend
 from .config import PresenceConfig
@@ -52,7 +52,9 @@ def build_registrations(config: PresenceConfig, presence: Presence) -> list[Regi
     return [
         (
             presence_service_pb2_grpc.add_PresenceServiceServicer_to_server,
-            PresenceServicer(presence, TokenVerifier(config.jwt_secret)),
+            PresenceServicer(
+                presence, Authenticator.from_secrets(config.jwt_secret, config.service_secret)
+            ),
         )
     ]
 
@@ -114,7 +116,7 @@ async def start_presence_server(
     channel = None
     if access is None:
         channel = grpc.aio.insecure_channel(config.chat_target)
-        access = GrpcAccessClient(channel)
+        access = GrpcAccessClient(presence_credential(config.service_secret), channel)
     owns_bus = bus is None
     if bus is None:
         bus = await _build_bus(config)

@@ -23,6 +23,9 @@ from presence_service.server import start_presence_server
 
 from .cluster import SECRET, token
 
+# Signs presence_service's AccessService calls to chat_service.
+SERVICE_SECRET = "presence-over-nats-service-secret"
+
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
 
 
@@ -34,6 +37,7 @@ async def test_typing_reaches_an_event_stream_on_another_server(
     chat = await start_chat_server(
         ChatConfig(
             jwt_secret=SECRET,
+            service_secret=SERVICE_SECRET,
             data_dir=str(tmp_path),
             grpc_bind="127.0.0.1:0",
             bus="nats",
@@ -43,6 +47,7 @@ async def test_typing_reaches_an_event_stream_on_another_server(
     presence = await start_presence_server(
         PresenceConfig(
             jwt_secret=SECRET,
+            service_secret=SERVICE_SECRET,
             grpc_bind="127.0.0.1:0",
             bus="nats",
             nats=nats,

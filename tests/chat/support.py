@@ -24,6 +24,8 @@ from chat_service.server import ChatServer, start_chat_server
 from chatmesh_common.auth import auth_metadata, issue_token
 
 SECRET = "chat-tests-secret-not-for-production"
+# Signs service tokens (presence_service's AccessService calls); never equal to SECRET.
+SERVICE_SECRET = "chat-tests-service-secret-not-for-production"
 # How long a test waits for one event it expects before failing instead of hanging.
 EVENT_TIMEOUT_S = 5.0
 
@@ -189,6 +191,7 @@ class ChatHarness:
     def config(self) -> ChatConfig:
         return ChatConfig(
             jwt_secret=SECRET,
+            service_secret=SERVICE_SECRET,
             data_dir=str(self.data_dir),
             grpc_bind="127.0.0.1:0",
             shutdown_grace_s=0.5,

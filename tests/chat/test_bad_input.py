@@ -10,13 +10,14 @@ from typing import Any, cast
 
 import grpc
 import pytest
+from chatmesh.chat.v1 import access_service_pb2, access_service_pb2_grpc, types_pb2
 from chatmesh.chat.v1 import chat_service_pb2 as pb
-from chatmesh.chat.v1 import types_pb2
 from chatmesh.events.v1 import event_service_pb2
 
-from chatmesh_common.auth import auth_metadata, issue_token
+from chatmesh_common.auth import auth_metadata, issue_service_token, issue_token
+from chatmesh_common.credentials import SCOPE_CHAT_ACCESS
 
-from .support import SECRET, ChatHarness, Client, expect_code
+from .support import SECRET, SERVICE_SECRET, ChatHarness, Client, expect_code
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -449,3 +450,68 @@ async def test_server_keeps_serving_after_many_bad_calls(
             seeded.alice.chat.SendMessage(send_request(seeded.cid), metadata=()),
         )
     await seeded.assert_unchanged_and_serving()
+
+
+# AccessService (internal; called with a service token)
+
+
+def access_stub(harness: ChatHarness) -> tuple[Any, tuple[tuple[str, str], ...]]:
+    token = issue_service_token(SERVICE_SECRET, "presence", [SCOPE_CHAT_ACCESS])
+    return access_service_pb2_grpc.AccessServiceStub(harness.channel), auth_metadata(token)
+
+
+async def test_access_questions_must_name_their_user(chat_server: ChatHarness) -> None:
+    """The user a question is about is required: INVALID_ARGUMENT naming the field."""
+    stub, md = access_stub(chat_server)
+    details = await expect_code(
+        INVALID,
+        stub.FilterPresenceAudience(
+            access_service_pb2.FilterPresenceAudienceRequest(subject_user_ids=["bob"]), metadata=md
+        ),
+    )
+    assert "viewer_user_id" in details
+    details = await expect_code(
+        INVALID,
+        stub.CheckTypingAudience(
+            access_service_pb2.CheckTypingAudienceRequest(conversation_id="c1"), metadata=md
+        ),
+    )
+    assert "user_id" in details
+
+
+async def test_too_many_access_subjects_are_refused(chat_server: ChatHarness) -> None:
+    """More than 1,000 subjects in one question is INVALID_ARGUMENT, not a truncated answer."""
+    stub, md = access_stub(chat_server)
+    request = access_service_pb2.FilterPresenceAudienceRequest(
+        viewer_user_id="alice", subject_user_ids=[f"u{i}" for i in range(1001)]
+    )
+    details = await expect_code(INVALID, stub.FilterPresenceAudience(request, metadata=md))
+    assert "subject_user_ids" in details and "1000" in details
+
+
+async def test_access_answers_are_about_the_named_user(
+    chat_server: ChatHarness, seeded: Seeded
+) -> None:
+    """A service caller asks on behalf of the user named in the request, not of itself."""
+    stub, md = access_stub(chat_server)
+    visible = await stub.FilterPresenceAudience(
+        access_service_pb2.FilterPresenceAudienceRequest(
+            viewer_user_id="alice", subject_user_ids=["bob", "carol", "alice"]
+        ),
+        metadata=md,
+    )
+    assert list(visible.visible_user_ids) == ["bob", "alice"]
+    audience = await stub.CheckTypingAudience(
+        access_service_pb2.CheckTypingAudienceRequest(conversation_id=seeded.cid, user_id="bob"),
+        metadata=md,
+    )
+    assert list(audience.recipient_ids) == ["alice"]
+    await expect_code(
+        grpc.StatusCode.PERMISSION_DENIED,
+        stub.CheckTypingAudience(
+            access_service_pb2.CheckTypingAudienceRequest(
+                conversation_id=seeded.cid, user_id="carol"
+            ),
+            metadata=md,
+        ),
+    )

@@ -9,22 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from chat.support import SECRET, Client, EventReader
+from chat.support import SECRET, SERVICE_SECRET, Client, EventReader
 from chatmesh.events.v1 import events_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
 from chatmesh.presence.v1 import presence_service_pb2_grpc
 
-from chat_service.access import access_registration
 from chat_service.config import ChatConfig
 from chat_service.relay import Relay
 from chat_service.server import SERVICE_NAMES as CHAT_SERVICE_NAMES
 from chat_service.server import build_components, build_store
 from chat_service.store.base import ChatStore
-from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.bus import InProcessBus
 from chatmesh_common.clock import Clock, ManualClock
 from chatmesh_common.grpc_server import GrpcServer, start_grpc_server
-from presence_service.access import GrpcAccessClient
+from presence_service.access import GrpcAccessClient, presence_credential
 from presence_service.backends.base import PresenceBackend
 from presence_service.config import PresenceConfig
 from presence_service.presence import Presence
@@ -138,11 +136,17 @@ class PresenceHarness:
         backend: PresenceBackend,
         clock: Clock | None = None,
         config: PresenceConfig | None = None,
+        access_secret: str = SERVICE_SECRET,
     ) -> None:
+        """`access_secret` signs presence's AccessService calls (chat_service verifies them
+        with SERVICE_SECRET)."""
         self.data_dir = data_dir
+        self._access_secret = access_secret
         self.backend = backend
         self._clock = clock or ManualClock(start=1_700_000_000.0)
-        self.config = config or PresenceConfig(jwt_secret=SECRET, ttl_s=TTL_S, access_cache_s=0.0)
+        self.config = config or PresenceConfig(
+            jwt_secret=SECRET, service_secret=SERVICE_SECRET, ttl_s=TTL_S, access_cache_s=0.0
+        )
         self.server: GrpcServer | None = None
         self.presence: Presence | None = None
         self._store: ChatStore | None = None
@@ -163,23 +167,22 @@ class PresenceHarness:
 
     async def start(self) -> None:
         chat_config = ChatConfig(
-            jwt_secret=SECRET, data_dir=str(self.data_dir), grpc_bind="127.0.0.1:0"
+            jwt_secret=SECRET,
+            service_secret=SERVICE_SECRET,
+            data_dir=str(self.data_dir),
+            grpc_bind="127.0.0.1:0",
         )
         self._store = store = build_store(chat_config)
         await store.open()
         bus = self.bus
-        access = GrpcAccessClient()
+        access = GrpcAccessClient(presence_credential(self._access_secret))
         self.presence = build_presence(self.config, self.backend, bus, access, self._clock)
         components = build_components(chat_config, store, bus)
         self._relay = components.relay
         await components.relay.start()
         self.server = await start_grpc_server(
             chat_config.grpc_bind,
-            [
-                *components.registrations,
-                access_registration(components.chat, TokenVerifier(SECRET)),
-                *presence_registrations(self.config, self.presence),
-            ],
+            [*components.registrations, *presence_registrations(self.config, self.presence)],
             [*CHAT_SERVICE_NAMES, *PRESENCE_SERVICE_NAMES],
         )
         self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.server.port}")

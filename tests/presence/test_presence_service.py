@@ -5,6 +5,7 @@ presence runs on a manual clock, so TTLs pass without sleeping."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import cast
 
 import grpc
@@ -14,6 +15,7 @@ from chatmesh.events.v1 import events_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
 
 from chatmesh_common.subjects import user_subject
+from presence_service.backends.memory import MemoryPresenceBackend
 
 from .support import TTL_S, PresenceHarness, next_typing
 
@@ -261,6 +263,27 @@ async def test_calls_without_a_token_are_unauthenticated(system: PresenceHarness
         grpc.StatusCode.UNAUTHENTICATED,
         alice.presence.GetPresence(ppb.GetPresenceRequest(user_ids=["bob"])),
     )
+
+
+async def test_a_refused_service_credential_fails_closed(tmp_path: Path) -> None:
+    """When chat_service does not accept presence's service token, presence shows nothing of
+    others and sends no typing: UNAVAILABLE, the access check named."""
+    system = PresenceHarness(
+        tmp_path / "chat-data",
+        MemoryPresenceBackend(),
+        access_secret="a-service-secret-chat-service-does-not-know",
+    )
+    await system.start()
+    try:
+        alice, bob = system.client("alice"), system.client("bob")
+        cid = await alice.group(bob)
+        await alice.connect()
+        details = await expect_code(grpc.StatusCode.UNAVAILABLE, bob.state_of(alice))
+        assert "access check" in details
+        await expect_code(grpc.StatusCode.UNAVAILABLE, bob.typing(cid))
+        assert (await alice.state_of(alice)).state == ONLINE
+    finally:
+        await system.stop()
 
 
 async def test_bad_input_names_the_field(system: PresenceHarness) -> None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%chatmesh/chat/v1/access_service.proto\x12\x10\x63hatmesh.chat.v1\"9\n\x1d\x46ilterPresenceAudienceRequest\x12\x18\n\x10subject_user_ids\x18\x01 \x03(\t\":\n\x1e\x46ilterPresenceAudienceResponse\x12\x18\n\x10visible_user_ids\x18\x01 \x03(\t\"5\n\x1a\x43heckTypingAudienceRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\"4\n\x1b\x43heckTypingAudienceResponse\x12\x15\n\rrecipient_ids\x18\x01 \x03(\t2\x80\x02\n\rAccessService\x12{\n\x16\x46ilterPresenceAudience\x12/.chatmesh.chat.v1.FilterPresenceAudienceRequest\x1a\x30.chatmesh.chat.v1.FilterPresenceAudienceResponse\x12r\n\x13\x43heckTypingAudience\x12,.chatmesh.chat.v1.CheckTypingAudienceRequest\x1a-.chatmesh.chat.v1.CheckTypingAudienceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%chatmesh/chat/v1/access_service.proto\x12\x10\x63hatmesh.chat.v1\"Q\n\x1d\x46ilterPresenceAudienceRequest\x12\x18\n\x10subject_user_ids\x18\x01 \x03(\t\x12\x16\n\x0eviewer_user_id\x18\x02 \x01(\t\":\n\x1e\x46ilterPresenceAudienceResponse\x12\x18\n\x10visible_user_ids\x18\x01 \x03(\t\"F\n\x1a\x43heckTypingAudienceRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"4\n\x1b\x43heckTypingAudienceResponse\x12\x15\n\rrecipient_ids\x18\x01 \x03(\t2\x80\x02\n\rAccessService\x12{\n\x16\x46ilterPresenceAudience\x12/.chatmesh.chat.v1.FilterPresenceAudienceRequest\x1a\x30.chatmesh.chat.v1.FilterPresenceAudienceResponse\x12r\n\x13\x43heckTypingAudience\x12,.chatmesh.chat.v1.CheckTypingAudienceRequest\x1a-.chatmesh.chat.v1.CheckTypingAudienceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,13 +32,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chatmesh.chat.v1.access_ser
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FILTERPRESENCEAUDIENCEREQUEST']._serialized_start=59
-  _globals['_FILTERPRESENCEAUDIENCEREQUEST']._serialized_end=116
-  _globals['_FILTERPRESENCEAUDIENCERESPONSE']._serialized_start=118
-  _globals['_FILTERPRESENCEAUDIENCERESPONSE']._serialized_end=176
-  _globals['_CHECKTYPINGAUDIENCEREQUEST']._serialized_start=178
-  _globals['_CHECKTYPINGAUDIENCEREQUEST']._serialized_end=231
-  _globals['_CHECKTYPINGAUDIENCERESPONSE']._serialized_start=233
-  _globals['_CHECKTYPINGAUDIENCERESPONSE']._serialized_end=285
-  _globals['_ACCESSSERVICE']._serialized_start=288
-  _globals['_ACCESSSERVICE']._serialized_end=544
+  _globals['_FILTERPRESENCEAUDIENCEREQUEST']._serialized_end=140
+  _globals['_FILTERPRESENCEAUDIENCERESPONSE']._serialized_start=142
+  _globals['_FILTERPRESENCEAUDIENCERESPONSE']._serialized_end=200
+  _globals['_CHECKTYPINGAUDIENCEREQUEST']._serialized_start=202
+  _globals['_CHECKTYPINGAUDIENCEREQUEST']._serialized_end=272
+  _globals['_CHECKTYPINGAUDIENCERESPONSE']._serialized_start=274
+  _globals['_CHECKTYPINGAUDIENCERESPONSE']._serialized_end=326
+  _globals['_ACCESSSERVICE']._serialized_start=329
+  _globals['_ACCESSSERVICE']._serialized_end=585
 # @@protoc_insertion_point(module_scope)

@@ -7,10 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FilterPresenceAudienceRequest(_message.Message):
-    __slots__ = ("subject_user_ids",)
+    __slots__ = ("subject_user_ids", "viewer_user_id")
     SUBJECT_USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    VIEWER_USER_ID_FIELD_NUMBER: _ClassVar[int]
     subject_user_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, subject_user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    viewer_user_id: str
+    def __init__(self, subject_user_ids: _Optional[_Iterable[str]] = ..., viewer_user_id: _Optional[str] = ...) -> None: ...
 
 class FilterPresenceAudienceResponse(_message.Message):
     __slots__ = ("visible_user_ids",)
@@ -19,10 +21,12 @@ class FilterPresenceAudienceResponse(_message.Message):
     def __init__(self, visible_user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CheckTypingAudienceRequest(_message.Message):
-    __slots__ = ("conversation_id",)
+    __slots__ = ("conversation_id", "user_id")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
-    def __init__(self, conversation_id: _Optional[str] = ...) -> None: ...
+    user_id: str
+    def __init__(self, conversation_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class CheckTypingAudienceResponse(_message.Message):
     __slots__ = ("recipient_ids",)

@@ -50,17 +50,17 @@ class AccessServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def FilterPresenceAudience(self, request, context):
-        """Which of the given users the caller may see the presence of: the caller themselves, and
-        users who share a conversation with the caller and have not blocked the caller.
+        """Which of the given users the viewer may see the presence of: the viewer themselves, and
+        users who share a conversation with the viewer and have not blocked the viewer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CheckTypingAudience(self, request, context):
-        """Who receives the caller's typing signals in a conversation: its members except the caller,
-        users the caller has blocked and users who have blocked the caller. PERMISSION_DENIED when
-        the caller is not a member (whether or not the conversation exists).
+        """Who receives the typer's typing signals in a conversation: its members except the typer,
+        users the typer has blocked and users who have blocked the typer. PERMISSION_DENIED when
+        the typer is not a member (whether or not the conversation exists).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -4,8 +4,9 @@ isort:skip_file
 Internal: access questions other services ask chat_service (presence_service today), answered
 from conversations, membership and blocks at the time of the call. Not for apps.
 
-Every call is made on a user's behalf and carries that user's token as
-`authorization: Bearer <jwt>` metadata; the answer is about that user.
+Every call carries a service token (`authorization: Bearer <jwt>` signed with the service
+secret, kind `service`, scope `chat.access`); user tokens are refused with PERMISSION_DENIED.
+The user a question is about is named in the request (docs/identity.md).
 """
 
 from chatmesh.chat.v1 import access_service_pb2 as _access_service_pb2
@@ -37,26 +38,26 @@ class AccessServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AccessServiceAsyncStub: ...
     FilterPresenceAudience: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.FilterPresenceAudienceRequest, _access_service_pb2.FilterPresenceAudienceResponse]
-    """Which of the given users the caller may see the presence of: the caller themselves, and
-    users who share a conversation with the caller and have not blocked the caller.
+    """Which of the given users the viewer may see the presence of: the viewer themselves, and
+    users who share a conversation with the viewer and have not blocked the viewer.
     """
     CheckTypingAudience: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.CheckTypingAudienceRequest, _access_service_pb2.CheckTypingAudienceResponse]
-    """Who receives the caller's typing signals in a conversation: its members except the caller,
-    users the caller has blocked and users who have blocked the caller. PERMISSION_DENIED when
-    the caller is not a member (whether or not the conversation exists).
+    """Who receives the typer's typing signals in a conversation: its members except the typer,
+    users the typer has blocked and users who have blocked the typer. PERMISSION_DENIED when
+    the typer is not a member (whether or not the conversation exists).
     """
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     FilterPresenceAudience: _aio.UnaryUnaryMultiCallable[_access_service_pb2.FilterPresenceAudienceRequest, _access_service_pb2.FilterPresenceAudienceResponse]  # type: ignore[assignment]
-    """Which of the given users the caller may see the presence of: the caller themselves, and
-    users who share a conversation with the caller and have not blocked the caller.
+    """Which of the given users the viewer may see the presence of: the viewer themselves, and
+    users who share a conversation with the viewer and have not blocked the viewer.
     """
     CheckTypingAudience: _aio.UnaryUnaryMultiCallable[_access_service_pb2.CheckTypingAudienceRequest, _access_service_pb2.CheckTypingAudienceResponse]  # type: ignore[assignment]
-    """Who receives the caller's typing signals in a conversation: its members except the caller,
-    users the caller has blocked and users who have blocked the caller. PERMISSION_DENIED when
-    the caller is not a member (whether or not the conversation exists).
+    """Who receives the typer's typing signals in a conversation: its members except the typer,
+    users the typer has blocked and users who have blocked the typer. PERMISSION_DENIED when
+    the typer is not a member (whether or not the conversation exists).
     """
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -66,8 +67,8 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _access_service_pb2.FilterPresenceAudienceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_access_service_pb2.FilterPresenceAudienceResponse, _abc.Awaitable[_access_service_pb2.FilterPresenceAudienceResponse]]:
-        """Which of the given users the caller may see the presence of: the caller themselves, and
-        users who share a conversation with the caller and have not blocked the caller.
+        """Which of the given users the viewer may see the presence of: the viewer themselves, and
+        users who share a conversation with the viewer and have not blocked the viewer.
         """
 
     @_abc_1.abstractmethod
@@ -76,9 +77,9 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _access_service_pb2.CheckTypingAudienceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_access_service_pb2.CheckTypingAudienceResponse, _abc.Awaitable[_access_service_pb2.CheckTypingAudienceResponse]]:
-        """Who receives the caller's typing signals in a conversation: its members except the caller,
-        users the caller has blocked and users who have blocked the caller. PERMISSION_DENIED when
-        the caller is not a member (whether or not the conversation exists).
+        """Who receives the typer's typing signals in a conversation: its members except the typer,
+        users the typer has blocked and users who have blocked the typer. PERMISSION_DENIED when
+        the typer is not a member (whether or not the conversation exists).
         """
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

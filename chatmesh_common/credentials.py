@@ -1,0 +1,100 @@
+"""Which credential every RPC of every chatmesh service requires: the one table.
+
+`USER`: a user token; the call acts as that user. `service(scope)`: a service token carrying the
+scope; the call is made by a chatmesh service on no user's behalf (internal-only RPCs). `either`:
+a user token, or a service token with the scope. The servicer wrappers of chatmesh_common.rpc
+look every call up here; a method missing from the table is refused (INTERNAL), and a test
+enumerates the proto descriptors so that no RPC is added without its entry.
+
+A valid token of the wrong kind is PERMISSION_DENIED, like a service token without the scope: the
+caller is known but may not make the call. No, bad or expired tokens are UNAUTHENTICATED.
+docs/identity.md explains the kinds.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class Kind(enum.Enum):
+    USER = "user"
+    SERVICE = "service"
+    EITHER = "either"
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    kind: Kind
+    # The scope a service token must carry (SERVICE and EITHER).
+    scope: str = ""
+
+    def describe(self) -> str:
+        if self.kind is Kind.USER:
+            return "a user token"
+        if self.kind is Kind.SERVICE:
+            return f"a service token with scope {self.scope}"
+        return f"a user token or a service token with scope {self.scope}"
+
+
+USER = Requirement(Kind.USER)
+
+
+def service(scope: str) -> Requirement:
+    return Requirement(Kind.SERVICE, scope)
+
+
+def either(scope: str) -> Requirement:
+    return Requirement(Kind.EITHER, scope)
+
+
+# Scopes: what a service token lets its holder ask. Named <owning service>.<what>.
+# Membership, block and audience questions answered by chat_service (presence_service asks them).
+SCOPE_CHAT_ACCESS = "chat.access"
+
+# Full service name -> method name -> requirement.
+RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
+    "chatmesh.chat.v1.ChatService": {
+        "CreateConversation": USER,
+        "GetConversation": USER,
+        "ListConversations": USER,
+        "UpdateConversation": USER,
+        "ListMembers": USER,
+        "AddMembers": USER,
+        "RemoveMember": USER,
+        "SetMemberRole": USER,
+        "LeaveConversation": USER,
+        "UpdateMemberSettings": USER,
+        "SendMessage": USER,
+        "EditMessage": USER,
+        "DeleteMessage": USER,
+        "GetHistory": USER,
+        "MarkRead": USER,
+        "MarkDelivered": USER,
+        "BlockUser": USER,
+        "UnblockUser": USER,
+        "ListBlockedUsers": USER,
+    },
+    "chatmesh.events.v1.EventService": {
+        "SubscribeEvents": USER,
+    },
+    "chatmesh.chat.v1.AccessService": {
+        "FilterPresenceAudience": service(SCOPE_CHAT_ACCESS),
+        "CheckTypingAudience": service(SCOPE_CHAT_ACCESS),
+    },
+    "chatmesh.presence.v1.PresenceService": {
+        "Connect": USER,
+        "Heartbeat": USER,
+        "Disconnect": USER,
+        "SetStatus": USER,
+        "GetPresence": USER,
+        "Watch": USER,
+        "SendTyping": USER,
+    },
+}
+
+
+def requirement(service_name: str, method: str) -> Requirement | None:
+    """The credential `/<service_name>/<method>` requires; None when the table lacks it."""
+    return RPC_CREDENTIALS.get(service_name, {}).get(method)
