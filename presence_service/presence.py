@@ -35,7 +35,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from chatmesh_common.auth import Identity
 from chatmesh_common.bus import Bus, Subscription
 from chatmesh_common.clock import Clock, SystemClock
-from chatmesh_common.subjects import _token, user_subject
+from chatmesh_common.subjects import presence_subject, user_subject
 
 from .access import AccessClient, AccessError, VisibilityCache
 from .backends.base import BackendUnavailable, PresenceBackend, Status, UserRecord
@@ -49,12 +49,6 @@ MAX_TYPING_TTL_S = 6.0
 # Events queued for one watch stream before it falls back to a fresh snapshot.
 WATCH_QUEUE = 1024
 SWEEP_BATCH = 1000
-
-
-def presence_subject(user_id: str) -> str:
-    # The same subject tokens as chat_service's (chatmesh_common.subjects): injective, and no id
-    # can produce '.', '*', '>' or spaces in a subject.
-    return f"chatmesh.presence.{_token(user_id)}"
 
 
 def timestamp(seconds: float) -> Timestamp:

@@ -10,7 +10,7 @@ import pytest
 from servers.nats import NatsServer
 
 from chatmesh_common.bus import Bus, InProcessBus
-from chatmesh_common.nats_bus import NatsBus, NatsSettings
+from chatmesh_common.bus.nats import NatsBus, NatsSettings
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,11 +11,11 @@ import uuid
 import grpc
 import pytest
 
-from chat_service.fanout import durable_subject
+from chat_service.events import durable_subject
 from chat_service.store.base import NewMessage
 from chat_service.store.sqlite import SqliteChatStore
+from chatmesh_common.bus.nats import NatsBus
 from chatmesh_common.ids import new_id
-from chatmesh_common.nats_bus import NatsBus
 
 from .cluster import Api
 from .conftest import Cluster
