@@ -13,12 +13,14 @@ from .base import (
     Handler,
     Subscription,
 )
+from .durable_log import DURABLE_LOG_FILE
 from .inprocess import InProcessBus
 from .nats_settings import NatsSettings, bus_from_env, nats_settings_from_env
 from .wildcards import matches
 
 __all__ = [
     "DEFAULT_ACK_WAIT_S",
+    "DURABLE_LOG_FILE",
     "Bus",
     "DurableConsumer",
     "DurableMessage",

@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS pending (
 CREATE INDEX IF NOT EXISTS pending_by_deadline ON pending (consumer, deadline);
 """
 
+# The log's file in a data dir (`chatmesh dev`).
+DURABLE_LOG_FILE = "events.sqlite3"
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
 # Old events are dropped at most this often (on a publish).
 _PRUNE_EVERY_S = 600.0
