@@ -6,10 +6,10 @@ Per event kind (the `payload` of `ConversationEvent`), `ROUTES` says:
   outbox to the durable stream (`chat_service.relay`), so none is lost. `SIGNAL` events (seq 0,
   not in the log) are published durably once, with a few retries. `LIVE` events never reach the
   durable stream.
-* live: who gets it now (`chat_service.fanout`): `MEMBERS` by the fan-out threshold (member
-  subjects or the conversation subject), `MEMBERSHIP` both ways plus the member concerned,
-  `EVERY_MEMBER` on each member's own subject whatever the size, `RECIPIENTS` the users the
-  writer names (receipts: the members who may see them).
+* live: who gets it now (`chat_service.fanout`): `CONVERSATION` the members, by the fan-out
+  threshold (each member's subject, or the conversation subject), `MEMBERSHIP` both ways plus
+  the member concerned, `EACH_MEMBER` each member's own subject whatever the size,
+  `RECIPIENTS` the users the writer names (receipts: the members who may see them).
 
 `EventSink.emit` follows the table for what a write produced; the relay's re-fanout of events
 left behind follows it too (`fan_out_live`). `durable_subject` and `durable_msg_id` name the
@@ -41,9 +41,9 @@ class Durable(enum.Enum):
 
 
 class Live(enum.Enum):
-    MEMBERS = "members"
+    CONVERSATION = "conversation"
     MEMBERSHIP = "membership"
-    EVERY_MEMBER = "every member"
+    EACH_MEMBER = "each member"
     RECIPIENTS = "recipients"
 
 
@@ -56,15 +56,15 @@ class Route:
 
 
 ROUTES: Final[Mapping[str, Route]] = {
-    "message_created": Route(Durable.LOG, Live.MEMBERS, DurableKind.CREATED),
-    "message_edited": Route(Durable.LOG, Live.MEMBERS, DurableKind.EDITED),
-    "message_deleted": Route(Durable.LOG, Live.MEMBERS, DurableKind.DELETED),
+    "message_created": Route(Durable.LOG, Live.CONVERSATION, DurableKind.CREATED),
+    "message_edited": Route(Durable.LOG, Live.CONVERSATION, DurableKind.EDITED),
+    "message_deleted": Route(Durable.LOG, Live.CONVERSATION, DurableKind.DELETED),
     "membership_changed": Route(Durable.LOG, Live.MEMBERSHIP, DurableKind.MEMBERSHIP),
     # Receipts: per reader, to the members who may see them (blocks; a channel's reader only).
     "receipt_moved": Route(Durable.SIGNAL, Live.RECIPIENTS, DurableKind.RECEIPT),
     # A new conversation: no stream follows its subject yet, whatever its size.
-    "conversation_created": Route(Durable.LIVE, Live.EVERY_MEMBER),
-    "conversation_updated": Route(Durable.LIVE, Live.MEMBERS),
+    "conversation_created": Route(Durable.LIVE, Live.EACH_MEMBER),
+    "conversation_updated": Route(Durable.LIVE, Live.CONVERSATION),
     # Typing is published by presence_service (to the recipients it checked), never stored.
     "typing_changed": Route(Durable.LIVE, Live.RECIPIENTS),
 }
@@ -109,12 +109,12 @@ async def fan_out_live(
 ) -> None:
     """Sends one event to whoever its route names."""
     live = route(event).live
-    if live is Live.MEMBERS:
-        await fanout.to_members(conversation, event)
+    if live is Live.CONVERSATION:
+        await fanout.to_conversation(conversation, event)
     elif live is Live.MEMBERSHIP:
         await fanout.membership(conversation, event)
-    elif live is Live.EVERY_MEMBER:
-        await fanout.to_every_member(conversation, event)
+    elif live is Live.EACH_MEMBER:
+        await fanout.to_each_member(conversation, event)
     else:
         await fanout.to_users(event, recipients)
 

@@ -40,7 +40,7 @@ class Fanout:
         """Conversations with more members than the threshold fan out on read."""
         return member_count > self.read_threshold
 
-    async def to_members(
+    async def to_conversation(
         self, conversation: ConversationRecord, event: events_pb2.ConversationEvent
     ) -> None:
         """Every member: on each member's subject up to the threshold, else the conversation's."""
@@ -74,7 +74,7 @@ class Fanout:
             recipients.update(await self._store.member_ids(conversation.conversation_id))
         await self._send_to_users(payload, recipients)
 
-    async def to_every_member(
+    async def to_each_member(
         self, conversation: ConversationRecord, event: events_pb2.ConversationEvent
     ) -> None:
         """Each member's own subject whatever the size (a new conversation: no stream follows

@@ -64,7 +64,7 @@ class Tag:
 
     @property
     def everything(self) -> str:
-        return f"chatmesh.events.{self.id}.>"
+        return self.durable(">")
 
     def consumer(self, name: str = "c") -> str:
         return f"{name}-{self.id}"
