@@ -31,7 +31,8 @@ class Subscription(Protocol):
 
 
 class DurableMessage(Protocol):
-    """One delivery of a durable event. Ack it once it is handled, or nak it to retry."""
+    """One delivery of a durable event. Ack it once it is handled, or nak it to retry; the
+    first ack or nak of a delivery counts, later ones do nothing."""
 
     @property
     def subject(self) -> str: ...
@@ -50,7 +51,7 @@ class DurableMessage(Protocol):
         ...
 
     async def ack(self) -> None:
-        """Handled: this consumer never gets it again. Repeating an ack is harmless."""
+        """Handled: this consumer never gets it again."""
         ...
 
     async def nak(self, delay_s: float = 0.0) -> None:

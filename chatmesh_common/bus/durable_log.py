@@ -221,12 +221,18 @@ class EmbeddedMessage:
     subject: str
     data: bytes
     msg_id: str
+    _settled: bool = False
 
     async def ack(self) -> None:
-        self._log.settle(self._consumer, self.seq, None)
+        self._settle(None)
 
     async def nak(self, delay_s: float = 0.0) -> None:
-        self._log.settle(self._consumer, self.seq, max(delay_s, 0.0))
+        self._settle(max(delay_s, 0.0))
+
+    def _settle(self, retry_after_s: float | None) -> None:
+        if not self._settled:
+            self._settled = True
+            self._log.settle(self._consumer, self.seq, retry_after_s)
 
 
 class EmbeddedConsumer:

@@ -236,7 +236,7 @@ class NatsBus:
             await self.js.update_stream(config)
 
     async def ensure_consumers(self, names: Sequence[str] | None = None) -> None:
-        """Creates the named durable consumers that do not exist yet, on every event.
+        """Creates the named durable consumers that do not exist yet, reading every event.
 
         An existing one is left as it is: its service set its filters (`durable_consumer`).
         """

@@ -128,8 +128,9 @@ def data_of(msgs: Sequence[DurableMessage]) -> list[bytes]:
     return [m.data for m in msgs]
 
 
-def is_data(data: bytes, delivery: int = 1) -> Callable[[DurableMessage], bool]:
-    return lambda m: m.data == data and m.delivery_count == delivery
+def is_data(data: bytes, redelivered: bool = False) -> Callable[[DurableMessage], bool]:
+    """`data`, first delivered or (`redelivered`) delivered again."""
+    return lambda m: m.data == data and (m.delivery_count > 1) == redelivered
 
 
 async def fetch_one(consumer: DurableConsumer) -> DurableMessage:
@@ -415,7 +416,9 @@ class BusContract:
     async def test_an_unacked_message_is_redelivered_after_the_ack_wait(
         self, harness: BusHarness
     ) -> None:
-        """Fetched and not acked: it comes again once the ack wait passed, counted twice."""
+        """Fetched and not acked: it comes again once the ack wait passed, counted again.
+
+        (At least twice: JetStream counts a delivery to a pull request that expired unseen.)"""
         tag = Tag()
         await put(harness.bus, tag, b"1")
         consumer = await harness.bus.durable_consumer(
@@ -424,7 +427,8 @@ class BusContract:
         first = await fetch_one(consumer)
         harness.pass_ack_wait()
         again = await fetch_one(consumer)
-        assert (again.data, again.msg_id, again.delivery_count) == (b"1", first.msg_id, 2)
+        assert (again.data, again.msg_id, first.delivery_count) == (b"1", first.msg_id, 1)
+        assert again.delivery_count >= 2
         await again.ack()
         await consumer.close()
 
@@ -441,20 +445,33 @@ class BusContract:
         assert (await fetch_one(consumer)).data == b"left"
         harness.pass_ack_wait()
         # "left" was delivered after "acked": had the ack been lost, "acked" would come first.
-        assert data_of(await collect(consumer, is_data(b"left", 2))) == [b"left"]
+        assert data_of(await collect(consumer, is_data(b"left", redelivered=True))) == [b"left"]
         await consumer.close()
 
     async def test_a_nak_redelivers_without_waiting_for_the_ack_wait(
         self, harness: BusHarness
     ) -> None:
-        """nak(): the message comes again at once, before a later one, counted twice."""
+        """nak(): the message comes again at once, counted again."""
         tag = Tag()
         await put(harness.bus, tag, b"1")
         consumer = await harness.bus.durable_consumer(tag.consumer(), tag.everything, ack_wait_s=60)
         await (await fetch_one(consumer)).nak()
         again = await fetch_one(consumer)
-        assert (again.data, again.delivery_count) == (b"1", 2)
+        assert again.data == b"1" and again.delivery_count >= 2
         await again.ack()
+        await consumer.close()
+
+    async def test_a_nak_with_a_delay_holds_the_message_back(self, harness: BusHarness) -> None:
+        """nak(delay): a later event comes first; the message comes again once the delay passed."""
+        tag = Tag()
+        await put(harness.bus, tag, b"later please")
+        consumer = await harness.bus.durable_consumer(tag.consumer(), tag.everything, ack_wait_s=60)
+        await (await fetch_one(consumer)).nak(delay_s=harness.ack_wait_s)
+        await put(harness.bus, tag, b"marker")
+        assert (await fetch_one(consumer)).data == b"marker"
+        harness.pass_ack_wait()
+        again = await fetch_one(consumer)
+        assert again.data == b"later please" and again.delivery_count >= 2
         await consumer.close()
 
     # Durable: restarts
@@ -483,7 +500,7 @@ class BusContract:
 
     async def test_unacked_messages_come_again_after_a_restart(self, harness: BusHarness) -> None:
         """Delivered and not acked before a restart: redelivered after it once the ack wait
-        passes, counted twice; the acked ones never come back."""
+        passes, counted again; the acked ones never come back."""
         if not harness.restartable:
             pytest.skip("a memory-only log does not outlive its bus")
         tag = Tag()
@@ -507,6 +524,7 @@ class BusContract:
             return {b"unacked-1", b"unacked-2", b"new"} <= seen.keys()
 
         got = await collect(consumer, all_seen)
-        assert seen == {b"unacked-1": 2, b"unacked-2": 2, b"new": 1}
+        assert seen.keys() == {b"unacked-1", b"unacked-2", b"new"}
+        assert seen[b"unacked-1"] >= 2 and seen[b"unacked-2"] >= 2
         assert b"acked" not in data_of(got)
         await consumer.close()
