@@ -2,7 +2,8 @@
 
 `Chat` sits between the servicer (protos and status codes) and the store (durable state). Every
 method takes the caller's user id, checks membership, blocks, roles and limits at the time of the
-request, writes through the store, and publishes the resulting events after the durable write.
+request, writes through the store, and hands the resulting events to the event sink
+(`chat_service.events`) after the durable write.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from chatmesh_common.rpc import invalid as _invalid
 from chatmesh_common.rpc import precondition as _precondition
 
 from . import convert
+from .events import EventSink
 from .fanout import Fanout
-from .relay import Relay
 from .store.base import (
     AppendResult,
     ChatStore,
@@ -66,16 +67,14 @@ class Chat:
     def __init__(
         self,
         store: ChatStore,
-        fanout: Fanout,
+        events: EventSink,
         limits: Limits | None = None,
         clock: Clock | None = None,
-        relay: Relay | None = None,
     ) -> None:
         self._store = store
-        self._fanout = fanout
+        self._events = events
         self._limits = limits or LIMITS
         self._clock = clock or SystemClock()
-        self._relay = relay
 
     @property
     def store(self) -> ChatStore:
@@ -83,12 +82,7 @@ class Chat:
 
     @property
     def fanout(self) -> Fanout:
-        return self._fanout
-
-    def _written(self, conversation_id: str, records: Sequence[EventRecord]) -> None:
-        """Seq'd events were committed: the relay takes them to the durable event stream."""
-        if self._relay is not None:
-            self._relay.kick(conversation_id, records)
+        return self._events.fanout
 
     # Access checks
 
@@ -190,7 +184,7 @@ class Chat:
                 actor_id=user_id,
             )
             event.conversation_created.conversation.CopyFrom(convert.conversation(conversation))
-            await self._fanout.publish_to_users(event, [user_id, *others])
+            await self._events.emit(conversation, [event])
         return await self.conversation_state(conversation.conversation_id, user_id), created
 
     async def conversation_state(self, conversation_id: str, user_id: str) -> ConversationState:
@@ -257,7 +251,7 @@ class Chat:
             conversation_id=conversation_id, occurred_at=convert.timestamp(now), actor_id=user_id
         )
         event.conversation_updated.conversation.CopyFrom(convert.conversation(updated))
-        await self._fanout.publish(updated, event)
+        await self._events.emit(updated, [event])
         return updated
 
     async def set_muted(self, user_id: str, conversation_id: str, muted: bool) -> MemberRecord:
@@ -287,13 +281,7 @@ class Chat:
         events = await self._store.change_members(
             conversation.conversation_id, actor_id, changes, self._clock.now()
         )
-        if events:
-            self._written(conversation.conversation_id, events)
-        for record in events:
-            # The member concerned hears of it too, also after leaving or being removed.
-            await self._fanout.publish(
-                conversation, convert.event(record), also_users=[record.member_user_id]
-            )
+        await self._events.emit(conversation, events)
         return events
 
     async def add_members(
@@ -458,8 +446,7 @@ class Chat:
                 occurred_at=now,
                 message=result.message,
             )
-            self._written(conversation_id, [record])
-            await self._fanout.publish(conversation, convert.event(record))
+            await self._events.emit(conversation, [record])
         return result
 
     async def _own_message(
@@ -484,8 +471,7 @@ class Chat:
         record = await self._store.edit_message(
             conversation_id, seq, user_id, body, self._clock.now()
         )
-        self._written(conversation_id, [record])
-        await self._fanout.publish(conversation, convert.event(record))
+        await self._events.emit(conversation, [record])
         return record
 
     async def delete(
@@ -502,8 +488,7 @@ class Chat:
         if conversation.archived:
             raise _precondition(f"conversation {conversation_id} is archived")
         record = await self._store.delete_message(conversation_id, seq, user_id, self._clock.now())
-        self._written(conversation_id, [record])
-        await self._fanout.publish(conversation, convert.event(record))
+        await self._events.emit(conversation, [record])
         return record
 
     async def history(
@@ -573,9 +558,7 @@ class Chat:
                 for uid in await self._store.member_ids(conversation.conversation_id)
                 if uid == member.user_id or not await self._store.is_blocked(member.user_id, uid)
             ]
-        await self._fanout.publish_to_users(event, recipients)
-        if self._relay is not None:
-            self._relay.publish_signal(event)
+        await self._events.emit(conversation, [event], recipients)
 
     # Blocks
 

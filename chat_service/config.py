@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from chatmesh_common.bus.nats_settings import NatsSettings, bus_from_env, nats_settings_from_env
 from chatmesh_common.limits import LIMITS
-from chatmesh_common.nats_config import NatsSettings, bus_from_env, nats_settings_from_env
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import env_float, env_int
 

@@ -5,11 +5,11 @@ outbox entry for its conversation (`ChatStore.pending_outbox`: from_seq..up_to_s
 relayed). The relay publishes those events from the log with `Bus.publish_durable` and then
 clears the entry (`ChatStore.clear_outbox`, which keeps whatever was written meanwhile):
 
-* fast path: `Chat` kicks the relay right after the durable write, with the events it just
-  committed. When this relay knows that everything before them was relayed (it cleared up to
-  there itself: the relayed mark only ever rises) it publishes them as they are and clears them
-  (one store write); otherwise it reads that conversation's entry and publishes it from the log,
-  using the events it was given where they fit;
+* fast path: the event sink (`chat_service.events`) kicks the relay right after the durable
+  write, with the events it just committed. When this relay knows that everything before them
+  was relayed (it cleared up to there itself: the relayed mark only ever rises) it publishes
+  them as they are and clears them (one store write); otherwise it reads that conversation's
+  entry and publishes it from the log, using the events it was given where they fit;
 * sweep: on start, every pending entry; then every `sweep_interval_s`, each entry that was
   already pending at the previous sweep, whichever replica wrote it. This covers a publish
   that failed (NATS down: entries stay, a later sweep retries) and a replica that died between
@@ -32,7 +32,8 @@ from chatmesh.events.v1 import events_pb2
 from chatmesh_common.bus import Bus
 
 from . import convert
-from .fanout import Fanout, durable_msg_id, durable_subject
+from .events import durable_msg_id, durable_subject, fan_out_live
+from .fanout import Fanout
 from .store.base import ChatStore, EventRecord, OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,5 @@ class Relay:
                 )
                 self.relayed += 1
                 if conversation is not None:
-                    also = [record.member_user_id] if record.member_user_id else []
-                    await self._fanout.publish(conversation, event, also_users=also)
+                    await fan_out_live(self._fanout, conversation, event)
                 after = record.seq

@@ -17,6 +17,7 @@ from chatmesh_common.rpc import Authenticator
 from .access import ACCESS_SERVICE_NAME, access_registration
 from .chat import Chat
 from .config import ChatConfig
+from .events import EventSink
 from .fanout import Fanout
 from .relay import Relay
 from .retention import RetentionSweeper, retention_periods
@@ -48,7 +49,7 @@ async def build_bus(config: ChatConfig) -> Bus:
     if config.bus == "inprocess":
         return InProcessBus()
     if config.bus == "nats":
-        from chatmesh_common.nats_bus import NatsBus
+        from chatmesh_common.bus.nats import NatsBus
 
         bus = await NatsBus.connect(config.nats)
         try:
@@ -100,7 +101,7 @@ def build_components(config: ChatConfig, store: ChatStore, bus: Bus) -> ChatComp
     )
     fanout = Fanout(bus, store, config.fanout_read_threshold)
     relay = Relay(store, bus, fanout, sweep_interval_s=config.relay_sweep_s)
-    chat = Chat(store, fanout, limits, relay=relay)
+    chat = Chat(store, EventSink(fanout, relay), limits)
     registrations: list[Registration] = [
         (
             chat_service_pb2_grpc.add_ChatServiceServicer_to_server,

@@ -71,7 +71,7 @@ async def _dev(args: argparse.Namespace) -> None:
 
     from chat_service.config import ChatConfig
     from chat_service.server import SERVICE_NAMES, build_components, build_store
-    from chatmesh_common.bus import InProcessBus
+    from chatmesh_common.bus import DURABLE_LOG_FILE, InProcessBus
     from chatmesh_common.grpc_server import start_grpc_server
     from chatmesh_common.local_channel import LocalChannel
     from chatmesh_common.metrics import serve_metrics
@@ -105,8 +105,9 @@ async def _dev(args: argparse.Namespace) -> None:
     )
     store = build_store(chat_config)
     await store.open()
-    # Embedded: the in-process bus, whatever CHATMESH_BUS says (no NATS to run).
-    bus = InProcessBus()
+    # Embedded: the in-process bus, whatever CHATMESH_BUS says (no NATS to run); its durable
+    # log lives in the data dir, so consumers resume where they stopped after a restart.
+    bus = InProcessBus(data_dir / DURABLE_LOG_FILE)
     components = build_components(chat_config, store, bus)
     await components.start()
     # Presence shares the one gRPC port; it asks chat_service (AccessService) on that same port.

@@ -38,7 +38,7 @@ from chatmesh_common.limits import LIMITS, MAX_TYPING_TTL_S, Limits
 from chatmesh_common.ratelimit import RateLimiter
 from chatmesh_common.rpc import RpcError as PresenceError
 from chatmesh_common.rpc import check_id, invalid, timestamp
-from chatmesh_common.subjects import _token, user_subject
+from chatmesh_common.subjects import presence_subject, user_subject
 
 from .access import AccessClient, VisibilityCache
 from .backends.base import BackendUnavailable, PresenceBackend, Status, UserRecord
@@ -50,10 +50,6 @@ WATCH_QUEUE = 1024
 SWEEP_BATCH = 1000
 
 
-def presence_subject(user_id: str) -> str:
-    # The same subject tokens as chat_service's (chatmesh_common.subjects): injective, and no id
-    # can produce '.', '*', '>' or spaces in a subject.
-    return f"chatmesh.presence.{_token(user_id)}"
 
 
 def typing_event(

@@ -87,7 +87,7 @@ class PresenceServer:
 
 async def _build_bus(config: PresenceConfig) -> Bus:
     if config.bus == "nats":
-        from chatmesh_common.nats_bus import NatsBus
+        from chatmesh_common.bus.nats import NatsBus
 
         return await NatsBus.connect(config.nats)
     log.warning(

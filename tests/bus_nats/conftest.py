@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from servers.nats import NatsServer
 
-from chatmesh_common.nats_bus import NatsBus, NatsSettings
+from chatmesh_common.bus.nats import NatsBus, NatsSettings
 
 from .cluster import ChatProcess, GatewayProcess
 

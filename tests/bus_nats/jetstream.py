@@ -7,14 +7,15 @@ import contextlib
 
 import nats.errors
 
-from chatmesh_common.nats_bus import NatsBus
-from chatmesh_common.subjects import _token
+from chatmesh_common.bus.nats import NatsBus
+from chatmesh_common.subjects import conversation_filter
 
 
 async def stored_seqs(bus: NatsBus, conversation_id: str) -> list[int]:
     """The seqs of a conversation's log events in the stream, in stream order."""
-    subject = f"chatmesh.events.{_token(conversation_id)}.>"
-    sub = await bus.js.pull_subscribe(subject, stream=bus.settings.stream)
+    sub = await bus.js.pull_subscribe(
+        conversation_filter(conversation_id), stream=bus.settings.stream
+    )
     seqs: list[int] = []
     try:
         while True:

@@ -12,7 +12,7 @@ from chatmesh.events.v1 import events_pb2
 from gateway.client import GatewayClient
 from servers.nats import NatsServer
 
-from chatmesh_common.nats_bus import NatsBus
+from chatmesh_common.bus.nats import NatsBus
 
 from .cluster import Api, token
 from .conftest import Cluster

@@ -1,38 +1,29 @@
-"""The durable event stream: dedupe by message id, durable consumers, and the relay's promise
-that every acknowledged event reaches JetStream even when its writer dies before publishing."""
+"""The JetStream side of the durable event stream: stream and consumer set-up, and the relay's
+promise that every acknowledged event reaches JetStream even when its writer dies before
+publishing. Dedupe and durable consumers are in the Bus contract (tests/bus)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 
 import grpc
 import pytest
 
-from chat_service.fanout import durable_subject
+from chat_service.events import durable_subject
 from chat_service.store.base import NewMessage
 from chat_service.store.sqlite import SqliteChatStore
+from chatmesh_common.bus.nats import NatsBus
 from chatmesh_common.ids import new_id
-from chatmesh_common.nats_bus import NatsBus
+from chatmesh_common.subjects import NOTIFY_FILTERS
 
 from .cluster import Api
 from .conftest import Cluster
-from .jetstream import stored_seqs, wait_stored
+from .jetstream import wait_stored
 from .test_cluster import DIRECT, GROUP, Device
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
-
-
-async def test_a_repeated_message_id_is_stored_once(nats_bus: NatsBus) -> None:
-    """publish_durable twice with one Nats-Msg-Id: the stream keeps one copy."""
-    cid = f"dedupe-{uuid.uuid4().hex}"
-    subject = f"chatmesh.events.{cid}.created"
-    await nats_bus.publish_durable(subject, b"one", f"{cid}:1")
-    await nats_bus.publish_durable(subject, b"one again", f"{cid}:1")
-    await nats_bus.publish_durable(subject, b"two", f"{cid}:2")
-    assert await stored_seqs(nats_bus, cid) == [1, 2]
 
 
 async def test_ensure_stream_and_consumers_are_idempotent(nats_bus: NatsBus) -> None:
@@ -44,23 +35,14 @@ async def test_ensure_stream_and_consumers_are_idempotent(nats_bus: NatsBus) -> 
     assert info.config.durable_name == "search-test"
 
 
-async def test_a_durable_consumer_gets_events_published_before_it_reads(
-    nats_bus: NatsBus,
-) -> None:
-    """A consumer that comes later (push, search) still reads what was published."""
-    name = f"late-{uuid.uuid4().hex[:8]}"
+async def test_ensure_consumers_leaves_the_filters_a_service_set(nats_bus: NatsBus) -> None:
+    """A replica starting later does not reset a consumer its service narrowed to its kinds."""
+    name = f"notify-{uuid.uuid4().hex[:8]}"
+    consumer = await nats_bus.durable_consumer(name, NOTIFY_FILTERS, ack_wait_s=5)
+    await consumer.close()
     await nats_bus.ensure_consumers([name])
-    cid = f"late-{uuid.uuid4().hex}"
-    await nats_bus.publish_durable(f"chatmesh.events.{cid}.created", b"x", f"{cid}:1")
-    sub = await nats_bus.js.pull_subscribe_bind(name, stream=nats_bus.settings.stream)
-    found = False
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(5):
-            while not found:
-                for msg in await sub.fetch(1000, timeout=1):
-                    found = found or (msg.headers or {}).get("Nats-Msg-Id") == f"{cid}:1"
-                    await msg.ack()
-    assert found
+    info = await nats_bus.js.consumer_info(nats_bus.settings.stream, name)
+    assert (info.config.filter_subject, info.config.ack_wait) == (NOTIFY_FILTERS[0], 5)
 
 
 async def test_an_event_whose_writer_died_before_publishing_reaches_jetstream_and_devices(

@@ -17,7 +17,7 @@ from servers.nats import NatsServer
 from chat_service.config import ChatConfig
 from chat_service.server import start_chat_server
 from chatmesh_common.auth import auth_metadata
-from chatmesh_common.nats_config import NatsSettings
+from chatmesh_common.bus.nats_settings import NatsSettings
 from presence_service.config import PresenceConfig
 from presence_service.server import start_presence_server
 

@@ -1,16 +1,20 @@
 """The cluster bus: core NATS for live fanout, JetStream for the durable event log.
 
-`NatsBus` implements `chatmesh_common.bus.Bus` with nats-py:
+`NatsBus` implements `chatmesh_common.bus.base.Bus` with nats-py:
 
 * `publish` / `subscribe`: core NATS, at most once. nats-py calls an async callback per message
   (one task per subscription, in order); it calls the plain handler, which only queues.
 * `publish_durable`: a JetStream publish with `Nats-Msg-Id`, awaited until the stream acks it.
   The stream drops a repeated id within its duplicate window, so a publisher may retry freely.
+* `durable_consumer`: a durable pull consumer on the event stream (explicit ack, `ack_wait`),
+  created or updated with the given filters; a fetch is a pull request, an ack waits for the
+  server's confirmation (so an acked message is never redelivered, also across a restart).
 * The connection reconnects forever (with backoff and jitter) across every configured server;
   `on_reconnect` callbacks run after each reconnect so streams can catch up from the store.
 
-`ensure_stream` / `ensure_consumers` create or update the stream and the durable consumers of
-the services that read the log later (push, search); docs/events.md lists the settings.
+`ensure_stream` creates or updates the stream; `ensure_consumers` creates the durable consumers
+named in the settings that do not exist yet, so they hold every event from the start even before
+their service (push, search) first runs; docs/events.md lists the settings.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
@@ -35,12 +40,22 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from .bus import Handler, Subscription
-from .nats_config import EVENTS_SUBJECTS, NatsSettings
+from chatmesh_common.subjects import EVENTS_SUBJECTS
+
+from .base import (
+    DEFAULT_ACK_WAIT_S,
+    DurableConsumer,
+    Handler,
+    Subscription,
+    check_consumer_args,
+    check_fetch_args,
+)
+from .nats_settings import NatsSettings
+from .wildcards import check_consumer_name, check_durable_subject, check_filter, durable_filters
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EVENTS_SUBJECTS", "NatsBus", "NatsConnectError", "NatsSettings"]
+__all__ = ["NatsBus", "NatsConnectError", "NatsSettings"]
 
 
 class NatsConnectError(RuntimeError):
@@ -149,9 +164,10 @@ class NatsBus:
             except Exception:
                 log.exception("bus handler for %s failed", subject)
 
-        return _NatsSubscription(await self._nc.subscribe(subject, cb=deliver))
+        return _NatsSubscription(await self._nc.subscribe(check_filter(subject), cb=deliver))
 
     async def publish_durable(self, subject: str, payload: bytes, msg_id: str) -> None:
+        check_durable_subject(subject)
         await self.js.publish(
             subject,
             payload,
@@ -159,6 +175,18 @@ class NatsBus:
             stream=self.settings.stream,
             headers={"Nats-Msg-Id": msg_id},
         )
+
+    async def durable_consumer(
+        self,
+        name: str,
+        filter_subjects: str | Sequence[str],
+        ack_wait_s: float = DEFAULT_ACK_WAIT_S,
+    ) -> DurableConsumer:
+        check_consumer_name(name)
+        check_consumer_args(ack_wait_s)
+        await self._add_consumer(name, durable_filters(filter_subjects), ack_wait_s)
+        sub = await self.js.pull_subscribe_bind(name, stream=self.settings.stream)
+        return _JetStreamConsumer(name, sub)
 
     def on_reconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._reconnect_callbacks.append(callback)
@@ -208,17 +236,73 @@ class NatsBus:
             await self.js.update_stream(config)
 
     async def ensure_consumers(self, names: Sequence[str] | None = None) -> None:
-        """Creates the durable pull consumers (idempotent: same config, same consumer)."""
+        """Creates the named durable consumers that do not exist yet, reading every event.
+
+        An existing one is left as it is: its service set its filters (`durable_consumer`).
+        """
         s = self.settings
         for name in s.consumers if names is None else names:
-            await self.js.add_consumer(
-                s.stream,
-                ConsumerConfig(
-                    durable_name=name,
-                    deliver_policy=DeliverPolicy.ALL,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=s.consumer_ack_wait_s,
-                    max_ack_pending=s.consumer_max_ack_pending,
-                    filter_subject=EVENTS_SUBJECTS,
-                ),
-            )
+            try:
+                await self.js.consumer_info(s.stream, name)
+            except NotFoundError:
+                await self._add_consumer(name, (EVENTS_SUBJECTS,), s.consumer_ack_wait_s)
+
+    async def _add_consumer(self, name: str, filters: Sequence[str], ack_wait_s: float) -> None:
+        """Creates the durable pull consumer, or updates its filters and ack wait."""
+        await self.js.add_consumer(
+            self.settings.stream,
+            ConsumerConfig(
+                name=name,
+                durable_name=name,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=ack_wait_s,
+                max_ack_pending=self.settings.consumer_max_ack_pending,
+                filter_subject=filters[0] if len(filters) == 1 else None,
+                filter_subjects=list(filters) if len(filters) > 1 else None,
+            ),
+        )
+
+
+class _JetStreamMessage:
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+        self.subject: str = msg.subject
+        self.data: bytes = msg.data
+        self.msg_id: str = (msg.headers or {}).get("Nats-Msg-Id", "")
+        self.delivery_count: int = msg.metadata.num_delivered or 1
+        self._settled = False
+
+    async def ack(self) -> None:
+        if not self._settled:
+            # Confirmed by the server: once this returns, no restart brings the message back.
+            await self._msg.ack_sync()
+            self._settled = True
+
+    async def nak(self, delay_s: float = 0.0) -> None:
+        if not self._settled:
+            await self._msg.nak(delay=delay_s if delay_s > 0 else None)
+            self._settled = True
+
+
+class _JetStreamConsumer:
+    def __init__(self, name: str, sub: JetStreamContext.PullSubscription) -> None:
+        self._name = name
+        self._sub = sub
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def fetch(self, batch: int = 100, timeout_s: float = 1.0) -> list[_JetStreamMessage]:
+        check_fetch_args(batch, timeout_s)
+        try:
+            msgs = await self._sub.fetch(batch, timeout=timeout_s)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+        return [_JetStreamMessage(msg) for msg in msgs]
+
+    async def close(self) -> None:
+        # The consumer lives on in the stream; this only drops the pull subscription.
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()

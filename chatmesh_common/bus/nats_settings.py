@@ -1,7 +1,7 @@
 """Settings of a NATS connection and of the JetStream event stream, free of the nats package.
 
-Kept apart from `nats_bus` so that configuration can be read (and refused) without nats-py
-installed; only a process that uses the NATS bus imports the client.
+Kept apart from `chatmesh_common.bus.nats` so that configuration can be read (and refused)
+without nats-py installed; only a process that uses the NATS bus imports the client.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from chatmesh_common.settings import ConfigError, env_float, env_int, env_list
-
-EVENTS_SUBJECTS = "chatmesh.events.>"
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,8 @@ class NatsSettings:
     stream_max_msgs: int = -1
     # Repeats of one Nats-Msg-Id within this window are dropped by the stream.
     duplicate_window_s: float = 120.0
-    # Durable pull consumers created at start-up (e.g. "notify", "search").
+    # Durable pull consumers created at start-up if missing (e.g. "notify", "search"), so they
+    # hold every event before their service first runs; the service sets their filters.
     consumers: tuple[str, ...] = ()
     consumer_ack_wait_s: float = 30.0
     consumer_max_ack_pending: int = 10_000

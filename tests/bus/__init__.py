@@ -1,0 +1,1 @@
+"""The Bus contract, run against the in-process bus (memory and file log) and NATS."""
