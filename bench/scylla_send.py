@@ -420,7 +420,7 @@ async def _stages(
 def _migrate(env: dict[str, str]) -> float:
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "chatmesh_common.cli", "migrate"],
+        [sys.executable, "-m", "chatmesh_launcher", "migrate"],
         env=env,
         cwd=REPO,
         check=True,
