@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests need (servers started by tests/servers/*.py).
 SYSTEM_DEPS := redis-server
 # Only the dirs that exist: mypy errors out on missing paths.
-TYPED_DIRS := $(wildcard chatmesh_common chat_service gateway_ws presence_service \
+TYPED_DIRS := $(wildcard chatmesh_common chatmesh_launcher chat_service gateway_ws presence_service \
                          notify_service media_service tests bench)
 # Extra pytest flags, e.g. `make pytest PYTEST_ARGS='-k nats -x'`.
 PYTEST_ARGS ?=

@@ -50,12 +50,14 @@ def render_markdown() -> str:
     out = [
         "# Settings",
         "",
-        f"Generated from the settings' declarations by `{REGENERATE}`; do not edit by hand.",
-        "Every setting is an environment variable; a blank value counts as unset. A malformed or",
-        "out-of-range value stops the process with one line naming the variable (exit status 2).",
-        "`chatmesh config` lists the same settings with the values the environment gives them.",
-        "The NATS (`CHATMESH_NATS_*`, docs/events.md) and ScyllaDB (`CHATMESH_SCYLLA_*`,",
-        "docs/storage.md) connection settings are documented with their backends.",
+        f"Generated from the settings' declarations by `{REGENERATE}`; do not edit it",
+        "by hand. Every setting is an environment variable; a blank value counts as unset. A",
+        "malformed or out-of-range value stops the process with one line naming the variable",
+        "(exit status 2). `chatmesh config` lists the same settings with the values the",
+        "environment gives them. The NATS (`CHATMESH_NATS_*`, docs/events.md) and ScyllaDB",
+        "(`CHATMESH_SCYLLA_*`, docs/storage.md) connection settings are documented with their",
+        "backends. `CHATMESH_MODE=cluster` makes chat_service and presence_service refuse the",
+        "embedded backends; `chatmesh dev` always runs them (and so refuses cluster mode).",
         "",
     ]
     for title, readers, config in SECTIONS:
