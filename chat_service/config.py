@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chatmesh_common.nats_config import NatsSettings, nats_settings_from_env
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import (
+    bus_setting,
     drain_setting,
     environ,
     grace_setting,
@@ -62,12 +63,7 @@ class ChatConfig:
     token_leeway_s: float = leeway_setting()
     shutdown_grace_s: float = grace_setting()
     drain_s: float = drain_setting()
-    bus: str = setting(
-        "CHATMESH_BUS",
-        "inprocess",
-        "inprocess (one process) or nats (every replica on one NATS)",
-        choices=("inprocess", "nats"),
-    )
+    bus: str = bus_setting()
     # Set when bus == "nats" (its CHATMESH_NATS_* settings: docs/events.md).
     nats: NatsSettings = field(default_factory=NatsSettings)
     fanout_read_threshold: int = setting(
@@ -115,13 +111,13 @@ class ChatConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ChatConfig:
         source = environ(env)
-        store = source.get("CHATMESH_STORE", "").strip()
-        scylla = None
-        if store == "scylla":
+        config = read_env(cls, source)
+        # The backends' own settings are read only for the backend chosen.
+        if config.store == "scylla":
             try:
-                scylla = ScyllaSettings.from_env(dict(source))
+                config = replace(config, scylla=ScyllaSettings.from_env(dict(source)))
             except ScyllaSettingsError as exc:
                 raise ConfigError(str(exc)) from exc
-        bus = source.get("CHATMESH_BUS", "").strip()
-        nats = nats_settings_from_env(source) if bus == "nats" else NatsSettings()
-        return read_env(cls, source, scylla=scylla, nats=nats)
+        if config.bus == "nats":
+            config = replace(config, nats=nats_settings_from_env(source))
+        return config

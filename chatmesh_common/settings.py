@@ -233,6 +233,15 @@ def mode_setting() -> Any:
     )
 
 
+def bus_setting() -> Any:
+    return setting(
+        "CHATMESH_BUS",
+        "inprocess",
+        "inprocess (one process) or nats (every replica on one NATS)",
+        choices=("inprocess", "nats"),
+    )
+
+
 def jwt_secret_setting() -> Any:
     return setting(
         "CHATMESH_JWT_SECRET",
@@ -275,26 +284,3 @@ def refuse_embedded(mode: str, what: str, instead: str) -> None:
     """In cluster mode an embedded backend is a configuration error, not a silent default."""
     if mode == "cluster":
         raise ConfigError(f"CHATMESH_MODE=cluster refuses {what}; {instead}")
-
-
-# Readers for settings not yet declared with `setting` (the NATS and Scylla groups).
-
-
-def env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    return default if not raw else int(_parse(int, raw, name))
-
-
-def env_float(
-    env: Mapping[str, str], name: str, default: float, minimum: float | None = None
-) -> float:
-    raw = env.get(name, "").strip()
-    value = default if not raw else float(_parse(float, raw, name))
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
-
-
-def env_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """A comma-separated list, blanks dropped."""
-    return tuple(_parse(tuple[str, ...], env.get(name, ""), name))

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chat_service.config import ChatConfig
+from chatmesh_common.nats_config import NatsSettings
 from chatmesh_common.runner import RunnerConfig
 from chatmesh_common.settings import describe
 from gateway_ws.config import GatewayConfig
@@ -23,6 +24,7 @@ SECTIONS: tuple[tuple[str, str, type[Any]], ...] = (
     ("chat_service", "`chatmesh serve chat`, `python -m chat_service`", ChatConfig),
     ("presence_service", "`chatmesh serve presence`, `python -m presence_service`", PresenceConfig),
     ("gateway_ws", "`chatmesh serve gateway`, `python -m gateway_ws`", GatewayConfig),
+    ("NATS bus", "chat_service and presence_service with `CHATMESH_BUS=nats`", NatsSettings),
     ("chatmesh dev", "`chatmesh dev`, on top of the services' settings", DevConfig),
 )
 
@@ -54,10 +56,10 @@ def render_markdown() -> str:
         "by hand. Every setting is an environment variable; a blank value counts as unset. A",
         "malformed or out-of-range value stops the process with one line naming the variable",
         "(exit status 2). `chatmesh config` lists the same settings with the values the",
-        "environment gives them. The NATS (`CHATMESH_NATS_*`, docs/events.md) and ScyllaDB",
-        "(`CHATMESH_SCYLLA_*`, docs/storage.md) connection settings are documented with their",
-        "backends. `CHATMESH_MODE=cluster` makes chat_service and presence_service refuse the",
-        "embedded backends; `chatmesh dev` always runs them (and so refuses cluster mode).",
+        "environment gives them. The ScyllaDB settings (`CHATMESH_SCYLLA_*`) are in",
+        "docs/storage.md. `CHATMESH_MODE=cluster` makes chat_service and presence_service",
+        "refuse the embedded backends; `chatmesh dev` always runs them (and so refuses cluster",
+        "mode).",
         "",
     ]
     for title, readers, config in SECTIONS:

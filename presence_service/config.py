@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chatmesh_common.nats_config import NatsSettings, nats_settings_from_env
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import (
+    bus_setting,
     drain_setting,
     environ,
     grace_setting,
@@ -42,12 +43,7 @@ class PresenceConfig:
     )
     # The bus chat_service uses: presence changes cross replicas on it, and typing reaches the
     # members' event streams through it. "inprocess" only works inside `chatmesh dev`.
-    bus: str = setting(
-        "CHATMESH_BUS",
-        "inprocess",
-        "inprocess (one process) or nats (every replica on one NATS)",
-        choices=("inprocess", "nats"),
-    )
+    bus: str = bus_setting()
     nats: NatsSettings = field(default_factory=NatsSettings)
     chat_target: str = setting(
         "CHATMESH_CHAT_TARGET", "127.0.0.1:50051", "where AccessService (chat_service) answers"
@@ -112,6 +108,7 @@ class PresenceConfig:
             and source.get("CHATMESH_REDIS_URL", "").strip()
         ):
             source["CHATMESH_PRESENCE_BACKEND"] = "redis"
-        bus = source.get("CHATMESH_BUS", "").strip()
-        nats = nats_settings_from_env(source) if bus == "nats" else NatsSettings()
-        return read_env(cls, source, nats=nats)
+        config = read_env(cls, source)
+        if config.bus == "nats":
+            config = replace(config, nats=nats_settings_from_env(source))
+        return config

@@ -181,3 +181,27 @@ def test_dev_refuses_cluster_mode(tmp_path: Path) -> None:
             SystemClock(),
             {**SECRET, "CHATMESH_MODE": "cluster"},
         )
+
+
+def test_nats_settings_are_declared_settings_too() -> None:
+    """The CHATMESH_NATS_* group reads and checks like every other (URLs required with nats)."""
+    nats = {**SECRET, "CHATMESH_BUS": "nats"}
+    with pytest.raises(ConfigError, match="CHATMESH_NATS_URLS is required"):
+        ChatConfig.from_env(nats)
+    config = ChatConfig.from_env(
+        {
+            **nats,
+            "CHATMESH_NATS_URLS": "nats://a:4222, nats://b:4222",
+            "CHATMESH_NATS_STREAM_REPLICAS": "3",
+        }
+    )
+    assert config.nats.urls == ("nats://a:4222", "nats://b:4222")
+    assert config.nats.stream_replicas == 3
+    with pytest.raises(ConfigError, match="CHATMESH_NATS_STREAM_REPLICAS"):
+        PresenceConfig.from_env(
+            {**nats, "CHATMESH_NATS_URLS": "nats://a:4222", "CHATMESH_NATS_STREAM_REPLICAS": "6"}
+        )
+    with pytest.raises(ConfigError, match="CHATMESH_NATS_USER needs CHATMESH_NATS_PASSWORD"):
+        ChatConfig.from_env(
+            {**nats, "CHATMESH_NATS_URLS": "nats://a:4222", "CHATMESH_NATS_USER": "u"}
+        )
