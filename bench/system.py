@@ -27,7 +27,10 @@ from chatmesh_common.auth import auth_metadata, issue_token
 
 # The launcher of chatmesh processes is shared with the tests, which import it as `servers`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from servers.services import DevProcess
+from servers.ports import free_port
+from servers.services import ChatServiceProcess, DevProcess, GatewayProcess, ServiceProcess
+
+__all__ = ["ChatServiceProcess", "GatewayProcess", "ServiceProcess", "free_port"]
 
 SECRET = "bench-secret-of-at-least-thirty-two-bytes!"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
