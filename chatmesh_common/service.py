@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from chatmesh_common.grpc_server import GrpcServer, Registration, start_grpc_server
@@ -46,6 +46,28 @@ class Service(Protocol):
     async def stop(self) -> None:
         """Health NOT_SERVING, the drain window, then in-flight work finishes; idempotent."""
         ...
+
+
+class Shutdown:
+    """Runs a service's shutdown once, however many callers ask (a signal during a test's
+    stop, say); each caller returns when that one run has ended."""
+
+    def __init__(self, run: Callable[[], Awaitable[None]]) -> None:
+        self._run = run
+        self._task: asyncio.Future[None] | None = None
+
+    async def __call__(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+        # Shielded: a caller cancelled while waiting does not cancel the shutdown itself.
+        await asyncio.shield(self._task)
+
+
+async def drain(name: str, seconds: float) -> None:
+    """The drain window: health already says NOT_SERVING; calls that still arrive are served."""
+    if seconds > 0:
+        log.info("%s draining for %.1f s", name, seconds)
+        await asyncio.sleep(seconds)
 
 
 class Component(Protocol):
@@ -97,7 +119,7 @@ class GrpcService:
         self._server: GrpcServer | None = None
         self._opened: list[Component] = []
         self.registrations: list[Registration] = []
-        self._stopping: asyncio.Task[None] | None = None
+        self.stop = Shutdown(self._shutdown)
 
     @property
     def name(self) -> str:
@@ -126,12 +148,6 @@ class GrpcService:
             raise
         self._health = Health.SERVING
 
-    async def stop(self) -> None:
-        # Two stops (a signal during a test's stop, say) share one shutdown.
-        if self._stopping is None:
-            self._stopping = asyncio.ensure_future(self._shutdown())
-        await asyncio.shield(self._stopping)
-
     async def _shutdown(self) -> None:
         if self._server is None:
             await self._close_opened()
@@ -139,9 +155,7 @@ class GrpcService:
             return
         self._health = Health.NOT_SERVING
         await self._server.set_not_serving()
-        if self._drain_s > 0:
-            log.info("%s draining for %.1f s", self._name, self._drain_s)
-            await asyncio.sleep(self._drain_s)
+        await drain(self._name, self._drain_s)
         for component in self._opened:
             await component.before_stop()
         await self._server.stop(self._grace_s)

@@ -39,7 +39,7 @@ from websockets.typing import Subprotocol
 from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.clock import Clock, SystemClock
 from chatmesh_common.runner import Process
-from chatmesh_common.service import Health
+from chatmesh_common.service import Health, Shutdown, drain
 from gateway_ws import frames
 from gateway_ws.config import GatewayConfig
 from gateway_ws.presence import PresenceMethods, heartbeat_loop
@@ -245,6 +245,7 @@ class GatewayService:
         self._clock = clock
         self._gateway: Gateway | None = None
         self._health = Health.STARTING
+        self.stop = Shutdown(self._shutdown)
 
     @property
     def health(self) -> Health:
@@ -267,18 +268,14 @@ class GatewayService:
         self._gateway = await start_gateway(self.config, self._chat_channel, clock=self._clock)
         self._health = Health.SERVING
 
-    async def stop(self) -> None:
+    async def _shutdown(self) -> None:
         gateway = self._gateway
-        if gateway is None or self._health is Health.STOPPED:
-            self._health = Health.STOPPED
-            return
-        if not gateway.draining and self.config.drain_s > 0:
-            self._health = Health.NOT_SERVING
-            gateway.draining = True
-            log.info("gateway draining for %.1f s", self.config.drain_s)
-            await asyncio.sleep(self.config.drain_s)
         self._health = Health.NOT_SERVING
-        await gateway.stop()
+        if gateway is not None:
+            # /healthz answers 503 for the window: load balancers stop sending new sockets.
+            gateway.draining = True
+            await drain(self.name, self.config.drain_s)
+            await gateway.stop()
         self._health = Health.STOPPED
 
 
