@@ -150,6 +150,11 @@ class DevSystem:
 def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None = None) -> Process:
     """The dev composition from the command line and the environment, for the runner."""
     source = dict(os.environ if env is None else env)
+    if read_one(ChatConfig, "mode", source) == "cluster":
+        raise ConfigError(
+            "chatmesh dev runs the embedded backends, which CHATMESH_MODE=cluster refuses;"
+            " unset it, or run each service with `chatmesh serve`"
+        )
     dev = read_env(DevConfig, source)
     data_dir = Path(options.data_dir or read_one(ChatConfig, "data_dir", source))
     grpc_bind = options.grpc or read_one(ChatConfig, "grpc_bind", source)
