@@ -100,14 +100,17 @@ async def _serve(name: str, setup: Callable[[Clock], Process]) -> int:
         await process.service.start()
     except ConfigError as exc:
         return _config_error(name, exc)
-    metrics_port = 0
-    if process.metrics_port >= 0:
-        metrics_port = serve_metrics(process.metrics_host, process.metrics_port)
-    if process.banner is not None:
-        print(process.banner(metrics_port), flush=True)
-    await stop.wait()
-    log.info("%s shutting down", name)
-    await process.service.stop()
+    try:
+        metrics_port = 0
+        if process.metrics_port >= 0:
+            metrics_port = serve_metrics(process.metrics_host, process.metrics_port)
+        if process.banner is not None:
+            print(process.banner(metrics_port), flush=True)
+        await stop.wait()
+        log.info("%s shutting down", name)
+    finally:
+        # Also when the metrics port is taken: the service's own shutdown still runs.
+        await process.service.stop()
     return 0
 
 
