@@ -21,8 +21,9 @@ from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 
 from chat_service.config import ChatConfig
-from chat_service.server import start_chat_server
+from chat_service.server import build_chat_service
 from chatmesh_common.auth import auth_metadata, issue_token
+from chatmesh_common.clock import SystemClock
 
 SECRET = "bench-secret"
 
@@ -34,9 +35,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def run(senders: int, seconds: float, conversations: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as data_dir:
-        server = await start_chat_server(
-            ChatConfig(jwt_secret=SECRET, data_dir=data_dir, grpc_bind="127.0.0.1:0")
+        server = build_chat_service(
+            ChatConfig(jwt_secret=SECRET, data_dir=data_dir, grpc_bind="127.0.0.1:0", drain_s=0),
+            clock=SystemClock(),
         )
+        await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         stub = chat_service_pb2_grpc.ChatServiceStub(channel)
         users = [f"user{i}" for i in range(senders)]

@@ -2,11 +2,12 @@
 
     python -m bench.nats_delivery [--rate 50] [--seconds 10] [--nats-url nats://...]
 
-Starts nats-server -js (unless --nats-url is given), two `python -m chat_service` processes on
-one SQLite file with CHATMESH_BUS=nats, and two `python -m gateway_ws` processes (g1 in front of
-replica a, g2 in front of replica b). alice on g1 sends to a direct conversation with bob on g2
-at a steady rate; the latency of a message is the time from writing the send frame on alice's
-socket to its event arriving on bob's socket (one clock: both sockets live in this process).
+Starts nats-server -js (unless --nats-url is given), two `chatmesh serve chat` processes on one
+SQLite file with CHATMESH_BUS=nats, and two `chatmesh serve gateway` processes (g1 in front of
+replica a, g2 in front of replica b), through the tests' process launcher. alice on g1 sends to
+a direct conversation with bob on g2 at a steady rate; the latency of a message is the time from
+writing the send frame on alice's socket to its event arriving on bob's socket (one clock: both
+sockets live in this process).
 Prints p50, p90, p99 and max in milliseconds.
 """
 
@@ -19,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -32,16 +32,10 @@ from chatmesh.chat.v1 import chat_service_pb2_grpc
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from bench.system import ChatServiceProcess, GatewayProcess, ServiceProcess, free_port
 from chatmesh_common.auth import auth_metadata, issue_token
 
 SECRET = "bench-secret-of-at-least-thirty-two-bytes"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -85,7 +79,9 @@ async def _socket(url: str, user: str) -> ClientConnection:
 
 
 async def run(rate: float, seconds: float, nats_url: str | None) -> dict[str, float]:
-    processes: list[asyncio.subprocess.Process] = []
+    nats: asyncio.subprocess.Process | None = None
+    services: list[ServiceProcess] = []
+    chats: list[ChatServiceProcess] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         try:
@@ -93,58 +89,55 @@ async def run(rate: float, seconds: float, nats_url: str | None) -> dict[str, fl
                 binary = shutil.which("nats-server") or str(
                     Path(sys.executable).parent / "nats-server"
                 )
-                nats_port = _free_port()
-                processes.append(
-                    await _spawn(
-                        [binary, "-js", "-a", "127.0.0.1", "-p", str(nats_port), "-sd", tmp],
-                        {},
-                        work / "nats.log",
-                    )
+                nats_port = free_port()
+                nats = await _spawn(
+                    [binary, "-js", "-a", "127.0.0.1", "-p", str(nats_port), "-sd", tmp],
+                    {},
+                    work / "nats.log",
                 )
                 await _wait_port(nats_port)
                 nats_url = f"nats://127.0.0.1:{nats_port}"
-            chat_ports = [_free_port(), _free_port()]
-            for port in chat_ports:
-                processes.append(
-                    await _spawn(
-                        [sys.executable, "-m", "chat_service"],
-                        {
-                            "CHATMESH_JWT_SECRET": SECRET,
-                            "CHATMESH_DATA_DIR": str(work / "chat"),
-                            "CHATMESH_GRPC_BIND": f"127.0.0.1:{port}",
-                            "CHATMESH_METRICS_PORT": "-1",
-                            "CHATMESH_BUS": "nats",
-                            "CHATMESH_NATS_URLS": nats_url,
-                        },
-                        work / f"chat-{port}.log",
-                    )
+            chats = [
+                ChatServiceProcess(
+                    {
+                        "CHATMESH_JWT_SECRET": SECRET,
+                        "CHATMESH_DATA_DIR": str(work / "chat"),
+                        "CHATMESH_BUS": "nats",
+                        "CHATMESH_NATS_URLS": nats_url,
+                    },
+                    work / f"chat-{name}.log",
                 )
-                await _wait_port(port)
-            ws_ports = [_free_port(), _free_port()]
-            for ws_port, chat_port in zip(ws_ports, chat_ports, strict=True):
-                processes.append(
-                    await _spawn(
-                        [sys.executable, "-m", "gateway_ws"],
-                        {
-                            "CHATMESH_JWT_SECRET": SECRET,
-                            "CHATMESH_WS_PORT": str(ws_port),
-                            "CHATMESH_CHAT_TARGET": f"127.0.0.1:{chat_port}",
-                            "CHATMESH_WS_METRICS_PORT": "-1",
-                            "CHATMESH_WS_SEND_RATE_PER_S": "100000",
-                            "CHATMESH_WS_SEND_BURST": "100000",
-                        },
-                        work / f"gateway-{ws_port}.log",
-                    )
+                for name in ("a", "b")
+            ]
+            gateways = [
+                GatewayProcess(
+                    {
+                        "CHATMESH_JWT_SECRET": SECRET,
+                        "CHATMESH_CHAT_TARGET": chat.target,
+                        "CHATMESH_WS_SEND_RATE_PER_S": "100000",
+                        "CHATMESH_WS_SEND_BURST": "100000",
+                    },
+                    work / f"gateway-{name}.log",
                 )
-                await _wait_port(ws_port)
-            return await _measure(rate, seconds, chat_ports[0], ws_ports)
+                for name, chat in zip(("g1", "g2"), chats, strict=True)
+            ]
+            for service in (*chats, *gateways):
+                services.append(service)
+                await service.start()
+            return await _measure(
+                rate, seconds, chats[0].port, [gateway.port for gateway in gateways]
+            )
         finally:
-            for process in reversed(processes):
+            for service in reversed(services):
+                await service.stop()
+            for chat in chats:
+                await chat.channel.close(None)
+            if nats is not None:
                 with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
+                    nats.send_signal(signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(10):
-                        await process.wait()
+                        await nats.wait()
 
 
 async def _measure(

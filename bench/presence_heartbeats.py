@@ -35,9 +35,10 @@ from chatmesh.presence.v1 import presence_service_pb2 as ppb
 from chatmesh.presence.v1 import presence_service_pb2_grpc
 
 from chatmesh_common.auth import auth_metadata, issue_token
+from chatmesh_common.clock import SystemClock
 from presence_service.backends.redis import RedisPresenceBackend
 from presence_service.config import PresenceConfig
-from presence_service.server import start_presence_server
+from presence_service.server import build_presence_service
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 TTL_S = 30.0
@@ -148,8 +149,10 @@ async def run(url: str, users: int, concurrency: int, seconds: float) -> dict[st
         redis_prefix=prefix,
         ttl_s=TTL_S,
         shutdown_grace_s=0.5,
+        drain_s=0,
     )
-    server = await start_presence_server(config)
+    server = build_presence_service(config, clock=SystemClock())
+    await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     stub: Any = presence_service_pb2_grpc.PresenceServiceStub(channel)
     metadata = [auth_metadata(issue_token(SECRET, name, "d")) for name in names]

@@ -105,6 +105,8 @@ def _env(points: list[str], port: int, dc: str, keyspace: str, data_dir: str) ->
         "CHATMESH_JWT_SECRET": SECRET,
         "CHATMESH_DATA_DIR": data_dir,
         "CHATMESH_METRICS_PORT": "-1",
+        # A bench replica has no load balancer to drain: stop at once.
+        "CHATMESH_DRAIN_S": "0",
         "CHATMESH_LOG_LEVEL": "WARNING",
         "PYTHONPATH": os.pathsep.join(
             p for p in (str(REPO), str(REPO / "gen"), os.environ.get("PYTHONPATH", "")) if p
@@ -421,7 +423,7 @@ async def _stages(
 def _migrate(env: dict[str, str]) -> float:
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "chatmesh_common.cli", "migrate"],
+        [sys.executable, "-m", "chatmesh_launcher", "migrate"],
         env=env,
         cwd=REPO,
         check=True,

@@ -1,8 +1,9 @@
 """The system under test: `chatmesh dev` in its own process, and what the bench reads from it.
 
-`DevServer` starts `python -m chatmesh_common.cli dev` on free ports with a temporary data dir,
-waits for gRPC health, and exposes the process's resident memory and CPU time (from /proc), so a
-scenario can report memory per connection and the CPU split between server and load generator.
+`DevServer` starts `chatmesh dev` through the tests' process launcher (tests/servers/services.py)
+on free ports with a temporary data dir, waits for gRPC health, and exposes the process's resident
+memory and CPU time (from /proc), so a scenario can report memory per connection and the CPU split
+between server and load generator.
 `Admin` sets a scenario up (conversations, memberships) through the real gRPC API.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,19 +22,18 @@ from types import TracebackType
 import grpc
 from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chatmesh_common.auth import auth_metadata, issue_token
 
+# The launcher of chatmesh processes is shared with the tests, which import it as `servers`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from servers.ports import free_port
+from servers.services import ChatServiceProcess, DevProcess, GatewayProcess, ServiceProcess
+
+__all__ = ["ChatServiceProcess", "GatewayProcess", "ServiceProcess", "free_port"]
+
 SECRET = "bench-secret-of-at-least-thirty-two-bytes!"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def raise_nofile(wanted: int) -> int:
@@ -66,31 +65,12 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
-class DevServer:
-    """`chatmesh dev` as a subprocess on free ports; a context manager."""
+class DevServer(DevProcess):
+    """`chatmesh dev` (the tests' launcher) on free ports, sampled from /proc; a context manager."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.grpc_port = free_port()
-        self.ws_port = free_port()
-        self.metrics_port = free_port()
-        self.log_path = data_dir.parent / "chatmesh-dev.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(data_dir, SECRET, log_path=data_dir.parent / "chatmesh-dev.log")
         self._profiler: subprocess.Popen[bytes] | None = None
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.ws_port}/v1/ws"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise RuntimeError("not started")
-        return self.process.pid
 
     def __enter__(self) -> DevServer:
         self.start()
@@ -103,38 +83,6 @@ class DevServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        env = {**os.environ, "CHATMESH_JWT_SECRET": SECRET, "CHATMESH_LOG_LEVEL": "WARNING"}
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable, "-m", "chatmesh_common.cli", "dev",
-                    "--data-dir", str(self.data_dir),
-                    "--grpc", self.grpc_target,
-                    "--ws", f"127.0.0.1:{self.ws_port}",
-                    "--metrics", f"127.0.0.1:{self.metrics_port}",
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.grpc_target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"chatmesh dev exited: {self.log_path.read_text()[-2000:]}")
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"chatmesh dev not serving: {self.log_path.read_text()}")
-                time.sleep(0.05)
 
     def start_profile(self, output: Path, fmt: str = "raw", rate_hz: int = 200) -> None:
         """Samples the server with py-spy until stop_profile() (needs ptrace rights).
@@ -165,16 +113,9 @@ class DevServer:
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.pid)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 20.0) -> None:
         self.stop_profile()
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        super().stop(grace_s)
 
 
 class Admin:

@@ -1,6 +1,10 @@
-"""`python -m chat_service`: one chat_service process, configured from the environment."""
+"""`python -m chat_service`: one chat_service process (`chatmesh serve chat`)."""
 
-from chatmesh_common.cli import main
+import sys
+
+from chatmesh_common.runner import run_service
+
+from .server import service_process
 
 if __name__ == "__main__":
-    main(["serve", "chat"])
+    sys.exit(run_service("chat_service", service_process))

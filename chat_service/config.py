@@ -1,102 +1,138 @@
-"""chat_service settings, read once from the environment."""
+"""chat_service settings: each declared once (chatmesh_common.settings), read once from the env."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
-from chatmesh_common.bus.nats_settings import NatsSettings, bus_from_env, nats_settings_from_env
+from chatmesh_common.bus.nats_settings import NatsSettings, nats_settings_from_env
 from chatmesh_common.limits import LIMITS
 from chatmesh_common.settings import ConfigError as ConfigError
-from chatmesh_common.settings import env_float, env_int
+from chatmesh_common.settings import (
+    bus_setting,
+    drain_setting,
+    environ,
+    grace_setting,
+    jwt_secret_setting,
+    leeway_setting,
+    mode_setting,
+    read_env,
+    refuse_embedded,
+    service_secret_setting,
+    setting,
+    validate,
+)
 
 from .store.scylla import ScyllaSettings, ScyllaSettingsError
 
 
 @dataclass(frozen=True)
 class ChatConfig:
-    jwt_secret: str
+    jwt_secret: str = jwt_secret_setting()
     # Verifies service tokens (AccessService); empty: no service token is accepted.
-    service_secret: str = ""
-    data_dir: str = "./chatmesh-data"
-    grpc_bind: str = "127.0.0.1:50051"
-    store: str = "sqlite"
-    # Set when store == "scylla".
+    service_secret: str = service_secret_setting(required=False)
+    mode: str = mode_setting()
+    data_dir: str = setting(
+        "CHATMESH_DATA_DIR", "./chatmesh-data", "where the SQLite store keeps its files"
+    )
+    grpc_bind: str = setting(
+        "CHATMESH_GRPC_BIND", "127.0.0.1:50051", "host:port of the gRPC server (port 0: any free)"
+    )
+    store: str = setting(
+        "CHATMESH_STORE", "sqlite", "the message store", choices=("sqlite", "scylla")
+    )
+    # Set when store == "scylla" (its CHATMESH_SCYLLA_* settings: docs/storage.md).
     scylla: ScyllaSettings | None = None
-    metrics_host: str = "127.0.0.1"
-    # -1 disables the metrics endpoint (tests, or when the dev runner serves one for all).
-    metrics_port: int = -1
-    max_body_bytes: int = LIMITS.max_body_bytes
-    max_group_members: int = LIMITS.max_group_members
-    default_page: int = LIMITS.default_page
-    max_page: int = LIMITS.max_page
-    shutdown_grace_s: float = 5.0
-    # "inprocess" (one process, the default) or "nats" (a cluster; `nats` says how).
-    bus: str = "inprocess"
+    metrics_host: str = setting(
+        "CHATMESH_METRICS_HOST", "127.0.0.1", "host of the Prometheus endpoint"
+    )
+    metrics_port: int = setting(
+        "CHATMESH_METRICS_PORT", 9101, "port of the Prometheus endpoint (-1: none)", minimum=-1
+    )
+    max_body_bytes: int = setting(
+        "CHATMESH_MAX_BODY_BYTES",
+        LIMITS.max_body_bytes,
+        "largest message body, bytes of UTF-8",
+        minimum=1,
+    )
+    max_group_members: int = setting(
+        "CHATMESH_MAX_GROUP_MEMBERS",
+        LIMITS.max_group_members,
+        "members of a group, owner included",
+        minimum=2,
+    )
+    default_page: int = setting(
+        "CHATMESH_HISTORY_PAGE_DEFAULT",
+        LIMITS.default_page,
+        "messages in a history page asked for with no limit",
+        minimum=1,
+    )
+    max_page: int = setting(
+        "CHATMESH_HISTORY_PAGE_MAX",
+        LIMITS.max_page,
+        "most messages a history page may ask for",
+        minimum=1,
+    )
+    token_leeway_s: float = leeway_setting()
+    shutdown_grace_s: float = grace_setting()
+    drain_s: float = drain_setting()
+    bus: str = bus_setting()
+    # Set when bus == "nats" (its CHATMESH_NATS_* settings: docs/events.md).
     nats: NatsSettings = field(default_factory=NatsSettings)
-    # Conversations with more members than this fan out on read (one publish per conversation).
-    fanout_read_threshold: int = 500
-    # How often the relay re-publishes events still pending in the outbox.
-    relay_sweep_s: float = 2.0
-    # Retention per conversation kind, in days; 0 keeps messages forever (the default).
-    retention_direct_days: int = 0
-    retention_group_days: int = 0
-    retention_channel_days: int = 0
-    # How often the retention sweeper runs (only when some kind has a retention).
-    retention_sweep_s: float = 3600.0
+    fanout_read_threshold: int = setting(
+        "CHATMESH_FANOUT_READ_THRESHOLD",
+        500,
+        "conversations with more members fan out on read (one publish per conversation)",
+        minimum=0,
+    )
+    relay_sweep_s: float = setting(
+        "CHATMESH_RELAY_SWEEP_S",
+        2.0,
+        "how often the relay re-publishes events left in the outbox",
+        positive=True,
+    )
+    retention_direct_days: int = setting(
+        "CHATMESH_RETENTION_DIRECT_DAYS", 0, "days direct messages are kept (0: forever)", minimum=0
+    )
+    retention_group_days: int = setting(
+        "CHATMESH_RETENTION_GROUP_DAYS", 0, "days group messages are kept (0: forever)", minimum=0
+    )
+    retention_channel_days: int = setting(
+        "CHATMESH_RETENTION_CHANNEL_DAYS",
+        0,
+        "days channel messages are kept (0: forever)",
+        minimum=0,
+    )
+    retention_sweep_s: float = setting(
+        "CHATMESH_RETENTION_SWEEP_S",
+        3600.0,
+        "how often the retention sweeper runs",
+        positive=True,
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.default_page > self.max_page:
+            raise ConfigError(
+                "CHATMESH_HISTORY_PAGE_DEFAULT must not exceed CHATMESH_HISTORY_PAGE_MAX"
+            )
+        if self.service_secret and self.service_secret == self.jwt_secret:
+            raise ConfigError("CHATMESH_SERVICE_SECRET must differ from CHATMESH_JWT_SECRET")
+        if self.store == "sqlite":
+            refuse_embedded(self.mode, "the SQLite store", "set CHATMESH_STORE=scylla")
+        if self.bus == "inprocess":
+            refuse_embedded(self.mode, "the in-process bus", "set CHATMESH_BUS=nats")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> ChatConfig:
-        env = dict(os.environ if env is None else env)
-        secret = env.get("CHATMESH_JWT_SECRET", "")
-        if not secret:
-            raise ConfigError("CHATMESH_JWT_SECRET is required (the HS256 token secret)")
-        service_secret = env.get("CHATMESH_SERVICE_SECRET", "")
-        if service_secret and service_secret == secret:
-            raise ConfigError("CHATMESH_SERVICE_SECRET must differ from CHATMESH_JWT_SECRET")
-        store = env.get("CHATMESH_STORE", "sqlite")
-        if store not in ("sqlite", "scylla"):
-            raise ConfigError(f"CHATMESH_STORE must be 'sqlite' or 'scylla', got {store!r}")
-        scylla = None
-        if store == "scylla":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ChatConfig:
+        source = environ(env)
+        config = read_env(cls, source)
+        # The backends' own settings are read only for the backend chosen.
+        if config.store == "scylla":
             try:
-                scylla = ScyllaSettings.from_env(env)
+                config = replace(config, scylla=ScyllaSettings.from_env(dict(source)))
             except ScyllaSettingsError as exc:
                 raise ConfigError(str(exc)) from exc
-        bus = bus_from_env(env)
-        threshold = env_int(env, "CHATMESH_FANOUT_READ_THRESHOLD", cls.fanout_read_threshold)
-        if threshold < 0:
-            raise ConfigError("CHATMESH_FANOUT_READ_THRESHOLD must be 0 or more")
-        relay_sweep_s = env_float(env, "CHATMESH_RELAY_SWEEP_S", cls.relay_sweep_s)
-        if relay_sweep_s <= 0:
-            raise ConfigError("CHATMESH_RELAY_SWEEP_S must be positive")
-        retention = {
-            name: env_int(env, f"CHATMESH_RETENTION_{name.upper()}_DAYS", 0)
-            for name in ("direct", "group", "channel")
-        }
-        for name, days in retention.items():
-            if days < 0:
-                raise ConfigError(f"CHATMESH_RETENTION_{name.upper()}_DAYS must be 0 or more")
-        retention_sweep_s = env_float(env, "CHATMESH_RETENTION_SWEEP_S", cls.retention_sweep_s)
-        if retention_sweep_s <= 0:
-            raise ConfigError("CHATMESH_RETENTION_SWEEP_S must be positive")
-        return cls(
-            retention_direct_days=retention["direct"],
-            retention_group_days=retention["group"],
-            retention_channel_days=retention["channel"],
-            retention_sweep_s=retention_sweep_s,
-            bus=bus,
-            nats=nats_settings_from_env(env) if bus == "nats" else NatsSettings(),
-            fanout_read_threshold=threshold,
-            relay_sweep_s=relay_sweep_s,
-            jwt_secret=secret,
-            service_secret=service_secret,
-            data_dir=env.get("CHATMESH_DATA_DIR", cls.data_dir),
-            grpc_bind=env.get("CHATMESH_GRPC_BIND", cls.grpc_bind),
-            store=store,
-            scylla=scylla,
-            metrics_host=env.get("CHATMESH_METRICS_HOST", cls.metrics_host),
-            metrics_port=env_int(env, "CHATMESH_METRICS_PORT", 9101),
-            max_body_bytes=env_int(env, "CHATMESH_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_group_members=env_int(env, "CHATMESH_MAX_GROUP_MEMBERS", cls.max_group_members),
-        )
+        if config.bus == "nats":
+            config = replace(config, nats=nats_settings_from_env(source))
+        return config

@@ -1,18 +1,28 @@
-"""Builds chat_service's dependencies in one place and serves them over gRPC."""
+"""Builds chat_service from its config and dependencies, in one place, and serves it over gRPC.
+
+`build_chat_service(config, store=..., bus=..., clock=...)` is the one way to make a chat_service:
+`chatmesh serve chat`, `python -m chat_service`, `chatmesh dev` (which hosts its component next to
+presence's on one gRPC server), tests and bench all call it. A store or bus passed in belongs to
+the caller (opened and closed by it); what the service builds from the config it also closes.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from chatmesh.chat.v1 import chat_service_pb2, chat_service_pb2_grpc
 from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 
 from chatmesh_common.bus import Bus, InProcessBus
-from chatmesh_common.grpc_server import GrpcServer, Registration, start_grpc_server
-from chatmesh_common.limits import Limits
+from chatmesh_common.clock import Clock
+from chatmesh_common.grpc_server import Registration
+from chatmesh_common.limits import LIMITS
 from chatmesh_common.rpc import Authenticator
+from chatmesh_common.runner import Process
+from chatmesh_common.service import GrpcService
 
 from .access import ACCESS_SERVICE_NAME, access_registration
 from .chat import Chat
@@ -62,103 +72,137 @@ async def build_bus(config: ChatConfig) -> Bus:
     raise ValueError(f"unknown bus {config.bus!r}")
 
 
-@dataclass
-class ChatComponents:
-    """chat_service's pieces for a server of its own or one shared with other services."""
+@dataclass(frozen=True)
+class ChatParts:
+    """What a running chat_service is made of (tests reach into it, e.g. the sweeper)."""
 
-    registrations: list[Registration]
+    store: ChatStore
+    bus: Bus
     chat: Chat
     relay: Relay
     sweeper: RetentionSweeper
 
-    async def start(self) -> None:
-        """Starts the background tasks: the relay (its first sweep publishes whatever an
-        earlier process left) and the retention sweeper (idle when nothing has a retention)."""
-        await self.relay.start()
-        await self.sweeper.start()
 
-    async def stop(self) -> None:
-        """Stops the background tasks; call after the gRPC server has drained."""
-        await self.sweeper.stop()
-        await self.relay.stop()
-
-
-def build_authenticator(config: ChatConfig) -> Authenticator:
+def build_authenticator(config: ChatConfig, clock: Clock) -> Authenticator:
     """User tokens for the user RPCs; service tokens (when a service secret is set) for
     AccessService, which refuses every caller without one."""
     if not config.service_secret:
         log.warning("no CHATMESH_SERVICE_SECRET: AccessService refuses every call")
-    return Authenticator.from_secrets(config.jwt_secret, config.service_secret)
-
-
-def build_components(config: ChatConfig, store: ChatStore, bus: Bus) -> ChatComponents:
-    authenticator = build_authenticator(config)
-    limits = Limits(
-        max_body_bytes=config.max_body_bytes,
-        max_group_members=config.max_group_members,
-        default_page=config.default_page,
-        max_page=config.max_page,
+    return Authenticator.from_secrets(
+        config.jwt_secret,
+        config.service_secret,
+        leeway_s=config.token_leeway_s,
+        clock=clock.now,
     )
-    fanout = Fanout(bus, store, config.fanout_read_threshold)
-    relay = Relay(store, bus, fanout, sweep_interval_s=config.relay_sweep_s)
-    chat = Chat(store, EventSink(fanout, relay), limits)
-    registrations: list[Registration] = [
-        (
-            chat_service_pb2_grpc.add_ChatServiceServicer_to_server,
-            ChatServicer(chat, authenticator),
-        ),
-        (
-            event_service_pb2_grpc.add_EventServiceServicer_to_server,
-            EventServicer(chat, bus, authenticator),
-        ),
-        access_registration(chat, authenticator),
-    ]
-    sweeper = RetentionSweeper(
-        store, retention_periods(config), interval_s=config.retention_sweep_s
-    )
-    return ChatComponents(registrations, chat, relay, sweeper)
 
 
-@dataclass
-class ChatServer:
-    grpc: GrpcServer
-    store: ChatStore
-    bus: Bus
-    components: ChatComponents
-    grace_s: float
+class ChatComponent:
+    """chat_service's servicers and background work (relay, retention) on a gRPC server."""
+
+    service_names: Sequence[str] = SERVICE_NAMES
+
+    def __init__(
+        self, config: ChatConfig, *, store: ChatStore | None, bus: Bus | None, clock: Clock
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self._given_store = store
+        self._given_bus = bus
+        self._store = store
+        self._bus = bus
+        self._parts: ChatParts | None = None
 
     @property
-    def relay(self) -> Relay:
-        return self.components.relay
+    def parts(self) -> ChatParts:
+        assert self._parts is not None, "chat_service is not running"
+        return self._parts
+
+    async def open(self) -> list[Registration]:
+        config = self.config
+        if self._store is None:
+            store = build_store(config)
+            await store.open()
+            self._store = store
+        if self._bus is None:
+            self._bus = await build_bus(config)
+        store, bus = self._store, self._bus
+        authenticator = build_authenticator(config, self.clock)
+        limits = replace(
+            LIMITS,
+            max_body_bytes=config.max_body_bytes,
+            max_group_members=config.max_group_members,
+            default_page=config.default_page,
+            max_page=config.max_page,
+        )
+        fanout = Fanout(bus, store, config.fanout_read_threshold)
+        relay = Relay(store, bus, fanout, sweep_interval_s=config.relay_sweep_s)
+        chat = Chat(store, EventSink(fanout, relay), limits, clock=self.clock)
+        sweeper = RetentionSweeper(
+            store, retention_periods(config), interval_s=config.retention_sweep_s, clock=self.clock
+        )
+        self._parts = ChatParts(store, bus, chat, relay, sweeper)
+        # The relay's first sweep publishes whatever an earlier process left; the sweeper is
+        # idle when no kind has a retention.
+        await relay.start()
+        await sweeper.start()
+        return [
+            (
+                chat_service_pb2_grpc.add_ChatServiceServicer_to_server,
+                ChatServicer(chat, authenticator),
+            ),
+            (
+                event_service_pb2_grpc.add_EventServiceServicer_to_server,
+                EventServicer(chat, bus, authenticator),
+            ),
+            access_registration(chat, authenticator),
+        ]
+
+    async def before_stop(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        """Stops the background tasks (after the gRPC server drained), then closes what it built."""
+        if self._parts is not None:
+            await self._parts.sweeper.stop()
+            await self._parts.relay.stop()
+        if self._given_bus is None and self._bus is not None:
+            await self._bus.close()
+            self._bus = None
+        if self._given_store is None and self._store is not None:
+            await self._store.close()
+            self._store = None
+
+
+class ChatService(GrpcService):
+    """chat_service on a gRPC server of its own (config.grpc_bind)."""
+
+    def __init__(self, component: ChatComponent) -> None:
+        super().__init__("chat_service", [component], component.config)
+        self.component = component
 
     @property
-    def port(self) -> int:
-        return self.grpc.port
-
-    async def stop(self) -> None:
-        await self.grpc.stop(self.grace_s)
-        await self.components.stop()
-        await self.bus.close()
-        await self.store.close()
+    def parts(self) -> ChatParts:
+        return self.component.parts
 
 
-async def start_chat_server(config: ChatConfig, bus: Bus | None = None) -> ChatServer:
-    store = build_store(config)
-    await store.open()
-    try:
-        bus = bus or await build_bus(config)
-    except BaseException:
-        await store.close()
-        raise
-    components = build_components(config, store, bus)
-    # The background tasks start first: the relay's first sweep publishes whatever an earlier
-    # process left.
-    await components.start()
-    try:
-        server = await start_grpc_server(config.grpc_bind, components.registrations, SERVICE_NAMES)
-    except BaseException:
-        await components.stop()
-        await bus.close()
-        await store.close()
-        raise
-    return ChatServer(server, store, bus, components, config.shutdown_grace_s)
+def build_chat_service(
+    config: ChatConfig,
+    *,
+    store: ChatStore | None = None,
+    bus: Bus | None = None,
+    clock: Clock,
+) -> ChatService:
+    """chat_service, not started. Without a store or bus, the config's are built on start."""
+    return ChatService(ChatComponent(config, store=store, bus=bus, clock=clock))
+
+
+def service_process(clock: Clock) -> Process:
+    """chat_service configured from the environment, for the runner (`chatmesh serve chat`)."""
+    config = ChatConfig.from_env()
+    service = build_chat_service(config, clock=clock)
+    return Process(
+        service,
+        config.metrics_host,
+        config.metrics_port,
+        banner=lambda _metrics: f"chat_service gRPC on port {service.port} ({config.store} store)",
+    )

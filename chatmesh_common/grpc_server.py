@@ -73,10 +73,14 @@ class GrpcServer:
     health: Any  # grpc_health.v1.health.aio.HealthServicer
     service_names: Sequence[str]
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Turns health NOT_SERVING, refuses new calls and drains in-flight ones."""
+    async def set_not_serving(self) -> None:
+        """Health checks answer NOT_SERVING (load balancers stop routing); calls still work."""
         for name in (*self.service_names, ""):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Turns health NOT_SERVING, refuses new calls and drains in-flight ones."""
+        await self.set_not_serving()
         await self.server.stop(grace_s)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import ClassVar, TypeVar, cast
 
@@ -35,7 +36,7 @@ from chatmesh_common.auth import (
 )
 from chatmesh_common.credentials import Kind, Requirement, requirement
 from chatmesh_common.grpc_server import Context
-from chatmesh_common.limits import LIMITS
+from chatmesh_common.limits import LIMITS, MAX_TOKEN_LEEWAY_S
 
 RETRY_AFTER_KEY = "retry-after-ms"
 
@@ -118,12 +119,19 @@ class Authenticator:
         self._rules: dict[tuple[str, str], tuple[Requirement | None, str]] = {}
 
     @classmethod
-    def from_secrets(cls, user_secret: str, service_secret: str = "") -> Authenticator:
+    def from_secrets(
+        cls,
+        user_secret: str,
+        service_secret: str = "",
+        *,
+        leeway_s: float = MAX_TOKEN_LEEWAY_S,
+        clock: Callable[[], float] = time.time,
+    ) -> Authenticator:
         """Verifiers for both kinds; no service secret: no service token is accepted."""
         if service_secret == user_secret:
             raise ValueError("the service secret must differ from the user token secret")
-        services = ServiceTokenVerifier(service_secret) if service_secret else None
-        return cls(TokenVerifier(user_secret), services)
+        services = ServiceTokenVerifier(service_secret, leeway_s, clock) if service_secret else None
+        return cls(TokenVerifier(user_secret, leeway_s, clock), services)
 
     def authenticate(
         self, metadata: Iterable[tuple[str, str | bytes]] | None, service: str, method: str

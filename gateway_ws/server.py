@@ -16,8 +16,10 @@ Close codes the gateway uses or relies on:
 | 1011 | internal error; also websockets' code when a keepalive ping gets no pong in time |
 | 4008 | slow consumer: the outbound queue overflowed or a write stalled (reconnect and resume) |
 
-Shutdown stops accepting, closes open sockets with 1001, cancels their event streams and waits
-for every handler; a client that reads nothing cannot hold it up past the close timeout.
+Shutdown (`GatewayService.stop`): /healthz answers 503 for the drain window (load balancers stop
+sending new sockets), then the gateway stops accepting, closes open sockets with 1001, cancels
+their event streams and waits for every handler; a client that reads nothing cannot hold it up
+past the close timeout. `build_gateway_service` is the one way to make a gateway.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from websockets.typing import Subprotocol
 
 from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.clock import Clock, SystemClock
-from chatmesh_common.metrics import serve_metrics
+from chatmesh_common.runner import Process
+from chatmesh_common.service import Health, Shutdown, drain
 from gateway_ws import frames
 from gateway_ws.config import GatewayConfig
 from gateway_ws.presence import PresenceMethods, heartbeat_loop
@@ -65,7 +68,6 @@ class Gateway:
         presence_channel: grpc.aio.Channel | None,
         host: str,
         port: int,
-        metrics_port: int,
     ) -> None:
         self._server = server
         self._context = context
@@ -75,8 +77,8 @@ class Gateway:
         self._presence_channel = presence_channel
         self.host = host
         self.port = port
-        # 0 when metrics are not served by this gateway.
-        self.metrics_port = metrics_port
+        # The drain window before a stop: /healthz says 503, sockets keep working.
+        self.draining = False
         self.stopping = False
         loop = asyncio.get_running_loop()
         self._sweeper = loop.create_task(self._sweep())
@@ -180,7 +182,7 @@ async def start_gateway(
     context = GatewayContext(
         config=config,
         clock=clock,
-        verifier=TokenVerifier(config.jwt_secret, clock=clock.now),
+        verifier=TokenVerifier(config.jwt_secret, config.token_leeway_s, clock=clock.now),
         send_limiter=RateLimiter(config.send_rate_per_s, config.send_burst, clock.monotonic),
         routes=build_routes(channel),
         subscribe=subscribe_method(channel),
@@ -194,7 +196,7 @@ async def start_gateway(
         if path == WS_PATH:
             return None
         if path == HEALTH_PATH:
-            if gateway is None or gateway.stopping:
+            if gateway is None or gateway.draining or gateway.stopping:
                 return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "stopping\n")
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
@@ -220,11 +222,80 @@ async def start_gateway(
         server_header=None,
     )
     port = server.sockets[0].getsockname()[1]
-    metrics_port = 0
-    if config.metrics_port >= 0:
-        metrics_port = serve_metrics(config.metrics_host, config.metrics_port)
-    gateway = Gateway(
-        server, context, channel, owns_channel, presence_channel, config.host, port, metrics_port
-    )
+    gateway = Gateway(server, context, channel, owns_channel, presence_channel, config.host, port)
     log.info("gateway serving ws://%s:%d%s -> %s", config.host, port, WS_PATH, config.chat_target)
     return gateway
+
+
+class GatewayService:
+    """The gateway as a Service: built by `build_gateway_service`, started and stopped by its
+    process (`chatmesh serve gateway`, `python -m gateway_ws`, `chatmesh dev`, tests)."""
+
+    name = "gateway_ws"
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        chat_channel: grpc.aio.Channel | LocalChannel | None,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self._chat_channel = chat_channel
+        self._clock = clock
+        self._gateway: Gateway | None = None
+        self._health = Health.STARTING
+        self.stop = Shutdown(self._shutdown)
+
+    @property
+    def health(self) -> Health:
+        return self._health
+
+    @property
+    def gateway(self) -> Gateway:
+        assert self._gateway is not None, "the gateway is not running"
+        return self._gateway
+
+    @property
+    def port(self) -> int:
+        return self.gateway.port
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    async def start(self) -> None:
+        self._gateway = await start_gateway(self.config, self._chat_channel, clock=self._clock)
+        self._health = Health.SERVING
+
+    async def _shutdown(self) -> None:
+        gateway = self._gateway
+        self._health = Health.NOT_SERVING
+        if gateway is not None:
+            # /healthz answers 503 for the window: load balancers stop sending new sockets.
+            gateway.draining = True
+            await drain(self.name, self.config.drain_s)
+            await gateway.stop()
+        self._health = Health.STOPPED
+
+
+def build_gateway_service(
+    config: GatewayConfig,
+    *,
+    chat_channel: grpc.aio.Channel | LocalChannel | None = None,
+    clock: Clock,
+) -> GatewayService:
+    """The gateway, not started; see `start_gateway` for `chat_channel`."""
+    return GatewayService(config, chat_channel=chat_channel, clock=clock)
+
+
+def service_process(clock: Clock) -> Process:
+    """The gateway configured from the environment, for the runner (`chatmesh serve gateway`)."""
+    config = GatewayConfig.from_env()
+    service = build_gateway_service(config, clock=clock)
+    return Process(
+        service,
+        config.metrics_host,
+        config.metrics_port,
+        banner=lambda _metrics: f"gateway_ws on {service.url}",
+    )

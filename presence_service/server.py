@@ -1,18 +1,30 @@
-"""Builds presence_service's dependencies in one place and serves them over gRPC."""
+"""Builds presence_service from its config and dependencies, in one place, and serves it over gRPC.
+
+`build_presence_service(config, backend=..., bus=..., access=..., clock=...)` is the one way to
+make a presence_service (`chatmesh serve presence`, `python -m presence_service`, `chatmesh dev`,
+tests and bench). A bus or backend passed in belongs to the caller; what the service builds from
+the config it also closes.
+
+The bus carries presence changes between replicas, and typing to chat_service's event streams
+(`chatmesh.user.<user>`): it must be the bus chat_service uses. Without one, the config's bus is
+built (`CHATMESH_BUS=nats` in a cluster); a fresh in-process bus serves presence in a single
+process, but its typing signals reach no event stream.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import grpc
 from chatmesh.presence.v1 import presence_service_pb2, presence_service_pb2_grpc
-from grpc.aio import Channel
 
 from chatmesh_common.bus import Bus, InProcessBus
 from chatmesh_common.clock import Clock
-from chatmesh_common.grpc_server import GrpcServer, Registration, start_grpc_server
+from chatmesh_common.grpc_server import Registration
 from chatmesh_common.rpc import Authenticator
+from chatmesh_common.runner import Process
+from chatmesh_common.service import GrpcService
 
 from .access import AccessClient, GrpcAccessClient, presence_credential
 from .backends.base import PresenceBackend
@@ -37,54 +49,6 @@ def build_backend(config: PresenceConfig) -> PresenceBackend:
     raise ValueError(f"unknown presence backend {config.backend!r}")
 
 
-def build_presence(
-    config: PresenceConfig,
-    backend: PresenceBackend,
-    bus: Bus,
-    access: AccessClient,
-    clock: Clock | None = None,
-) -> Presence:
-    return Presence(backend, bus, access, config.settings, clock)
-
-
-def build_registrations(config: PresenceConfig, presence: Presence) -> list[Registration]:
-    """The servicer of presence_service, for a server of its own or one shared with others."""
-    return [
-        (
-            presence_service_pb2_grpc.add_PresenceServiceServicer_to_server,
-            PresenceServicer(
-                presence, Authenticator.from_secrets(config.jwt_secret, config.service_secret)
-            ),
-        )
-    ]
-
-
-@dataclass
-class PresenceServer:
-    grpc: GrpcServer
-    presence: Presence
-    backend: PresenceBackend
-    bus: Bus
-    channel: Channel | None
-    grace_s: float
-    # A bus passed in belongs to the caller (e.g. shared with chat_service); ours we close.
-    owns_bus: bool = False
-
-    @property
-    def port(self) -> int:
-        return self.grpc.port
-
-    async def stop(self) -> None:
-        # Watch streams never end on their own: end them first so the drain does not wait.
-        await self.presence.stop()
-        await self.grpc.stop(self.grace_s)
-        if self.channel is not None:
-            await self.channel.close(None)
-        if self.owns_bus:
-            await self.bus.close()
-        await self.backend.close()
-
-
 async def _build_bus(config: PresenceConfig) -> Bus:
     if config.bus == "nats":
         from chatmesh_common.bus.nats import NatsBus
@@ -97,34 +61,115 @@ async def _build_bus(config: PresenceConfig) -> Bus:
     return InProcessBus()
 
 
-async def start_presence_server(
+class PresenceComponent:
+    """presence_service's servicer and its expiry sweep on a gRPC server."""
+
+    service_names: Sequence[str] = SERVICE_NAMES
+
+    def __init__(
+        self,
+        config: PresenceConfig,
+        *,
+        backend: PresenceBackend | None,
+        bus: Bus | None,
+        access: AccessClient | None,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self._given_backend = backend
+        self._given_bus = bus
+        self._backend = backend
+        self._bus = bus
+        self._access = access
+        # A channel of our own to AccessService, when no access client was given.
+        self._channel: grpc.aio.Channel | None = None
+        self._presence: Presence | None = None
+
+    @property
+    def presence(self) -> Presence:
+        assert self._presence is not None, "presence_service is not running"
+        return self._presence
+
+    async def open(self) -> list[Registration]:
+        config = self.config
+        if self._backend is None:
+            self._backend = build_backend(config)
+            await self._backend.open()
+        if self._bus is None:
+            self._bus = await _build_bus(config)
+        access = self._access
+        if access is None:
+            self._channel = grpc.aio.insecure_channel(config.chat_target)
+            access = GrpcAccessClient(presence_credential(config.service_secret), self._channel)
+        self._presence = presence = Presence(
+            self._backend, self._bus, access, config.settings, self.clock
+        )
+        presence.start()
+        authenticator = Authenticator.from_secrets(
+            config.jwt_secret,
+            config.service_secret,
+            leeway_s=config.token_leeway_s,
+            clock=self.clock.now,
+        )
+        return [
+            (
+                presence_service_pb2_grpc.add_PresenceServiceServicer_to_server,
+                PresenceServicer(presence, authenticator),
+            )
+        ]
+
+    async def before_stop(self) -> None:
+        # Watch streams never end on their own: end them so the grace period does not wait.
+        if self._presence is not None:
+            await self._presence.stop()
+
+    async def close(self) -> None:
+        if self._presence is not None:
+            await self._presence.stop()
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None
+        if self._given_bus is None and self._bus is not None:
+            await self._bus.close()
+            self._bus = None
+        if self._given_backend is None and self._backend is not None:
+            await self._backend.close()
+            self._backend = None
+
+
+class PresenceService(GrpcService):
+    """presence_service on a gRPC server of its own (config.grpc_bind)."""
+
+    def __init__(self, component: PresenceComponent) -> None:
+        super().__init__("presence_service", [component], component.config)
+        self.component = component
+
+    @property
+    def presence(self) -> Presence:
+        return self.component.presence
+
+
+def build_presence_service(
     config: PresenceConfig,
+    *,
+    backend: PresenceBackend | None = None,
     bus: Bus | None = None,
     access: AccessClient | None = None,
-    clock: Clock | None = None,
-    backend: PresenceBackend | None = None,
-) -> PresenceServer:
-    """presence_service on config.grpc_bind; AccessService at config.chat_target unless given.
+    clock: Clock,
+) -> PresenceService:
+    """presence_service, not started; AccessService at config.chat_target unless `access`."""
+    component = PresenceComponent(config, backend=backend, bus=bus, access=access, clock=clock)
+    return PresenceService(component)
 
-    The bus carries presence changes between replicas, and typing to chat_service's event
-    streams (`chatmesh.user.<user>`): it must be the bus chat_service uses. Without one, the
-    config's bus is built (`CHATMESH_BUS=nats` in a cluster); a fresh in-process bus serves
-    presence in a single process, but its typing signals reach no event stream.
-    """
-    backend = backend or build_backend(config)
-    await backend.open()
-    channel = None
-    if access is None:
-        channel = grpc.aio.insecure_channel(config.chat_target)
-        access = GrpcAccessClient(presence_credential(config.service_secret), channel)
-    owns_bus = bus is None
-    if bus is None:
-        bus = await _build_bus(config)
-    presence = build_presence(config, backend, bus, access, clock)
-    server = await start_grpc_server(
-        config.grpc_bind, build_registrations(config, presence), SERVICE_NAMES
-    )
-    presence.start()
-    return PresenceServer(
-        server, presence, backend, bus, channel, config.shutdown_grace_s, owns_bus
+
+def service_process(clock: Clock) -> Process:
+    """presence_service configured from the environment, for the runner."""
+    config = PresenceConfig.from_env()
+    service = build_presence_service(config, clock=clock)
+    return Process(
+        service,
+        config.metrics_host,
+        config.metrics_port,
+        banner=lambda _metrics: f"presence_service gRPC on port {service.port} ({config.backend})",
     )

@@ -15,7 +15,6 @@ from .base import (
 )
 from .durable_log import DURABLE_LOG_FILE
 from .inprocess import InProcessBus
-from .nats_settings import NatsSettings, bus_from_env, nats_settings_from_env
 from .wildcards import matches
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "InProcessBus",
     "NatsSettings",
     "Subscription",
-    "bus_from_env",
     "matches",
     "nats_settings_from_env",
 ]

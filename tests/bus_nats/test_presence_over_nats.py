@@ -15,11 +15,12 @@ from chatmesh.presence.v1 import presence_service_pb2_grpc
 from servers.nats import NatsServer
 
 from chat_service.config import ChatConfig
-from chat_service.server import start_chat_server
+from chat_service.server import build_chat_service
 from chatmesh_common.auth import auth_metadata
 from chatmesh_common.bus.nats_settings import NatsSettings
+from chatmesh_common.clock import SystemClock
 from presence_service.config import PresenceConfig
-from presence_service.server import start_presence_server
+from presence_service.server import build_presence_service
 
 from .cluster import SECRET, token
 
@@ -34,7 +35,8 @@ async def test_typing_reaches_an_event_stream_on_another_server(
 ) -> None:
     """bob types through presence_service; alice's chat_service event stream gets it via NATS."""
     nats = NatsSettings(urls=(nats_server.url,))
-    chat = await start_chat_server(
+    clock = SystemClock()
+    chat = build_chat_service(
         ChatConfig(
             jwt_secret=SECRET,
             service_secret=SERVICE_SECRET,
@@ -42,9 +44,12 @@ async def test_typing_reaches_an_event_stream_on_another_server(
             grpc_bind="127.0.0.1:0",
             bus="nats",
             nats=nats,
-        )
+            drain_s=0,
+        ),
+        clock=clock,
     )
-    presence = await start_presence_server(
+    await chat.start()
+    presence = build_presence_service(
         PresenceConfig(
             jwt_secret=SECRET,
             service_secret=SERVICE_SECRET,
@@ -52,8 +57,11 @@ async def test_typing_reaches_an_event_stream_on_another_server(
             bus="nats",
             nats=nats,
             chat_target=f"127.0.0.1:{chat.port}",
-        )
+            drain_s=0,
+        ),
+        clock=clock,
     )
+    await presence.start()
     chat_channel = grpc.aio.insecure_channel(f"127.0.0.1:{chat.port}")
     presence_channel = grpc.aio.insecure_channel(f"127.0.0.1:{presence.port}")
     alice, bob = auth_metadata(token("alice")), auth_metadata(token("bob"))

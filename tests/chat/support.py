@@ -20,8 +20,9 @@ from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc, events_pb2
 
 from chat_service.config import ChatConfig
-from chat_service.server import ChatServer, start_chat_server
+from chat_service.server import ChatService, build_chat_service
 from chatmesh_common.auth import auth_metadata, issue_token
+from chatmesh_common.clock import Clock, SystemClock
 
 SECRET = "chat-tests-secret-not-for-production"
 # Signs service tokens (presence_service's AccessService calls); never equal to SECRET.
@@ -180,22 +181,24 @@ class Client:
 class ChatHarness:
     """chat_service on a free port with a data dir that survives restart()."""
 
-    def __init__(self, data_dir: Path, **settings: Any) -> None:
-        """`settings` override ChatConfig fields (e.g. fanout_read_threshold=2)."""
+    def __init__(self, data_dir: Path, *, clock: Clock | None = None, **settings: Any) -> None:
+        """`settings` override ChatConfig fields (e.g. fanout_read_threshold=2); `clock` is the
+        service's (a ManualClock moves its timestamps and retention by hand)."""
         self.data_dir = data_dir
+        self.clock: Clock = clock or SystemClock()
         self.settings = settings
-        self.server: ChatServer | None = None
+        self.server: ChatService | None = None
         self._channel: grpc.aio.Channel | None = None
 
     @property
     def config(self) -> ChatConfig:
+        settings: dict[str, Any] = {"shutdown_grace_s": 0.5, "drain_s": 0, **self.settings}
         return ChatConfig(
             jwt_secret=SECRET,
             service_secret=SERVICE_SECRET,
             data_dir=str(self.data_dir),
             grpc_bind="127.0.0.1:0",
-            shutdown_grace_s=0.5,
-            **self.settings,
+            **settings,
         )
 
     @property
@@ -213,7 +216,8 @@ class ChatHarness:
         return self._channel
 
     async def start(self) -> None:
-        self.server = await start_chat_server(self.config)
+        self.server = build_chat_service(self.config, clock=self.clock)
+        await self.server.start()
         self._channel = grpc.aio.insecure_channel(self.target)
 
     async def stop(self) -> None:

@@ -47,7 +47,7 @@ async def test_the_durable_log_gets_log_events_and_receipts_only(
         pb.RemoveMemberRequest(conversation_id=cid, user_id="bob"), metadata=alice.md
     )
     assert chat_server.server is not None
-    consumer = await chat_server.server.bus.durable_consumer("test", conversation_filter(cid))
+    consumer = await chat_server.server.parts.bus.durable_consumer("test", conversation_filter(cid))
     kinds: dict[str, str] = {}
     async with asyncio.timeout(10):
         # The relay and the receipt publisher run apart: wait for all four, in any order.

@@ -64,7 +64,7 @@ async def test_direct_retention_drops_old_messages_and_group_keeps_all(
     assert harness.server is not None
     clock = ManualClock(start=cut + DAY_S)
     sweeper = RetentionSweeper(
-        harness.server.store, retention_periods(harness.config), clock=clock, batch=2
+        harness.server.parts.store, retention_periods(harness.config), clock=clock, batch=2
     )
     assert await sweeper.sweep() == 3
     assert await sweeper.sweep() == 0
@@ -90,3 +90,24 @@ async def test_direct_retention_drops_old_messages_and_group_keeps_all(
     assert (await bob.conversation(direct)).unread_count == 0
     assert (await alice.send(direct, "later")).message.seq == 7
     assert seqs(await bob.all_messages(group)) == [1, 2, 3, 4, 5]
+
+
+async def test_the_wired_sweeper_runs_on_the_service_clock(tmp_path: Path) -> None:
+    """The service's own sweeper and its messages' timestamps follow the clock it was built with."""
+    clock = ManualClock(start=time.time())
+    harness = ChatHarness(tmp_path / "chat-data", clock=clock, retention_direct_days=1)
+    await harness.start()
+    try:
+        assert harness.server is not None
+        alice, bob = harness.client("alice"), harness.client("bob")
+        direct = await alice.direct(bob)
+        for i in range(2):
+            await alice.send(direct, f"old {i}")
+        sweeper = harness.server.parts.sweeper
+        assert await sweeper.sweep() == 0, "nothing is a day old yet"
+        clock.advance(DAY_S + 1)
+        assert await sweeper.sweep() == 2
+        conversation = await harness.server.parts.store.get_conversation(direct)
+        assert conversation is not None and conversation.first_seq == 3
+    finally:
+        await harness.stop()

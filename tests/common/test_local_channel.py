@@ -15,9 +15,10 @@ from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 from chatmesh.events.v1 import event_service_pb2
 
 from chat_service.config import ChatConfig
-from chat_service.server import build_components, build_store
+from chat_service.server import ChatComponent
 from chatmesh_common.auth import auth_metadata, issue_token
 from chatmesh_common.bus import InProcessBus
+from chatmesh_common.clock import SystemClock
 from chatmesh_common.local_channel import EOF, LocalChannel, LocalStreamCall
 from chatmesh_common.metrics import GRPC_HANDLED
 from chatmesh_common.subjects import user_subject
@@ -45,12 +46,10 @@ class Env:
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     config = ChatConfig(jwt_secret=SECRET, data_dir=str(tmp_path), grpc_bind="127.0.0.1:0")
-    store = build_store(config)
-    await store.open()
     bus = InProcessBus()
-    components = build_components(config, store, bus)
-    await components.relay.start()
-    channel = LocalChannel(components.registrations)
+    # chat_service's component alone, its servicers called through the LocalChannel only.
+    component = ChatComponent(config, store=None, bus=bus, clock=SystemClock())
+    channel = LocalChannel(await component.open())
     stub = chat_service_pb2_grpc.ChatServiceStub(channel)  # type: ignore[call-overload]
     created = await stub.CreateConversation(
         pb.CreateConversationRequest(
@@ -62,9 +61,8 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         yield Env(channel, bus, stub, created.conversation.conversation.conversation_id)
     finally:
         await channel.close()
-        await components.relay.stop()
+        await component.close()
         await bus.close()
-        await store.close()
 
 
 async def test_send_with_objects_and_with_bytes(env: Env) -> None:

@@ -27,14 +27,15 @@ from google.protobuf.message_factory import GetMessageClass
 
 from chat_service.config import ChatConfig
 from chat_service.server import SERVICE_NAMES as CHAT_SERVICE_NAMES
-from chat_service.server import ChatServer, start_chat_server
+from chat_service.server import build_chat_service
 from chatmesh_common.auth import auth_metadata, issue_service_token, issue_token
 from chatmesh_common.bus import InProcessBus
+from chatmesh_common.clock import SystemClock
 from chatmesh_common.credentials import RPC_CREDENTIALS, Kind, Requirement, requirement
 from chatmesh_common.local_channel import LocalChannel
 from presence_service.config import PresenceConfig
 from presence_service.server import SERVICE_NAMES as PRESENCE_SERVICE_NAMES
-from presence_service.server import PresenceServer, build_registrations, start_presence_server
+from presence_service.server import build_presence_service
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -141,24 +142,30 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     """chat_service and presence_service as two real servers sharing a bus; `local` calls the
     same servicers through a LocalChannel instead."""
     bus = InProcessBus()
-    chat: ChatServer = await start_chat_server(
+    clock = SystemClock()
+    chat = build_chat_service(
         ChatConfig(
             jwt_secret=SECRET,
             service_secret=SERVICE_SECRET,
             data_dir=str(tmp_path),
             grpc_bind="127.0.0.1:0",
             shutdown_grace_s=0.1,
+            drain_s=0,
         ),
         bus=bus,
+        clock=clock,
     )
+    await chat.start()
     presence_config = PresenceConfig(
         jwt_secret=SECRET,
         service_secret=SERVICE_SECRET,
         grpc_bind="127.0.0.1:0",
         chat_target=f"127.0.0.1:{chat.port}",
         shutdown_grace_s=0.1,
+        drain_s=0,
     )
-    presence: PresenceServer = await start_presence_server(presence_config, bus=bus)
+    presence = build_presence_service(presence_config, bus=bus, clock=clock)
+    await presence.start()
     opened: list[grpc.aio.Channel] = []
     if request.param == "grpc":
         chat_channel = grpc.aio.insecure_channel(f"127.0.0.1:{chat.port}")
@@ -169,12 +176,7 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             **{name: presence_channel for name in PRESENCE_SERVICE_NAMES},
         }
     else:
-        local = LocalChannel(
-            [
-                *chat.components.registrations,
-                *build_registrations(presence_config, presence.presence),
-            ]
-        )
+        local = LocalChannel([*chat.registrations, *presence.registrations])
         channels = {name: local for name in (*CHAT_SERVICE_NAMES, *PRESENCE_SERVICE_NAMES)}
     try:
         yield System(channels)

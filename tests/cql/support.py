@@ -52,11 +52,11 @@ class MigrateResult:
 
 
 async def run_migrate(env: dict[str, str], wait_s: float = 60.0) -> MigrateResult:
-    """`chatmesh migrate` (as `python -m chatmesh_common.cli migrate`) with this environment."""
+    """`chatmesh migrate` (as `python -m chatmesh_launcher migrate`) with this environment."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "chatmesh_common.cli",
+        "chatmesh_launcher",
         "migrate",
         env=env,
         cwd=REPO,

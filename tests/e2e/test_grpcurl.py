@@ -11,18 +11,21 @@ import pytest
 from servers.binaries import require_binary
 
 from chat_service.config import ChatConfig
-from chat_service.server import ChatServer, start_chat_server
+from chat_service.server import ChatService, build_chat_service
 from chatmesh_common.auth import issue_token
+from chatmesh_common.clock import SystemClock
 
 SECRET = "grpcurl-test-secret-of-thirty-two-bytes"
 TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ChatServer]:
-    running = await start_chat_server(
-        ChatConfig(jwt_secret=SECRET, data_dir=str(tmp_path), grpc_bind="127.0.0.1:0")
+async def server(tmp_path: Path) -> AsyncIterator[ChatService]:
+    running = build_chat_service(
+        ChatConfig(jwt_secret=SECRET, data_dir=str(tmp_path), grpc_bind="127.0.0.1:0", drain_s=0),
+        clock=SystemClock(),
     )
+    await running.start()
     yield running
     await running.stop()
 
@@ -36,7 +39,7 @@ async def _grpcurl(*args: str) -> tuple[int, str, str]:
     return process.returncode or 0, out.decode(), err.decode()
 
 
-async def test_list_shows_every_service(server: ChatServer) -> None:
+async def test_list_shows_every_service(server: ChatService) -> None:
     """`grpcurl -plaintext HOST:PORT list` works with no proto files (server reflection)."""
     code, out, err = await _grpcurl("-plaintext", f"127.0.0.1:{server.port}", "list")
     assert code == 0, err
@@ -47,7 +50,7 @@ async def test_list_shows_every_service(server: ChatServer) -> None:
     }
 
 
-async def test_health_check_answers_serving(server: ChatServer) -> None:
+async def test_health_check_answers_serving(server: ChatService) -> None:
     """The standard health service reports SERVING for the chat service."""
     code, out, err = await _grpcurl(
         "-plaintext",
@@ -60,31 +63,43 @@ async def test_health_check_answers_serving(server: ChatServer) -> None:
     assert json.loads(out)["status"] == "SERVING"
 
 
-async def test_calls_with_a_token_and_json(server: ChatServer) -> None:
+async def test_calls_with_a_token_and_json(server: ChatService) -> None:
     """A JSON request with a bearer token creates a conversation and sends into it."""
     auth = f"authorization: Bearer {issue_token(SECRET, 'alice')}"
     target = f"127.0.0.1:{server.port}"
     code, out, err = await _grpcurl(
-        "-plaintext", "-H", auth, "-d",
+        "-plaintext",
+        "-H",
+        auth,
+        "-d",
         '{"kind": "CONVERSATION_KIND_DIRECT", "memberIds": ["bob"]}',
-        target, "chatmesh.chat.v1.ChatService/CreateConversation",
+        target,
+        "chatmesh.chat.v1.ChatService/CreateConversation",
     )
     assert code == 0, err
     # grpcurl prints proto field names (snake_case); it accepts either form as input.
     conversation_id = json.loads(out)["conversation"]["conversation"]["conversation_id"]
     request = {"conversationId": conversation_id, "clientMsgId": "c1", "body": "hi"}
     code, out, err = await _grpcurl(
-        "-plaintext", "-H", auth, "-d", json.dumps(request),
-        target, "chatmesh.chat.v1.ChatService/SendMessage",
+        "-plaintext",
+        "-H",
+        auth,
+        "-d",
+        json.dumps(request),
+        target,
+        "chatmesh.chat.v1.ChatService/SendMessage",
     )
     assert code == 0, err
     assert json.loads(out)["message"]["seq"] == "1"
 
 
-async def test_missing_token_is_unauthenticated(server: ChatServer) -> None:
+async def test_missing_token_is_unauthenticated(server: ChatService) -> None:
     """Without a token grpcurl gets UNAUTHENTICATED with a readable message."""
     code, _out, err = await _grpcurl(
-        "-plaintext", "-d", "{}", f"127.0.0.1:{server.port}",
+        "-plaintext",
+        "-d",
+        "{}",
+        f"127.0.0.1:{server.port}",
         "chatmesh.chat.v1.ChatService/ListConversations",
     )
     assert code != 0

@@ -18,10 +18,11 @@ from chatmesh.events.v1 import events_pb2
 from gateway.client import GatewayClient, ServerError
 
 from chat_service.config import ChatConfig
-from chat_service.server import ChatServer, start_chat_server
+from chat_service.server import ChatService, build_chat_service
 from chatmesh_common.auth import issue_token
+from chatmesh_common.clock import SystemClock
 from gateway_ws.config import GatewayConfig
-from gateway_ws.server import Gateway, start_gateway
+from gateway_ws.server import GatewayService, build_gateway_service
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,8 +31,8 @@ SECRET = "e2e-ws-secret-of-at-least-thirty-two-bytes"
 
 @dataclass
 class System:
-    chat: ChatServer
-    gateway: Gateway
+    chat: ChatService
+    gateway: GatewayService
 
     async def connect(
         self, user: str, device: str = "phone", binary: bool = False
@@ -42,16 +43,25 @@ class System:
 
 @pytest.fixture
 async def system(tmp_path: Path) -> AsyncIterator[System]:
-    chat = await start_chat_server(
-        ChatConfig(jwt_secret=SECRET, data_dir=str(tmp_path), grpc_bind="127.0.0.1:0")
+    clock = SystemClock()
+    chat = build_chat_service(
+        ChatConfig(jwt_secret=SECRET, data_dir=str(tmp_path), grpc_bind="127.0.0.1:0", drain_s=0),
+        clock=clock,
     )
+    await chat.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{chat.port}")
-    gateway = await start_gateway(
+    gateway = build_gateway_service(
         GatewayConfig(
-            jwt_secret=SECRET, host="127.0.0.1", port=0, chat_target=f"127.0.0.1:{chat.port}"
+            jwt_secret=SECRET,
+            host="127.0.0.1",
+            port=0,
+            chat_target=f"127.0.0.1:{chat.port}",
+            drain_s=0,
         ),
         chat_channel=channel,
+        clock=clock,
     )
+    await gateway.start()
     try:
         yield System(chat, gateway)
     finally:
@@ -260,4 +270,3 @@ async def test_a_socket_that_sends_nothing_still_gets_live_events(system: System
     seq = await _send(alice, cid, "are you there?")
     events = await _log_events(bob, cid, 1)
     assert events[0].seq == seq
-

@@ -17,7 +17,8 @@ from chatmesh.chat.v1 import types_pb2
 from chatmesh.gateway.v1 import gateway_pb2
 
 from chat_service.config import ChatConfig
-from chat_service.server import ChatServer, start_chat_server
+from chat_service.server import ChatService, build_chat_service
+from chatmesh_common.clock import SystemClock
 from gateway.client import GatewayClient, ServerError
 from gateway.conftest import SECRET, GatewayFactory, token
 from gateway_ws.server import Gateway
@@ -31,7 +32,7 @@ class Chat:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.port = 0
-        self.server: ChatServer | None = None
+        self.server: ChatService | None = None
 
     @property
     def target(self) -> str:
@@ -39,9 +40,13 @@ class Chat:
 
     async def start(self) -> None:
         config = ChatConfig(
-            jwt_secret=SECRET, data_dir=str(self.data_dir), grpc_bind=f"127.0.0.1:{self.port}"
+            jwt_secret=SECRET,
+            data_dir=str(self.data_dir),
+            grpc_bind=f"127.0.0.1:{self.port}",
+            drain_s=0,
         )
-        self.server = await start_chat_server(config)
+        self.server = build_chat_service(config, clock=SystemClock())
+        await self.server.start()
         self.port = self.server.port
 
     async def stop(self) -> None:

@@ -15,20 +15,15 @@ from chatmesh.presence.v1 import presence_service_pb2 as ppb
 from chatmesh.presence.v1 import presence_service_pb2_grpc
 
 from chat_service.config import ChatConfig
-from chat_service.relay import Relay
-from chat_service.server import SERVICE_NAMES as CHAT_SERVICE_NAMES
-from chat_service.server import build_components, build_store
-from chat_service.store.base import ChatStore
+from chat_service.server import build_chat_service
 from chatmesh_common.bus import InProcessBus
-from chatmesh_common.clock import Clock, ManualClock
-from chatmesh_common.grpc_server import GrpcServer, start_grpc_server
+from chatmesh_common.clock import Clock, ManualClock, SystemClock
+from chatmesh_common.service import GrpcService
 from presence_service.access import GrpcAccessClient, presence_credential
 from presence_service.backends.base import PresenceBackend
 from presence_service.config import PresenceConfig
 from presence_service.presence import Presence
-from presence_service.server import SERVICE_NAMES as PRESENCE_SERVICE_NAMES
-from presence_service.server import build_presence
-from presence_service.server import build_registrations as presence_registrations
+from presence_service.server import PresenceService, build_presence_service
 
 EVENT_TIMEOUT_S = 5.0
 TTL_S = 30.0
@@ -140,17 +135,15 @@ class PresenceHarness:
     ) -> None:
         """`access_secret` signs presence's AccessService calls (chat_service verifies them
         with SERVICE_SECRET)."""
-        self.data_dir = data_dir
         self._access_secret = access_secret
+        self.data_dir = data_dir
         self.backend = backend
         self._clock = clock or ManualClock(start=1_700_000_000.0)
         self.config = config or PresenceConfig(
             jwt_secret=SECRET, service_secret=SERVICE_SECRET, ttl_s=TTL_S, access_cache_s=0.0
         )
-        self.server: GrpcServer | None = None
-        self.presence: Presence | None = None
-        self._store: ChatStore | None = None
-        self._relay: Relay | None = None
+        self.server: GrpcService | None = None
+        self._presence: PresenceService | None = None
         self._channel: grpc.aio.Channel | None = None
         self._watchers: list[Watcher] = []
         self.bus = InProcessBus()
@@ -165,45 +158,42 @@ class PresenceHarness:
         assert self._channel is not None, "the server is not running"
         return self._channel
 
+    @property
+    def presence(self) -> Presence:
+        assert self._presence is not None, "the server is not running"
+        return self._presence.presence
+
     async def start(self) -> None:
+        """Both services' builders, their components on one gRPC server (as `chatmesh dev`)."""
         chat_config = ChatConfig(
             jwt_secret=SECRET,
             service_secret=SERVICE_SECRET,
             data_dir=str(self.data_dir),
             grpc_bind="127.0.0.1:0",
+            shutdown_grace_s=0.5,
+            drain_s=0,
         )
-        self._store = store = build_store(chat_config)
-        await store.open()
-        bus = self.bus
+        chat = build_chat_service(chat_config, bus=self.bus, clock=SystemClock())
         access = GrpcAccessClient(presence_credential(self._access_secret))
-        self.presence = build_presence(self.config, self.backend, bus, access, self._clock)
-        components = build_components(chat_config, store, bus)
-        self._relay = components.relay
-        await components.relay.start()
-        self.server = await start_grpc_server(
-            chat_config.grpc_bind,
-            [*components.registrations, *presence_registrations(self.config, self.presence)],
-            [*CHAT_SERVICE_NAMES, *PRESENCE_SERVICE_NAMES],
+        self._presence = presence = build_presence_service(
+            self.config, backend=self.backend, bus=self.bus, access=access, clock=self._clock
         )
+        self.server = GrpcService(
+            "presence tests", [*chat.components, *presence.components], chat_config
+        )
+        await self.server.start()
         self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.server.port}")
         access.set_channel(self._channel)
 
     async def stop(self) -> None:
-        if self.presence is not None:
-            await self.presence.stop()
         if self.server is not None:
-            await self.server.stop(0.5)
+            await self.server.stop()
         if self._channel is not None:
             await self._channel.close(None)
-        if self._relay is not None:
-            await self._relay.stop()
-        if self._store is not None:
-            await self._store.close()
         await self.backend.close()
 
     def client(self, name: str, device_id: str = "default") -> PresenceClient:
         return PresenceClient(self, name, device_id)
 
     async def sweep(self) -> int:
-        assert self.presence is not None
         return await self.presence.sweep_once()

@@ -1,22 +1,29 @@
-"""chatmesh's own services as real processes (`python -m chat_service`, `python -m gateway_ws`).
+"""chatmesh's own processes, for tests and bench: the one launcher of `chatmesh <command>`.
 
-Each runs on a port fixed at construction, so a test can SIGKILL it and start it again where its
-clients expect it; a chat_service's `channel` lives across such restarts (it reconnects quickly).
-Output goes to a log file whose tail is shown when a process dies early.
+`ChatmeshProcess` runs `python -m chatmesh_launcher <command>` with an environment, sends its
+output to a log file (kept across restarts; its tail is shown when the process dies early), and
+waits until a readiness probe passes: gRPC health SERVING, or the gateway's `/healthz`. Its
+methods block (bench and sync fixtures call them directly); async tests use the `*Process` classes
+below, which run the same methods in a thread so the test's event loop keeps running.
+
+Every service runs on a port fixed at construction, so a test can SIGKILL it and start it again
+where its clients expect it; a chat_service's `channel` lives across such restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import Mapping
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from servers.ports import free_port
@@ -30,18 +37,144 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 500),
 ]
 
+Probe = Callable[[], bool]
 
-class ServiceProcess:
-    """`python -m <module>` with an environment; start, kill (SIGKILL), stop (SIGTERM)."""
+
+def grpc_serving(target: str) -> Probe:
+    """Ready when the server's overall gRPC health is SERVING."""
+
+    def probe() -> bool:
+        with grpc.insecure_channel(target) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=0.5
+                )
+            except grpc.RpcError:
+                return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return probe
+
+
+def http_ok(url: str) -> Probe:
+    """Ready when `url` answers 200 (the gateway's /healthz)."""
+
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=0.5) as reply:
+                return bool(reply.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    return probe
+
+
+class ChatmeshProcess:
+    """`chatmesh <command>` as a child process: start (until ready), stop (SIGTERM), kill."""
 
     def __init__(
-        self, module: str, env: Mapping[str, str], log_path: Path, port: int | None = None
+        self,
+        command: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        ready: Probe,
     ) -> None:
-        self.module = module
+        self.command = list(command)
         self.env = dict(env)
         self.log_path = log_path
+        self.ready = ready
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"chatmesh {self.command[0]} is not running"
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def spawn(self) -> None:
+        """Starts the process without waiting for it to be ready."""
+        env = {**os.environ, "CHATMESH_LOG_LEVEL": "WARNING", **self.env}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "chatmesh_launcher", *self.command],
+                env=env,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def check_alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"chatmesh {' '.join(self.command)} ({self.log_path.name}) exited with"
+                f" {self.process.returncode}:\n{self.log_tail()}"
+            )
+
+    def start(self, wait_s: float = 30.0) -> None:
+        """Spawns the process and waits until its readiness probe passes."""
+        self.spawn()
+        deadline = time.monotonic() + wait_s
+        while not self.ready():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"chatmesh {self.command[0]} not ready:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def wait(self, wait_s: float) -> int:
+        """Waits for the process to exit on its own; its exit status."""
+        assert self.process is not None
+        return self.process.wait(timeout=wait_s)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, nothing is flushed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM (a graceful drain), then SIGKILL after `grace_s`."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class ServiceProcess:
+    """`chatmesh serve <service>` on a fixed port, for async tests."""
+
+    def __init__(
+        self,
+        service: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        port: int | None,
+        own_env: Callable[[int], Mapping[str, str]],
+        ready: Callable[[int], Probe],
+    ) -> None:
+        self.service = service
         self.port = port or free_port()
-        self.process: asyncio.subprocess.Process | None = None
+        # No drain by default: tests stop and restart services many times.
+        settings = {"CHATMESH_DRAIN_S": "0", **env, **own_env(self.port)}
+        self.process = ChatmeshProcess(["serve", service], settings, log_path, ready(self.port))
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.process.env
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
 
     @property
     def target(self) -> str:
@@ -49,97 +182,95 @@ class ServiceProcess:
 
     @property
     def pid(self) -> int:
-        assert self.process is not None, f"{self.module} is not running"
         return self.process.pid
 
-    async def _spawn(self, own_env: Mapping[str, str]) -> None:
-        env = {**os.environ, "CHATMESH_LOG_LEVEL": "WARNING", **self.env, **own_env}
-        with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                self.module,
-                env=env,
-                cwd=REPO,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-
-    def check_alive(self) -> None:
-        assert self.process is not None
-        if self.process.returncode is not None:
-            pytest.fail(
-                f"{self.module} ({self.log_path.name}) exited with {self.process.returncode}:\n"
-                + self.log_path.read_text(errors="replace")[-3000:]
-            )
+    async def start(self, wait_s: float = 30.0) -> None:
+        await asyncio.to_thread(self.process.start, wait_s)
 
     async def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, nothing is flushed."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            await self.process.wait()
+        await asyncio.to_thread(self.process.kill)
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM (a graceful drain), then SIGKILL after `grace_s`."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(grace_s):
-                    await self.process.wait()
-            except TimeoutError:
-                await self.kill()
+        await asyncio.to_thread(self.process.stop, grace_s)
+
+
+def _grpc_env(port: int) -> dict[str, str]:
+    return {"CHATMESH_GRPC_BIND": f"127.0.0.1:{port}", "CHATMESH_METRICS_PORT": "-1"}
+
+
+def _grpc_ready(port: int) -> Probe:
+    return grpc_serving(f"127.0.0.1:{port}")
 
 
 class ChatServiceProcess(ServiceProcess):
-    """`python -m chat_service`; ready when its gRPC health check says SERVING."""
+    """`chatmesh serve chat`; ready when its gRPC health check says SERVING."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
-        super().__init__("chat_service", env, log_path, port)
+        super().__init__("chat", env, log_path, port, _grpc_env, _grpc_ready)
         self.channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
-
-    async def start(self, wait_s: float = 30.0) -> None:
-        await self._spawn({"CHATMESH_GRPC_BIND": self.target, "CHATMESH_METRICS_PORT": "-1"})
-        health = health_pb2_grpc.HealthStub(self.channel)
-        async with asyncio.timeout(wait_s):
-            while True:
-                self.check_alive()
-                with contextlib.suppress(grpc.aio.AioRpcError):
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         await self.stop()
         await self.channel.close(None)
 
 
-class GatewayProcess(ServiceProcess):
-    """`python -m gateway_ws`; ready when its WebSocket port accepts connections."""
+class PresenceServiceProcess(ServiceProcess):
+    """`chatmesh serve presence`; ready when its gRPC health check says SERVING."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
-        super().__init__("gateway_ws", env, log_path, port)
+        super().__init__("presence", env, log_path, port, _grpc_env, _grpc_ready)
+
+
+def _gateway_env(port: int) -> dict[str, str]:
+    return {
+        "CHATMESH_WS_HOST": "127.0.0.1",
+        "CHATMESH_WS_PORT": str(port),
+        "CHATMESH_WS_METRICS_PORT": "-1",
+    }
+
+
+def _gateway_ready(port: int) -> Probe:
+    return http_ok(f"http://127.0.0.1:{port}/healthz")
+
+
+class GatewayProcess(ServiceProcess):
+    """`chatmesh serve gateway`; ready when its /healthz answers 200."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
+        super().__init__("gateway", env, log_path, port, _gateway_env, _gateway_ready)
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/ws"
 
-    async def start(self, wait_s: float = 20.0) -> None:
-        await self._spawn(
-            {
-                "CHATMESH_WS_HOST": "127.0.0.1",
-                "CHATMESH_WS_PORT": str(self.port),
-                "CHATMESH_WS_METRICS_PORT": "-1",
-            }
-        )
-        async with asyncio.timeout(wait_s):
-            while True:
-                self.check_alive()
-                try:
-                    _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    await asyncio.sleep(0.05)
-                    continue
-                writer.close()
-                return
+
+class DevProcess(ChatmeshProcess):
+    """`chatmesh dev` on free ports with a data dir; blocking methods (e2e tests and bench)."""
+
+    def __init__(
+        self, data_dir: Path, secret: str, log_path: Path | None = None, **env: str
+    ) -> None:
+        self.data_dir = data_dir
+        self.grpc_port = free_port()
+        self.ws_port = free_port()
+        self.metrics_port = free_port()
+        super().__init__(
+            [
+                "dev",
+                "--data-dir", str(data_dir),
+                "--grpc", self.grpc_target,
+                "--ws", f"127.0.0.1:{self.ws_port}",
+                "--metrics", f"127.0.0.1:{self.metrics_port}",
+            ],
+            {"CHATMESH_JWT_SECRET": secret, **env},
+            log_path or data_dir.parent / f"{data_dir.name}-dev.log",
+            grpc_serving(self.grpc_target),
+        )  # fmt: skip
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}/v1/ws"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"

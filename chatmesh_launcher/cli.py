@@ -1,0 +1,108 @@
+"""The `chatmesh` command.
+
+chatmesh dev [--data-dir D] [--grpc HOST:PORT] [--ws HOST:PORT] [--metrics HOST:PORT]
+chatmesh serve chat|presence|gateway (settings from the environment)
+chatmesh migrate (the store's schema, settings from the environment)
+chatmesh token USER [--device D] [--ttl S] [--data-dir D]
+chatmesh config [--markdown] (every setting: current value, default, meaning)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from chatmesh_common.auth import issue_token
+from chatmesh_common.runner import run_service, run_task
+from chatmesh_common.settings import read_one
+
+from .dev import DevOptions, dev_process, dev_secret
+from .serve import SERVICES, serve
+from .settings_doc import render_markdown, render_text
+
+
+async def _migrate() -> None:
+    """Applies the store's schema migrations; safe to run twice or from two processes at once."""
+    from chat_service.config import ChatConfig
+    from chat_service.server import build_store
+
+    config = ChatConfig.from_env()
+    if config.scylla is not None:
+        store = config.scylla.build_store(migrate_on_open=True)
+        where = f"keyspace {config.scylla.keyspace}"
+    else:
+        store = build_store(config)  # SQLite creates and upgrades its schema when opened
+        where = f"{config.data_dir}"
+    await store.open()
+    await store.close()
+    print(f"schema of the {config.store} store is up to date ({where})", flush=True)
+
+
+def _token(args: argparse.Namespace) -> None:
+    from chat_service.config import ChatConfig
+
+    data_dir = args.data_dir or read_one(ChatConfig, "data_dir")
+    print(issue_token(dev_secret(Path(data_dir)), args.user, args.device, args.ttl))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatmesh", description="chatmesh chat backend")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run every service in one process (embedded)")
+    dev.add_argument("--data-dir", help="default: CHATMESH_DATA_DIR or ./chatmesh-data")
+    dev.add_argument("--grpc", help="HOST:PORT, default: CHATMESH_GRPC_BIND or 127.0.0.1:50051")
+    dev.add_argument("--ws", help="HOST:PORT, default: CHATMESH_WS_BIND or 127.0.0.1:8080")
+    dev.add_argument(
+        "--metrics", help="HOST:PORT, default: CHATMESH_METRICS_BIND or 127.0.0.1:9100"
+    )
+
+    serve_cmd = commands.add_parser(
+        "serve", help="run one service, configured from the environment"
+    )
+    serve_cmd.add_argument("service", choices=sorted(SERVICES))
+
+    commands.add_parser(
+        "migrate", help="apply the store's schema migrations (settings from the environment)"
+    )
+
+    token = commands.add_parser("token", help="print a token signed with the configured secret")
+    token.add_argument("user")
+    token.add_argument("--device", default="default")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default one day)")
+    token.add_argument(
+        "--data-dir",
+        help="where `chatmesh dev` keeps its secret when CHATMESH_JWT_SECRET is unset",
+    )
+
+    config = commands.add_parser(
+        "config", help="list every setting: current value, default and meaning"
+    )
+    config.add_argument(
+        "--markdown", action="store_true", help="the reference table of docs/settings.md"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "token":
+        _token(args)
+        code = 0
+    elif args.command == "config":
+        sys.stdout.write(render_markdown() if args.markdown else render_text())
+        code = 0
+    elif args.command == "dev":
+        options = DevOptions(args.data_dir, args.grpc, args.ws, args.metrics)
+        code = run_service("dev", lambda clock: dev_process(options, clock))
+    elif args.command == "migrate":
+        code = run_task("migrate", _migrate)
+    else:
+        code = serve(args.service)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""`chatmesh dev`: every service in one process on the embedded backends.
+
+chat_service and presence_service share one gRPC port (so grpcurl sees both) and one in-process
+bus; the gateway and presence's access checks call the servicers through a LocalChannel (no HTTP/2
+hop). Each service is made by its own builder; this module only chooses the embedded backends and
+wires the services together. `CHATMESH_MODE=cluster` makes it refuse to start, as the services'
+configs refuse the embedded backends in that mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import grpc
+
+from chat_service.config import ChatConfig
+from chat_service.server import build_chat_service
+from chatmesh_common.bus import DURABLE_LOG_FILE, InProcessBus
+from chatmesh_common.clock import Clock
+from chatmesh_common.local_channel import LocalChannel
+from chatmesh_common.runner import Process
+from chatmesh_common.service import GrpcService, Health
+from chatmesh_common.settings import ConfigError, read_env, read_one, setting, validate
+from gateway_ws.config import GatewayConfig
+from gateway_ws.server import GatewayService, build_gateway_service
+from presence_service.access import GrpcAccessClient, presence_credential
+from presence_service.config import PresenceConfig
+from presence_service.server import build_presence_service
+
+
+@dataclass(frozen=True)
+class DevConfig:
+    """Settings of `chatmesh dev` itself; the services' own settings apply too."""
+
+    ws_bind: str = setting("CHATMESH_WS_BIND", "127.0.0.1:8080", "host:port of dev's WebSocket")
+    metrics_bind: str = setting(
+        "CHATMESH_METRICS_BIND", "127.0.0.1:9100", "host:port of dev's Prometheus endpoint"
+    )
+    # No load balancer to drain in dev: Ctrl-C stops at once unless asked otherwise.
+    drain_s: float = setting(
+        "CHATMESH_DRAIN_S", 0.0, "seconds health reports NOT_SERVING before dev stops", minimum=0
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def split_hostport(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"{what} must be HOST:PORT, got {value!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def dev_secret(
+    data_dir: Path,
+    env: Mapping[str, str] | None = None,
+    variable: str = "CHATMESH_JWT_SECRET",
+    file_name: str = "jwt-secret",
+) -> str:
+    """The configured secret, else one kept in the data dir so `chatmesh token` agrees with dev.
+
+    Used for the user token secret and for the service token secret (`service-secret`).
+    """
+    configured = (os.environ if env is None else env).get(variable, "")
+    if configured:
+        return configured
+    path = data_dir / file_name
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    return secret
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    """The command line of `chatmesh dev`; None takes the setting from the environment."""
+
+    data_dir: str | None = None
+    grpc: str | None = None
+    ws: str | None = None
+    metrics: str | None = None
+
+
+class DevSystem:
+    """chat + presence on one gRPC server, the gateway in front, one bus: a Service."""
+
+    name = "chatmesh dev"
+
+    def __init__(
+        self,
+        chat_config: ChatConfig,
+        presence_config: PresenceConfig,
+        gateway_config: GatewayConfig,
+        clock: Clock,
+    ) -> None:
+        self.chat_config = chat_config
+        self._gateway_config = gateway_config
+        self._clock = clock
+        # The durable log lives in the data dir, so consumers resume after a restart.
+        self.bus = InProcessBus(Path(chat_config.data_dir) / DURABLE_LOG_FILE, clock)
+        self.chat = build_chat_service(chat_config, bus=self.bus, clock=clock)
+        # Its channel is the LocalChannel, known once the servicers exist.
+        self._access = GrpcAccessClient(presence_credential(presence_config.service_secret))
+        self.presence = build_presence_service(
+            presence_config, bus=self.bus, access=self._access, clock=clock
+        )
+        # One server on chat's settings (bind, grace, and the drain that dev_process chose).
+        self.grpc = GrpcService(
+            self.name, [*self.chat.components, *self.presence.components], chat_config
+        )
+        self._channel: LocalChannel | None = None
+        self._gateway: GatewayService | None = None
+
+    @property
+    def health(self) -> Health:
+        return self.grpc.health
+
+    @property
+    def gateway(self) -> GatewayService:
+        assert self._gateway is not None, "chatmesh dev is not running"
+        return self._gateway
+
+    async def start(self) -> None:
+        await self.grpc.start()
+        self._channel = channel = LocalChannel(self.grpc.registrations)
+        self._access.set_channel(cast(grpc.aio.Channel, channel))
+        host, _port = split_hostport(self.chat_config.grpc_bind, "CHATMESH_GRPC_BIND")
+        target = f"{host}:{self.grpc.port}"
+        config = dataclasses.replace(
+            self._gateway_config, chat_target=target, presence_target=target
+        )
+        self._gateway = build_gateway_service(config, chat_channel=channel, clock=self._clock)
+        try:
+            await self._gateway.start()
+        except BaseException:
+            await self.grpc.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self._gateway is not None:
+            await self._gateway.stop()
+        await self.grpc.stop()
+        if self._channel is not None:
+            await self._channel.close()
+        await self.bus.close()
+
+
+def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None = None) -> Process:
+    """The dev composition from the command line and the environment, for the runner."""
+    source = dict(os.environ if env is None else env)
+    if read_one(ChatConfig, "mode", source) == "cluster":
+        raise ConfigError(
+            "chatmesh dev runs the embedded backends, which CHATMESH_MODE=cluster refuses;"
+            " unset it, or run each service with `chatmesh serve`"
+        )
+    dev = read_env(DevConfig, source)
+    data_dir = Path(options.data_dir or read_one(ChatConfig, "data_dir", source))
+    grpc_bind = options.grpc or read_one(ChatConfig, "grpc_bind", source)
+    grpc_host, grpc_port = split_hostport(grpc_bind, "--grpc")
+    ws_host, ws_port = split_hostport(options.ws or dev.ws_bind, "--ws")
+    metrics_host, metrics_port = split_hostport(options.metrics or dev.metrics_bind, "--metrics")
+    embedded = {
+        **source,
+        "CHATMESH_JWT_SECRET": dev_secret(data_dir, source),
+        "CHATMESH_SERVICE_SECRET": dev_secret(
+            data_dir, source, "CHATMESH_SERVICE_SECRET", "service-secret"
+        ),
+        "CHATMESH_DATA_DIR": str(data_dir),
+        "CHATMESH_GRPC_BIND": f"{grpc_host}:{grpc_port}",
+        "CHATMESH_WS_HOST": ws_host,
+        "CHATMESH_WS_PORT": str(ws_port),
+        "CHATMESH_DRAIN_S": str(dev.drain_s),
+        "CHATMESH_STORE": source.get("CHATMESH_STORE") or "sqlite",
+        "CHATMESH_BUS": source.get("CHATMESH_BUS") or "inprocess",
+        "CHATMESH_PRESENCE_BACKEND": source.get("CHATMESH_PRESENCE_BACKEND") or "memory",
+    }
+    for name, value in (
+        ("CHATMESH_STORE", "sqlite"),
+        ("CHATMESH_BUS", "inprocess"),
+        ("CHATMESH_PRESENCE_BACKEND", "memory"),
+    ):
+        if embedded[name] != value:
+            raise ConfigError(f"chatmesh dev runs embedded: {name} must be {value!r} or unset")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    system = DevSystem(
+        ChatConfig.from_env(embedded),
+        PresenceConfig.from_env(embedded),
+        GatewayConfig.from_env(embedded),
+        clock,
+    )
+
+    def banner(bound_metrics: int) -> str:
+        grpc_at = f"{grpc_host}:{system.grpc.port}"
+        return (
+            "chatmesh dev is running (embedded: SQLite + in-process bus)\n"
+            f"  data       {data_dir.resolve()}\n"
+            f"  gRPC       {grpc_at}   (grpcurl -plaintext {grpc_at} list)\n"
+            f"  WebSocket  {system.gateway.url}\n"
+            f"  metrics    http://{metrics_host}:{bound_metrics}/metrics\n"
+            f"  token      chatmesh token alice --data-dir {data_dir}\n"
+            "Ctrl-C stops it."
+        )
+
+    return Process(system, metrics_host, metrics_port, banner)
