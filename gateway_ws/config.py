@@ -54,6 +54,9 @@ class GatewayConfig:
     # Reconnect backoff of a broken event stream (doubling, full jitter).
     resubscribe_initial_s: float = 0.1
     resubscribe_max_s: float = 5.0
+    # How long the event stream opened at authentication holds its items for the app's first
+    # frame: a `resume` then replays first; after this the held items are written as live.
+    live_start_delay_s: float = 1.0
     # At most this many characters in a client's request_id.
     max_request_id_chars: int = 64
     # Prometheus endpoint; a negative port disables it, 0 picks a free port.
@@ -78,6 +81,7 @@ class GatewayConfig:
             "close_timeout_s": self.close_timeout_s,
             "resubscribe_initial_s": self.resubscribe_initial_s,
             "resubscribe_max_s": self.resubscribe_max_s,
+            "live_start_delay_s": self.live_start_delay_s,
             "max_request_id_chars": self.max_request_id_chars,
             "max_presence_subscriptions": self.max_presence_subscriptions,
         }

@@ -196,9 +196,14 @@ class _EventServicer(event_service_pb2_grpc.EventServiceServicer):
                 for event in fake.logs.get(cursor.conversation_id, []):
                     if event.seq > cursor.seq:
                         yield event_service_pb2.SubscribeEventsResponse(event=event)
-            yield event_service_pb2.SubscribeEventsResponse(
-                caught_up=event_service_pb2.CaughtUp(revoked_conversation_ids=revoked)
-            )
+            caught_up = event_service_pb2.CaughtUp(revoked_conversation_ids=revoked)
+            named = {cursor.conversation_id for cursor in request.cursors}
+            for conversation_id, members in fake.members.items():
+                # As chat_service: each other conversation's seq when the stream started.
+                if who.user_id in members and conversation_id not in named:
+                    seq = len(fake.logs.get(conversation_id, ()))
+                    caught_up.baselines.add(conversation_id=conversation_id, seq=seq)
+            yield event_service_pb2.SubscribeEventsResponse(caught_up=caught_up)
             while True:
                 item = await stream.queue.get()
                 if isinstance(item, grpc.StatusCode):

@@ -219,11 +219,10 @@ async def test_a_restart_loses_nothing_in_conversations_a_live_device_never_hear
 ) -> None:
     """A live-only device misses nothing sent during a stream break, even where it saw no event."""
     alice = await GatewayClient.connect(edge.url, token("alice"))
-    bob = await GatewayClient.connect(edge.url, token("bob"))
     conversation_id = await _group(alice, "bob")
-    quiet = await _send(alice, conversation_id, "before bob listens")
-    await bob.ping()  # bob's live-only stream starts after the first message
-    await asyncio.sleep(0.2)
+    quiet = await _send(alice, conversation_id, "before bob connects")
+    bob = await GatewayClient.connect(edge.url, token("bob"))
+    await bob.ping()  # bob's stream is live-only: he has seen nothing of the conversation
     assert not [e for e in bob.pending_events() if e.seq]
     await chat.stop()
     await chat.start()
