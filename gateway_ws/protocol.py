@@ -41,7 +41,6 @@ from gateway_ws.ratelimit import BadFrameCounter, RateLimiter
 from gateway_ws.upstream import FATAL_STREAM_CODES, Route
 
 CLOSE_POLICY_VIOLATION: Final = 1008
-CLOSE_SLOW_CONSUMER: Final = 4008
 
 # Frames served by presence_service; UNIMPLEMENTED when the gateway has no presence link.
 PRESENCE_FRAMES: Final = frozenset(
@@ -277,12 +276,12 @@ class Protocol:
 
     def next_deadline(self) -> float | None:
         """The clock's monotonic time at which tick() has something to do (None: never)."""
-        deadlines = [
-            d
-            for d in (self._auth_deadline, self._live_deadline, self._reopen_deadline)
-            if d is not None
-        ]
-        return min(deadlines) if deadlines else None
+        # Called after every input (the socket loop arms its one timer from it): kept cheap.
+        soonest: float | None = None
+        for deadline in (self._auth_deadline, self._live_deadline, self._reopen_deadline):
+            if deadline is not None and (soonest is None or deadline < soonest):
+                soonest = deadline
+        return soonest
 
     def tick(self) -> list[Action]:
         """Runs the timers that are due."""

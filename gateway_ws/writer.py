@@ -11,6 +11,7 @@ flushes (abuse, authentication) is written after the frames queued before it.
 from __future__ import annotations
 
 import asyncio
+from typing import Final
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -18,7 +19,9 @@ from websockets.protocol import State
 
 from gateway_ws.config import GatewayConfig
 from gateway_ws.frames import Encoded
-from gateway_ws.protocol import CLOSE_SLOW_CONSUMER
+
+# The client does not read fast enough: it reconnects and resumes.
+CLOSE_SLOW_CONSUMER: Final = 4008
 
 
 class Writer:

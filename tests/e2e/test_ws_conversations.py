@@ -256,7 +256,7 @@ async def test_a_socket_that_sends_nothing_still_gets_live_events(system: System
     alice = await system.connect("alice")
     cid = await _create(alice, "CONVERSATION_KIND_GROUP", "bob")
     bob = await system.connect("bob")  # no frame from bob at all
-    await asyncio.sleep(1.5)  # past the gateway's wait for a first (resume) frame
+    await asyncio.sleep(1.5)  # past live_start_delay_s: what the stream held is released
     seq = await _send(alice, cid, "are you there?")
     events = await _log_events(bob, cid, 1)
     assert events[0].seq == seq
