@@ -229,14 +229,24 @@ class Protocol:
     def stream_ended(
         self, generation: int, status: grpc.StatusCode | None, details: str = ""
     ) -> list[Action]:
-        """The stream ended: `status` None for an end or failure that resubscribing heals."""
+        """The stream ended with `status` (None: it ended or broke without one).
+
+        A fatal status (FATAL_STREAM_CODES) is reported to the app; anything else resubscribes
+        after the backoff from what was delivered.
+        """
         if generation != self._generation or self.closed:
             return []
         actions: list[Action] = []
+        fatal = status in FATAL_STREAM_CODES
         if self._held is not None:
-            # The stream opened at authentication broke before the app spoke: stop holding.
+            # The stream opened at authentication broke before the app spoke.
+            if not fatal and self._held_caught_up is None:
+                # Before it reported its baselines (so it held nothing yet): keep holding and
+                # open it again after the backoff, so that a resume still gets them.
+                self._schedule_reopen()
+                return actions
             if self._held_resumes:
-                if status not in FATAL_STREAM_CODES:
+                if not fatal:
                     self._resume_held(actions)
                     return actions
                 # Refused for good: the resumes get the error; their cursors are kept for the
@@ -247,13 +257,17 @@ class Protocol:
                     self._pending_resumes.append((resume.request_id, resume.binary))
                 self._held_resumes = []
             self._go_live(actions)
-        if status in FATAL_STREAM_CODES:
+        if fatal:
             assert status is not None
             self._stream_failed(status, details, actions)
             return actions
+        self._schedule_reopen()
+        return actions
+
+    def _schedule_reopen(self) -> None:
+        """The next stream opens after the backoff (doubling, with jitter, up to the maximum)."""
         self._reopen_deadline = self._clock.monotonic() + self._backoff * (0.5 + self._jitter() / 2)
         self._backoff = min(self._backoff * 2, self._config.resubscribe_max_s)
-        return actions
 
     def rpc_done(self, call: CallRpc, answer: bytes) -> list[Action]:
         """The answer of a CallRpc."""

@@ -384,6 +384,32 @@ def test_a_held_event_of_a_conversation_without_baseline_is_replayed_from_that_e
     assert cursors(resumed) == {"c1": 2, "new": 4}
 
 
+def test_a_held_stream_that_breaks_before_caught_up_is_reopened_and_still_held() -> None:
+    """A break before the baselines: the stream reopens after the backoff, still held, and a
+    resume that came meanwhile uses the new stream's baselines."""
+    socket = Socket(resubscribe_initial_s=0.1, live_start_delay_s=1.0)
+    held = socket.authenticated()
+    assert socket.ended(held, grpc.StatusCode.UNAVAILABLE) == []
+    socket.send("r1", resume={"cursors": [{"conversationId": "c1", "seq": 1}]})
+    again = opened(socket.advance(0.1))
+    assert cursors(again) == {}
+    resumed = opened(socket.item(again, caught_up({"c2": 3})))
+    assert cursors(resumed) == {"c1": 1, "c2": 3}
+    assert socket.written == []
+
+
+def test_a_held_stream_that_breaks_after_caught_up_writes_what_it_held() -> None:
+    """A break once the baselines are known: the held items are written and the stream reopens
+    from them after the backoff."""
+    socket = Socket(resubscribe_initial_s=0.1)
+    held = socket.authenticated()
+    socket.item(held, caught_up({"c1": 2}))
+    socket.item(held, event("c1", 3))
+    socket.ended(held, None)
+    assert socket.events() == [("c1", 3)]
+    assert cursors(opened(socket.advance(0.1))) == {"c1": 3}
+
+
 def test_an_auth_frame_with_cursors_subscribes_from_them_without_holding() -> None:
     """`auth.resume` is the app's first frame: the stream opens from its cursors."""
     socket = Socket()
