@@ -53,8 +53,6 @@ from gateway_ws.ratelimit import RateLimiter
 from gateway_ws.upstream import EOF, FATAL_STREAM_CODES, Route, SubscribeMethod, retry_after_ms
 from gateway_ws.writer import Writer
 
-__all__ = ["FrameMetrics", "GatewayContext", "Session"]
-
 log = logging.getLogger(__name__)
 
 
