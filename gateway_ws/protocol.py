@@ -222,6 +222,10 @@ class Protocol:
                     self._resume_held(actions)
                     return actions
             held.append(item)
+            if len(held) >= self._config.outbound_queue_max:
+                # No more than the outbound queue would take: the hold ends, the writer's
+                # slow-consumer rule applies from here on.
+                self._go_live(actions)
             return actions
         self._on_stream_item(item, actions)
         return actions

@@ -410,6 +410,19 @@ def test_a_held_stream_that_breaks_after_caught_up_writes_what_it_held() -> None
     assert cursors(opened(socket.advance(0.1))) == {"c1": 3}
 
 
+def test_the_hold_ends_when_it_holds_as_much_as_the_outbound_queue_takes() -> None:
+    """A burst before the app speaks is not held without bound: at outbound_queue_max items
+    they are written (and the writer's slow-consumer limit takes over)."""
+    socket = Socket(outbound_queue_max=3)
+    held = socket.authenticated()
+    socket.item(held, caught_up())
+    socket.item(held, event("c1", 1))
+    assert socket.written == []
+    socket.item(held, event("c1", 2))
+    assert socket.events() == [("c1", 1), ("c1", 2)]
+    assert socket.protocol.next_deadline() is None
+
+
 def test_an_auth_frame_with_cursors_subscribes_from_them_without_holding() -> None:
     """`auth.resume` is the app's first frame: the stream opens from its cursors."""
     socket = Socket()
