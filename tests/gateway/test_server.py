@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway.client import GatewayClient, ServerError, cursor_map, eventually
-from gateway.conftest import GatewayFactory, token
+from gateway.conftest import Chat, GatewayFactory, token
 from gateway.fake_chat import FakeChat
 from gateway_ws.server import Gateway
 
@@ -89,10 +89,10 @@ async def test_expired_token_in_auth_frame_gets_an_error_then_1008(gateway: Gate
 
 
 async def test_no_auth_in_time_gets_an_error_then_1008(
-    fake_chat: FakeChat, gateway_factory: GatewayFactory
+    chat: Chat, gateway_factory: GatewayFactory
 ) -> None:
     """Silence after connecting: UNAUTHENTICATED after the auth timeout, then 1008."""
-    gateway = await gateway_factory(fake_chat.target, auth_timeout_s=0.3)
+    gateway = await gateway_factory(chat.target, auth_timeout_s=0.3)
     client = await GatewayClient.connect(gateway.url, auth="none")
     frame = await client.next_unsolicited()
     assert frame.error.code == E.ERROR_CODE_UNAUTHENTICATED
@@ -364,20 +364,19 @@ async def test_auth_frame_with_cursors_resumes(gateway: Gateway) -> None:
     await alice.close()
 
 
-async def test_events_follow_the_encoding_of_the_last_client_frame(
-    fake_gateway: Gateway, fake_chat: FakeChat
-) -> None:
+async def test_events_follow_the_encoding_of_the_last_client_frame(gateway: Gateway) -> None:
     """Pushed events are binary after a binary frame, text after a text frame."""
-    fake_chat.add_conversation("c1", "alice")
-    alice = await GatewayClient.connect(fake_gateway.url, token("alice"))
+    bob = await GatewayClient.connect(gateway.url, token("bob"))
+    cid = await bob.create_group("alice")
+    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    await alice.resume({cid: 0})  # the stream is live at chat_service once this is answered
     await alice.request(alice.frame("ping"), binary=True)
-    await fake_chat.wait_streams(1)
-    fake_chat.append_message("c1", "alice", "one")
-    await alice.next_event()
+    await _send(bob, cid, "one")
+    assert (await alice.next_event()).seq == 1
     assert alice.received[-1][1] is True
     await alice.request(alice.frame("ping"), binary=False)
-    fake_chat.append_message("c1", "alice", "two")
-    await alice.next_event()
+    await _send(bob, cid, "two")
+    assert (await alice.next_event()).seq == 2
     assert alice.received[-1][1] is False
     await alice.close()
 
@@ -678,10 +677,10 @@ async def test_requests_beyond_the_in_flight_bound_wait_their_turn(
 
 
 async def test_an_idle_socket_gives_back_its_writer_task(
-    fake_chat: FakeChat, gateway_factory: GatewayFactory
+    chat: Chat, gateway_factory: GatewayFactory
 ) -> None:
     """After a heartbeat interval without output the writer task ends; output restarts it."""
-    gateway = await gateway_factory(fake_chat.target, heartbeat_interval_s=0.2)
+    gateway = await gateway_factory(chat.target, heartbeat_interval_s=0.2)
     client = await GatewayClient.connect(gateway.url, token("alice"))
     (session,) = gateway._context.sessions  # white-box: the writer is an internal
     await eventually(lambda: session._writer.task is None, timeout_s=3)
@@ -689,16 +688,16 @@ async def test_an_idle_socket_gives_back_its_writer_task(
     await client.close()
 
 
-async def test_a_channel_given_to_the_gateway_is_left_open(fake_chat: FakeChat) -> None:
+async def test_a_channel_given_to_the_gateway_is_left_open(chat: Chat) -> None:
     """start_gateway(chat_channel=...) uses that channel and does not close it on stop."""
     from gateway.conftest import base_config
     from gateway_ws.server import start_gateway
 
-    channel = grpc.aio.insecure_channel(fake_chat.target)
+    channel = grpc.aio.insecure_channel(chat.target)
     gateway = await start_gateway(base_config(chat_target="unused:1"), chat_channel=channel)
-    fake_chat.add_conversation("c1", "alice")
     client = await GatewayClient.connect(gateway.url, token("alice"))
-    assert (await _send(client, "c1", "via the given channel")).send_message.message.seq == 1
+    cid = await client.create_group("bob")
+    assert (await _send(client, cid, "via the given channel")).send_message.message.seq == 1
     await gateway.stop()
     await channel.channel_ready()
     await channel.close(None)
