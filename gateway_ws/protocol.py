@@ -129,6 +129,35 @@ class _Resume:
 class Protocol:
     """One socket's protocol state; see the module docstring."""
 
+    __slots__ = (
+        "_auth_deadline",
+        "_backoff",
+        "_bad",
+        "_clock",
+        "_config",
+        "_event_frames",
+        "_generation",
+        "_held",
+        "_held_caught_up",
+        "_held_resumes",
+        "_jitter",
+        "_live_deadline",
+        "_metrics",
+        "_pending_resumes",
+        "_presence",
+        "_reopen_deadline",
+        "_routes",
+        "_send_limiter",
+        "_streaming",
+        "_verifier",
+        "authenticated",
+        "binary",
+        "closed",
+        "device_id",
+        "tracked",
+        "user_id",
+    )
+
     def __init__(
         self,
         config: GatewayConfig,
