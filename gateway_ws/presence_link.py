@@ -135,6 +135,22 @@ async def heartbeat_loop(
                 await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class Outbox(Protocol):
+    """Where a link's frames go: the socket's writer (gateway_ws/writer.py)."""
+
+    @property
+    def closing(self) -> object | None: ...
+
+    def emit(self, data: Encoded) -> None: ...
+
+
+class Encoding(Protocol):
+    """The encoding of the client's last frame (gateway_ws/protocol.py's Protocol)."""
+
+    @property
+    def binary(self) -> bool: ...
+
+
 @dataclass(eq=False, slots=True)
 class HeartbeatInterval:
     """How often each socket heartbeats: the last ConnectResponse.heartbeat_interval (shared
@@ -147,12 +163,10 @@ class PresenceLink:
     """One socket's presence connection, its presence frames and its Watch stream."""
 
     __slots__ = (
-        "_binary",
-        "_closing",
         "_config",
         "_conn_id",
         "_connect_task",
-        "_emit",
+        "_encoding",
         "_hb_due",
         "_hb_task",
         "_interval",
@@ -160,6 +174,7 @@ class PresenceLink:
         "_metadata",
         "_methods",
         "_metrics",
+        "_out",
         "_status",
         "_subs",
         "_user_id",
@@ -172,19 +187,17 @@ class PresenceLink:
         interval: HeartbeatInterval,
         config: GatewayConfig,
         metrics: FrameMetrics,
-        emit: Callable[[Encoded], None],
-        binary: Callable[[], bool],
-        closing: Callable[[], bool],
+        out: Outbox,
+        encoding: Encoding,
     ) -> None:
         self._methods = methods
         self._interval = interval
         self._config = config
         self._metrics = metrics
-        # Queues a frame on the socket's writer; the encoding of the client's last frame; and
-        # whether the socket is closing (no new watch then).
-        self._emit = emit
-        self._binary = binary
-        self._closing = closing
+        # The socket's writer (frames go there; no new watch once it is closing) and protocol
+        # (pushed frames follow the encoding of the client's last frame).
+        self._out = out
+        self._encoding = encoding
         self._loop = asyncio.get_running_loop()
         self._user_id = ""
         self._metadata: tuple[tuple[str, str], ...] = ()
@@ -315,7 +328,7 @@ class PresenceLink:
             self._unsubscribe(frame.presence_unsubscribe.user_ids)
             answer = gateway_pb2.ServerFrame(request_id=request_id)
             answer.presence_unsubscribe.SetInParent()
-            self._emit(frames.encode_frame(answer, binary))
+            self._out.emit(frames.encode_frame(answer, binary))
             return None
         if kind == "presence_subscribe":
             user_ids = frame.presence_subscribe.user_ids
@@ -329,7 +342,7 @@ class PresenceLink:
 
     def _invalid(self, kind: str, request_id: str, message: str, binary: bool) -> None:
         self._metrics.frame(kind, "invalid_value")
-        self._emit(
+        self._out.emit(
             frames.encode_error(request_id, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, message, binary)
         )
 
@@ -380,7 +393,7 @@ class PresenceLink:
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             self._metrics.frame(kind, code.name.lower())
-            self._emit(
+            self._out.emit(
                 frames.encode_error(
                     request_id,
                     frames.error_code_for_status(code),
@@ -392,7 +405,7 @@ class PresenceLink:
             return
         except (grpc.aio.UsageError, grpc.aio.InternalError) as exc:
             self._metrics.frame(kind, "unavailable")
-            self._emit(
+            self._out.emit(
                 frames.encode_error(
                     request_id, ErrorCode.ERROR_CODE_UNAVAILABLE, f"presence service: {exc}", binary
                 )
@@ -401,14 +414,14 @@ class PresenceLink:
         except Exception:
             log.exception("%s call of %s failed", kind, self._user_id)
             self._metrics.frame(kind, "internal")
-            self._emit(
+            self._out.emit(
                 frames.encode_error(
                     request_id, ErrorCode.ERROR_CODE_INTERNAL, "gateway error", binary
                 )
             )
             return
         self._metrics.frame(kind, "ok")
-        self._emit(frames.encode_frame(answer, binary))
+        self._out.emit(frames.encode_frame(answer, binary))
 
     # -- the watch -----------------------------------------------------------------------
 
@@ -436,7 +449,7 @@ class PresenceLink:
         """Watches the current set: the new stream first, the old one cancelled once it runs."""
         old = self._watch_task
         subs = self._subs
-        if not subs or self._closing():
+        if not subs or self._out.closing is not None:
             self._watch_task = None
             if old is not None:
                 old.cancel()
@@ -461,10 +474,10 @@ class PresenceLink:
                         if item is EOF:
                             break
                         data = frames.encode_watch_response(
-                            cast(pb.WatchResponse, item), self._binary()
+                            cast(pb.WatchResponse, item), self._encoding.binary
                         )
                         if data is not None:
-                            self._emit(data)
+                            self._out.emit(data)
                         backoff = config.resubscribe_initial_s
                 except grpc.aio.AioRpcError as exc:
                     status = exc.code()

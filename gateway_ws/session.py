@@ -116,9 +116,8 @@ class Session:
                 ctx.presence_heartbeat,
                 ctx.config,
                 ctx.metrics,
-                self._writer.emit,
-                lambda: self._protocol.binary,
-                lambda: self._writer.closing is not None,
+                self._writer,
+                self._protocol,
             )
         self._metadata: tuple[tuple[str, str], ...] = ()
         # The user counted online by the metrics ("" until authenticated).
