@@ -393,9 +393,7 @@ def scenario_fanout(args: argparse.Namespace) -> Result:
         _with_profile(run, result, "fanout", probe)
         lasts = sorted(r["last_ms"] for r in result.rows)
         if lasts:
-            result.target(
-                "median time to last delivery, ms", percentile(lasts, 50), 1000, False
-            )
+            result.target("median time to last delivery, ms", percentile(lasts, 50), 1000, False)
     return result
 
 
@@ -492,9 +490,7 @@ def scenario_history(args: argparse.Namespace) -> Result:
 
     def prepare(data_dir: Path) -> None:
         began = time.perf_counter()
-        holder["cid"] = asyncio.run(
-            seed_history(data_dir, owner, args.messages, args.body_bytes)
-        )
+        holder["cid"] = asyncio.run(seed_history(data_dir, owner, args.messages, args.body_bytes))
         result.notes.append(
             f"{args.messages:,} messages seeded through ChatStore.append_message in "
             f"{time.perf_counter() - began:.1f} s before the server started."

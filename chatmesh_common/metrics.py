@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 GRPC_HANDLED = Counter(
     "chatmesh_grpc_server_handled_total",
@@ -17,6 +17,12 @@ GRPC_LATENCY = Histogram(
 )
 WS_CONNECTIONS = Counter(
     "chatmesh_ws_connections_total", "WebSocket connections accepted, by close code.", ["code"]
+)
+WS_OPEN_SOCKETS = Gauge(
+    "chatmesh_ws_open_sockets", "WebSocket connections open now (authenticated or not)."
+)
+WS_ONLINE_USERS = Gauge(
+    "chatmesh_ws_online_users", "Distinct users with an authenticated socket open on this gateway."
 )
 WS_FRAMES = Counter(
     "chatmesh_ws_frames_total",

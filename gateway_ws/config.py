@@ -122,6 +122,12 @@ class GatewayConfig:
         "longest request_id a client may send",
         positive=True,
     )
+    live_start_delay_s: float = setting(
+        "CHATMESH_WS_LIVE_START_DELAY_S",
+        1.0,
+        "events are held this long after auth for a `resume` to come first",
+        positive=True,
+    )
     token_leeway_s: float = leeway_setting()
     metrics_host: str = setting(
         "CHATMESH_WS_METRICS_HOST", "127.0.0.1", "host of the Prometheus endpoint"

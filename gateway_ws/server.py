@@ -42,9 +42,10 @@ from chatmesh_common.runner import Process
 from chatmesh_common.service import Health, Shutdown, drain
 from gateway_ws import frames
 from gateway_ws.config import GatewayConfig
-from gateway_ws.presence import PresenceMethods, heartbeat_loop
+from gateway_ws.metrics import FrameMetrics
+from gateway_ws.presence_link import PresenceMethods, heartbeat_loop
 from gateway_ws.ratelimit import RateLimiter
-from gateway_ws.session import FrameMetrics, GatewayContext, Session
+from gateway_ws.session import GatewayContext, Session
 from gateway_ws.upstream import CHANNEL_OPTIONS, build_routes, subscribe_method
 
 if TYPE_CHECKING:

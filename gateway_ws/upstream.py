@@ -12,6 +12,7 @@ LocalChannel, which calls the servicers in process with the same multicallables.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -41,6 +42,37 @@ CHANNEL_OPTIONS: Final[list[tuple[str, Any]]] = [
     ("grpc.keepalive_time_ms", 300_000),
     ("grpc.keepalive_timeout_ms", 20_000),
 ]
+
+
+# Stream errors that retrying cannot fix; after the others (UNAVAILABLE, a restart, ...) a
+# stream is opened again with backoff.
+FATAL_STREAM_CODES: Final = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
+# The end-of-stream sentinel of grpc.aio (missing from the type stubs).
+EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
+_RETRY_AFTER_KEYS: Final = ("retry-after-ms", "x-retry-after-ms")
+
+
+def retry_after_ms(exc: grpc.aio.AioRpcError) -> int:
+    """A retry-after hint a service may put in trailing metadata (`retry-after-ms`)."""
+    if exc.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return 0
+    metadata = cast(Iterable[tuple[str, str | bytes]], exc.trailing_metadata() or ())
+    for key, value in metadata:
+        if key in _RETRY_AFTER_KEYS:
+            try:
+                return max(0, int(value if isinstance(value, str) else value.decode()))
+            except ValueError:
+                return 0
+    return 0
 
 
 SubscribeMethod = grpc.aio.UnaryStreamMultiCallable[

@@ -50,8 +50,6 @@ WATCH_QUEUE = 1024
 SWEEP_BATCH = 1000
 
 
-
-
 def typing_event(
     conversation_id: str, user_id: str, typing: bool, occurred_at: float, expires_at: float
 ) -> bytes:

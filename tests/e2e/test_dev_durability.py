@@ -51,17 +51,28 @@ async def test_sigkill_after_acks_loses_nothing(tmp_path: Path) -> None:
         cid = created.conversation.conversation.conversation_id
 
         async with websockets.connect(
-            dev.ws_url, subprotocols=[websockets.Subprotocol("chatmesh.v1"),
-                                      websockets.Subprotocol(f"bearer.{token}")]
+            dev.ws_url,
+            subprotocols=[
+                websockets.Subprotocol("chatmesh.v1"),
+                websockets.Subprotocol(f"bearer.{token}"),
+            ],
         ) as ws:
             ready = json.loads(await ws.recv())
             assert "ready" in ready
             # Stay under the per-user send rate (burst 40): 30 sends, all in flight at once.
             for i in range(30):
-                await ws.send(json.dumps({
-                    "requestId": f"r{i}",
-                    "sendMessage": {"conversationId": cid, "clientMsgId": f"m{i}", "body": f"b{i}"},
-                }))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "requestId": f"r{i}",
+                            "sendMessage": {
+                                "conversationId": cid,
+                                "clientMsgId": f"m{i}",
+                                "body": f"b{i}",
+                            },
+                        }
+                    )
+                )
             async with asyncio.timeout(20):
                 while len(acked) < 30:
                     frame = json.loads(await ws.recv())

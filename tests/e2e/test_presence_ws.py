@@ -219,8 +219,8 @@ async def test_typing_reaches_members_only(dev: DevProcess) -> None:
     carol = await GatewayClient.connect(dev.ws_url, _token("carol2"))
     dave = await GatewayClient.connect(dev.ws_url, _token("dave2"))
     mallory = await GatewayClient.connect(dev.ws_url, _token("mallory2"))
-    # No presence_subscribe anywhere: a resume starts each event stream and answers once it is
-    # live, which is all typing needs.
+    # No presence_subscribe anywhere: each socket's event stream opened at authentication; the
+    # resume is answered once the stream is live at chat_service, which is all typing needs.
     for client in (alice, bob, carol, dave, mallory):
         await client.resume({})
 

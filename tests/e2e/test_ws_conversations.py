@@ -266,7 +266,39 @@ async def test_a_socket_that_sends_nothing_still_gets_live_events(system: System
     alice = await system.connect("alice")
     cid = await _create(alice, "CONVERSATION_KIND_GROUP", "bob")
     bob = await system.connect("bob")  # no frame from bob at all
-    await asyncio.sleep(1.5)  # past the gateway's wait for a first (resume) frame
+    await asyncio.sleep(1.5)  # past live_start_delay_s: what the stream held is released
     seq = await _send(alice, cid, "are you there?")
     events = await _log_events(bob, cid, 1)
     assert events[0].seq == seq
+
+
+async def test_a_quiet_socket_gets_an_event_committed_100_ms_after_auth(system: System) -> None:
+    """SPEC 4: a device that sends nothing still gets what is sent during its first second."""
+    alice = await system.connect("alice")
+    cid = await _create(alice, "CONVERSATION_KIND_GROUP", "bob")
+    bob = await system.connect("bob")  # no frame from bob at all
+    await asyncio.sleep(0.1)  # the scenario: the message is committed 100 ms after bob's ready
+    seq = await _send(alice, cid, "early")
+    events = await _log_events(bob, cid, 1)
+    assert (events[0].seq, events[0].message_created.message.body) == (seq, "early")
+
+
+async def test_resume_after_events_replays_first_then_live_with_no_gap(system: System) -> None:
+    """Events committed between ready and a late `resume` (also in a conversation the resume does
+    not name) all arrive: the replay before `resumed`, live events after it, none lost."""
+    alice = await system.connect("alice")
+    named = await _create(alice, "CONVERSATION_KIND_GROUP", "bob")
+    other = await _create(alice, "CONVERSATION_KIND_GROUP", "bob")
+    seen = await _send(alice, named, "seen before")
+    bob = await system.connect("bob")
+    await asyncio.sleep(0.1)
+    early = [await _send(alice, cid, "before the resume") for cid in (named, other)]
+    await bob.resume({named: seen})
+    kinds = [str(f.WhichOneof("frame")) for f, _ in bob.received]
+    replay = [(e.conversation_id, e.seq) for e in bob.pending_events() if e.seq]
+    assert kinds[-1] == "resumed" and kinds.count("resumed") == 1
+    # No order across conversations (SPEC 2); each conversation's part in seq order.
+    assert sorted(replay) == sorted([(named, early[0]), (other, early[1])])
+    live = await _send(alice, other, "after the resume")
+    assert [e.seq for e in await _log_events(bob, other, 1)] == [live]
+    assert live == early[1] + 1

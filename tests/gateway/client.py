@@ -150,6 +150,16 @@ class GatewayClient:
             raise ServerError(answer)
         return answer
 
+    async def create_group(self, *members: str, title: str = "team") -> str:
+        """Creates a group of this user and `members`; its conversation id."""
+        answer = await self.call(
+            "create_conversation",
+            kind="CONVERSATION_KIND_GROUP",
+            title=title,
+            member_ids=list(members),
+        )
+        return str(answer.create_conversation.conversation.conversation.conversation_id)
+
     async def ping(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> gateway_pb2.ServerFrame:
         return await self.request(self.frame("ping"), timeout_s=timeout_s)
 

@@ -5,8 +5,11 @@ port), with knobs the real service does not have: slow calls, a status chosen by
 broken on demand, a restart on the same port. Tests of the real thing use chat_service itself.
 
 Conversations are a member list and an event log; SendMessage appends a MessageCreated event and
-pushes it to the members' open streams. A body `status:<CODE>` makes SendMessage fail with that
-gRPC status (RESOURCE_EXHAUSTED also sets `retry-after-ms: 1500` in the trailers).
+pushes it to the members' open streams (a retry with the same client_msg_id returns the
+original). A body `status:<CODE>` makes SendMessage fail with that gRPC status
+(RESOURCE_EXHAUSTED also sets `retry-after-ms: 1500` in the trailers).
+tests/gateway/test_fake_matches_chat.py runs the same scenarios against this fake and the real
+chat_service, so the two cannot drift apart unnoticed.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class FakeChat:
         # When set, new streams are refused with this status before anything is sent.
         self.refuse_streams: grpc.StatusCode | None = None
         self.sends = 0
+        # Messages by (sender, conversation, client_msg_id), for idempotent retries.
+        self.sent: dict[tuple[str, str, str], types_pb2.Message] = {}
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._stream_opened = asyncio.Condition()
@@ -151,9 +156,15 @@ class _ChatServicer(chat_service_pb2_grpc.ChatServiceServicer):
             await context.abort(status, f"test asked for {status.name}")
         if who.user_id not in self.fake.members.get(request.conversation_id, ()):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not a member")
+        key = (who.user_id, request.conversation_id, request.client_msg_id)
+        if request.client_msg_id and key in self.fake.sent:
+            # A retry, as in chat_service: the original message, nothing new.
+            return pb.SendMessageResponse(message=self.fake.sent[key])
         event = self.fake.append_message(
             request.conversation_id, who.user_id, request.body, request.client_msg_id
         )
+        if request.client_msg_id:
+            self.fake.sent[key] = event.message_created.message
         return pb.SendMessageResponse(message=event.message_created.message)
 
     async def GetHistory(
@@ -196,9 +207,14 @@ class _EventServicer(event_service_pb2_grpc.EventServiceServicer):
                 for event in fake.logs.get(cursor.conversation_id, []):
                     if event.seq > cursor.seq:
                         yield event_service_pb2.SubscribeEventsResponse(event=event)
-            yield event_service_pb2.SubscribeEventsResponse(
-                caught_up=event_service_pb2.CaughtUp(revoked_conversation_ids=revoked)
-            )
+            caught_up = event_service_pb2.CaughtUp(revoked_conversation_ids=revoked)
+            named = {cursor.conversation_id for cursor in request.cursors}
+            for conversation_id, members in fake.members.items():
+                # As chat_service: each other conversation's seq when the stream started.
+                if who.user_id in members and conversation_id not in named:
+                    seq = len(fake.logs.get(conversation_id, ()))
+                    caught_up.baselines.add(conversation_id=conversation_id, seq=seq)
+            yield event_service_pb2.SubscribeEventsResponse(caught_up=caught_up)
             while True:
                 item = await stream.queue.get()
                 if isinstance(item, grpc.StatusCode):

@@ -17,7 +17,7 @@ from gateway.conftest import GatewayFactory, token
 from gateway.fake_chat import FakeChat
 from gateway_ws import frames
 from gateway_ws.config import GatewayConfig
-from gateway_ws.presence import heartbeat_loop, validate_user_ids
+from gateway_ws.presence_link import heartbeat_loop, validate_user_ids
 from gateway_ws.server import Gateway
 from gateway_ws.session import Session
 from gateway_ws.upstream import build_routes

@@ -1,7 +1,10 @@
-"""The gateway over real sockets, in front of the fake chat service (tests/gateway/fake_chat.py).
+"""The gateway over real sockets: framing, authentication, close codes, requests, the event
+stream and its recovery, slow consumers and shutdown. Everything runs on free ports in-process.
 
-Framing, authentication, close codes, requests, the event stream and its recovery, slow
-consumers and shutdown. Everything runs on free ports in-process.
+The `gateway` fixture stands in front of the real chat_service; tests that break streams, stop
+the service, refuse calls with a chosen status, push items the service would not send or look
+at what the gateway asked for use `fake_gateway`, in front of tests/gateway/fake_chat.py (kept in
+agreement with the real service by tests/gateway/test_fake_matches_chat.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway.client import GatewayClient, ServerError, cursor_map, eventually
-from gateway.conftest import GatewayFactory, token
+from gateway.conftest import Chat, GatewayFactory, token
 from gateway.fake_chat import FakeChat
 from gateway_ws.server import Gateway
 
@@ -86,10 +89,10 @@ async def test_expired_token_in_auth_frame_gets_an_error_then_1008(gateway: Gate
 
 
 async def test_no_auth_in_time_gets_an_error_then_1008(
-    fake_chat: FakeChat, gateway_factory: GatewayFactory
+    chat: Chat, gateway_factory: GatewayFactory
 ) -> None:
     """Silence after connecting: UNAUTHENTICATED after the auth timeout, then 1008."""
-    gateway = await gateway_factory(fake_chat.target, auth_timeout_s=0.3)
+    gateway = await gateway_factory(chat.target, auth_timeout_s=0.3)
     client = await GatewayClient.connect(gateway.url, auth="none")
     frame = await client.next_unsolicited()
     assert frame.error.code == E.ERROR_CODE_UNAUTHENTICATED
@@ -162,13 +165,11 @@ async def test_ping_gets_pong_in_the_encoding_of_the_request(
 
 
 @pytest.mark.parametrize("binary", [False, True])
-async def test_send_message_is_answered_by_request_id(
-    gateway: Gateway, fake_chat: FakeChat, binary: bool
-) -> None:
+async def test_send_message_is_answered_by_request_id(gateway: Gateway, binary: bool) -> None:
     """send_message calls SendMessage with the token and answers in send_message."""
-    fake_chat.add_conversation("c1", "alice", "bob")
     client = await GatewayClient.connect(gateway.url, token("alice"), binary=binary)
-    answer = await _send(client, "c1", "hello")
+    cid = await client.create_group("bob")
+    answer = await _send(client, cid, "hello")
     assert answer.send_message.message.seq == 1
     assert answer.send_message.message.sender_id == "alice"
     assert answer.send_message.message.body == "hello"
@@ -176,11 +177,11 @@ async def test_send_message_is_answered_by_request_id(
 
 
 async def test_grpc_error_becomes_an_error_frame_and_the_socket_stays_open(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """A refused call is an error frame with the mapped code and the status details."""
     fake_chat.add_conversation("c1", "bob")
-    client = await GatewayClient.connect(gateway.url, token("alice"))
+    client = await GatewayClient.connect(fake_gateway.url, token("alice"))
     with pytest.raises(ServerError) as caught:
         await _send(client, "c1", "hi")
     assert caught.value.code == E.ERROR_CODE_PERMISSION_DENIED
@@ -194,10 +195,10 @@ async def test_grpc_error_becomes_an_error_frame_and_the_socket_stays_open(
 
 
 async def test_resource_exhausted_from_the_service_carries_its_retry_after(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """A `retry-after-ms` trailer becomes the error frame's retry_after_ms."""
-    client = await GatewayClient.connect(gateway.url, token("alice"))
+    client = await GatewayClient.connect(fake_gateway.url, token("alice"))
     with pytest.raises(ServerError) as caught:
         await _send(client, "c1", "status:RESOURCE_EXHAUSTED")
     assert caught.value.code == E.ERROR_CODE_RESOURCE_EXHAUSTED
@@ -205,9 +206,9 @@ async def test_resource_exhausted_from_the_service_carries_its_retry_after(
     await client.close()
 
 
-async def test_unimplemented_method_maps_to_unimplemented(gateway: Gateway) -> None:
+async def test_unimplemented_method_maps_to_unimplemented(fake_gateway: Gateway) -> None:
     """Whatever status the service answers is passed on (the fake lacks ListMembers)."""
-    client = await GatewayClient.connect(gateway.url, token("alice"))
+    client = await GatewayClient.connect(fake_gateway.url, token("alice"))
     with pytest.raises(ServerError) as caught:
         await client.call("list_members", conversation_id="c1")
     assert caught.value.code == E.ERROR_CODE_UNIMPLEMENTED
@@ -215,12 +216,12 @@ async def test_unimplemented_method_maps_to_unimplemented(gateway: Gateway) -> N
 
 
 async def test_a_slow_request_does_not_hold_up_a_send(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """Requests run concurrently: a send is answered while a history call is still running."""
     fake_chat.add_conversation("c1", "alice")
     fake_chat.history_delay_s = 1.0
-    client = await GatewayClient.connect(gateway.url, token("alice"))
+    client = await GatewayClient.connect(fake_gateway.url, token("alice"))
     history = client.frame("get_history", conversation_id="c1")
     await client.send(history)
     sent = await _send(client, "c1", "fast")
@@ -314,17 +315,17 @@ async def test_ten_bad_frames_within_ten_seconds_close_the_socket_with_1008(
 
 
 async def test_first_frame_that_is_not_resume_starts_a_live_stream(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """No resume: the stream starts with no cursors; live events arrive as `event` frames."""
     fake_chat.add_conversation("c1", "alice", "bob")
     fake_chat.append_message("c1", "bob", "before")
-    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    alice = await GatewayClient.connect(fake_gateway.url, token("alice"))
     await alice.ping()
     await fake_chat.wait_streams(1)
     assert list(fake_chat.subscribe_requests[0].cursors) == []
     assert fake_chat.subscribe_requests[0].device_id == "phone"
-    bob = await GatewayClient.connect(gateway.url, token("bob"))
+    bob = await GatewayClient.connect(fake_gateway.url, token("bob"))
     await _send(bob, "c1", "live")
     event = await alice.next_event()
     assert (event.conversation_id, event.seq) == ("c1", 2)
@@ -334,60 +335,59 @@ async def test_first_frame_that_is_not_resume_starts_a_live_stream(
     await bob.close()
 
 
-async def test_resume_replays_after_the_cursors_then_answers_resumed(
-    gateway: Gateway, fake_chat: FakeChat
-) -> None:
+async def test_resume_replays_after_the_cursors_then_answers_resumed(gateway: Gateway) -> None:
     """resume: the replay, then `resumed` with the request_id and the revoked conversations."""
-    fake_chat.add_conversation("c1", "alice", "bob")
-    fake_chat.add_conversation("gone", "bob")
+    bob = await GatewayClient.connect(gateway.url, token("bob"))
+    c1 = await bob.create_group("alice")
+    gone = await bob.create_group("carol")
     for n in range(5):
-        fake_chat.append_message("c1", "bob", f"m{n + 1}")
+        await _send(bob, c1, f"m{n + 1}")
     alice = await GatewayClient.connect(gateway.url, token("alice"))
-    resumed = await alice.resume({"c1": 2, "gone": 4})
-    assert list(resumed.revoked_conversation_ids) == ["gone"]
+    resumed = await alice.resume({c1: 2, gone: 4})
+    assert list(resumed.revoked_conversation_ids) == [gone]
     assert [e.seq for e in alice.pending_events()] == [3, 4, 5]
     kinds = [_kind(f) for f, _ in alice.received]
     assert kinds == ["ready", "event", "event", "event", "resumed"]
     await alice.close()
 
 
-async def test_auth_frame_with_cursors_resumes(gateway: Gateway, fake_chat: FakeChat) -> None:
+async def test_auth_frame_with_cursors_resumes(gateway: Gateway) -> None:
     """Cursors in the auth frame: ready, the replay, then resumed, all for the auth request."""
-    fake_chat.add_conversation("c1", "alice")
+    writer = await GatewayClient.connect(gateway.url, token("alice", "laptop"))
+    c1 = await writer.create_group("bob")
     for n in range(3):
-        fake_chat.append_message("c1", "alice", f"m{n + 1}")
-    alice = await GatewayClient.connect(gateway.url, token("alice"), auth="frame", resume={"c1": 1})
+        await _send(writer, c1, f"m{n + 1}")
+    alice = await GatewayClient.connect(gateway.url, token("alice"), auth="frame", resume={c1: 1})
     resumed = await alice.answer("auth")
     assert _kind(resumed) == "resumed"
     assert [e.seq for e in alice.pending_events()] == [2, 3]
     await alice.close()
 
 
-async def test_events_follow_the_encoding_of_the_last_client_frame(
-    gateway: Gateway, fake_chat: FakeChat
-) -> None:
+async def test_events_follow_the_encoding_of_the_last_client_frame(gateway: Gateway) -> None:
     """Pushed events are binary after a binary frame, text after a text frame."""
-    fake_chat.add_conversation("c1", "alice")
+    bob = await GatewayClient.connect(gateway.url, token("bob"))
+    cid = await bob.create_group("alice")
     alice = await GatewayClient.connect(gateway.url, token("alice"))
+    await alice.resume({cid: 0})  # the stream is live at chat_service once this is answered
     await alice.request(alice.frame("ping"), binary=True)
-    await fake_chat.wait_streams(1)
-    fake_chat.append_message("c1", "alice", "one")
-    await alice.next_event()
+    await _send(bob, cid, "one")
+    assert (await alice.next_event()).seq == 1
     assert alice.received[-1][1] is True
     await alice.request(alice.frame("ping"), binary=False)
-    fake_chat.append_message("c1", "alice", "two")
-    await alice.next_event()
+    await _send(bob, cid, "two")
+    assert (await alice.next_event()).seq == 2
     assert alice.received[-1][1] is False
     await alice.close()
 
 
 async def test_broken_stream_resubscribes_from_the_delivered_seqs_without_gap(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """UNAVAILABLE mid-stream: the gateway resubscribes from what it delivered; no gap, no dup."""
     fake_chat.add_conversation("c1", "alice", "bob")
     fake_chat.add_conversation("c2", "alice", "bob")
-    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    alice = await GatewayClient.connect(fake_gateway.url, token("alice"))
     await alice.resume({"c1": 0})
     fake_chat.append_message("c1", "bob", "a")
     fake_chat.append_message("c2", "bob", "b")
@@ -397,8 +397,9 @@ async def test_broken_stream_resubscribes_from_the_delivered_seqs_without_gap(
     await asyncio.sleep(0.05)
     fake_chat.append_message("c1", "bob", "during 1")
     fake_chat.append_message("c2", "bob", "during 2")
-    await fake_chat.wait_streams(2)
-    assert cursor_map(fake_chat.subscribe_requests[1].cursors) in ({"c1": 1, "c2": 1},)
+    # The streams: the one opened at authentication, the resume's, the resubscription.
+    await fake_chat.wait_streams(3)
+    assert cursor_map(fake_chat.subscribe_requests[2].cursors) == {"c1": 1, "c2": 1}
     got = [(e.conversation_id, e.seq) for e in await alice.events(2)]
     assert sorted(got) == [("c1", 2), ("c2", 2)]
     fake_chat.append_message("c1", "bob", "after")
@@ -408,10 +409,10 @@ async def test_broken_stream_resubscribes_from_the_delivered_seqs_without_gap(
     await alice.close()
 
 
-async def test_chat_service_restart_is_survived(gateway: Gateway, fake_chat: FakeChat) -> None:
+async def test_chat_service_restart_is_survived(fake_gateway: Gateway, fake_chat: FakeChat) -> None:
     """The service goes away and comes back on its port: events written meanwhile arrive."""
     fake_chat.add_conversation("c1", "alice", "bob")
-    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    alice = await GatewayClient.connect(fake_gateway.url, token("alice"))
     await alice.resume({"c1": 0})
     fake_chat.append_message("c1", "bob", "before")
     assert (await alice.next_event()).seq == 1
@@ -426,7 +427,7 @@ async def test_chat_service_restart_is_survived(gateway: Gateway, fake_chat: Fak
 
 
 async def test_later_resume_uses_client_cursors_for_named_and_tracked_for_the_rest(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """A second resume restarts the stream: the client's cursors override the tracked ones."""
     fake_chat.add_conversation("c1", "alice")
@@ -434,7 +435,7 @@ async def test_later_resume_uses_client_cursors_for_named_and_tracked_for_the_re
     for cid in ("c1", "c2"):
         for n in range(3):
             fake_chat.append_message(cid, "alice", f"{cid}-{n + 1}")
-    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    alice = await GatewayClient.connect(fake_gateway.url, token("alice"))
     await alice.resume({"c1": 0, "c2": 0})
     assert len(alice.pending_events()) == 6
     await alice.resume({"c1": 1})
@@ -444,11 +445,11 @@ async def test_later_resume_uses_client_cursors_for_named_and_tracked_for_the_re
 
 
 async def test_duplicate_events_are_dropped_and_live_signals_pass(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """An event at or below the delivered seq is dropped; seq-0 signals always pass."""
     fake_chat.add_conversation("c1", "alice")
-    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    alice = await GatewayClient.connect(fake_gateway.url, token("alice"))
     await alice.ping()
     await fake_chat.wait_streams(1)
     event = fake_chat.append_message("c1", "alice", "once")
@@ -465,12 +466,12 @@ async def test_duplicate_events_are_dropped_and_live_signals_pass(
 
 
 async def test_typing_arrives_as_an_event_frame_without_presence(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """Typing comes in the event stream (seq 0, typing_changed): pushed as an `event` frame to a
     socket that watches nobody, and it moves no cursor (the next message still arrives)."""
     fake_chat.add_conversation("c1", "alice", "bob")
-    bob = await GatewayClient.connect(gateway.url, token("bob"))
+    bob = await GatewayClient.connect(fake_gateway.url, token("bob"))
     await bob.ping()
     await fake_chat.wait_streams(1)
     typing = events_pb2.ConversationEvent(conversation_id="c1", seq=0, actor_id="alice")
@@ -486,10 +487,10 @@ async def test_typing_arrives_as_an_event_frame_without_presence(
 
 
 async def test_stream_refused_as_unauthenticated_closes_with_1008(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """If chat_service stops accepting the token, the device is told and the socket closes."""
-    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    alice = await GatewayClient.connect(fake_gateway.url, token("alice"))
     await alice.ping()
     await fake_chat.wait_streams(1)
     fake_chat.break_streams(grpc.StatusCode.UNAUTHENTICATED)
@@ -603,30 +604,32 @@ async def test_ten_bad_frames_before_auth_close_the_socket_with_1008(gateway: Ga
 
 
 async def test_fatal_stream_error_answers_the_resume_and_the_next_frame_restarts(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """A stream refused for good (not UNAVAILABLE) answers the resume with the error; the
     next frame starts a new stream."""
     fake_chat.add_conversation("c1", "alice")
     fake_chat.refuse_streams = grpc.StatusCode.PERMISSION_DENIED
-    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    alice = await GatewayClient.connect(fake_gateway.url, token("alice"))
     with pytest.raises(ServerError) as caught:
         await alice.resume({"c1": 0})
     assert caught.value.code == E.ERROR_CODE_PERMISSION_DENIED
     fake_chat.refuse_streams = None
     assert _kind(await alice.ping()) == "pong"
+    # After the stream opened at authentication (refused) and perhaps the resume's (refused),
+    # the one the ping opens, from the resume's cursors.
     await fake_chat.wait_streams(2)
-    assert cursor_map(fake_chat.subscribe_requests[1].cursors) == {"c1": 0}
+    assert cursor_map(fake_chat.subscribe_requests[-1].cursors) == {"c1": 0}
     fake_chat.append_message("c1", "alice", "back")
     assert (await alice.next_event()).seq == 1
     await alice.close()
 
 
 async def test_fatal_error_of_a_running_stream_is_pushed_as_an_error(
-    gateway: Gateway, fake_chat: FakeChat
+    fake_gateway: Gateway, fake_chat: FakeChat
 ) -> None:
     """No resume waiting: the error frame has an empty request_id; the socket stays open."""
-    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    alice = await GatewayClient.connect(fake_gateway.url, token("alice"))
     await alice.ping()
     await fake_chat.wait_streams(1)
     fake_chat.break_streams(grpc.StatusCode.FAILED_PRECONDITION)
@@ -637,16 +640,14 @@ async def test_fatal_error_of_a_running_stream_is_pushed_as_an_error(
     await alice.close()
 
 
-async def test_pipelined_requests_are_each_answered_whole(
-    gateway: Gateway, fake_chat: FakeChat
-) -> None:
+async def test_pipelined_requests_are_each_answered_whole(gateway: Gateway) -> None:
     """Many requests in flight on one socket, both encodings: every answer intact and matched."""
-    fake_chat.add_conversation("c1", "alice")
     client = await GatewayClient.connect(gateway.url, token("alice"))
+    cid = await client.create_group("bob")
     frames_sent = []
     for n in range(40):  # the send burst
         frame = client.frame(
-            "send_message", conversation_id="c1", client_msg_id=f"k{n}", body=f"b{n}"
+            "send_message", conversation_id=cid, client_msg_id=f"k{n}", body=f"b{n}"
         )
         await client.send(frame, binary=n % 2 == 0)
         frames_sent.append(frame)
@@ -676,27 +677,27 @@ async def test_requests_beyond_the_in_flight_bound_wait_their_turn(
 
 
 async def test_an_idle_socket_gives_back_its_writer_task(
-    fake_chat: FakeChat, gateway_factory: GatewayFactory
+    chat: Chat, gateway_factory: GatewayFactory
 ) -> None:
     """After a heartbeat interval without output the writer task ends; output restarts it."""
-    gateway = await gateway_factory(fake_chat.target, heartbeat_interval_s=0.2)
+    gateway = await gateway_factory(chat.target, heartbeat_interval_s=0.2)
     client = await GatewayClient.connect(gateway.url, token("alice"))
     (session,) = gateway._context.sessions  # white-box: the writer is an internal
-    await eventually(lambda: session._writer is None, timeout_s=3)
+    await eventually(lambda: session._writer.task is None, timeout_s=3)
     assert _kind(await client.ping()) == "pong"
     await client.close()
 
 
-async def test_a_channel_given_to_the_gateway_is_left_open(fake_chat: FakeChat) -> None:
+async def test_a_channel_given_to_the_gateway_is_left_open(chat: Chat) -> None:
     """start_gateway(chat_channel=...) uses that channel and does not close it on stop."""
     from gateway.conftest import base_config
     from gateway_ws.server import start_gateway
 
-    channel = grpc.aio.insecure_channel(fake_chat.target)
+    channel = grpc.aio.insecure_channel(chat.target)
     gateway = await start_gateway(base_config(chat_target="unused:1"), chat_channel=channel)
-    fake_chat.add_conversation("c1", "alice")
     client = await GatewayClient.connect(gateway.url, token("alice"))
-    assert (await _send(client, "c1", "via the given channel")).send_message.message.seq == 1
+    cid = await client.create_group("bob")
+    assert (await _send(client, cid, "via the given channel")).send_message.message.seq == 1
     await gateway.stop()
     await channel.channel_ready()
     await channel.close(None)

@@ -8,77 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from chatmesh.chat.v1 import types_pb2
 from chatmesh.gateway.v1 import gateway_pb2
 
-from chat_service.config import ChatConfig
-from chat_service.server import ChatService, build_chat_service
-from chatmesh_common.clock import SystemClock
 from gateway.client import GatewayClient, ServerError
-from gateway.conftest import SECRET, GatewayFactory, token
+from gateway.conftest import Chat, GatewayFactory, token
 from gateway_ws.server import Gateway
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Chat:
-    """A chat_service that a test can restart on the same port and data dir."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = 0
-        self.server: ChatService | None = None
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        config = ChatConfig(
-            jwt_secret=SECRET,
-            data_dir=str(self.data_dir),
-            grpc_bind=f"127.0.0.1:{self.port}",
-            drain_s=0,
-        )
-        self.server = build_chat_service(config, clock=SystemClock())
-        await self.server.start()
-        self.port = self.server.port
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
-
-
-@pytest.fixture
-async def chat(tmp_path: Path) -> AsyncIterator[Chat]:
-    chat = Chat(tmp_path / "chat")
-    chat.data_dir.mkdir()
-    await chat.start()
-    try:
-        yield chat
-    finally:
-        await chat.stop()
-
-
 @pytest.fixture
 async def edge(chat: Chat, gateway_factory: GatewayFactory) -> Gateway:
     return await gateway_factory(chat.target)
-
-
-async def _group(owner: GatewayClient, *members: str) -> str:
-    answer = await owner.call(
-        "create_conversation",
-        kind="CONVERSATION_KIND_GROUP",
-        title="team",
-        member_ids=list(members),
-    )
-    return str(answer.create_conversation.conversation.conversation.conversation_id)
 
 
 async def _send(client: GatewayClient, conversation_id: str, body: str, key: str = "") -> int:
@@ -104,7 +49,7 @@ async def test_a_message_reaches_the_other_member_live(edge: Gateway) -> None:
     alice = await GatewayClient.connect(edge.url, token("alice"))
     bob = await GatewayClient.connect(edge.url, token("bob"), binary=True)
     await bob.ping()  # starts bob's live stream
-    conversation_id = await _group(alice, "bob")
+    conversation_id = await alice.create_group("bob")
     seq = await _send(alice, conversation_id, "hello bob")
     assert await _next_message(bob) == (seq, "hello bob")
     await alice.close()
@@ -116,7 +61,7 @@ async def test_the_senders_other_device_gets_the_event(edge: Gateway) -> None:
     phone = await GatewayClient.connect(edge.url, token("alice", "phone"))
     laptop = await GatewayClient.connect(edge.url, token("alice", "laptop"))
     await laptop.ping()
-    conversation_id = await _group(phone, "bob")
+    conversation_id = await phone.create_group("bob")
     seq = await _send(phone, conversation_id, "from my phone")
     assert await _next_message(laptop) == (seq, "from my phone")
     await phone.close()
@@ -128,7 +73,7 @@ async def test_a_reconnecting_device_resumes_with_no_gap(edge: Gateway) -> None:
     alice = await GatewayClient.connect(edge.url, token("alice"))
     bob = await GatewayClient.connect(edge.url, token("bob"))
     await bob.ping()
-    conversation_id = await _group(alice, "bob")
+    conversation_id = await alice.create_group("bob")
     first = await _send(alice, conversation_id, "m1")
     assert (await _next_message(bob))[0] == first
     await bob.close()
@@ -145,7 +90,7 @@ async def test_a_reconnecting_device_resumes_with_no_gap(edge: Gateway) -> None:
 async def test_resume_reports_conversations_the_user_left(edge: Gateway) -> None:
     """A cursor for a conversation the user is no longer in comes back as revoked."""
     alice = await GatewayClient.connect(edge.url, token("alice"))
-    conversation_id = await _group(alice, "bob")
+    conversation_id = await alice.create_group("bob")
     bob = await GatewayClient.connect(edge.url, token("bob"))
     await bob.call("leave_conversation", conversation_id=conversation_id)
     resumed = await bob.resume({conversation_id: 0})
@@ -157,7 +102,7 @@ async def test_resume_reports_conversations_the_user_left(edge: Gateway) -> None
 async def test_service_errors_arrive_as_error_frames(edge: Gateway) -> None:
     """PERMISSION_DENIED for a stranger, INVALID_ARGUMENT for over-limit requests."""
     alice = await GatewayClient.connect(edge.url, token("alice"))
-    conversation_id = await _group(alice, "bob")
+    conversation_id = await alice.create_group("bob")
     mallory = await GatewayClient.connect(edge.url, token("mallory"))
     with pytest.raises(ServerError) as caught:
         await _send(mallory, conversation_id, "let me in")
@@ -176,7 +121,7 @@ async def test_service_errors_arrive_as_error_frames(edge: Gateway) -> None:
 async def test_a_retried_send_returns_the_original_message(edge: Gateway) -> None:
     """Same client_msg_id: same seq and message_id, duplicate=true."""
     alice = await GatewayClient.connect(edge.url, token("alice"), binary=True)
-    conversation_id = await _group(alice, "bob")
+    conversation_id = await alice.create_group("bob")
     fields: dict[str, Any] = {
         "conversation_id": conversation_id,
         "client_msg_id": "k1",
@@ -197,7 +142,7 @@ async def test_a_chat_service_restart_does_not_lose_events(chat: Chat, edge: Gat
     """chat_service restarts on the same port: the gateway resubscribes; nothing is missed."""
     alice = await GatewayClient.connect(edge.url, token("alice"))
     bob = await GatewayClient.connect(edge.url, token("bob"))
-    conversation_id = await _group(alice, "bob")
+    conversation_id = await alice.create_group("bob")
     await bob.resume({conversation_id: 0})
     bob.pending_events()
     first = await _send(alice, conversation_id, "before")
@@ -225,11 +170,12 @@ async def test_a_restart_loses_nothing_in_conversations_a_live_device_never_hear
 ) -> None:
     """A live-only device misses nothing sent during a stream break, even where it saw no event."""
     alice = await GatewayClient.connect(edge.url, token("alice"))
+    conversation_id = await alice.create_group("bob")
+    quiet = await _send(alice, conversation_id, "before bob connects")
     bob = await GatewayClient.connect(edge.url, token("bob"))
-    conversation_id = await _group(alice, "bob")
-    quiet = await _send(alice, conversation_id, "before bob listens")
-    await bob.ping()  # bob's live-only stream starts after the first message
-    await asyncio.sleep(0.2)
+    # No cursors: bob's stream is live-only, he has seen nothing of the conversation. `resumed`
+    # comes after the stream's caught_up, so the gateway knows the baselines before the break.
+    await bob.resume({})
     assert not [e for e in bob.pending_events() if e.seq]
     await chat.stop()
     await chat.start()
@@ -250,7 +196,7 @@ async def test_a_restart_loses_nothing_in_conversations_a_live_device_never_hear
 async def test_a_json_history_frame_reads_forward_from_the_start(edge: Gateway) -> None:
     """getHistory with direction FORWARD and no afterSeq answers seq 1.. first, not the newest."""
     alice = await GatewayClient.connect(edge.url, token("alice"))
-    conversation_id = await _group(alice, "bob")
+    conversation_id = await alice.create_group("bob")
     for n in range(3):
         await _send(alice, conversation_id, f"m{n + 1}")
     history = {
