@@ -135,11 +135,9 @@ check-gen: $(STAMP)
 	$(call header,check-gen)
 	bash scripts/check_generated.sh
 
-# MYPYPATH=tests: pytest imports tests/servers as `servers` (tests/ has no __init__.py and
-# its conftest puts tests/ on sys.path); give mypy the same module names.
 typecheck: $(STAMP)
 	$(call header,typecheck)
-	MYPYPATH=tests $(BIN)/mypy $(TYPED_DIRS)
+	$(BIN)/mypy $(TYPED_DIRS)
 
 # Go tools the tests drive, built from the Go module proxy into .tools/bin.
 GRPCURL := .tools/bin/grpcurl

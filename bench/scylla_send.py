@@ -80,8 +80,7 @@ def _cql_server(args: argparse.Namespace) -> Iterator[tuple[list[str], int, str,
     if args.contact_points:
         yield args.contact_points.split(","), args.port, args.dc, args.server_pid
         return
-    sys.path.insert(0, str(REPO / "tests"))
-    from servers.cassandra import CassandraServer
+    from tests.servers.cassandra import CassandraServer
 
     server = CassandraServer()
     started = time.perf_counter()

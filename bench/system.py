@@ -25,10 +25,10 @@ from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 
 from chatmesh_common.auth import auth_metadata, issue_token
 
-# The launcher of chatmesh processes is shared with the tests, which import it as `servers`.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from servers.ports import free_port
-from servers.services import ChatServiceProcess, DevProcess, GatewayProcess, ServiceProcess
+# The launcher of chatmesh processes is shared with the tests (`tests.servers.services`).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.servers.ports import free_port
+from tests.servers.services import ChatServiceProcess, DevProcess, GatewayProcess, ServiceProcess
 
 __all__ = ["ChatServiceProcess", "GatewayProcess", "ServiceProcess", "free_port"]
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from servers.binaries import in_ci, require_binary
-from servers.cassandra import CassandraServer, CassandraUnavailable
-from servers.nats import NatsServer
-from servers.redis import RedisServer
+
+from tests.servers.binaries import in_ci, require_binary
+from tests.servers.cassandra import CassandraServer, CassandraUnavailable
+from tests.servers.nats import NatsServer
+from tests.servers.redis import RedisServer
 
 
 @pytest.fixture(scope="session")

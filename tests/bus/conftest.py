@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from servers.nats import NatsServer
 
 from chatmesh_common.bus import Bus, InProcessBus
 from chatmesh_common.bus.nats import NatsBus, NatsSettings
 from chatmesh_common.clock import ManualClock
+from tests.servers.nats import NatsServer
 
 from .contract import BusHarness
 

@@ -9,11 +9,11 @@ import grpc
 import pytest
 from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
-from e2e.devprocess import SECRET, DevProcess
 
 from chatmesh_common.auth import auth_metadata, issue_token
 from chatmesh_common.bus import DURABLE_LOG_FILE, InProcessBus
 from chatmesh_common.subjects import conversation_filter
+from tests.e2e.devprocess import SECRET, DevProcess
 
 pytestmark = pytest.mark.timeout(90)
 

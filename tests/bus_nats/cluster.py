@@ -13,10 +13,10 @@ from typing import Any
 import grpc
 from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc
-from servers.services import ChatServiceProcess
-from servers.services import GatewayProcess as GatewayServiceProcess
 
 from chatmesh_common.auth import auth_metadata, issue_token
+from tests.servers.services import ChatServiceProcess
+from tests.servers.services import GatewayProcess as GatewayServiceProcess
 
 SECRET = "bus-nats-tests-secret-of-at-least-32-bytes"
 

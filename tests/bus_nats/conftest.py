@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers.nats import NatsServer
 
 from chatmesh_common.bus.nats import NatsBus, NatsSettings
+from tests.servers.nats import NatsServer
 
 from .cluster import ChatProcess, GatewayProcess
 

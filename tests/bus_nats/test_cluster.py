@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping
 
 import pytest
 from chatmesh.events.v1 import events_pb2
-from gateway.client import GatewayClient
-from servers.nats import NatsServer
 
 from chatmesh_common.bus.nats import NatsBus
+from tests.gateway.client import GatewayClient
+from tests.servers.nats import NatsServer
 
 from .cluster import Api, token
 from .conftest import Cluster

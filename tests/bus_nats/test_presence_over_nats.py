@@ -12,7 +12,6 @@ from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 from chatmesh.presence.v1 import presence_service_pb2 as presence_pb
 from chatmesh.presence.v1 import presence_service_pb2_grpc
-from servers.nats import NatsServer
 
 from chat_service.config import ChatConfig
 from chat_service.server import build_chat_service
@@ -21,6 +20,7 @@ from chatmesh_common.bus.nats_settings import NatsSettings
 from chatmesh_common.clock import SystemClock
 from presence_service.config import PresenceConfig
 from presence_service.server import build_presence_service
+from tests.servers.nats import NatsServer
 
 from .cluster import SECRET, token
 

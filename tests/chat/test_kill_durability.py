@@ -14,7 +14,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from servers.services import ChatServiceProcess
+
+from tests.servers.services import ChatServiceProcess
 
 from .support import SECRET, Client, seqs
 

@@ -10,7 +10,6 @@ from typing import Any, cast
 
 import grpc
 import pytest
-from chat.support import SECRET, SERVICE_SECRET
 from chatmesh.presence.v1 import presence_service_pb2 as pb
 from chatmesh.presence.v1 import presence_service_pb2_grpc
 
@@ -27,6 +26,7 @@ from chatmesh_common.rpc import (
     timestamp,
     unary,
 )
+from tests.chat.support import SECRET, SERVICE_SECRET
 
 pytestmark = pytest.mark.timeout(30)
 

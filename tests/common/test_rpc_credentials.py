@@ -21,7 +21,6 @@ from typing import Any, cast
 import chatmesh
 import grpc
 import pytest
-from chat.support import SECRET, SERVICE_SECRET
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message_factory import GetMessageClass
 
@@ -36,6 +35,7 @@ from chatmesh_common.local_channel import LocalChannel
 from presence_service.config import PresenceConfig
 from presence_service.server import SERVICE_NAMES as PRESENCE_SERVICE_NAMES
 from presence_service.server import build_presence_service
+from tests.chat.support import SECRET, SERVICE_SECRET
 
 pytestmark = pytest.mark.timeout(60)
 

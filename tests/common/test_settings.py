@@ -17,7 +17,7 @@ from gateway_ws.config import GatewayConfig
 from presence_service.config import PresenceConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
-SECRET = {"CHATMESH_JWT_SECRET": "s"}
+SECRET = {"CHATMESH_JWT_SECRET": "s", "CHATMESH_SERVICE_SECRET": "t"}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from servers.cassandra import CassandraServer
+
+from tests.servers.cassandra import CassandraServer
 
 from .support import Replica, fresh_keyspace, run_migrate, scylla_env
 

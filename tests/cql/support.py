@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chat.support import SECRET
-from servers.cassandra import CassandraServer
-from servers.services import ChatServiceProcess
+from tests.chat.support import SECRET
+from tests.servers.cassandra import CassandraServer
+from tests.servers.services import ChatServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,11 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from chat.support import Client
 from chatmesh.chat.v1 import types_pb2
-from servers.cassandra import CassandraServer
 
 from chat_service.store.scylla import CONVERSATIONS_GC_GRACE_SECONDS, MIGRATIONS
+from tests.chat.support import Client
+from tests.servers.cassandra import CassandraServer
 
 from .conftest import StartReplica
 from .support import cql_session, run_migrate

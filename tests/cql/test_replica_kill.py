@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from chat.support import Client, seqs
+
+from tests.chat.support import Client, seqs
 
 from .conftest import StartReplica
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from chat.support import Client, seqs
+
+from tests.chat.support import Client, seqs
 
 from .conftest import StartReplica
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from servers.services import DevProcess as _DevProcess
+from tests.servers.services import DevProcess as _DevProcess
 
 SECRET = "e2e-secret-of-at-least-thirty-two-bytes"
 

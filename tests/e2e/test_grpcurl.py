@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from servers.binaries import require_binary
 
 from chat_service.config import ChatConfig
 from chat_service.server import ChatService, build_chat_service
 from chatmesh_common.auth import issue_token
 from chatmesh_common.clock import SystemClock
+from tests.servers.binaries import require_binary
 
 SECRET = "grpcurl-test-secret-of-thirty-two-bytes"
 TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"

@@ -24,9 +24,9 @@ from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 from chatmesh.events.v1 import events_pb2
 from chatmesh.gateway.v1 import gateway_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
-from gateway.client import GatewayClient, ServerError
 
 from chatmesh_common.auth import auth_metadata, issue_token
+from tests.gateway.client import GatewayClient, ServerError
 
 from .devprocess import SECRET, DevProcess
 

@@ -12,7 +12,9 @@ import pytest
 from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from servers.services import (
+
+from chatmesh_common.auth import auth_metadata, issue_token
+from tests.servers.services import (
     REPO,
     ChatServiceProcess,
     GatewayProcess,
@@ -20,8 +22,6 @@ from servers.services import (
     ServiceProcess,
     grpc_serving,
 )
-
-from chatmesh_common.auth import auth_metadata, issue_token
 
 pytestmark = pytest.mark.timeout(60)
 

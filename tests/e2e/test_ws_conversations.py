@@ -15,7 +15,6 @@ from pathlib import Path
 import grpc
 import pytest
 from chatmesh.events.v1 import events_pb2
-from gateway.client import GatewayClient, ServerError
 
 from chat_service.config import ChatConfig
 from chat_service.server import ChatService, build_chat_service
@@ -23,6 +22,7 @@ from chatmesh_common.auth import issue_token
 from chatmesh_common.clock import SystemClock
 from gateway_ws.config import GatewayConfig
 from gateway_ws.server import GatewayService, build_gateway_service
+from tests.gateway.client import GatewayClient, ServerError
 
 pytestmark = pytest.mark.timeout(60)
 

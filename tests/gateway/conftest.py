@@ -21,9 +21,9 @@ from chat_service.config import ChatConfig
 from chat_service.server import ChatService, build_chat_service
 from chatmesh_common.auth import issue_token
 from chatmesh_common.clock import SystemClock
-from gateway.fake_chat import FakeChat
 from gateway_ws.config import GatewayConfig
 from gateway_ws.server import Gateway, start_gateway
+from tests.gateway.fake_chat import FakeChat
 
 SECRET = "gateway-tests-secret-of-at-least-32-bytes"
 

@@ -9,10 +9,10 @@ import pytest
 
 from chatmesh_common.clock import SystemClock
 from chatmesh_common.service import Health
-from gateway.client import GatewayClient
-from gateway.conftest import base_config, token
-from gateway.fake_chat import FakeChat
 from gateway_ws.server import build_gateway_service
+from tests.gateway.client import GatewayClient
+from tests.gateway.conftest import base_config, token
+from tests.gateway.fake_chat import FakeChat
 
 pytestmark = pytest.mark.timeout(20)
 

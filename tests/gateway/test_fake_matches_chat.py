@@ -17,9 +17,9 @@ from chatmesh.chat.v1 import chat_service_pb2, chat_service_pb2_grpc, types_pb2
 from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 from chatmesh.gateway.v1 import gateway_pb2
 
-from gateway.client import GatewayClient, ServerError
-from gateway.conftest import SECRET, Chat, GatewayFactory, token
-from gateway.fake_chat import FakeChat
+from tests.gateway.client import GatewayClient, ServerError
+from tests.gateway.conftest import SECRET, Chat, GatewayFactory, token
+from tests.gateway.fake_chat import FakeChat
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,10 +8,10 @@ from websockets.frames import Close, CloseCode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from gateway.client import GatewayClient, eventually
-from gateway.conftest import token
 from gateway_ws.metrics import close_code
 from gateway_ws.server import Gateway
+from tests.gateway.client import GatewayClient, eventually
+from tests.gateway.conftest import token
 
 
 def _sample(name: str, labels: dict[str, str] | None = None) -> float:

@@ -12,15 +12,15 @@ from chatmesh.events.v1 import events_pb2
 from chatmesh.gateway.v1 import gateway_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
 
-from gateway.client import GatewayClient
-from gateway.conftest import GatewayFactory, token
-from gateway.fake_chat import FakeChat
 from gateway_ws import frames
 from gateway_ws.config import GatewayConfig
 from gateway_ws.presence_link import heartbeat_loop, validate_user_ids
 from gateway_ws.server import Gateway
 from gateway_ws.session import Session
 from gateway_ws.upstream import build_routes
+from tests.gateway.client import GatewayClient
+from tests.gateway.conftest import GatewayFactory, token
+from tests.gateway.fake_chat import FakeChat
 
 E = gateway_pb2.ErrorCode
 

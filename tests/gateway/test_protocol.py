@@ -17,7 +17,6 @@ from google.protobuf import json_format
 
 from chatmesh_common.auth import TokenVerifier, issue_token
 from chatmesh_common.clock import ManualClock
-from gateway.conftest import SECRET, base_config
 from gateway_ws import frames
 from gateway_ws.metrics import FrameMetrics
 from gateway_ws.protocol import (
@@ -32,6 +31,7 @@ from gateway_ws.protocol import (
 )
 from gateway_ws.ratelimit import RateLimiter
 from gateway_ws.upstream import Route, build_routes
+from tests.gateway.conftest import SECRET, base_config
 
 E = gateway_pb2.ErrorCode
 StreamItem = event_service_pb2.SubscribeEventsResponse

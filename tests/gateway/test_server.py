@@ -19,10 +19,10 @@ from chatmesh.gateway.v1 import gateway_pb2
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.client import GatewayClient, ServerError, cursor_map, eventually
-from gateway.conftest import Chat, GatewayFactory, token
-from gateway.fake_chat import FakeChat
 from gateway_ws.server import Gateway
+from tests.gateway.client import GatewayClient, ServerError, cursor_map, eventually
+from tests.gateway.conftest import Chat, GatewayFactory, token
+from tests.gateway.fake_chat import FakeChat
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -690,8 +690,8 @@ async def test_an_idle_socket_gives_back_its_writer_task(
 
 async def test_a_channel_given_to_the_gateway_is_left_open(chat: Chat) -> None:
     """start_gateway(chat_channel=...) uses that channel and does not close it on stop."""
-    from gateway.conftest import base_config
     from gateway_ws.server import start_gateway
+    from tests.gateway.conftest import base_config
 
     channel = grpc.aio.insecure_channel(chat.target)
     gateway = await start_gateway(base_config(chat_target="unused:1"), chat_channel=channel)

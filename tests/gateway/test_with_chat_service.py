@@ -14,9 +14,9 @@ import pytest
 from chatmesh.chat.v1 import types_pb2
 from chatmesh.gateway.v1 import gateway_pb2
 
-from gateway.client import GatewayClient, ServerError
-from gateway.conftest import Chat, GatewayFactory, token
 from gateway_ws.server import Gateway
+from tests.gateway.client import GatewayClient, ServerError
+from tests.gateway.conftest import Chat, GatewayFactory, token
 
 pytestmark = pytest.mark.timeout(60)
 

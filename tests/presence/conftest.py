@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from servers.redis import RedisServer
 
 from presence_service.backends.base import PresenceBackend
 from presence_service.backends.memory import MemoryPresenceBackend
+from tests.servers.redis import RedisServer
 
 from .support import PresenceHarness
 

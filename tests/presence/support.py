@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from chat.support import SECRET, SERVICE_SECRET, Client, EventReader
 from chatmesh.events.v1 import events_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
 from chatmesh.presence.v1 import presence_service_pb2_grpc
@@ -24,6 +23,7 @@ from presence_service.backends.base import PresenceBackend
 from presence_service.config import PresenceConfig
 from presence_service.presence import Presence
 from presence_service.server import PresenceService, build_presence_service
+from tests.chat.support import SECRET, SERVICE_SECRET, Client, EventReader
 
 EVENT_TIMEOUT_S = 5.0
 TTL_S = 30.0

@@ -10,12 +10,12 @@ from typing import cast
 
 import grpc
 import pytest
-from chat.support import expect_code
 from chatmesh.events.v1 import events_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
 
 from chatmesh_common.subjects import user_subject
 from presence_service.backends.memory import MemoryPresenceBackend
+from tests.chat.support import expect_code
 
 from .support import TTL_S, PresenceHarness, next_typing
 

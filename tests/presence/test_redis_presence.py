@@ -10,14 +10,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from chat.support import SECRET, expect_code
 from chatmesh.presence.v1 import presence_service_pb2 as ppb
-from servers.binaries import require_binary
-from servers.redis import RedisServer
 
 from chatmesh_common.clock import SystemClock
 from presence_service.backends.redis import RedisPresenceBackend
 from presence_service.config import PresenceConfig
+from tests.chat.support import SECRET, expect_code
+from tests.servers.binaries import require_binary
+from tests.servers.redis import RedisServer
 
 from .support import PresenceHarness
 

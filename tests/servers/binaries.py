@@ -20,7 +20,7 @@ from typing import IO, Self
 
 import pytest
 
-from servers.ports import free_port
+from tests.servers.ports import free_port
 
 # How each known binary gets onto a machine; shown when it is missing.
 INSTALL_HINTS = {

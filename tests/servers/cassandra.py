@@ -43,8 +43,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-# Relative, so this works both as `servers.cassandra` (pytest puts tests/ on sys.path)
-# and as `tests.servers.cassandra` (python -m from the repo root).
 from .ports import free_port
 
 # Keep in step with <cassandra.version> in cassandra/pom.xml (passed to Maven as -D too).

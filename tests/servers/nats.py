@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 
-from servers.binaries import ServerProcess, read_line
+from tests.servers.binaries import ServerProcess, read_line
 
 
 class NatsServer(ServerProcess):

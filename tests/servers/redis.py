@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from servers.binaries import ServerProcess, read_line
+from tests.servers.binaries import ServerProcess, read_line
 
 
 class RedisServer(ServerProcess):

@@ -26,7 +26,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from servers.ports import free_port
+from tests.servers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,9 @@ import nats
 import pytest
 import redis.asyncio as aioredis
 
-from servers.binaries import require_binary
-from servers.nats import NatsServer
-from servers.redis import RedisServer
+from tests.servers.binaries import require_binary
+from tests.servers.nats import NatsServer
+from tests.servers.redis import RedisServer
 
 
 @pytest.mark.nats

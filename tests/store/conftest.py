@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from servers.cassandra import CassandraServer
 
 from chat_service.store.base import ChatStore
 from chat_service.store.sqlite import SqliteChatStore
+from tests.servers.cassandra import CassandraServer
 
 from .contract import StoreBackend
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers.cassandra import CassandraServer
 
 from chat_service.store.base import (
     EventKind,
@@ -32,6 +31,7 @@ from chat_service.store.base import (
     StoreError,
 )
 from chat_service.store.scylla import MIGRATIONS, ScyllaChatStore, migrate
+from tests.servers.cassandra import CassandraServer
 
 from .contract import group_with, new_message, user
 
@@ -113,7 +113,7 @@ _WRITER = textwrap.dedent(
     import asyncio, json, sys, time
     sys.path.insert(0, {tests!r})
     from chat_service.store.scylla import ScyllaChatStore
-    from store.contract import new_message
+    from tests.store.contract import new_message
 
     async def main() -> None:
         store = ScyllaChatStore([{host!r}], port={port}, local_dc={dc!r}, keyspace={ks!r},
@@ -146,7 +146,7 @@ async def test_writers_in_separate_processes_take_gapless_seqs(
             sys.executable,
             "-c",
             _WRITER.format(
-                tests=str(REPO / "tests"),
+                tests=str(REPO),
                 host=cql_server.host,
                 port=cql_server.port,
                 dc=cql_server.datacenter,

@@ -1,0 +1,1 @@
+"""chatmesh's test suite: one package (`tests.servers`, `tests.chat.support`, ...)."""
