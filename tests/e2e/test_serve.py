@@ -26,6 +26,7 @@ from tests.servers.services import (
 pytestmark = pytest.mark.timeout(60)
 
 SECRET = "serve-test-secret-of-at-least-thirty-two-bytes"
+SERVICE_SECRET = "serve-test-service-secret-of-at-least-thirty-two-bytes"
 
 
 async def _stops_cleanly(process: ServiceProcess) -> None:
@@ -57,7 +58,10 @@ async def test_serve_chat_runs_chat_service(tmp_path: Path) -> None:
 
 async def test_serve_presence_runs_presence_service(tmp_path: Path) -> None:
     """`chatmesh serve presence` serves health SERVING and exits 0 on SIGTERM."""
-    presence = PresenceServiceProcess({"CHATMESH_JWT_SECRET": SECRET}, tmp_path / "presence.log")
+    presence = PresenceServiceProcess(
+        {"CHATMESH_JWT_SECRET": SECRET, "CHATMESH_SERVICE_SECRET": SERVICE_SECRET},
+        tmp_path / "presence.log",
+    )
     await presence.start()
     try:
         assert grpc_serving(presence.target)()

@@ -238,7 +238,11 @@ class GatewayClient:
     async def _wait_change(self) -> None:
         if self._reader.done():
             # Surface what is left, then fail: nothing more will arrive.
-            raise ConnectionClosed(self.ws.protocol.close_rcvd, self.ws.protocol.close_sent)
+            protocol = self.ws.protocol
+            # websockets checks that rcvd_then_sent is given exactly when both closes are known.
+            raise ConnectionClosed(
+                protocol.close_rcvd, protocol.close_sent, protocol.close_rcvd_then_sent
+            )
         self._changed.clear()
         waiter = asyncio.ensure_future(self._changed.wait())
         await asyncio.wait([waiter, self._reader], return_when=asyncio.FIRST_COMPLETED)

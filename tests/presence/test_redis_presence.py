@@ -15,7 +15,7 @@ from chatmesh.presence.v1 import presence_service_pb2 as ppb
 from chatmesh_common.clock import SystemClock
 from presence_service.backends.redis import RedisPresenceBackend
 from presence_service.config import PresenceConfig
-from tests.chat.support import SECRET, expect_code
+from tests.chat.support import SECRET, SERVICE_SECRET, expect_code
 from tests.servers.binaries import require_binary
 from tests.servers.redis import RedisServer
 
@@ -77,7 +77,13 @@ async def test_running_sweep_expires_a_vanished_device_in_real_time(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """With the sweep running, a device that just stops is offline within TTL + sweep interval."""
-    config = PresenceConfig(jwt_secret=SECRET, ttl_s=1.0, sweep_interval_s=0.2, access_cache_s=0)
+    config = PresenceConfig(
+        jwt_secret=SECRET,
+        service_secret=SERVICE_SECRET,
+        ttl_s=1.0,
+        sweep_interval_s=0.2,
+        access_cache_s=0,
+    )
     backend = RedisPresenceBackend(redis_server.url, prefix=f"rt:{time.time_ns()}:")
     system = PresenceHarness(tmp_path / "chat", backend, SystemClock(), config)
     await system.start()
