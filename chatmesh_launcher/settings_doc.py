@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chat_service.config import ChatConfig
+from chat_service.store.scylla import ScyllaSettings
 from chatmesh_common.bus.nats_settings import NatsSettings
 from chatmesh_common.runner import RunnerConfig
 from chatmesh_common.settings import describe
@@ -25,6 +26,11 @@ SECTIONS: tuple[tuple[str, str, type[Any]], ...] = (
     ("presence_service", "`chatmesh serve presence`, `python -m presence_service`", PresenceConfig),
     ("gateway_ws", "`chatmesh serve gateway`, `python -m gateway_ws`", GatewayConfig),
     ("NATS bus", "chat_service and presence_service with `CHATMESH_BUS=nats`", NatsSettings),
+    (
+        "ScyllaDB store",
+        "chat_service and `chatmesh migrate` with `CHATMESH_STORE=scylla`",
+        ScyllaSettings,
+    ),
     ("chatmesh dev", "`chatmesh dev`, on top of the services' settings", DevConfig),
 )
 

@@ -205,3 +205,33 @@ def test_nats_settings_are_declared_settings_too() -> None:
         ChatConfig.from_env(
             {**nats, "CHATMESH_NATS_URLS": "nats://a:4222", "CHATMESH_NATS_USER": "u"}
         )
+
+
+def test_scylla_settings_are_declared_settings_too() -> None:
+    """CHATMESH_SCYLLA_*: contact points required, replication and consistency checked at start."""
+    scylla = {**SECRET, "CHATMESH_STORE": "scylla", "CHATMESH_BUS": "nats"}
+    nats = {"CHATMESH_NATS_URLS": "nats://n:4222"}
+    with pytest.raises(ConfigError, match="CHATMESH_SCYLLA_CONTACT_POINTS is required"):
+        ChatConfig.from_env({**scylla, **nats})
+    with pytest.raises(ConfigError, match="CHATMESH_SCYLLA_REPLICATION"):
+        ChatConfig.from_env(
+            {
+                **scylla,
+                **nats,
+                "CHATMESH_SCYLLA_CONTACT_POINTS": "db",
+                "CHATMESH_SCYLLA_REPLICATION": "x",
+            }
+        )
+    config = ChatConfig.from_env(
+        {
+            **scylla,
+            **nats,
+            "CHATMESH_SCYLLA_CONTACT_POINTS": "db1, db2",
+            "CHATMESH_SCYLLA_CONSISTENCY": "quorum",
+            "CHATMESH_SCYLLA_REPLICATION": "SimpleStrategy:1",
+        }
+    )
+    assert config.scylla is not None
+    assert config.scylla.contact_points == ("db1", "db2")
+    assert config.scylla.consistency == "QUORUM"
+    assert config.scylla.replication == {"class": "SimpleStrategy", "replication_factor": 1}

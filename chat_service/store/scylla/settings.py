@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from chatmesh_common.settings import ConfigError, read_env, setting, validate
 
 from ..base import ChatStore
 from .store import ScyllaChatStore
 
+CONSISTENCIES = ("LOCAL_QUORUM", "QUORUM", "EACH_QUORUM", "ALL", "LOCAL_ONE", "ONE")
 
-class ScyllaSettingsError(ValueError):
-    pass
+
+class ScyllaSettingsError(ConfigError):
+    """A CHATMESH_SCYLLA_* setting is missing or malformed."""
 
 
 def _replication(raw: str, local_dc: str) -> dict[str, Any]:
@@ -37,51 +42,67 @@ def _replication(raw: str, local_dc: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ScyllaSettings:
-    contact_points: tuple[str, ...]
-    port: int = 9042
-    local_dc: str = "datacenter1"
-    keyspace: str = "chatmesh"
-    replication: dict[str, Any] = field(default_factory=dict)
-    consistency: str = "LOCAL_QUORUM"
-    username: str = ""
-    password: str = ""
-    request_timeout_s: float = 10.0
+    """The CHATMESH_SCYLLA_* settings, declared like every other (`chatmesh config`)."""
+
+    contact_points: tuple[str, ...] = setting(
+        "CHATMESH_SCYLLA_CONTACT_POINTS",
+        (),
+        "the ScyllaDB nodes, comma-separated (required with CHATMESH_STORE=scylla)",
+        required=True,
+    )
+    port: int = setting("CHATMESH_SCYLLA_PORT", 9042, "CQL port", minimum=1, maximum=65535)
+    local_dc: str = setting("CHATMESH_SCYLLA_DC", "datacenter1", "the local datacenter")
+    keyspace: str = setting("CHATMESH_SCYLLA_KEYSPACE", "chatmesh", "the keyspace")
+    # Parsed by `replication`; kept as written so the listing shows what was set.
+    replication_spec: str = setting(
+        "CHATMESH_SCYLLA_REPLICATION",
+        "",
+        "SimpleStrategy:<n> or NetworkTopologyStrategy:<dc>=<n>,... (empty: local DC, 3)",
+    )
+    consistency: str = setting(
+        "CHATMESH_SCYLLA_CONSISTENCY",
+        "LOCAL_QUORUM",
+        "consistency of reads and writes",
+        choices=CONSISTENCIES,
+    )
+    username: str = setting("CHATMESH_SCYLLA_USER", "", "CQL user (with CHATMESH_SCYLLA_PASSWORD)")
+    password: str = setting("CHATMESH_SCYLLA_PASSWORD", "", "the CQL user's password", secret=True)
+    request_timeout_s: float = setting(
+        "CHATMESH_SCYLLA_TIMEOUT_S", 10.0, "deadline of one CQL request", positive=True
+    )
     # Replicas normally leave schema changes to `chatmesh migrate`; on is handy for one node.
-    migrate_on_open: bool = False
+    migrate_on_open: bool = setting(
+        "CHATMESH_SCYLLA_MIGRATE_ON_OPEN",
+        False,
+        "apply schema migrations when the store opens (one node; else `chatmesh migrate`)",
+    )
+
+    def __post_init__(self) -> None:
+        try:
+            validate(self)
+        except ConfigError as exc:
+            raise ScyllaSettingsError(str(exc)) from exc
+        if self.username and not self.password:
+            raise ScyllaSettingsError("CHATMESH_SCYLLA_USER needs CHATMESH_SCYLLA_PASSWORD")
+        _replication(self.replication_spec, self.local_dc)  # malformed: refuse at start-up
+
+    @property
+    def replication(self) -> dict[str, Any]:
+        return _replication(self.replication_spec, self.local_dc)
 
     @classmethod
-    def from_env(cls, env: dict[str, str]) -> ScyllaSettings:
-        points = tuple(p.strip() for p in env.get("CHATMESH_SCYLLA_CONTACT_POINTS", "").split(","))
-        points = tuple(p for p in points if p)
-        if not points:
-            raise ScyllaSettingsError(
-                "CHATMESH_SCYLLA_CONTACT_POINTS is required with CHATMESH_STORE=scylla"
-            )
-        local_dc = env.get("CHATMESH_SCYLLA_DC", "datacenter1")
+    def from_env(cls, env: Mapping[str, str]) -> ScyllaSettings:
+        source = dict(env)
+        # Consistency names are case-insensitive on the command line, upper case in CQL.
+        source["CHATMESH_SCYLLA_CONSISTENCY"] = source.get(
+            "CHATMESH_SCYLLA_CONSISTENCY", ""
+        ).upper()
         try:
-            port = int(env.get("CHATMESH_SCYLLA_PORT", "9042"))
-            timeout = float(env.get("CHATMESH_SCYLLA_TIMEOUT_S", "10"))
-        except ValueError as exc:
-            raise ScyllaSettingsError(f"CHATMESH_SCYLLA_PORT / _TIMEOUT_S: {exc}") from exc
-        consistency = env.get("CHATMESH_SCYLLA_CONSISTENCY", "LOCAL_QUORUM").upper()
-        if consistency not in ("LOCAL_QUORUM", "QUORUM", "EACH_QUORUM", "ALL", "LOCAL_ONE", "ONE"):
-            raise ScyllaSettingsError(f"CHATMESH_SCYLLA_CONSISTENCY: unknown {consistency!r}")
-        username = env.get("CHATMESH_SCYLLA_USER", "")
-        password = env.get("CHATMESH_SCYLLA_PASSWORD", "")
-        if username and not password:
-            raise ScyllaSettingsError("CHATMESH_SCYLLA_USER needs CHATMESH_SCYLLA_PASSWORD")
-        return cls(
-            contact_points=points,
-            port=port,
-            local_dc=local_dc,
-            keyspace=env.get("CHATMESH_SCYLLA_KEYSPACE", "chatmesh"),
-            replication=_replication(env.get("CHATMESH_SCYLLA_REPLICATION", ""), local_dc),
-            consistency=consistency,
-            username=username,
-            password=password,
-            request_timeout_s=timeout,
-            migrate_on_open=env.get("CHATMESH_SCYLLA_MIGRATE_ON_OPEN", "") in ("1", "true"),
-        )
+            return read_env(cls, source)
+        except ScyllaSettingsError:
+            raise
+        except ConfigError as exc:
+            raise ScyllaSettingsError(str(exc)) from exc
 
     def build_store(self, migrate_on_open: bool | None = None) -> ChatStore:
         options: dict[str, Any] = {}
