@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chatmesh_common.limits import LIMITS
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import (
     drain_setting,
@@ -43,33 +44,36 @@ class GatewayConfig:
     )
     max_presence_subscriptions: int = setting(
         "CHATMESH_WS_MAX_PRESENCE_SUBSCRIPTIONS",
-        500,
+        LIMITS.max_presence_subscriptions,
         "users one socket may watch, in all",
         positive=True,
     )
     max_frame_bytes: int = setting(
         "CHATMESH_WS_MAX_FRAME_BYTES",
-        64 * 1024,
+        LIMITS.max_frame_bytes,
         "largest client frame; a bigger one closes the socket with 1009",
         positive=True,
     )
     send_rate_per_s: float = setting(
         "CHATMESH_WS_SEND_RATE_PER_S",
-        20.0,
+        LIMITS.send_rate_per_s,
         "sends per user per second, across their sockets",
         positive=True,
     )
     send_burst: int = setting(
-        "CHATMESH_WS_SEND_BURST", 40, "sends a user may make at once", positive=True
+        "CHATMESH_WS_SEND_BURST", LIMITS.send_burst, "sends a user may make at once", positive=True
     )
     bad_frame_limit: int = setting(
         "CHATMESH_WS_BAD_FRAME_LIMIT",
-        10,
+        LIMITS.bad_frame_limit,
         "bad frames within the window that close a socket (1008)",
         positive=True,
     )
     bad_frame_window_s: float = setting(
-        "CHATMESH_WS_BAD_FRAME_WINDOW_S", 10.0, "the window of the bad frame limit", positive=True
+        "CHATMESH_WS_BAD_FRAME_WINDOW_S",
+        LIMITS.bad_frame_window_s,
+        "the window of the bad frame limit",
+        positive=True,
     )
     auth_timeout_s: float = setting(
         "CHATMESH_WS_AUTH_TIMEOUT_S", 10.0, "time allowed for an auth frame", positive=True
@@ -118,7 +122,7 @@ class GatewayConfig:
     )
     max_request_id_chars: int = setting(
         "CHATMESH_WS_MAX_REQUEST_ID_CHARS",
-        64,
+        LIMITS.max_request_id_chars,
         "longest request_id a client may send",
         positive=True,
     )

@@ -32,6 +32,8 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from chatmesh_common.limits import LIMITS
+
 ClientFrame = gateway_pb2.ClientFrame
 ServerFrame = gateway_pb2.ServerFrame
 ErrorCode = gateway_pb2.ErrorCode
@@ -419,7 +421,7 @@ def _unknown_top_level_field(data: bytes) -> int | None:
 # -- other checks on decoded frames -------------------------------------------------------------
 
 
-MAX_CONVERSATION_ID_CHARS: Final = 128
+MAX_CONVERSATION_ID_CHARS: Final = LIMITS.max_id_chars
 
 
 def validate_cursors(

@@ -26,6 +26,7 @@ from chatmesh.gateway.v1 import gateway_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as pb
 from google.protobuf.message import Message
 
+from chatmesh_common.limits import LIMITS
 from gateway_ws import frames
 from gateway_ws.config import GatewayConfig
 from gateway_ws.frames import Encoded, ErrorCode
@@ -44,8 +45,7 @@ DEFAULT_HEARTBEAT_INTERVAL_S: Final = 10.0
 HEARTBEAT_BATCH: Final = 256
 # How often the loop looks for due sockets.
 HEARTBEAT_TICK_S: Final = 1.0
-# Matches presence_service's limits, so a bad id is refused at the edge with the field named.
-MAX_USER_ID_CHARS: Final = 128
+MAX_USER_ID_CHARS: Final = LIMITS.max_id_chars
 
 _Req = TypeVar("_Req", bound=Message)
 _Resp = TypeVar("_Resp", bound=Message)

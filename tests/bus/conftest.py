@@ -17,8 +17,6 @@ from chatmesh_common.bus.nats import NatsBus, NatsSettings
 from chatmesh_common.clock import ManualClock
 from tests.servers.nats import NatsServer
 
-from .contract import BusHarness
-
 
 class EmbeddedHarness:
     """Ack deadlines come from a manual clock, so no test waits for one."""
@@ -29,10 +27,6 @@ class EmbeddedHarness:
         self._path = path
         self._clock = ManualClock()
         self.bus: Bus = InProcessBus(path, self._clock)
-
-    @property
-    def restartable(self) -> bool:
-        return self._path is not None
 
     async def restart(self) -> None:
         await self.bus.close()
@@ -52,7 +46,6 @@ class NatsHarness:
     """Real time: a short ack wait, passing while a fetch waits for the redelivery."""
 
     ack_wait_s = 1.0
-    restartable = True
 
     def __init__(self, settings: NatsSettings, bus: NatsBus) -> None:
         self._settings = settings
@@ -81,13 +74,31 @@ class NatsHarness:
         await self.nats.close()
 
 
+async def _harness(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> EmbeddedHarness | NatsHarness:
+    if kind == "nats":
+        return await NatsHarness.connect(request.getfixturevalue("nats_server"))
+    return EmbeddedHarness(tmp_path / "bus.sqlite3" if kind == "file" else None)
+
+
 @pytest.fixture(params=["memory", "file", pytest.param("nats", marks=pytest.mark.nats)])
-async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BusHarness]:
-    impl: EmbeddedHarness | NatsHarness
-    if request.param == "nats":
-        impl = await NatsHarness.connect(request.getfixturevalue("nats_server"))
-    else:
-        impl = EmbeddedHarness(tmp_path / "bus.sqlite3" if request.param == "file" else None)
+async def harness(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[EmbeddedHarness | NatsHarness]:
+    impl = await _harness(request.param, request, tmp_path)
+    try:
+        yield impl
+    finally:
+        await impl.close()
+
+
+@pytest.fixture(params=["file", pytest.param("nats", marks=pytest.mark.nats)])
+async def restartable_harness(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[EmbeddedHarness | NatsHarness]:
+    """The buses whose durable log outlives a restart (a memory-only log cannot)."""
+    impl = await _harness(request.param, request, tmp_path)
     try:
         yield impl
     finally:
