@@ -184,7 +184,9 @@ class Presence:
             self._sweeper = None
 
     async def _sweep_loop(self) -> None:
-        while True:
+        # Ends on `_closing` as well as on cancellation: redis-py can turn a cancellation that
+        # lands mid-call into a connection error, which this loop would log and outlive.
+        while not self._closing.is_set():
             try:
                 await self.sweep_once()
             except BackendUnavailable as exc:
@@ -192,7 +194,8 @@ class Presence:
                 log.warning("presence sweep skipped: %s", exc)
             except Exception:
                 log.exception("presence sweep failed")
-            await asyncio.sleep(self.settings.sweep_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.settings.sweep_interval_s)
 
     async def sweep_once(self) -> int:
         """Turns offline every user whose last connection's TTL passed; how many turned."""
