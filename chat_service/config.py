@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from chatmesh_common.bus.nats_settings import NatsSettings, nats_settings_from_env
+from chatmesh_common.identity import IssuerSettings
 from chatmesh_common.limits import LIMITS
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import (
@@ -79,6 +80,8 @@ class ChatConfig:
     bus: str = bus_setting()
     # Set when bus == "nats" (its CHATMESH_NATS_* settings: docs/events.md).
     nats: NatsSettings = field(default_factory=NatsSettings)
+    # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
+    identity: IssuerSettings = field(default_factory=IssuerSettings)
     fanout_read_threshold: int = setting(
         "CHATMESH_FANOUT_READ_THRESHOLD",
         500,
@@ -135,4 +138,4 @@ class ChatConfig:
                 raise ConfigError(str(exc)) from exc
         if config.bus == "nats":
             config = replace(config, nats=nats_settings_from_env(source))
-        return config
+        return replace(config, identity=IssuerSettings.from_env(source))

@@ -93,6 +93,7 @@ def build_authenticator(config: ChatConfig, clock: Clock) -> Authenticator:
         config.service_secret,
         leeway_s=config.token_leeway_s,
         clock=clock.now,
+        issuer=config.identity,
     )
 
 

@@ -15,12 +15,15 @@ The gateway and every service verify tokens themselves; no service trusts an ide
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import jwt
+from jwt.types import Options
 
+from chatmesh_common.identity import IssuerSettings, KeySource, UnknownKeyError, key_source
 from chatmesh_common.limits import LIMITS, MAX_TOKEN_LEEWAY_S
 
 KIND_CLAIM = "knd"
@@ -103,22 +106,34 @@ T = TypeVar("T", Identity, ServiceIdentity)
 
 class _Verifier(Generic[T]):
     """Checks signature and expiry, then the kind; caches recent good tokens so hot paths skip
-    the HMAC and JSON work."""
+    the signature and JSON work.
+
+    HS256 tokens are checked with the secret. With an identity provider configured (`keys`),
+    tokens signed with one of its algorithms are checked with its public keys, issuer and
+    audience (chatmesh_common.identity); the token's header never chooses the key kind.
+    """
 
     def __init__(
         self,
         secret: str,
         leeway_s: float = MAX_TOKEN_LEEWAY_S,
         clock: Callable[[], float] = time.time,
-        cache_size: int = 4096,
+        cache_size: int = 16_384,
+        *,
+        keys: KeySource | None = None,
+        issuer: IssuerSettings | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the token secret must not be empty")
         self._secret = secret
         self._leeway_s = min(leeway_s, MAX_TOKEN_LEEWAY_S)
         self._clock = clock
-        self._cache: dict[str, tuple[T, float]] = {}
+        # Least recently used first: a full cache drops its oldest entry, never all of them
+        # (clearing it whole made every socket's next heartbeat re-verify its token).
+        self._cache: OrderedDict[str, tuple[T, float]] = OrderedDict()
         self._cache_size = cache_size
+        self._keys = keys
+        self._issuer = issuer if keys is not None else None
 
     def verify(self, token: str) -> T:
         now = self._clock()
@@ -126,30 +141,74 @@ class _Verifier(Generic[T]):
         if cached is not None:
             identity, expires_at = cached
             if now <= expires_at + self._leeway_s:
+                self._cache.move_to_end(token)
                 return identity
             del self._cache[token]
         if not token:
             raise TokenError("missing token")
-        try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                leeway=self._leeway_s,
-                options={"require": ["sub", "exp"], "verify_exp": False},
-            )
-        except jwt.PyJWTError as exc:
-            raise TokenError(f"invalid token: {exc}") from exc
+        claims = self._decode(token)
         exp = claims.get("exp")
         if not isinstance(exp, int | float):
             raise TokenError("invalid token: exp is not a number")
         if now > exp + self._leeway_s:
             raise TokenError("token expired")
+        nbf = claims.get("nbf")
+        if nbf is not None and (not isinstance(nbf, int | float) or nbf > now + self._leeway_s):
+            raise TokenError("invalid token: not valid yet (nbf is in the future)")
         identity = self._identity(claims)
         if len(self._cache) >= self._cache_size:
-            self._cache.clear()
+            self._cache.popitem(last=False)
         self._cache[token] = (identity, float(exp))
         return identity
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenError(f"invalid token: {exc}") from exc
+        algorithm = header.get("alg")
+        # Expiry, nbf and iat are judged by the injected clock (verify), not by PyJWT's.
+        required = ["sub", "exp"]
+        options: Options = {
+            "require": required,
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+        }
+        try:
+            if algorithm == "HS256":
+                return jwt.decode(token, self._secret, algorithms=["HS256"], options=options)
+            if self._keys is None or self._issuer is None:
+                raise TokenError(
+                    f"invalid token: algorithm {algorithm!r} not accepted (only HS256 with the"
+                    " shared secret; configure CHATMESH_JWT_JWKS_URL or"
+                    " CHATMESH_JWT_PUBLIC_KEY_FILES for an identity provider)"
+                )
+            if algorithm not in self._issuer.algorithms:
+                raise TokenError(f"invalid token: algorithm {algorithm!r} not accepted")
+            kid = header.get("kid")
+            key = self._keys.key_for(kid if isinstance(kid, str) else None, algorithm)
+            if self._issuer.issuer:
+                required.append("iss")
+            if self._issuer.audience:
+                required.append("aud")
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                options=options,
+                issuer=self._issuer.issuer or None,
+                audience=self._issuer.audience or None,
+            )
+        except UnknownKeyError as exc:
+            raise TokenError(f"invalid token: {exc}") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise TokenError(
+                f"invalid token: {exc} (a token signed with another secret or key is the"
+                " likely cause: was it minted with this deployment's CHATMESH_JWT_SECRET?)"
+            ) from exc
+        except jwt.PyJWTError as exc:
+            raise TokenError(f"invalid token: {exc}") from exc
 
     def _identity(self, claims: Mapping[str, Any]) -> T:
         raise NotImplementedError
@@ -163,6 +222,18 @@ class TokenVerifier(_Verifier[Identity]):
         if kind != USER_KIND:
             raise TokenError(f"invalid token: {KIND_CLAIM} is {kind!r}, not a user token")
         return Identity(_claim_id(claims, "sub"), _claim_id(claims, "did", "default"))
+
+
+def user_token_verifier(
+    secret: str,
+    leeway_s: float = MAX_TOKEN_LEEWAY_S,
+    clock: Callable[[], float] = time.time,
+    issuer: IssuerSettings | None = None,
+) -> TokenVerifier:
+    """The user token verifier of a process: the shared secret, plus the identity provider's
+    keys when `issuer` configures one."""
+    keys = key_source(issuer) if issuer is not None else None
+    return TokenVerifier(secret, leeway_s, clock, keys=keys, issuer=issuer)
 
 
 class ServiceTokenVerifier(_Verifier[ServiceIdentity]):

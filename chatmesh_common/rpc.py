@@ -33,9 +33,11 @@ from chatmesh_common.auth import (
     TokenError,
     TokenVerifier,
     bearer_token,
+    user_token_verifier,
 )
 from chatmesh_common.credentials import Kind, Requirement, requirement
 from chatmesh_common.grpc_server import Context
+from chatmesh_common.identity import IssuerSettings
 from chatmesh_common.limits import LIMITS, MAX_TOKEN_LEEWAY_S
 
 RETRY_AFTER_KEY = "retry-after-ms"
@@ -126,12 +128,14 @@ class Authenticator:
         *,
         leeway_s: float = MAX_TOKEN_LEEWAY_S,
         clock: Callable[[], float] = time.time,
+        issuer: IssuerSettings | None = None,
     ) -> Authenticator:
-        """Verifiers for both kinds; no service secret: no service token is accepted."""
+        """Verifiers for both kinds; no service secret: no service token is accepted. User
+        tokens from the configured identity provider (`issuer`) are accepted too."""
         if service_secret == user_secret:
             raise ValueError("the service secret must differ from the user token secret")
         services = ServiceTokenVerifier(service_secret, leeway_s, clock) if service_secret else None
-        return cls(TokenVerifier(user_secret, leeway_s, clock), services)
+        return cls(user_token_verifier(user_secret, leeway_s, clock, issuer), services)
 
     def authenticate(
         self, metadata: Iterable[tuple[str, str | bytes]] | None, service: str, method: str

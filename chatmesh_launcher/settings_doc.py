@@ -12,6 +12,7 @@ from typing import Any
 from chat_service.config import ChatConfig
 from chat_service.store.scylla import ScyllaSettings
 from chatmesh_common.bus.nats_settings import NatsSettings
+from chatmesh_common.identity import IssuerSettings
 from chatmesh_common.runner import RunnerConfig
 from chatmesh_common.settings import describe
 from gateway_ws.config import GatewayConfig
@@ -25,6 +26,11 @@ SECTIONS: tuple[tuple[str, str, type[Any]], ...] = (
     ("chat_service", "`chatmesh serve chat`, `python -m chat_service`", ChatConfig),
     ("presence_service", "`chatmesh serve presence`, `python -m presence_service`", PresenceConfig),
     ("gateway_ws", "`chatmesh serve gateway`, `python -m gateway_ws`", GatewayConfig),
+    (
+        "identity provider",
+        "chat_service, presence_service and gateway_ws: user tokens signed by your IdP",
+        IssuerSettings,
+    ),
     ("NATS bus", "chat_service and presence_service with `CHATMESH_BUS=nats`", NatsSettings),
     (
         "ScyllaDB store",

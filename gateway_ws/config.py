@@ -7,12 +7,14 @@ Every limit of SPEC "Limits" that the edge enforces is here. Durations are secon
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from chatmesh_common.identity import IssuerSettings
 from chatmesh_common.limits import LIMITS
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import (
     drain_setting,
+    environ,
     jwt_secret_setting,
     leeway_setting,
     read_env,
@@ -140,6 +142,8 @@ class GatewayConfig:
         "CHATMESH_WS_METRICS_PORT", 9102, "port of the Prometheus endpoint (-1: none)", minimum=-1
     )
     drain_s: float = drain_setting()
+    # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
+    identity: IssuerSettings = field(default_factory=IssuerSettings)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -147,4 +151,5 @@ class GatewayConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
         """Reads the settings once; unset variables keep their defaults."""
-        return read_env(cls, env)
+        source = environ(env)
+        return replace(read_env(cls, source), identity=IssuerSettings.from_env(source))

@@ -36,7 +36,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from chatmesh_common.auth import TokenVerifier
+from chatmesh_common.auth import user_token_verifier
 from chatmesh_common.clock import Clock, SystemClock
 from chatmesh_common.runner import Process
 from chatmesh_common.service import Health, Shutdown, drain
@@ -183,7 +183,9 @@ async def start_gateway(
     context = GatewayContext(
         config=config,
         clock=clock,
-        verifier=TokenVerifier(config.jwt_secret, config.token_leeway_s, clock=clock.now),
+        verifier=user_token_verifier(
+            config.jwt_secret, config.token_leeway_s, clock.now, config.identity
+        ),
         send_limiter=RateLimiter(config.send_rate_per_s, config.send_burst, clock.monotonic),
         routes=build_routes(channel),
         subscribe=subscribe_method(channel),

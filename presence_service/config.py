@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from chatmesh_common.bus.nats_settings import NatsSettings, nats_settings_from_env
+from chatmesh_common.identity import IssuerSettings
 from chatmesh_common.limits import LIMITS, MAX_TYPING_TTL_S
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import (
@@ -49,6 +50,8 @@ class PresenceConfig:
     # members' event streams through it. "inprocess" only works inside `chatmesh dev`.
     bus: str = bus_setting()
     nats: NatsSettings = field(default_factory=NatsSettings)
+    # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
+    identity: IssuerSettings = field(default_factory=IssuerSettings)
     chat_target: str = setting(
         "CHATMESH_CHAT_TARGET", "127.0.0.1:50051", "where AccessService (chat_service) answers"
     )
@@ -120,4 +123,4 @@ class PresenceConfig:
         config = read_env(cls, source)
         if config.bus == "nats":
             config = replace(config, nats=nats_settings_from_env(source))
-        return config
+        return replace(config, identity=IssuerSettings.from_env(source))

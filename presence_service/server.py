@@ -111,6 +111,7 @@ class PresenceComponent:
             config.service_secret,
             leeway_s=config.token_leeway_s,
             clock=self.clock.now,
+            issuer=config.identity,
         )
         return [
             (
