@@ -8,6 +8,7 @@ calls are refused, in-flight calls drain within the grace period.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from chatmesh_common.metrics import GRPC_HANDLED, GRPC_LATENCY
+from chatmesh_common.settings import BindError
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,21 @@ class GrpcServer:
         await self.server.stop(grace_s)
 
 
+def _check_free(bind: str) -> None:
+    """Refuses a taken address before gRPC's core tries it (it logs its own multi-line error
+    to stderr, then only says that binding failed)."""
+    host, _, port = bind.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
+        except OSError as exc:
+            raise BindError(bind, "CHATMESH_GRPC_BIND", exc.strerror or str(exc)) from exc
+
+
 async def start_grpc_server(
     bind: str,
     registrations: Sequence[Registration],
@@ -112,9 +129,13 @@ async def start_grpc_server(
         ],
         server,
     )
-    port = server.add_insecure_port(bind)
+    _check_free(bind)
+    try:
+        port = server.add_insecure_port(bind)
+    except RuntimeError as exc:  # grpcio >= 1.6x raises where older versions returned 0
+        raise BindError(bind, "CHATMESH_GRPC_BIND", "address in use or unavailable") from exc
     if port == 0:
-        raise OSError(f"cannot bind gRPC server to {bind}")
+        raise BindError(bind, "CHATMESH_GRPC_BIND", "address in use or unavailable")
     await server.start()
     for name in (*names, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from chatmesh_common.settings import BindError
+
 GRPC_HANDLED = Counter(
     "chatmesh_grpc_server_handled_total",
     "gRPC calls handled, by method and status code.",
@@ -31,9 +33,12 @@ WS_FRAMES = Counter(
 )
 
 
-def serve_metrics(host: str, port: int) -> int:
+def serve_metrics(host: str, port: int, setting_name: str = "CHATMESH_METRICS_PORT") -> int:
     """Starts the /metrics endpoint on a daemon thread; returns the bound port (0 = disabled)."""
     if port < 0:
         return 0
-    server, _thread = start_http_server(port, addr=host)
+    try:
+        server, _thread = start_http_server(port, addr=host)
+    except OSError as exc:
+        raise BindError(f"{host}:{port}", setting_name, exc.strerror or str(exc)) from exc
     return int(server.server_port)

@@ -57,6 +57,8 @@ class Process:
     metrics_port: int = -1
     # Given the bound metrics port (0 when none), the line printed once the service serves.
     banner: Callable[[int], str] | None = None
+    # The setting a bind error of the metrics endpoint names.
+    metrics_setting: str = "CHATMESH_METRICS_PORT"
 
 
 def _event_loop_run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
@@ -103,11 +105,15 @@ async def _serve(name: str, setup: Callable[[Clock], Process]) -> int:
     try:
         metrics_port = 0
         if process.metrics_port >= 0:
-            metrics_port = serve_metrics(process.metrics_host, process.metrics_port)
+            metrics_port = serve_metrics(
+                process.metrics_host, process.metrics_port, process.metrics_setting
+            )
         if process.banner is not None:
             print(process.banner(metrics_port), flush=True)
         await stop.wait()
         log.info("%s shutting down", name)
+    except ConfigError as exc:
+        return _config_error(name, exc)
     finally:
         # Also when the metrics port is taken: the service's own shutdown still runs.
         await process.service.stop()

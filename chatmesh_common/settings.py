@@ -28,6 +28,26 @@ class ConfigError(ValueError):
     """A required setting is missing or malformed: the service refuses to start."""
 
 
+# The `chatmesh dev` flag that sets each bind setting, named in a bind error.
+DEV_BIND_FLAGS = {
+    "CHATMESH_GRPC_BIND": "--grpc",
+    "CHATMESH_WS_PORT": "--ws",
+    "CHATMESH_METRICS_BIND": "--metrics",
+    "CHATMESH_METRICS_PORT": "--metrics",
+    "CHATMESH_WS_METRICS_PORT": "--metrics",
+}
+
+
+class BindError(ConfigError):
+    """A listener cannot bind its address: one line naming it and the setting that moves it."""
+
+    def __init__(self, address: str, setting_name: str, reason: str) -> None:
+        flag = DEV_BIND_FLAGS.get(setting_name)
+        also = f" (chatmesh dev: {flag} HOST:PORT)" if flag else ""
+        super().__init__(f"cannot listen on {address}: {reason}; set {setting_name}{also}")
+        self.address = address
+
+
 @dataclass(frozen=True)
 class Setting:
     """One environment variable: its default, meaning and the values it accepts."""

@@ -10,13 +10,16 @@ chatmesh config [--markdown] (every setting: current value, default, meaning)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from chatmesh_common.auth import issue_token
-from chatmesh_common.runner import run_service, run_task
-from chatmesh_common.settings import read_one
+from chatmesh_common.limits import LIMITS
+from chatmesh_common.runner import CONFIG_ERROR_EXIT, run_service, run_task
+from chatmesh_common.settings import ConfigError, read_one
 
 from .dev import DevOptions, dev_process, dev_secret
 from .serve import SERVICES, serve
@@ -40,15 +43,46 @@ async def _migrate() -> None:
     print(f"schema of the {config.store} store is up to date ({where})", flush=True)
 
 
-def _token(args: argparse.Namespace) -> None:
+def _token(args: argparse.Namespace) -> int:
+    """Prints a user token; says on stderr which secret signed it."""
     from chat_service.config import ChatConfig
 
-    data_dir = args.data_dir or read_one(ChatConfig, "data_dir")
-    print(issue_token(dev_secret(Path(data_dir)), args.user, args.device, args.ttl))
+    problem = ""
+    if not args.user.strip():
+        problem = "USER must not be empty"
+    elif len(args.user) > LIMITS.max_id_chars or len(args.device) > LIMITS.max_id_chars:
+        problem = f"USER and --device must be at most {LIMITS.max_id_chars} chars"
+    elif not args.device.strip():
+        problem = "--device must not be empty"
+    elif args.ttl <= 0:
+        problem = f"--ttl must be a positive number of seconds, got {args.ttl}"
+    if problem:
+        print(f"chatmesh: token: {problem}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+    data_dir = Path(args.data_dir or read_one(ChatConfig, "data_dir"))
+    try:
+        secret = dev_secret(data_dir, create=False)
+    except ConfigError as exc:
+        print(f"chatmesh: token: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+    source = (
+        "CHATMESH_JWT_SECRET" if os.environ.get("CHATMESH_JWT_SECRET") else data_dir / "jwt-secret"
+    )
+    print(f"signed with {source}", file=sys.stderr)
+    print(issue_token(secret, args.user, args.device, args.ttl))
+    return 0
+
+
+def _version() -> str:
+    try:
+        return version("chatmesh")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatmesh", description="chatmesh chat backend")
+    parser.add_argument("--version", action="version", version=f"chatmesh {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     dev = commands.add_parser("dev", help="run every service in one process (embedded)")
@@ -70,8 +104,10 @@ def _parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser("token", help="print a token signed with the configured secret")
     token.add_argument("user")
-    token.add_argument("--device", default="default")
-    token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default one day)")
+    token.add_argument("--device", default="default", help="device id (default: default)")
+    token.add_argument(
+        "--ttl", type=int, default=24 * 3600, help="seconds, positive (default: 86400, one day)"
+    )
     token.add_argument(
         "--data-dir",
         help="where `chatmesh dev` keeps its secret when CHATMESH_JWT_SECRET is unset",
@@ -89,8 +125,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "token":
-        _token(args)
-        code = 0
+        code = _token(args)
     elif args.command == "config":
         sys.stdout.write(render_markdown() if args.markdown else render_text())
         code = 0

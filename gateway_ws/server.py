@@ -40,6 +40,7 @@ from chatmesh_common.auth import user_token_verifier
 from chatmesh_common.clock import Clock, SystemClock
 from chatmesh_common.runner import Process
 from chatmesh_common.service import Health, Shutdown, drain
+from chatmesh_common.settings import BindError
 from gateway_ws import frames
 from gateway_ws.config import GatewayConfig
 from gateway_ws.metrics import FrameMetrics
@@ -208,22 +209,30 @@ async def start_gateway(
         await Session(context, connection).run()
 
     heartbeat = config.heartbeat_interval_s
-    server = await serve(
-        handler,
-        config.host,
-        config.port,
-        process_request=process_request,
-        select_subprotocol=_select_subprotocol,
-        # Compression costs ~100 KiB of zlib state per socket, more than a whole idle session.
-        compression=None,
-        max_size=config.max_frame_bytes,
-        open_timeout=10,
-        ping_interval=heartbeat,
-        # A socket silent for three heartbeat intervals is closed (Ready.heartbeat_interval_ms).
-        ping_timeout=2 * heartbeat,
-        close_timeout=config.close_timeout_s,
-        server_header=None,
-    )
+    try:
+        server = await serve(
+            handler,
+            config.host,
+            config.port,
+            process_request=process_request,
+            select_subprotocol=_select_subprotocol,
+            # Compression costs ~100 KiB of zlib state per socket, more than a whole idle session.
+            compression=None,
+            max_size=config.max_frame_bytes,
+            open_timeout=10,
+            ping_interval=heartbeat,
+            # A socket silent for three heartbeat intervals is closed (Ready.heartbeat_interval_ms).
+            ping_timeout=2 * heartbeat,
+            close_timeout=config.close_timeout_s,
+            server_header=None,
+        )
+    except OSError as exc:
+        if owns_channel:
+            await channel.close(None)
+        if presence_channel is not None:
+            await presence_channel.close(None)
+        address = f"{config.host}:{config.port}"
+        raise BindError(address, "CHATMESH_WS_PORT", exc.strerror or str(exc)) from exc
     port = server.sockets[0].getsockname()[1]
     gateway = Gateway(server, context, channel, owns_channel, presence_channel, config.host, port)
     log.info("gateway serving ws://%s:%d%s -> %s", config.host, port, WS_PATH, config.chat_target)
@@ -301,4 +310,5 @@ def service_process(clock: Clock) -> Process:
         config.metrics_host,
         config.metrics_port,
         banner=lambda _metrics: f"gateway_ws on {service.url}",
+        metrics_setting="CHATMESH_WS_METRICS_PORT",
     )
