@@ -12,16 +12,22 @@ Per event kind (the `payload` of `ConversationEvent`), `ROUTES` says:
   `RECIPIENTS` the users the writer names (receipts: the members who may see them).
 
 `EventSink.emit` follows the table for what a write produced; the relay's re-fanout of events
-left behind follows it too (`fan_out_live`). `durable_subject` and `durable_msg_id` name the
-durable messages.
+left behind follows it too (`fan_out_live`). The write's answer (a send's ack) does not wait for
+the live fanout: `emit` hands the events to the conversation's lane, which publishes them in
+order in the background, so a sender to a 5,000-member channel is acknowledged once its message
+is durable. Only a lane that has fallen `max_pending` events behind makes its writers wait.
+`durable_subject` and `durable_msg_id` name the durable messages.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
+import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from chatmesh.events.v1 import events_pb2
@@ -32,6 +38,8 @@ from chatmesh_common.subjects import DurableKind
 from . import convert
 from .fanout import Fanout
 from .store.base import ConversationRecord, EventRecord
+
+log = logging.getLogger(__name__)
 
 
 class Durable(enum.Enum):
@@ -127,10 +135,25 @@ class DurablePath(Protocol):
     def publish_signal(self, event: events_pb2.ConversationEvent) -> None: ...
 
 
+@dataclass
+class _Lane:
+    """One conversation's live events waiting to be fanned out, in seq order."""
+
+    pending: deque[tuple[ConversationRecord, events_pb2.ConversationEvent, Sequence[str]]] = field(
+        default_factory=deque
+    )
+    task: asyncio.Task[None] | None = None
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class EventSink:
-    def __init__(self, fanout: Fanout, durable: DurablePath | None = None) -> None:
+    def __init__(
+        self, fanout: Fanout, durable: DurablePath | None = None, *, max_pending: int = 1024
+    ) -> None:
         self._fanout = fanout
         self._durable = durable
+        self._max_pending = max_pending
+        self._lanes: dict[str, _Lane] = {}
 
     @property
     def fanout(self) -> Fanout:
@@ -143,11 +166,15 @@ class EventSink:
         recipients: Sequence[str] = (),
     ) -> None:
         """What one write produced, after its durable write: log records just committed, or
-        seq-0 signals. `recipients`: for `RECIPIENTS` routes, who may get them."""
+        seq-0 signals. `recipients`: for `RECIPIENTS` routes, who may get them. Returns once the
+        events are on their way (durable path kicked, live fanout queued), not delivered."""
         records = [e for e in events if isinstance(e, EventRecord)]
         if records and self._durable is not None:
             # First, so the durable stream gets them even if live fanout is slow.
             self._durable.kick(conversation.conversation_id, records)
+        lane = self._lanes.get(conversation.conversation_id)
+        if lane is None:
+            lane = self._lanes[conversation.conversation_id] = _Lane()
         for item in events:
             event = convert.event(item) if isinstance(item, EventRecord) else item
             durable = route(event).durable
@@ -157,4 +184,36 @@ class EventSink:
                 )
             if durable is Durable.SIGNAL and self._durable is not None:
                 self._durable.publish_signal(event)
-            await fan_out_live(self._fanout, conversation, event, recipients)
+            lane.pending.append((conversation, event, recipients))
+        if lane.task is None:
+            lane.drained.clear()
+            lane.task = asyncio.create_task(
+                self._drain(conversation.conversation_id, lane),
+                name=f"fanout {conversation.conversation_id}",
+            )
+        if len(lane.pending) > self._max_pending:
+            # Backpressure: a lane this far behind slows its writers instead of growing.
+            await lane.drained.wait()
+
+    async def _drain(self, conversation_id: str, lane: _Lane) -> None:
+        try:
+            while lane.pending:
+                conversation, event, recipients = lane.pending.popleft()
+                try:
+                    await fan_out_live(self._fanout, conversation, event, recipients)
+                except Exception:  # the event is durable: streams fill the gap from the log
+                    log.exception("live fanout in %s failed", conversation_id)
+        finally:
+            lane.task = None
+            lane.drained.set()
+            if not lane.pending and self._lanes.get(conversation_id) is lane:
+                del self._lanes[conversation_id]
+
+    async def flush(self) -> None:
+        """Waits until every queued live event has been fanned out (shutdown, tests)."""
+        while self._lanes:
+            lanes = list(self._lanes.values())
+            await asyncio.gather(*(lane.drained.wait() for lane in lanes if lane.task))
+            for conversation_id, lane in list(self._lanes.items()):
+                if lane.task is None and not lane.pending:
+                    del self._lanes[conversation_id]

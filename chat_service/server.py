@@ -112,6 +112,7 @@ class ChatComponent:
         self._store = store
         self._bus = bus
         self._parts: ChatParts | None = None
+        self._sink: EventSink | None = None
 
     @property
     def parts(self) -> ChatParts:
@@ -137,7 +138,8 @@ class ChatComponent:
         )
         fanout = Fanout(bus, store, config.fanout_read_threshold)
         relay = Relay(store, bus, fanout, sweep_interval_s=config.relay_sweep_s)
-        chat = Chat(store, EventSink(fanout, relay), limits, clock=self.clock)
+        self._sink = sink = EventSink(fanout, relay)
+        chat = Chat(store, sink, limits, clock=self.clock)
         sweeper = RetentionSweeper(
             store, retention_periods(config), interval_s=config.retention_sweep_s, clock=self.clock
         )
@@ -163,6 +165,9 @@ class ChatComponent:
 
     async def close(self) -> None:
         """Stops the background tasks (after the gRPC server drained), then closes what it built."""
+        if self._sink is not None:
+            # The live events of the last writes (their acks are sent) go out before the bus closes.
+            await self._sink.flush()
         if self._parts is not None:
             await self._parts.sweeper.stop()
             await self._parts.relay.stop()

@@ -22,6 +22,7 @@ from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc, events
 from chat_service.config import ChatConfig
 from chat_service.server import ChatService, build_chat_service
 from chatmesh_common.auth import auth_metadata, issue_token
+from chatmesh_common.bus import Bus
 from chatmesh_common.clock import Clock, SystemClock
 
 SECRET = "chat-tests-secret-not-for-production"
@@ -181,10 +182,14 @@ class Client:
 class ChatHarness:
     """chat_service on a free port with a data dir that survives restart()."""
 
-    def __init__(self, data_dir: Path, *, clock: Clock | None = None, **settings: Any) -> None:
+    def __init__(
+        self, data_dir: Path, *, clock: Clock | None = None, bus: Bus | None = None, **settings: Any
+    ) -> None:
         """`settings` override ChatConfig fields (e.g. fanout_read_threshold=2); `clock` is the
-        service's (a ManualClock moves its timestamps and retention by hand)."""
+        service's (a ManualClock moves its timestamps and retention by hand); `bus` replaces the
+        one the config would build."""
         self.data_dir = data_dir
+        self.bus = bus
         self.clock: Clock = clock or SystemClock()
         self.settings = settings
         self.server: ChatService | None = None
@@ -216,7 +221,7 @@ class ChatHarness:
         return self._channel
 
     async def start(self) -> None:
-        self.server = build_chat_service(self.config, clock=self.clock)
+        self.server = build_chat_service(self.config, bus=self.bus, clock=self.clock)
         await self.server.start()
         self._channel = grpc.aio.insecure_channel(self.target)
 

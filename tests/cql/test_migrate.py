@@ -101,3 +101,38 @@ async def test_migrate_from_two_processes_at_once_leaves_one_schema(
         assert result.returncode == 0, result.output
     await asyncio.to_thread(_assert_one_correct_schema, cassandra_server, keyspace)
     await _serves(start_replica)
+
+
+async def test_migrate_refuses_more_replicas_than_nodes_before_creating_anything(
+    cassandra_server: CassandraServer, keyspace_env: dict[str, str]
+) -> None:
+    """Three replicas on a one-node cluster: one clear line, exit 2, no keyspace; fixed, it runs."""
+    keyspace = keyspace_env["CHATMESH_SCYLLA_KEYSPACE"]
+    dc = cassandra_server.datacenter
+    too_many = {
+        **keyspace_env,
+        "CHATMESH_SCYLLA_REPLICATION": f"NetworkTopologyStrategy:{dc}=3",
+    }
+    refused = await run_migrate(too_many)
+    assert refused.returncode == 2, refused.output
+    assert "Traceback" not in refused.output
+    line = refused.output.strip().splitlines()[-1]
+    assert "3 replicas" in line and "nothing was created" in line, refused.output
+    assert f"CHATMESH_SCYLLA_REPLICATION=NetworkTopologyStrategy:{dc}=1" in line
+    schema = await asyncio.to_thread(_schema_or_none, cassandra_server, keyspace)
+    assert schema is None, f"keyspace {keyspace} was created: {schema}"
+    fixed = {**keyspace_env, "CHATMESH_SCYLLA_REPLICATION": f"NetworkTopologyStrategy:{dc}=1"}
+    again = await run_migrate(fixed)
+    assert again.returncode == 0, again.output
+    await asyncio.to_thread(_assert_one_correct_schema, cassandra_server, keyspace)
+
+
+def _schema_or_none(server: CassandraServer, keyspace: str) -> list[str] | None:
+    with cql_session(server) as session:
+        rows = list(
+            session.execute(
+                "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s",
+                (keyspace,),
+            )
+        )
+    return [r.keyspace_name for r in rows] or None

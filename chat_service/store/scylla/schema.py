@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chatmesh_common.settings import ConfigError
+
 log = logging.getLogger(__name__)
 
 # Messages and events are partitioned by (conversation_id, seq // BUCKET_SIZE). Changing it
@@ -201,6 +203,43 @@ def _column_exists(statement: str, exc: Exception) -> bool:
     )
 
 
+class ReplicationError(ConfigError):
+    """The keyspace's replication asks for more replicas than the cluster has."""
+
+
+def replicas_missing(replication: Mapping[str, Any], nodes_per_dc: Mapping[str, int]) -> str | None:
+    """Why `replication` cannot be met by a cluster with these nodes per datacenter, or None.
+
+    Checked before anything is created: a keyspace with three replicas on one node accepts the
+    CREATE, then every LOCAL_QUORUM statement fails and leaves a half-made keyspace behind.
+    """
+    total = sum(nodes_per_dc.values())
+    if replication.get("class") == "SimpleStrategy":
+        factor = int(replication.get("replication_factor", 1))
+        if factor > total:
+            return f"SimpleStrategy:{factor} needs {factor} nodes, the cluster has {total}"
+        return None
+    for dc, factor in replication.items():
+        if dc == "class":
+            continue
+        have = nodes_per_dc.get(dc, 0)
+        if int(factor) > have:
+            known = ", ".join(f"{d}={n}" for d, n in sorted(nodes_per_dc.items())) or "none"
+            return (
+                f"{factor} replicas in datacenter {dc!r} but the cluster has {have} node(s)"
+                f" there (nodes per datacenter: {known})"
+            )
+    return None
+
+
+def _nodes_per_dc(session: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for host in session.cluster.metadata.all_hosts():
+        dc = host.datacenter or "unknown"
+        counts[dc] = counts.get(dc, 0) + 1
+    return counts
+
+
 def migrate(
     session: Any,
     keyspace: str,
@@ -217,6 +256,16 @@ def migrate(
     from cassandra.query import SimpleStatement
 
     ks = valid_keyspace(keyspace)
+    if ks not in session.cluster.metadata.keyspaces:
+        nodes = _nodes_per_dc(session)
+        problem = replicas_missing(replication, nodes)
+        if problem is not None:
+            one_node = ",".join(f"{dc}={min(n, 3)}" for dc, n in sorted(nodes.items()))
+            raise ReplicationError(
+                f"CHATMESH_SCYLLA_REPLICATION: {problem}; nothing was created. Set"
+                f" CHATMESH_SCYLLA_REPLICATION=NetworkTopologyStrategy:{one_node} to fit this"
+                " cluster"
+            )
     session.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication_clause(replication)}"
     )

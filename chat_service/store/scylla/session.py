@@ -122,7 +122,13 @@ class CqlSession:
         )
         self._session = self._cluster.connect()
         if replication is not None:
-            migrate(self._session, self._keyspace, replication)
+            try:
+                migrate(self._session, self._keyspace, replication)
+            except BaseException:
+                # The caller gets no store to close: the driver's threads must not outlive it.
+                self._cluster.shutdown()
+                self._cluster = self._session = None
+                raise
         self._ps = {
             name: self._session.prepare(qualified(cql, self._keyspace))
             for name, cql in STATEMENTS.items()
