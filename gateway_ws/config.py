@@ -142,6 +142,34 @@ class GatewayConfig:
         "CHATMESH_WS_METRICS_PORT", 9102, "port of the Prometheus endpoint (-1: none)", minimum=-1
     )
     drain_s: float = drain_setting()
+    # Admission (gateway_ws/admission.py): limits per gateway process.
+    allowed_origins: tuple[str, ...] = setting(
+        "CHATMESH_WS_ALLOWED_ORIGINS",
+        (),
+        "browser origins allowed to open sockets, comma-separated (empty: any; native apps"
+        " send no Origin and are always let through)",
+    )
+    max_sockets_per_ip: int = setting(
+        "CHATMESH_WS_MAX_SOCKETS_PER_IP",
+        1000,
+        "open sockets from one peer address (0: no limit; behind a proxy this is the proxy's)",
+        minimum=0,
+    )
+    max_sockets_per_user: int = setting(
+        "CHATMESH_WS_MAX_SOCKETS_PER_USER", 20, "open sockets of one user (0: no limit)", minimum=0
+    )
+    auth_failures_per_min: float = setting(
+        "CHATMESH_WS_AUTH_FAILURES_PER_MIN",
+        30.0,
+        "failed authentications per minute from one address before it must wait (0: no limit)",
+        minimum=0,
+    )
+    auth_failure_burst: int = setting(
+        "CHATMESH_WS_AUTH_FAILURE_BURST",
+        10,
+        "failed authentications one address may make in a row",
+        minimum=1,
+    )
     # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
     identity: IssuerSettings = field(default_factory=IssuerSettings)
 

@@ -82,6 +82,13 @@ class Authenticated:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthFailed:
+    """A token was refused (the socket closes too): counted against the peer's address."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallRpc:
     """Call `route` with `payload`; report the outcome with rpc_done or rpc_failed."""
 
@@ -112,7 +119,7 @@ class OpenStream:
     request: event_service_pb2.SubscribeEventsRequest
 
 
-Action = Send | Close | Authenticated | CallRpc | CallPresence | OpenStream
+Action = Send | Close | Authenticated | AuthFailed | CallRpc | CallPresence | OpenStream
 
 
 class _Resume:
@@ -386,6 +393,7 @@ class Protocol:
                 request_id, ErrorCode.ERROR_CODE_UNAUTHENTICATED, str(exc), self.binary
             )
             actions.append(Send(error))
+            actions.append(AuthFailed(str(exc)))
             self._close(CLOSE_POLICY_VIOLATION, "authentication failed", True, actions)
             return actions
         self._auth_deadline = None
@@ -416,6 +424,7 @@ class Protocol:
                 request_id, ErrorCode.ERROR_CODE_UNAUTHENTICATED, str(exc), binary
             )
             actions.append(Send(error))
+            actions.append(AuthFailed(str(exc)))
             self._close(CLOSE_POLICY_VIOLATION, "authentication failed", True, actions)
             return
         if identity.user_id != self.user_id or identity.device_id != self.device_id:

@@ -42,6 +42,7 @@ from chatmesh_common.runner import Process
 from chatmesh_common.service import Health, Shutdown, drain
 from chatmesh_common.settings import BindError
 from gateway_ws import frames
+from gateway_ws.admission import Admission
 from gateway_ws.config import GatewayConfig
 from gateway_ws.metrics import FrameMetrics
 from gateway_ws.presence_link import PresenceMethods, heartbeat_loop
@@ -192,18 +193,42 @@ async def start_gateway(
         subscribe=subscribe_method(channel),
         metrics=FrameMetrics(),
         presence=presence,
+        admission=Admission(
+            allowed_origins=config.allowed_origins,
+            max_sockets_per_ip=config.max_sockets_per_ip,
+            max_sockets_per_user=config.max_sockets_per_user,
+            auth_failures_per_min=config.auth_failures_per_min,
+            auth_failure_burst=config.auth_failure_burst,
+            monotonic=clock.monotonic,
+        ),
     )
     gateway: Gateway | None = None
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
-            return None
+            return _admit(connection, request)
         if path == HEALTH_PATH:
             if gateway is None or gateway.draining or gateway.stopping:
                 return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "stopping\n")
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+
+    def _admit(connection: ServerConnection, request: Request) -> Response | None:
+        remote = connection.remote_address
+        admission = context.admission
+        if admission is None:
+            return None
+        refusal = admission.refuse_handshake(
+            str(remote[0]) if remote else "", request.headers.get("Origin")
+        )
+        if refusal is None:
+            return None
+        context.metrics.frame("handshake", f"refused {refusal.status}")
+        response = connection.respond(http.HTTPStatus(refusal.status), refusal.reason + "\n")
+        if refusal.retry_after_s:
+            response.headers["Retry-After"] = refusal.retry_after_header
+        return response
 
     async def handler(connection: ServerConnection) -> None:
         await Session(context, connection).run()

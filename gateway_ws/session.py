@@ -36,12 +36,15 @@ from websockets.headers import parse_subprotocol
 from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.clock import Clock
 from gateway_ws import frames
+from gateway_ws.admission import Admission
 from gateway_ws.config import GatewayConfig
+from gateway_ws.frames import ErrorCode
 from gateway_ws.metrics import FrameMetrics, close_code
 from gateway_ws.presence_link import HeartbeatInterval, PresenceLink, PresenceMethods
 from gateway_ws.protocol import (
     Action,
     Authenticated,
+    AuthFailed,
     CallPresence,
     CallRpc,
     Close,
@@ -52,6 +55,9 @@ from gateway_ws.protocol import (
 from gateway_ws.ratelimit import RateLimiter
 from gateway_ws.upstream import EOF, FATAL_STREAM_CODES, Route, SubscribeMethod, retry_after_ms
 from gateway_ws.writer import Writer
+
+# Close code for a socket refused by a limit: the client may come back later (RFC 6455 1013).
+CLOSE_TRY_AGAIN_LATER = 1013
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,8 @@ class GatewayContext:
     # How often each socket heartbeats (the last ConnectResponse.heartbeat_interval).
     presence_heartbeat: HeartbeatInterval = field(default_factory=HeartbeatInterval)
     sessions: set[Session] = field(default_factory=set)
+    # Origins, sockets per address and per user, failed authentications (None: no limits).
+    admission: Admission | None = None
     # Event frames encoded once per event and encoding for all sockets.
     event_frames: frames.EventFrames = field(default_factory=frames.EventFrames)
 
@@ -80,12 +88,14 @@ class Session:
     """The gateway's half of one WebSocket connection."""
 
     __slots__ = (
+        "_admitted_user",
         "_ctx",
         "_inflight",
         "_link",
         "_loop",
         "_metadata",
         "_online",
+        "_peer",
         "_protocol",
         "_stream",
         "_timer",
@@ -122,6 +132,10 @@ class Session:
         self._metadata: tuple[tuple[str, str], ...] = ()
         # The user counted online by the metrics ("" until authenticated).
         self._online = ""
+        # The peer address admission counts this socket under.
+        remote = ws.remote_address
+        self._peer = str(remote[0]) if remote else ""
+        self._admitted_user = ""
         self._inflight: set[asyncio.Task[None]] = set()
         self._stream: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -134,6 +148,8 @@ class Session:
         ctx = self._ctx
         ctx.sessions.add(self)
         ctx.metrics.socket_opened()
+        if ctx.admission is not None:
+            ctx.admission.opened(self._peer)
         try:
             self._apply(self._protocol.start(self._offered_subprotocols()))
             await self._serve()
@@ -142,6 +158,8 @@ class Session:
         finally:
             await self._teardown()
             ctx.sessions.discard(self)
+            if ctx.admission is not None:
+                ctx.admission.closed(self._peer, self._admitted_user)
             if self._online:
                 ctx.metrics.user_offline(self._online)
             ctx.metrics.socket_closed(close_code(self._ws.protocol))
@@ -223,6 +241,9 @@ class Session:
                 writer.request_close(action.code, action.reason, action.flush)
             elif isinstance(action, Authenticated):
                 self._authenticated(action)
+            elif isinstance(action, AuthFailed):
+                if self._ctx.admission is not None:
+                    self._ctx.admission.auth_failed(self._peer)
         self._arm_timer()
 
     def _start(self, call: Coroutine[Any, Any, None]) -> None:
@@ -233,12 +254,32 @@ class Session:
     def _authenticated(self, action: Authenticated) -> None:
         identity = action.identity
         self._metadata = (("authorization", f"Bearer {action.token}"),)
+        admission = self._ctx.admission
+        if action.first and admission is not None:
+            refusal = admission.admit_user(identity.user_id)
+            if refusal is not None:
+                self._refuse(refusal.reason, refusal.retry_after_s)
+                return
+            self._admitted_user = identity.user_id
         if action.first:
             self._forget_handshake()
             self._online = identity.user_id
             self._ctx.metrics.user_online(identity.user_id)
         if self._link is not None:
             self._link.authenticated(identity.user_id, self._metadata)
+
+    def _refuse(self, reason: str, retry_after_s: float) -> None:
+        """An authenticated socket over a limit: RESOURCE_EXHAUSTED with a retry-after, then
+        closed (1013: try again later)."""
+        error = frames.encode_error(
+            "",
+            ErrorCode.ERROR_CODE_RESOURCE_EXHAUSTED,
+            f"{reason}; retry after {retry_after_s:g} s",
+            self._protocol.binary,
+            retry_after_ms=round(retry_after_s * 1000),
+        )
+        self._writer.emit(error)
+        self._writer.request_close(CLOSE_TRY_AGAIN_LATER, reason, True)
 
     def _forget_handshake(self) -> None:
         # The handshake's headers (the bearer token among them) are not needed any more and

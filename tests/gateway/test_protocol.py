@@ -22,6 +22,7 @@ from gateway_ws.metrics import FrameMetrics
 from gateway_ws.protocol import (
     Action,
     Authenticated,
+    AuthFailed,
     CallPresence,
     CallRpc,
     Close,
@@ -197,11 +198,11 @@ def test_a_frame_before_auth_is_refused_and_the_socket_stays_open() -> None:
 
 
 def test_a_bad_token_is_refused_with_1008() -> None:
-    """A token that does not verify: error, then a close after it (flushed)."""
+    """A token that does not verify: error, the failure counted, then a close (flushed)."""
     socket = Socket()
     actions = socket.open("not-a-token")
     assert socket.written[0].error.code == E.ERROR_CODE_UNAUTHENTICATED
-    assert [type(a) for a in actions] == [Send, Close]
+    assert [type(a) for a in actions] == [Send, AuthFailed, Close]
     assert closes(actions)[0].code == 1008
 
 
