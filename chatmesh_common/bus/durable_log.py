@@ -10,7 +10,9 @@ not acked comes again once its deadline passes, as with JetStream.
 Without a path the log lives in memory (tests that need no restart). Deadlines are wall time of
 the injected clock (they must mean the same after a restart), so tests move a manual clock
 instead of sleeping. Statements run inline on the event loop's thread: each is a few indexed
-rows, cheaper than a hop to a thread. The file is in WAL mode with `synchronous=NORMAL`: it
+rows, cheaper than a hop to a thread. `append_grouped` (the bus's publishes) commits the appends of
+one event-loop turn together: each caller returns once that one commit is done, so a publish is
+as durable as before, at a third of the cost when several conversations publish at once. The file is in WAL mode with `synchronous=NORMAL`: it
 survives a killed process (kill -9 of `chatmesh dev`), not a power cut; a cluster has JetStream.
 Events older than `max_age_s` are dropped, like the stream's max age.
 """
@@ -88,11 +90,14 @@ class DurableLog:
         self._db.create_function("subject_matches", 2, _match, deterministic=True)
         self._db.executescript(_SCHEMA)
         self._appended = asyncio.Event()
+        # The open group commit of `append_grouped` (None: no transaction is open).
+        self._group: asyncio.Future[None] | None = None
         self._pruned_at = float("-inf")
         self._prune()
 
     @contextlib.contextmanager
     def _txn(self) -> Iterator[sqlite3.Cursor]:
+        self._flush()
         cursor = self._db.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
@@ -104,16 +109,57 @@ class DurableLog:
 
     def append(self, subject: str, data: bytes, msg_id: str) -> bool:
         """Stores one event; False if `msg_id` is stored already."""
-        now = self._clock.now()
-        if now - self._pruned_at >= _PRUNE_EVERY_S:
-            self._prune()
-        added = self._db.execute(
-            "INSERT OR IGNORE INTO log (subject, data, msg_id, published_at) VALUES (?, ?, ?, ?)",
-            (subject, data, msg_id, now),
-        ).rowcount
+        self._flush()
+        added = self._insert(subject, data, msg_id)
         if added:
             self._wake()
-        return bool(added)
+        return added
+
+    async def append_grouped(self, subject: str, data: bytes, msg_id: str) -> bool:
+        """`append`, committed with the other appends of this event-loop turn; returns once
+        the commit is done (raises if it failed)."""
+        group = self._group
+        if group is None:
+            self._prune_if_due()
+            self._db.execute("BEGIN IMMEDIATE")
+            group = self._group = asyncio.get_running_loop().create_future()
+            group.get_loop().call_soon(self._flush)
+        try:
+            added = self._insert(subject, data, msg_id)
+        except BaseException:
+            self._flush()
+            raise
+        await asyncio.shield(group)
+        return added
+
+    def _insert(self, subject: str, data: bytes, msg_id: str) -> bool:
+        self._prune_if_due()
+        return bool(
+            self._db.execute(
+                "INSERT OR IGNORE INTO log (subject, data, msg_id, published_at)"
+                " VALUES (?, ?, ?, ?)",
+                (subject, data, msg_id, self._clock.now()),
+            ).rowcount
+        )
+
+    def _prune_if_due(self) -> None:
+        if self._group is None and self._clock.now() - self._pruned_at >= _PRUNE_EVERY_S:
+            self._prune()
+
+    def _flush(self) -> None:
+        """Commits the open group (before any other statement, and at the end of its turn)."""
+        group, self._group = self._group, None
+        if group is None:
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            group.set_exception(exc)
+            return
+        group.set_result(None)
+        self._wake()
 
     def _wake(self) -> None:
         # Every fetch waiting now holds this event; later ones take the fresh one.
@@ -134,6 +180,7 @@ class DurableLog:
         check_consumer_name(name)
         check_consumer_args(ack_wait_s)
         filters = _FILTER_SEP.join(durable_filters(filter_subjects))
+        self._flush()
         self._db.execute(
             "INSERT INTO consumers (name, filters, ack_wait_s, cursor) VALUES (?, ?, ?, 0)"
             " ON CONFLICT (name) DO UPDATE SET filters = excluded.filters,"
@@ -185,6 +232,7 @@ class DurableLog:
         return taken
 
     def next_deadline(self, name: str) -> float | None:
+        self._flush()
         (deadline,) = self._db.execute(
             "SELECT MIN(deadline) FROM pending WHERE consumer = ?", (name,)
         ).fetchone()
@@ -192,6 +240,7 @@ class DurableLog:
 
     def settle(self, name: str, seq: int, retry_after_s: float | None) -> None:
         """Acks (`retry_after_s` None) or naks one delivery."""
+        self._flush()
         if retry_after_s is None:
             self._db.execute("DELETE FROM pending WHERE consumer = ? AND seq = ?", (name, seq))
             return
@@ -208,6 +257,7 @@ class DurableLog:
         return self._appended
 
     def close(self) -> None:
+        self._flush()
         self._wake()
         self._db.close()
 

@@ -81,7 +81,7 @@ class InProcessBus:
             self._handlers.pop(subject, None)
 
     async def publish_durable(self, subject: str, payload: bytes, msg_id: str) -> None:
-        if self._log.append(check_durable_subject(subject), payload, msg_id):
+        if await self._log.append_grouped(check_durable_subject(subject), payload, msg_id):
             # As on NATS, where a JetStream publish also reaches core subscribers.
             await self.publish(subject, payload)
 

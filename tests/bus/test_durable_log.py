@@ -3,6 +3,8 @@ max age."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,25 @@ async def test_events_older_than_the_max_age_are_dropped(tmp_path: Path) -> None
     consumer = log.consumer("reader", "chatmesh.events.>", ack_wait_s=10)
     assert [m.data for m in await consumer.fetch(10, 0.1)] == [b"new"]
     log.close()
+
+
+async def test_grouped_appends_are_committed_when_they_return(tmp_path: Path) -> None:
+    """Appends of one loop turn share a commit: each returns with its event in the file (seen
+    by another connection), repeats store nothing, and a consumer takes them in order."""
+    path = tmp_path / "events.sqlite3"
+    log = DurableLog(path)
+    added = await asyncio.gather(
+        *(log.append_grouped("chatmesh.events.c.created", b"%d" % i, f"c:{i}") for i in range(5)),
+        log.append_grouped("chatmesh.events.c.created", b"again", "c:0"),
+    )
+    assert added == [True] * 5 + [False]
+    other = sqlite3.connect(path)
+    assert other.execute("SELECT data FROM log ORDER BY seq").fetchall() == [
+        (b"%d" % i,) for i in range(5)
+    ]
+    other.close()
+    assert not await log.append_grouped("chatmesh.events.c.created", b"again", "c:4")
+    consumer = log.consumer("reader", "chatmesh.events.>", ack_wait_s=10)
+    assert [m.data for m in await consumer.fetch(10, 0.1)] == [b"%d" % i for i in range(5)]
+    log.close()
+
