@@ -10,11 +10,12 @@ not acked comes again once its deadline passes, as with JetStream.
 Without a path the log lives in memory (tests that need no restart). Deadlines are wall time of
 the injected clock (they must mean the same after a restart), so tests move a manual clock
 instead of sleeping. Statements run inline on the event loop's thread: each is a few indexed
-rows, cheaper than a hop to a thread. `append_grouped` (the bus's publishes) commits the appends of
-one event-loop turn together: each caller returns once that one commit is done, so a publish is
-as durable as before, at a third of the cost when several conversations publish at once. The file is in WAL mode with `synchronous=NORMAL`: it
-survives a killed process (kill -9 of `chatmesh dev`), not a power cut; a cluster has JetStream.
-Events older than `max_age_s` are dropped, like the stream's max age.
+rows, cheaper than a hop to a thread. `append_grouped` (the bus's publishes) commits the appends
+of one event-loop turn together: each caller returns once that one commit is done, so a publish
+is as durable as before, at a third of the cost when several conversations publish at once. The
+file is in WAL mode with `synchronous=NORMAL`: it survives a killed process (kill -9 of
+`chatmesh dev`), not a power cut; a cluster has JetStream. Events older than `max_age_s` are
+dropped, like the stream's max age.
 """
 
 from __future__ import annotations

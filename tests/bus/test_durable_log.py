@@ -50,4 +50,3 @@ async def test_grouped_appends_are_committed_when_they_return(tmp_path: Path) ->
     consumer = log.consumer("reader", "chatmesh.events.>", ack_wait_s=10)
     assert [m.data for m in await consumer.fetch(10, 0.1)] == [b"%d" % i for i in range(5)]
     log.close()
-
