@@ -21,6 +21,7 @@ from chatmesh_common.clock import Clock, SystemClock
 from chatmesh_common.ids import new_id
 from chatmesh_common.limits import LIMITS, Limits
 from chatmesh_common.limits import MAX_SEQ as MAX_SEQ
+from chatmesh_common.ratelimit import RateLimiter
 from chatmesh_common.rpc import RpcError as ChatError
 from chatmesh_common.rpc import check_id as _check_id
 from chatmesh_common.rpc import denied as _denied
@@ -63,6 +64,23 @@ class ConversationState:
     peer_user_id: str
 
 
+def _hourly(per_hour: float, burst: int, clock: Clock) -> RateLimiter | None:
+    return RateLimiter(per_hour / 3600.0, burst, clock.monotonic) if per_hour > 0 else None
+
+
+def _charge(limiter: RateLimiter | None, user_id: str, cost: int, what: str) -> None:
+    """RESOURCE_EXHAUSTED with a retry-after when `user_id` is over its allowance of `what`."""
+    if limiter is None or cost <= 0:
+        return
+    wait = limiter.acquire(user_id, cost)
+    if wait > 0:
+        raise ChatError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"rate limit: too many {what}; retry after {wait:.0f} s",
+            retry_after_s=wait,
+        )
+
+
 class Chat:
     def __init__(
         self,
@@ -73,8 +91,10 @@ class Chat:
     ) -> None:
         self._store = store
         self._events = events
-        self._limits = limits or LIMITS
-        self._clock = clock or SystemClock()
+        self._limits = limits = limits or LIMITS
+        self._clock = clock = clock or SystemClock()
+        self._creations = _hourly(limits.conversations_per_hour, limits.conversation_burst, clock)
+        self._invites = _hourly(limits.invites_per_hour, limits.invite_burst, clock)
 
     @property
     def store(self) -> ChatStore:
@@ -176,6 +196,8 @@ class Chat:
                 created_at=now,
                 members=[(user_id, Role.OWNER), *((u, Role.MEMBER) for u in others)],
             )
+        _charge(self._creations, user_id, 1, "conversations created")
+        _charge(self._invites, user_id, len(others), "members added")
         conversation, created = await self._store.create_conversation(new)
         if created:
             event = events_pb2.ConversationEvent(
@@ -311,6 +333,7 @@ class Chat:
         for uid in wanted:
             if await self._store.is_blocked(uid, user_id):
                 raise _denied(f"{uid} has blocked you")
+        _charge(self._invites, user_id, len(wanted), "members added")
         changes = [MembershipChange(uid, EventKind.MEMBER_ADDED, Role(role)) for uid in wanted]
         return await self._apply_membership(conversation, user_id, changes)
 

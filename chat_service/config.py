@@ -74,6 +74,30 @@ class ChatConfig:
         "most messages a history page may ask for",
         minimum=1,
     )
+    conversations_per_hour: float = setting(
+        "CHATMESH_CONVERSATIONS_PER_HOUR",
+        LIMITS.conversations_per_hour,
+        "conversations one user may create per hour (0: no limit)",
+        minimum=0,
+    )
+    conversation_burst: int = setting(
+        "CHATMESH_CONVERSATION_BURST",
+        LIMITS.conversation_burst,
+        "conversations one user may create in a row",
+        minimum=1,
+    )
+    invites_per_hour: float = setting(
+        "CHATMESH_INVITES_PER_HOUR",
+        LIMITS.invites_per_hour,
+        "members one user may add per hour, new conversations' members included (0: no limit)",
+        minimum=0,
+    )
+    invite_burst: int = setting(
+        "CHATMESH_INVITE_BURST",
+        LIMITS.invite_burst,
+        "members one user may add in a row",
+        minimum=1,
+    )
     token_leeway_s: float = leeway_setting()
     shutdown_grace_s: float = grace_setting()
     drain_s: float = drain_setting()

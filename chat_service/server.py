@@ -135,6 +135,10 @@ class ChatComponent:
             max_group_members=config.max_group_members,
             default_page=config.default_page,
             max_page=config.max_page,
+            conversations_per_hour=config.conversations_per_hour,
+            conversation_burst=config.conversation_burst,
+            invites_per_hour=config.invites_per_hour,
+            invite_burst=config.invite_burst,
         )
         fanout = Fanout(bus, store, config.fanout_read_threshold)
         relay = Relay(store, bus, fanout, sweep_interval_s=config.relay_sweep_s)

@@ -60,6 +60,13 @@ class Limits:
     bad_frame_window_s: float = 10.0
     # A media object.
     max_media_bytes: int = 25 * 1024 * 1024
+    # Conversations one user may create per hour, and in a row (0 per hour: no limit).
+    conversations_per_hour: float = 1000.0
+    conversation_burst: int = 200
+    # Members one user may add per hour, initial members of new conversations included, and in
+    # a row (0 per hour: no limit): what stops one account from pulling thousands into groups.
+    invites_per_hour: float = 20_000.0
+    invite_burst: int = 10_000
 
 
 LIMITS = Limits()

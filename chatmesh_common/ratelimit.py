@@ -17,16 +17,18 @@ class TokenBucket:
         self.tokens = float(burst)
         self.updated = now
 
-    def take(self, rate: float, burst: float, now: float) -> float:
-        """Takes a token: 0.0 when allowed, else the seconds until one is available."""
+    def take(self, rate: float, burst: float, now: float, cost: float = 1.0) -> float:
+        """Takes `cost` tokens (at most `burst`): 0.0 when allowed, else the seconds until they
+        are available."""
         elapsed = now - self.updated
         if elapsed > 0:
             self.tokens = min(float(burst), self.tokens + elapsed * rate)
             self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        cost = min(cost, float(burst))
+        if self.tokens >= cost:
+            self.tokens -= cost
             return 0.0
-        return (1.0 - self.tokens) / rate
+        return (cost - self.tokens) / rate
 
 
 class RateLimiter:
@@ -52,15 +54,15 @@ class RateLimiter:
         self._prune_every_s = prune_every_s
         self._last_prune = monotonic()
 
-    def acquire(self, key: Hashable) -> float:
-        """0.0 when `key` may act now (a token is taken), else the seconds to wait."""
+    def acquire(self, key: Hashable, cost: float = 1.0) -> float:
+        """0.0 when `key` may act now (`cost` tokens are taken), else the seconds to wait."""
         now = self._monotonic()
         if now - self._last_prune >= self._prune_every_s:
             self.prune(now)
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(self._burst, now)
-        return bucket.take(self._rate, self._burst, now)
+        return bucket.take(self._rate, self._burst, now, cost)
 
     def prune(self, now: float | None = None) -> int:
         """Drops buckets that have refilled (they equal fresh ones); returns how many."""
