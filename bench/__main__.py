@@ -45,7 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
     parser.add_argument("--mode", choices=["embedded", "cluster"], default="embedded")
-    parser.add_argument("--out", default="bench/results", help="where results go")
+    parser.add_argument(
+        "--out",
+        default=".bench-results",
+        help="where results go (default .bench-results/, untracked; the figures in docs come"
+        " from runs kept under bench/results/ with --out)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--profile", action="store_true", help="py-spy the server")
     parser.add_argument("--workers", type=int, default=1, help="load-generator processes")
