@@ -1,4 +1,8 @@
-"""Structured logs: one JSON object per line on stderr."""
+"""Structured logs: one JSON object per line on stderr.
+
+A record may carry fields of its own: `log.info("socket closed", extra=fields(user="alice"))`
+puts `"user": "alice"` in the line beside `msg`.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,20 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        extra = getattr(record, FIELDS, None)
+        if isinstance(extra, dict):
+            entry.update(extra)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+FIELDS = "chatmesh_fields"
+
+
+def fields(**values: object) -> dict[str, object]:
+    """`extra=` for a log call whose line should carry these fields."""
+    return {FIELDS: values}
 
 
 def configure_logging(level: str = "INFO") -> None:

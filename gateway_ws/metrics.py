@@ -28,6 +28,14 @@ def close_code(protocol: WebSocketProtocol) -> int:
     return int(CloseCode.ABNORMAL_CLOSURE)
 
 
+def close_reason(protocol: WebSocketProtocol) -> str:
+    """The reason of the close frame that `close_code` counts ("" when there was none)."""
+    received, sent = protocol.close_rcvd, protocol.close_sent
+    if received is not None and (sent is None or protocol.close_rcvd_then_sent):
+        return received.reason
+    return sent.reason if sent is not None else ""
+
+
 class FrameMetrics:
     """Cached children of the frame and connection counters (a labels() lookup takes a lock),
     and the gauges of open sockets and online users of one gateway."""

@@ -35,11 +35,12 @@ from websockets.headers import parse_subprotocol
 
 from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.clock import Clock
+from chatmesh_common.logs import fields
 from gateway_ws import frames
 from gateway_ws.admission import Admission
 from gateway_ws.config import GatewayConfig
 from gateway_ws.frames import ErrorCode
-from gateway_ws.metrics import FrameMetrics, close_code
+from gateway_ws.metrics import FrameMetrics, close_code, close_reason
 from gateway_ws.presence_link import HeartbeatInterval, PresenceLink, PresenceMethods
 from gateway_ws.protocol import (
     Action,
@@ -60,6 +61,8 @@ from gateway_ws.writer import Writer
 CLOSE_TRY_AGAIN_LATER = 1013
 
 log = logging.getLogger(__name__)
+# One JSON line per socket opened and closed and per refused token (silence: set its level higher).
+sockets_log = logging.getLogger("gateway_ws.sockets")
 
 
 @dataclass(eq=False)
@@ -148,6 +151,8 @@ class Session:
         ctx = self._ctx
         ctx.sessions.add(self)
         ctx.metrics.socket_opened()
+        opened_at = self._loop.time()
+        sockets_log.info("socket open", extra=fields(peer=self._peer))
         if ctx.admission is not None:
             ctx.admission.opened(self._peer)
         try:
@@ -162,7 +167,19 @@ class Session:
                 ctx.admission.closed(self._peer, self._admitted_user)
             if self._online:
                 ctx.metrics.user_offline(self._online)
-            ctx.metrics.socket_closed(close_code(self._ws.protocol))
+            code = close_code(self._ws.protocol)
+            ctx.metrics.socket_closed(code)
+            sockets_log.info(
+                "socket closed",
+                extra=fields(
+                    user=self._protocol.user_id or None,
+                    device=self._protocol.device_id or None,
+                    peer=self._peer,
+                    code=code,
+                    reason=close_reason(self._ws.protocol),
+                    duration_s=round(self._loop.time() - opened_at, 3),
+                ),
+            )
 
     async def _serve(self) -> None:
         inflight = self._inflight
@@ -242,6 +259,9 @@ class Session:
             elif isinstance(action, Authenticated):
                 self._authenticated(action)
             elif isinstance(action, AuthFailed):
+                sockets_log.info(
+                    "authentication refused", extra=fields(peer=self._peer, reason=action.reason)
+                )
                 if self._ctx.admission is not None:
                     self._ctx.admission.auth_failed(self._peer)
         self._arm_timer()
