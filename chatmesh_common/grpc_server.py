@@ -18,10 +18,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from chatmesh_common.logs import fields
 from chatmesh_common.metrics import GRPC_HANDLED, GRPC_LATENCY
 from chatmesh_common.settings import BindError
 
 log = logging.getLogger(__name__)
+# One JSON line per unary call (method, code, duration, peer) when CHATMESH_ACCESS_LOG is on.
+access_log = logging.getLogger("chatmesh.access")
 
 if TYPE_CHECKING:
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -35,7 +38,7 @@ Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any]
 
 
 class _MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
-    """Counts every unary call by status code and times it."""
+    """Counts every unary call by status code and times it; writes the access log."""
 
     async def intercept_service(
         self,
@@ -58,8 +61,19 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type
                 code = status.name if status is not None else "UNKNOWN"
                 raise
             finally:
-                GRPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                GRPC_LATENCY.labels(method).observe(elapsed)
                 GRPC_HANDLED.labels(method, code).inc()
+                if access_log.isEnabledFor(logging.INFO):
+                    access_log.info(
+                        "rpc",
+                        extra=fields(
+                            method=method,
+                            code=code,
+                            duration_ms=round(elapsed * 1000, 3),
+                            peer=context.peer(),
+                        ),
+                    )
 
         return grpc.unary_unary_rpc_method_handler(
             timed,

@@ -42,6 +42,11 @@ class RunnerConfig:
         "least severe log level written (logs are JSON lines)",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
     )
+    access_log: bool = setting(
+        "CHATMESH_ACCESS_LOG",
+        False,
+        "write one JSON line per gRPC call (method, code, duration_ms, peer)",
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -75,7 +80,11 @@ def _config_error(name: str, exc: ConfigError) -> int:
 
 
 def _prepare_logs() -> None:
-    configure_logging(read_env(RunnerConfig).log_level)
+    config = read_env(RunnerConfig)
+    configure_logging(config.log_level)
+    logging.getLogger("chatmesh.access").setLevel(
+        logging.INFO if config.access_log else logging.WARNING
+    )
     # websockets logs every connection opened and closed at INFO: too much at 10k sockets.
     logging.getLogger("websockets").setLevel(logging.WARNING)
 
