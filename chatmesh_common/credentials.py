@@ -92,6 +92,9 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "Watch": USER,
         "SendTyping": USER,
     },
+    "chatmesh.search.v1.SearchService": {
+        "Search": USER,
+    },
 }
 
 
