@@ -22,8 +22,8 @@ from chatmesh_common.rpc import Authenticator, RpcServicer, check_id, invalid, u
 
 from . import convert
 from .chat import Chat
-from .store.base import MessageRecord
 from .servicer import STORE_ERRORS
+from .store.base import MessageRecord
 
 # The most messages one GetSearchHits call re-reads (a page of search hits).
 MAX_SEARCH_REFS = 100

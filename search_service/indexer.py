@@ -54,9 +54,7 @@ def document(event: events_pb2.ConversationEvent) -> Document | None:
 
 
 class Indexer:
-    def __init__(
-        self, bus: Bus, engine: SearchEngine, clock: Clock, *, batch: int = 100
-    ) -> None:
+    def __init__(self, bus: Bus, engine: SearchEngine, clock: Clock, *, batch: int = 100) -> None:
         self._bus = bus
         self._engine = engine
         self._clock = clock

@@ -143,11 +143,14 @@ class Search:
                     continue
                 snippet, ranges = fresh
                 hit = Hit(
-                    hit.conversation_id, hit.seq, hit.sender_id, hit.sent_at_ms,
-                    message.version, snippet, ranges,
+                    hit.conversation_id,
+                    hit.seq,
+                    hit.sender_id,
+                    hit.sent_at_ms,
+                    message.version,
+                    snippet,
+                    ranges,
                 )
             hits.append(hit)
         more = len(candidates) == size
         return SearchPage(hits, encode_cursor(offset + size) if more else "")
-
-

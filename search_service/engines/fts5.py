@@ -89,7 +89,8 @@ class Fts5Engine:
                         (doc.conversation_id, doc.seq, doc.sender_id, doc.sent_at_ms, doc.version),
                     )
                     db.execute(
-                        "INSERT INTO docs_fts (rowid, body) VALUES (?, ?)", (cur.lastrowid, doc.body)
+                        "INSERT INTO docs_fts (rowid, body) VALUES (?, ?)",
+                        (cur.lastrowid, doc.body),
                     )
                     return
                 rowid, version, removed = row
@@ -126,9 +127,7 @@ class Fts5Engine:
                     " (SELECT rowid FROM docs WHERE conversation_id=?)",
                     (conversation_id,),
                 )
-                db.execute(
-                    "UPDATE docs SET removed=1 WHERE conversation_id=?", (conversation_id,)
-                )
+                db.execute("UPDATE docs SET removed=1 WHERE conversation_id=?", (conversation_id,))
 
     async def search(self, query: Query) -> list[Hit]:
         if not query.conversations:
@@ -165,7 +164,5 @@ class Fts5Engine:
         hits = []
         for conversation_id, seq, sender_id, sent_at_ms, version, marked in rows:
             snippet, ranges = split_marks(marked)
-            hits.append(
-                Hit(conversation_id, seq, sender_id, sent_at_ms, version, snippet, ranges)
-            )
+            hits.append(Hit(conversation_id, seq, sender_id, sent_at_ms, version, snippet, ranges))
         return hits
