@@ -18,7 +18,7 @@ from typing import Protocol
 from chatmesh.chat.v1 import types_pb2
 
 from .engines.base import Hit, Order, Query, SearchEngine
-from .engines.fts5 import _WORD
+from .engines.fts5 import WORD
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -81,8 +81,8 @@ def decode_cursor(token: str) -> int:
 def highlight(body: str, text: str) -> tuple[str, tuple[tuple[int, int], ...]] | None:
     """A snippet of `body` with the query's words highlighted; None when it does not match
     (every word, the last as a prefix, case-insensitive), like the engines."""
-    words = [w.casefold() for w in _WORD.findall(text)]
-    tokens = [(m.start(), m.end(), m.group().casefold()) for m in _WORD.finditer(body)]
+    words = [w.casefold() for w in WORD.findall(text)]
+    tokens = [(m.start(), m.end(), m.group().casefold()) for m in WORD.finditer(body)]
     matched: list[tuple[int, int]] = []
     for i, word in enumerate(words):
         last = i == len(words) - 1
@@ -103,7 +103,7 @@ class Search:
         self.access = access
 
     async def search(self, request: SearchRequest) -> SearchPage:
-        if not _WORD.search(request.text):
+        if not WORD.search(request.text):
             raise SearchRefused("query must hold at least one word")
         if request.page_size < 0:
             raise SearchRefused("page_size must not be negative")

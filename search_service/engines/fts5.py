@@ -9,7 +9,7 @@ import sqlite3
 from .base import Document, Hit, Order, Query
 
 _OPEN, _CLOSE = "\x02", "\x03"
-_WORD = re.compile(r"\w+", re.UNICODE)
+WORD = re.compile(r"\w+", re.UNICODE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -29,7 +29,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5(body, tokenize='unicode61
 
 def fts_query(text: str) -> str:
     """Every word must match; the last one as a prefix. Words are quoted: no FTS5 syntax leaks."""
-    words = _WORD.findall(text)
+    words = WORD.findall(text)
     if not words:
         raise ValueError("the query has no words")
     quoted = [f'"{w}"' for w in words]
