@@ -20,7 +20,7 @@ INSTALLER ?= uv
 SYSTEM_DEPS := redis-server
 # Only the dirs that exist: mypy errors out on missing paths.
 TYPED_DIRS := $(wildcard chatmesh_launcher chatmesh_common chat_service gateway_ws presence_service \
-                         notify_service media_service tests bench scripts)
+                         notify_service media_service tests bench scripts search_service)
 # Extra pytest flags, e.g. `make pytest PYTEST_ARGS='-k nats -x'`.
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -20,8 +20,13 @@ from chatmesh_common.grpc_server import Registration
 from chatmesh_common.limits import LIMITS, Limits
 from chatmesh_common.rpc import Authenticator, RpcServicer, check_id, invalid, unary
 
+from . import convert
 from .chat import Chat
 from .servicer import STORE_ERRORS
+from .store.base import MessageRecord
+
+# The most messages one GetSearchHits call re-reads (a page of search hits).
+MAX_SEARCH_REFS = 100
 
 ACCESS_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AccessService"].full_name
 
@@ -77,6 +82,28 @@ class Access:
             recipients.append(member)
         return recipients
 
+    async def searchable_conversations(self, user_id: str) -> list[str]:
+        """The conversations `user_id` is a member of now."""
+        return [m.conversation_id for m in await self._chat.store.user_conversations(user_id)]
+
+    async def search_hits(
+        self, user_id: str, refs: Sequence[tuple[str, int]]
+    ) -> list[MessageRecord]:
+        """The current, undeleted messages among `refs` that `user_id` may read now."""
+        store = self._chat.store
+        member_of: dict[str, bool] = {}
+        found = []
+        for conversation_id, seq in refs:
+            if conversation_id not in member_of:
+                member = await store.get_member(conversation_id, user_id)
+                member_of[conversation_id] = member is not None
+            if not member_of[conversation_id]:
+                continue
+            record = await store.get_message(conversation_id, seq)
+            if record is not None and not record.deleted:
+                found.append(record)
+        return found
+
 
 class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer):
     SERVICE = ACCESS_SERVICE_NAME
@@ -109,6 +136,26 @@ class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer)
         check_id("user_id", request.user_id)
         recipients = await self.access.typing_audience(request.user_id, request.conversation_id)
         return pb.CheckTypingAudienceResponse(recipient_ids=recipients)
+
+    @unary
+    async def ListSearchableConversations(
+        self, request: pb.ListSearchableConversationsRequest, _caller: ServiceIdentity
+    ) -> pb.ListSearchableConversationsResponse:
+        check_id("user_id", request.user_id)
+        conversations = await self.access.searchable_conversations(request.user_id)
+        return pb.ListSearchableConversationsResponse(conversation_ids=conversations)
+
+    @unary
+    async def GetSearchHits(
+        self, request: pb.GetSearchHitsRequest, _caller: ServiceIdentity
+    ) -> pb.GetSearchHitsResponse:
+        check_id("user_id", request.user_id)
+        if len(request.refs) > MAX_SEARCH_REFS:
+            raise invalid(f"refs must hold at most {MAX_SEARCH_REFS} messages")
+        records = await self.access.search_hits(
+            request.user_id, [(r.conversation_id, r.seq) for r in request.refs]
+        )
+        return pb.GetSearchHitsResponse(messages=[convert.message(r) for r in records])
 
 
 def access_registration(chat: Chat, authenticator: Authenticator) -> Registration:

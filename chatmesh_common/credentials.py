@@ -82,6 +82,8 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
     "chatmesh.chat.v1.AccessService": {
         "FilterPresenceAudience": service(SCOPE_CHAT_ACCESS),
         "CheckTypingAudience": service(SCOPE_CHAT_ACCESS),
+        "ListSearchableConversations": service(SCOPE_CHAT_ACCESS),
+        "GetSearchHits": service(SCOPE_CHAT_ACCESS),
     },
     "chatmesh.presence.v1.PresenceService": {
         "Connect": USER,
@@ -91,6 +93,9 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "GetPresence": USER,
         "Watch": USER,
         "SendTyping": USER,
+    },
+    "chatmesh.search.v1.SearchService": {
+        "Search": USER,
     },
 }
 

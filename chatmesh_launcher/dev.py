@@ -32,6 +32,9 @@ from gateway_ws.server import GatewayService, build_gateway_service
 from presence_service.access import GrpcAccessClient, presence_credential
 from presence_service.config import PresenceConfig
 from presence_service.server import build_presence_service
+from search_service.access import GrpcSearchAccess, search_credential
+from search_service.config import SearchConfig
+from search_service.server import build_search_service
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class DevSystem:
         presence_config: PresenceConfig,
         gateway_config: GatewayConfig,
         clock: Clock,
+        search_config: SearchConfig | None = None,
     ) -> None:
         self.chat_config = chat_config
         self._gateway_config = gateway_config
@@ -124,10 +128,17 @@ class DevSystem:
         self.presence = build_presence_service(
             presence_config, bus=self.bus, access=self._access, clock=clock
         )
+        components = [*self.chat.components, *self.presence.components]
+        # Search indexes the shared durable log and asks AccessService over the LocalChannel.
+        self._search_access: GrpcSearchAccess | None = None
+        if search_config is not None:
+            self._search_access = GrpcSearchAccess(search_credential(search_config.service_secret))
+            search = build_search_service(
+                search_config, bus=self.bus, access=self._search_access, clock=clock
+            )
+            components += search.components
         # One server on chat's settings (bind, grace, and the drain that dev_process chose).
-        self.grpc = GrpcService(
-            self.name, [*self.chat.components, *self.presence.components], chat_config
-        )
+        self.grpc = GrpcService(self.name, components, chat_config)
         self._channel: LocalChannel | None = None
         self._gateway: GatewayService | None = None
 
@@ -144,6 +155,8 @@ class DevSystem:
         await self.grpc.start()
         self._channel = channel = LocalChannel(self.grpc.registrations)
         self._access.set_channel(cast(grpc.aio.Channel, channel))
+        if self._search_access is not None:
+            self._search_access.set_channel(cast(grpc.aio.Channel, channel))
         host, _port = split_hostport(self.chat_config.grpc_bind, "CHATMESH_GRPC_BIND")
         target = f"{host}:{self.grpc.port}"
         config = dataclasses.replace(
@@ -207,6 +220,7 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
         PresenceConfig.from_env(embedded),
         GatewayConfig.from_env(embedded),
         clock,
+        SearchConfig.from_env({"CHATMESH_SEARCH_INDEX": str(data_dir / "search.db"), **embedded}),
     )
 
     def banner(bound_metrics: int) -> str:

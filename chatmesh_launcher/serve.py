@@ -14,7 +14,12 @@ from chatmesh_common.clock import Clock
 from chatmesh_common.runner import Process, run_service
 
 # `chatmesh serve <name>` runs the package's server.service_process.
-SERVICES = {"chat": "chat_service", "presence": "presence_service", "gateway": "gateway_ws"}
+SERVICES = {
+    "chat": "chat_service",
+    "presence": "presence_service",
+    "gateway": "gateway_ws",
+    "search": "search_service",
+}
 
 
 def serve(name: str) -> int:

@@ -17,6 +17,7 @@ from chatmesh_common.runner import RunnerConfig
 from chatmesh_common.settings import describe
 from gateway_ws.config import GatewayConfig
 from presence_service.config import PresenceConfig
+from search_service.config import SearchConfig
 
 from .dev import DevConfig
 
@@ -38,6 +39,7 @@ SECTIONS: tuple[tuple[str, str, type[Any]], ...] = (
         ScyllaSettings,
     ),
     ("chatmesh dev", "`chatmesh dev`, on top of the services' settings", DevConfig),
+    ("search_service", "`chatmesh serve search`, `python -m search_service`", SearchConfig),
 )
 
 REGENERATE = "chatmesh config --markdown > docs/settings.md"

@@ -35,6 +35,9 @@ from chatmesh_common.local_channel import LocalChannel
 from presence_service.config import PresenceConfig
 from presence_service.server import SERVICE_NAMES as PRESENCE_SERVICE_NAMES
 from presence_service.server import build_presence_service
+from search_service.config import SearchConfig
+from search_service.server import SERVICE_NAMES as SEARCH_SERVICE_NAMES
+from search_service.server import build_search_service
 from tests.chat.support import SECRET, SERVICE_SECRET
 
 pytestmark = pytest.mark.timeout(60)
@@ -166,23 +169,41 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     )
     presence = build_presence_service(presence_config, bus=bus, clock=clock)
     await presence.start()
+    search = build_search_service(
+        SearchConfig(
+            jwt_secret=SECRET,
+            service_secret=SERVICE_SECRET,
+            grpc_bind="127.0.0.1:0",
+            index_path=str(tmp_path / "search.db"),
+            chat_target=f"127.0.0.1:{chat.port}",
+            shutdown_grace_s=0.1,
+            drain_s=0,
+        ),
+        bus=bus,
+        clock=clock,
+    )
+    await search.start()
     opened: list[grpc.aio.Channel] = []
     if request.param == "grpc":
         chat_channel = grpc.aio.insecure_channel(f"127.0.0.1:{chat.port}")
         presence_channel = grpc.aio.insecure_channel(f"127.0.0.1:{presence.port}")
-        opened += [chat_channel, presence_channel]
+        search_channel = grpc.aio.insecure_channel(f"127.0.0.1:{search.port}")
+        opened += [chat_channel, presence_channel, search_channel]
         channels: dict[str, Any] = {
             **{name: chat_channel for name in CHAT_SERVICE_NAMES},
             **{name: presence_channel for name in PRESENCE_SERVICE_NAMES},
+            **{name: search_channel for name in SEARCH_SERVICE_NAMES},
         }
     else:
-        local = LocalChannel([*chat.registrations, *presence.registrations])
-        channels = {name: local for name in (*CHAT_SERVICE_NAMES, *PRESENCE_SERVICE_NAMES)}
+        local = LocalChannel([*chat.registrations, *presence.registrations, *search.registrations])
+        names = (*CHAT_SERVICE_NAMES, *PRESENCE_SERVICE_NAMES, *SEARCH_SERVICE_NAMES)
+        channels = {name: local for name in names}
     try:
         yield System(channels)
     finally:
         for channel in opened:
             await channel.close(None)
+        await search.stop()
         await presence.stop()
         await chat.stop()
 

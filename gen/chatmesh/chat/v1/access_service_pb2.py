@@ -22,23 +22,34 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from chatmesh.chat.v1 import types_pb2 as chatmesh_dot_chat_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%chatmesh/chat/v1/access_service.proto\x12\x10\x63hatmesh.chat.v1\"Q\n\x1d\x46ilterPresenceAudienceRequest\x12\x18\n\x10subject_user_ids\x18\x01 \x03(\t\x12\x16\n\x0eviewer_user_id\x18\x02 \x01(\t\":\n\x1e\x46ilterPresenceAudienceResponse\x12\x18\n\x10visible_user_ids\x18\x01 \x03(\t\"F\n\x1a\x43heckTypingAudienceRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"4\n\x1b\x43heckTypingAudienceResponse\x12\x15\n\rrecipient_ids\x18\x01 \x03(\t2\x80\x02\n\rAccessService\x12{\n\x16\x46ilterPresenceAudience\x12/.chatmesh.chat.v1.FilterPresenceAudienceRequest\x1a\x30.chatmesh.chat.v1.FilterPresenceAudienceResponse\x12r\n\x13\x43heckTypingAudience\x12,.chatmesh.chat.v1.CheckTypingAudienceRequest\x1a-.chatmesh.chat.v1.CheckTypingAudienceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%chatmesh/chat/v1/access_service.proto\x12\x10\x63hatmesh.chat.v1\x1a\x1c\x63hatmesh/chat/v1/types.proto\"Q\n\x1d\x46ilterPresenceAudienceRequest\x12\x18\n\x10subject_user_ids\x18\x01 \x03(\t\x12\x16\n\x0eviewer_user_id\x18\x02 \x01(\t\":\n\x1e\x46ilterPresenceAudienceResponse\x12\x18\n\x10visible_user_ids\x18\x01 \x03(\t\"F\n\x1a\x43heckTypingAudienceRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"4\n\x1b\x43heckTypingAudienceResponse\x12\x15\n\rrecipient_ids\x18\x01 \x03(\t\"5\n\"ListSearchableConversationsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"?\n#ListSearchableConversationsResponse\x12\x18\n\x10\x63onversation_ids\x18\x01 \x03(\t\"2\n\nMessageRef\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"S\n\x14GetSearchHitsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12*\n\x04refs\x18\x02 \x03(\x0b\x32\x1c.chatmesh.chat.v1.MessageRef\"D\n\x15GetSearchHitsResponse\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.chatmesh.chat.v1.Message2\xef\x03\n\rAccessService\x12{\n\x16\x46ilterPresenceAudience\x12/.chatmesh.chat.v1.FilterPresenceAudienceRequest\x1a\x30.chatmesh.chat.v1.FilterPresenceAudienceResponse\x12r\n\x13\x43heckTypingAudience\x12,.chatmesh.chat.v1.CheckTypingAudienceRequest\x1a-.chatmesh.chat.v1.CheckTypingAudienceResponse\x12\x8a\x01\n\x1bListSearchableConversations\x12\x34.chatmesh.chat.v1.ListSearchableConversationsRequest\x1a\x35.chatmesh.chat.v1.ListSearchableConversationsResponse\x12`\n\rGetSearchHits\x12&.chatmesh.chat.v1.GetSearchHitsRequest\x1a\'.chatmesh.chat.v1.GetSearchHitsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chatmesh.chat.v1.access_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FILTERPRESENCEAUDIENCEREQUEST']._serialized_start=59
-  _globals['_FILTERPRESENCEAUDIENCEREQUEST']._serialized_end=140
-  _globals['_FILTERPRESENCEAUDIENCERESPONSE']._serialized_start=142
-  _globals['_FILTERPRESENCEAUDIENCERESPONSE']._serialized_end=200
-  _globals['_CHECKTYPINGAUDIENCEREQUEST']._serialized_start=202
-  _globals['_CHECKTYPINGAUDIENCEREQUEST']._serialized_end=272
-  _globals['_CHECKTYPINGAUDIENCERESPONSE']._serialized_start=274
-  _globals['_CHECKTYPINGAUDIENCERESPONSE']._serialized_end=326
-  _globals['_ACCESSSERVICE']._serialized_start=329
-  _globals['_ACCESSSERVICE']._serialized_end=585
+  _globals['_FILTERPRESENCEAUDIENCEREQUEST']._serialized_start=89
+  _globals['_FILTERPRESENCEAUDIENCEREQUEST']._serialized_end=170
+  _globals['_FILTERPRESENCEAUDIENCERESPONSE']._serialized_start=172
+  _globals['_FILTERPRESENCEAUDIENCERESPONSE']._serialized_end=230
+  _globals['_CHECKTYPINGAUDIENCEREQUEST']._serialized_start=232
+  _globals['_CHECKTYPINGAUDIENCEREQUEST']._serialized_end=302
+  _globals['_CHECKTYPINGAUDIENCERESPONSE']._serialized_start=304
+  _globals['_CHECKTYPINGAUDIENCERESPONSE']._serialized_end=356
+  _globals['_LISTSEARCHABLECONVERSATIONSREQUEST']._serialized_start=358
+  _globals['_LISTSEARCHABLECONVERSATIONSREQUEST']._serialized_end=411
+  _globals['_LISTSEARCHABLECONVERSATIONSRESPONSE']._serialized_start=413
+  _globals['_LISTSEARCHABLECONVERSATIONSRESPONSE']._serialized_end=476
+  _globals['_MESSAGEREF']._serialized_start=478
+  _globals['_MESSAGEREF']._serialized_end=528
+  _globals['_GETSEARCHHITSREQUEST']._serialized_start=530
+  _globals['_GETSEARCHHITSREQUEST']._serialized_end=613
+  _globals['_GETSEARCHHITSRESPONSE']._serialized_start=615
+  _globals['_GETSEARCHHITSRESPONSE']._serialized_end=683
+  _globals['_ACCESSSERVICE']._serialized_start=686
+  _globals['_ACCESSSERVICE']._serialized_end=1181
 # @@protoc_insertion_point(module_scope)

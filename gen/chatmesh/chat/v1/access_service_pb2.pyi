@@ -1,8 +1,9 @@
+from chatmesh.chat.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -33,3 +34,37 @@ class CheckTypingAudienceResponse(_message.Message):
     RECIPIENT_IDS_FIELD_NUMBER: _ClassVar[int]
     recipient_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, recipient_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListSearchableConversationsRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class ListSearchableConversationsResponse(_message.Message):
+    __slots__ = ("conversation_ids",)
+    CONVERSATION_IDS_FIELD_NUMBER: _ClassVar[int]
+    conversation_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, conversation_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MessageRef(_message.Message):
+    __slots__ = ("conversation_id", "seq")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    seq: int
+    def __init__(self, conversation_id: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class GetSearchHitsRequest(_message.Message):
+    __slots__ = ("user_id", "refs")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    refs: _containers.RepeatedCompositeFieldContainer[MessageRef]
+    def __init__(self, user_id: _Optional[str] = ..., refs: _Optional[_Iterable[_Union[MessageRef, _Mapping]]] = ...) -> None: ...
+
+class GetSearchHitsResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[_types_pb2.Message]
+    def __init__(self, messages: _Optional[_Iterable[_Union[_types_pb2.Message, _Mapping]]] = ...) -> None: ...

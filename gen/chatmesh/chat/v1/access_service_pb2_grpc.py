@@ -44,6 +44,16 @@ class AccessServiceStub:
                 request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckTypingAudienceRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckTypingAudienceResponse.FromString,
                 _registered_method=True)
+        self.ListSearchableConversations = channel.unary_unary(
+                '/chatmesh.chat.v1.AccessService/ListSearchableConversations',
+                request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.ListSearchableConversationsRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.ListSearchableConversationsResponse.FromString,
+                _registered_method=True)
+        self.GetSearchHits = channel.unary_unary(
+                '/chatmesh.chat.v1.AccessService/GetSearchHits',
+                request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
@@ -66,6 +76,21 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSearchableConversations(self, request, context):
+        """The conversations the user is a member of now (what search may look in).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSearchHits(self, request, context):
+        """The current state of the given messages, for the user: only messages of conversations the
+        user is a member of now and not deleted; missing ones are left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +103,16 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.CheckTypingAudience,
                     request_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckTypingAudienceRequest.FromString,
                     response_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckTypingAudienceResponse.SerializeToString,
+            ),
+            'ListSearchableConversations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSearchableConversations,
+                    request_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.ListSearchableConversationsRequest.FromString,
+                    response_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.ListSearchableConversationsResponse.SerializeToString,
+            ),
+            'GetSearchHits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSearchHits,
+                    request_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsRequest.FromString,
+                    response_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +169,60 @@ class AccessService:
             '/chatmesh.chat.v1.AccessService/CheckTypingAudience',
             chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckTypingAudienceRequest.SerializeToString,
             chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckTypingAudienceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSearchableConversations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.chat.v1.AccessService/ListSearchableConversations',
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.ListSearchableConversationsRequest.SerializeToString,
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.ListSearchableConversationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSearchHits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.chat.v1.AccessService/GetSearchHits',
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsRequest.SerializeToString,
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,12 @@ class AccessServiceStub:
     users the typer has blocked and users who have blocked the typer. PERMISSION_DENIED when
     the typer is not a member (whether or not the conversation exists).
     """
+    ListSearchableConversations: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.ListSearchableConversationsRequest, _access_service_pb2.ListSearchableConversationsResponse]
+    """The conversations the user is a member of now (what search may look in)."""
+    GetSearchHits: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.GetSearchHitsRequest, _access_service_pb2.GetSearchHitsResponse]
+    """The current state of the given messages, for the user: only messages of conversations the
+    user is a member of now and not deleted; missing ones are left out.
+    """
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
@@ -58,6 +64,12 @@ class AccessServiceAsyncStub(AccessServiceStub):
     """Who receives the typer's typing signals in a conversation: its members except the typer,
     users the typer has blocked and users who have blocked the typer. PERMISSION_DENIED when
     the typer is not a member (whether or not the conversation exists).
+    """
+    ListSearchableConversations: _aio.UnaryUnaryMultiCallable[_access_service_pb2.ListSearchableConversationsRequest, _access_service_pb2.ListSearchableConversationsResponse]  # type: ignore[assignment]
+    """The conversations the user is a member of now (what search may look in)."""
+    GetSearchHits: _aio.UnaryUnaryMultiCallable[_access_service_pb2.GetSearchHitsRequest, _access_service_pb2.GetSearchHitsResponse]  # type: ignore[assignment]
+    """The current state of the given messages, for the user: only messages of conversations the
+    user is a member of now and not deleted; missing ones are left out.
     """
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -80,6 +92,24 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         """Who receives the typer's typing signals in a conversation: its members except the typer,
         users the typer has blocked and users who have blocked the typer. PERMISSION_DENIED when
         the typer is not a member (whether or not the conversation exists).
+        """
+
+    @_abc_1.abstractmethod
+    def ListSearchableConversations(
+        self,
+        request: _access_service_pb2.ListSearchableConversationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_service_pb2.ListSearchableConversationsResponse, _abc.Awaitable[_access_service_pb2.ListSearchableConversationsResponse]]:
+        """The conversations the user is a member of now (what search may look in)."""
+
+    @_abc_1.abstractmethod
+    def GetSearchHits(
+        self,
+        request: _access_service_pb2.GetSearchHitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_service_pb2.GetSearchHitsResponse, _abc.Awaitable[_access_service_pb2.GetSearchHitsResponse]]:
+        """The current state of the given messages, for the user: only messages of conversations the
+        user is a member of now and not deleted; missing ones are left out.
         """
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,72 @@
+"""search_service settings, each declared once (chatmesh_common.settings), read from the env."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from chatmesh_common.bus.nats_settings import NatsSettings, nats_settings_from_env
+from chatmesh_common.settings import ConfigError as ConfigError
+from chatmesh_common.settings import (
+    bus_setting,
+    drain_setting,
+    environ,
+    grace_setting,
+    jwt_secret_setting,
+    leeway_setting,
+    mode_setting,
+    read_env,
+    refuse_embedded,
+    service_secret_setting,
+    setting,
+    validate,
+)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    jwt_secret: str = jwt_secret_setting()
+    # Signs search_service's service token (its AccessService questions to chat_service).
+    service_secret: str = service_secret_setting(required=True)
+    mode: str = mode_setting()
+    grpc_bind: str = setting(
+        "CHATMESH_GRPC_BIND", "127.0.0.1:50054", "host:port of the gRPC server (port 0: any free)"
+    )
+    engine: str = setting(
+        "CHATMESH_SEARCH_ENGINE", "fts5", "fts5 (embedded SQLite FTS5)", choices=("fts5",)
+    )
+    index_path: str = setting(
+        "CHATMESH_SEARCH_INDEX", "chatmesh-search.db", "the SQLite file of the fts5 engine"
+    )
+    # The bus chat_service writes its durable log to; the indexer reads it.
+    bus: str = bus_setting()
+    nats: NatsSettings = field(default_factory=NatsSettings)
+    chat_target: str = setting(
+        "CHATMESH_CHAT_TARGET", "127.0.0.1:50051", "where AccessService (chat_service) answers"
+    )
+    token_leeway_s: float = leeway_setting()
+    metrics_host: str = setting(
+        "CHATMESH_METRICS_HOST", "127.0.0.1", "host of the Prometheus endpoint"
+    )
+    metrics_port: int = setting(
+        "CHATMESH_METRICS_PORT", 9105, "port of the Prometheus endpoint (-1: none)", minimum=-1
+    )
+    shutdown_grace_s: float = grace_setting()
+    drain_s: float = drain_setting()
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.service_secret == self.jwt_secret:
+            raise ConfigError("CHATMESH_SERVICE_SECRET must differ from CHATMESH_JWT_SECRET")
+        if self.engine == "fts5":
+            refuse_embedded(self.mode, "the fts5 search engine", "no cluster engine exists yet")
+        if self.bus == "inprocess":
+            refuse_embedded(self.mode, "the in-process bus", "set CHATMESH_BUS=nats")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SearchConfig:
+        source = dict(environ(env))
+        config = read_env(cls, source)
+        if config.bus == "nats":
+            config = replace(config, nats=nats_settings_from_env(source))
+        return config
