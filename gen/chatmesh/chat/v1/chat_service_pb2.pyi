@@ -176,20 +176,22 @@ class UpdateMemberSettingsResponse(_message.Message):
     def __init__(self, muted: _Optional[bool] = ...) -> None: ...
 
 class SendMessageRequest(_message.Message):
-    __slots__ = ("conversation_id", "client_msg_id", "body", "kind", "attachments", "reply_to_seq")
+    __slots__ = ("conversation_id", "client_msg_id", "body", "kind", "attachments", "reply_to_seq", "mentions")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MENTIONS_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     client_msg_id: str
     body: str
     kind: _types_pb2.MessageKind
     attachments: _containers.RepeatedScalarFieldContainer[str]
     reply_to_seq: int
-    def __init__(self, conversation_id: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., body: _Optional[str] = ..., kind: _Optional[_Union[_types_pb2.MessageKind, str]] = ..., attachments: _Optional[_Iterable[str]] = ..., reply_to_seq: _Optional[int] = ...) -> None: ...
+    mentions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, conversation_id: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., body: _Optional[str] = ..., kind: _Optional[_Union[_types_pb2.MessageKind, str]] = ..., attachments: _Optional[_Iterable[str]] = ..., reply_to_seq: _Optional[int] = ..., mentions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SendMessageResponse(_message.Message):
     __slots__ = ("message", "duplicate")

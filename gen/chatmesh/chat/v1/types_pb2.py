@@ -25,27 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63hatmesh/chat/v1/types.proto\x12\x10\x63hatmesh.chat.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd4\x02\n\x07Message\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x11\n\tsender_id\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x04kind\x18\x06 \x01(\x0e\x32\x1d.chatmesh.chat.v1.MessageKind\x12\x0c\n\x04\x62ody\x18\x07 \x01(\t\x12\x13\n\x0b\x61ttachments\x18\x08 \x03(\t\x12\x14\n\x0creply_to_seq\x18\t \x01(\x04\x12\x0f\n\x07version\x18\n \x01(\r\x12-\n\tedited_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x65leted\x18\x0c \x01(\x08\x12\x15\n\rclient_msg_id\x18\r \x01(\t\"n\n\x06Member\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.chatmesh.chat.v1.Role\x12-\n\tjoined_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe6\x01\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".chatmesh.chat.v1.ConversationKind\x12\r\n\x05title\x18\x03 \x01(\t\x12\x12\n\ncreated_by\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08last_seq\x18\x06 \x01(\x04\x12\x14\n\x0cmember_count\x18\x07 \x01(\r\x12\x10\n\x08\x61rchived\x18\x08 \x01(\x08\"\x8d\x02\n\x10\x43onversationView\x12\x34\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1e.chatmesh.chat.v1.Conversation\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.chatmesh.chat.v1.Role\x12/\n\x0clast_message\x18\x03 \x01(\x0b\x32\x19.chatmesh.chat.v1.Message\x12\x14\n\x0cunread_count\x18\x04 \x01(\x04\x12\x15\n\rlast_read_seq\x18\x05 \x01(\x04\x12\x1a\n\x12last_delivered_seq\x18\x06 \x01(\x04\x12\r\n\x05muted\x18\x07 \x01(\x08\x12\x14\n\x0cpeer_user_id\x18\x08 \x01(\t\":\n\x12\x43onversationCursor\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04*\x8f\x01\n\x10\x43onversationKind\x12!\n\x1d\x43ONVERSATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONVERSATION_KIND_DIRECT\x10\x01\x12\x1b\n\x17\x43ONVERSATION_KIND_GROUP\x10\x02\x12\x1d\n\x19\x43ONVERSATION_KIND_CHANNEL\x10\x03*M\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x0f\n\x0bROLE_MEMBER\x10\x03*s\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11MESSAGE_KIND_TEXT\x10\x01\x12\x16\n\x12MESSAGE_KIND_MEDIA\x10\x02\x12\x17\n\x13MESSAGE_KIND_SYSTEM\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63hatmesh/chat/v1/types.proto\x12\x10\x63hatmesh.chat.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x03\n\x07Message\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x11\n\tsender_id\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x04kind\x18\x06 \x01(\x0e\x32\x1d.chatmesh.chat.v1.MessageKind\x12\x0c\n\x04\x62ody\x18\x07 \x01(\t\x12\x13\n\x0b\x61ttachments\x18\x08 \x03(\t\x12\x14\n\x0creply_to_seq\x18\t \x01(\x04\x12\x0f\n\x07version\x18\n \x01(\r\x12-\n\tedited_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x65leted\x18\x0c \x01(\x08\x12\x15\n\rclient_msg_id\x18\r \x01(\t\x12\x35\n\x0f\x61ttachment_info\x18\x0e \x03(\x0b\x32\x1c.chatmesh.chat.v1.Attachment\x12\x10\n\x08mentions\x18\x0f \x03(\t\"\xa0\x01\n\nAttachment\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x11\n\tfile_name\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\x12\x10\n\x08\x62lurhash\x18\x07 \x01(\t\x12\x12\n\nthumbnails\x18\x08 \x03(\t\"n\n\x06Member\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.chatmesh.chat.v1.Role\x12-\n\tjoined_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe6\x01\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".chatmesh.chat.v1.ConversationKind\x12\r\n\x05title\x18\x03 \x01(\t\x12\x12\n\ncreated_by\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08last_seq\x18\x06 \x01(\x04\x12\x14\n\x0cmember_count\x18\x07 \x01(\r\x12\x10\n\x08\x61rchived\x18\x08 \x01(\x08\"\x8d\x02\n\x10\x43onversationView\x12\x34\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1e.chatmesh.chat.v1.Conversation\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.chatmesh.chat.v1.Role\x12/\n\x0clast_message\x18\x03 \x01(\x0b\x32\x19.chatmesh.chat.v1.Message\x12\x14\n\x0cunread_count\x18\x04 \x01(\x04\x12\x15\n\rlast_read_seq\x18\x05 \x01(\x04\x12\x1a\n\x12last_delivered_seq\x18\x06 \x01(\x04\x12\r\n\x05muted\x18\x07 \x01(\x08\x12\x14\n\x0cpeer_user_id\x18\x08 \x01(\t\":\n\x12\x43onversationCursor\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04*\x8f\x01\n\x10\x43onversationKind\x12!\n\x1d\x43ONVERSATION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONVERSATION_KIND_DIRECT\x10\x01\x12\x1b\n\x17\x43ONVERSATION_KIND_GROUP\x10\x02\x12\x1d\n\x19\x43ONVERSATION_KIND_CHANNEL\x10\x03*M\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x0f\n\x0bROLE_MEMBER\x10\x03*s\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11MESSAGE_KIND_TEXT\x10\x01\x12\x16\n\x12MESSAGE_KIND_MEDIA\x10\x02\x12\x17\n\x13MESSAGE_KIND_SYSTEM\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chatmesh.chat.v1.types_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONVERSATIONKIND']._serialized_start=1104
-  _globals['_CONVERSATIONKIND']._serialized_end=1247
-  _globals['_ROLE']._serialized_start=1249
-  _globals['_ROLE']._serialized_end=1326
-  _globals['_MESSAGEKIND']._serialized_start=1328
-  _globals['_MESSAGEKIND']._serialized_end=1443
+  _globals['_CONVERSATIONKIND']._serialized_start=1340
+  _globals['_CONVERSATIONKIND']._serialized_end=1483
+  _globals['_ROLE']._serialized_start=1485
+  _globals['_ROLE']._serialized_end=1562
+  _globals['_MESSAGEKIND']._serialized_start=1564
+  _globals['_MESSAGEKIND']._serialized_end=1679
   _globals['_MESSAGE']._serialized_start=84
-  _globals['_MESSAGE']._serialized_end=424
-  _globals['_MEMBER']._serialized_start=426
-  _globals['_MEMBER']._serialized_end=536
-  _globals['_CONVERSATION']._serialized_start=539
-  _globals['_CONVERSATION']._serialized_end=769
-  _globals['_CONVERSATIONVIEW']._serialized_start=772
-  _globals['_CONVERSATIONVIEW']._serialized_end=1041
-  _globals['_CONVERSATIONCURSOR']._serialized_start=1043
-  _globals['_CONVERSATIONCURSOR']._serialized_end=1101
+  _globals['_MESSAGE']._serialized_end=497
+  _globals['_ATTACHMENT']._serialized_start=500
+  _globals['_ATTACHMENT']._serialized_end=660
+  _globals['_MEMBER']._serialized_start=662
+  _globals['_MEMBER']._serialized_end=772
+  _globals['_CONVERSATION']._serialized_start=775
+  _globals['_CONVERSATION']._serialized_end=1005
+  _globals['_CONVERSATIONVIEW']._serialized_start=1008
+  _globals['_CONVERSATIONVIEW']._serialized_end=1277
+  _globals['_CONVERSATIONCURSOR']._serialized_start=1279
+  _globals['_CONVERSATIONCURSOR']._serialized_end=1337
 # @@protoc_insertion_point(module_scope)

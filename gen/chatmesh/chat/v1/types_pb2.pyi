@@ -44,7 +44,7 @@ MESSAGE_KIND_MEDIA: MessageKind
 MESSAGE_KIND_SYSTEM: MessageKind
 
 class Message(_message.Message):
-    __slots__ = ("conversation_id", "seq", "message_id", "sender_id", "created_at", "kind", "body", "attachments", "reply_to_seq", "version", "edited_at", "deleted", "client_msg_id")
+    __slots__ = ("conversation_id", "seq", "message_id", "sender_id", "created_at", "kind", "body", "attachments", "reply_to_seq", "version", "edited_at", "deleted", "client_msg_id", "attachment_info", "mentions")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,8 @@ class Message(_message.Message):
     EDITED_AT_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     CLIENT_MSG_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENT_INFO_FIELD_NUMBER: _ClassVar[int]
+    MENTIONS_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     seq: int
     message_id: str
@@ -71,7 +73,29 @@ class Message(_message.Message):
     edited_at: _timestamp_pb2.Timestamp
     deleted: bool
     client_msg_id: str
-    def __init__(self, conversation_id: _Optional[str] = ..., seq: _Optional[int] = ..., message_id: _Optional[str] = ..., sender_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[MessageKind, str]] = ..., body: _Optional[str] = ..., attachments: _Optional[_Iterable[str]] = ..., reply_to_seq: _Optional[int] = ..., version: _Optional[int] = ..., edited_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted: _Optional[bool] = ..., client_msg_id: _Optional[str] = ...) -> None: ...
+    attachment_info: _containers.RepeatedCompositeFieldContainer[Attachment]
+    mentions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, conversation_id: _Optional[str] = ..., seq: _Optional[int] = ..., message_id: _Optional[str] = ..., sender_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[MessageKind, str]] = ..., body: _Optional[str] = ..., attachments: _Optional[_Iterable[str]] = ..., reply_to_seq: _Optional[int] = ..., version: _Optional[int] = ..., edited_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted: _Optional[bool] = ..., client_msg_id: _Optional[str] = ..., attachment_info: _Optional[_Iterable[_Union[Attachment, _Mapping]]] = ..., mentions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Attachment(_message.Message):
+    __slots__ = ("media_id", "content_type", "size_bytes", "file_name", "width", "height", "blurhash", "thumbnails")
+    MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BLURHASH_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAILS_FIELD_NUMBER: _ClassVar[int]
+    media_id: str
+    content_type: str
+    size_bytes: int
+    file_name: str
+    width: int
+    height: int
+    blurhash: str
+    thumbnails: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, media_id: _Optional[str] = ..., content_type: _Optional[str] = ..., size_bytes: _Optional[int] = ..., file_name: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., blurhash: _Optional[str] = ..., thumbnails: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Member(_message.Message):
     __slots__ = ("user_id", "role", "joined_at")
