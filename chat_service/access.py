@@ -105,6 +105,15 @@ class Access:
         return found
 
 
+    async def membership(self, user_id: str, conversation_id: str) -> int | None:
+        """The conversation's kind when `user_id` is a member of it now, else None."""
+        store = self._chat.store
+        if await store.get_member(conversation_id, user_id) is None:
+            return None
+        conversation = await store.get_conversation(conversation_id)
+        return None if conversation is None else int(conversation.kind)
+
+
 class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer):
     SERVICE = ACCESS_SERVICE_NAME
     ERRORS = STORE_ERRORS
@@ -156,6 +165,18 @@ class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer)
             request.user_id, [(r.conversation_id, r.seq) for r in request.refs]
         )
         return pb.GetSearchHitsResponse(messages=[convert.message(r) for r in records])
+
+
+    @unary
+    async def CheckMembership(
+        self, request: pb.CheckMembershipRequest, _caller: ServiceIdentity
+    ) -> pb.CheckMembershipResponse:
+        check_id("user_id", request.user_id)
+        check_id("conversation_id", request.conversation_id)
+        kind = await self.access.membership(request.user_id, request.conversation_id)
+        if kind is None:
+            return pb.CheckMembershipResponse(member=False)
+        return pb.CheckMembershipResponse(member=True, kind=kind)  # type: ignore[arg-type]
 
 
 def access_registration(chat: Chat, authenticator: Authenticator) -> Registration:

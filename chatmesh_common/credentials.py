@@ -52,6 +52,8 @@ def either(scope: str) -> Requirement:
 # Scopes: what a service token lets its holder ask. Named <owning service>.<what>.
 # Membership, block and audience questions answered by chat_service (presence_service asks them).
 SCOPE_CHAT_ACCESS = "chat.access"
+# Checking and describing the media a sender attaches (chat_service asks media_service).
+SCOPE_MEDIA_ATTACH = "media.attach"
 
 # Full service name -> method name -> requirement.
 RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
@@ -84,6 +86,7 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "CheckTypingAudience": service(SCOPE_CHAT_ACCESS),
         "ListSearchableConversations": service(SCOPE_CHAT_ACCESS),
         "GetSearchHits": service(SCOPE_CHAT_ACCESS),
+        "CheckMembership": service(SCOPE_CHAT_ACCESS),
     },
     "chatmesh.presence.v1.PresenceService": {
         "Connect": USER,
@@ -96,6 +99,13 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
     },
     "chatmesh.search.v1.SearchService": {
         "Search": USER,
+    },
+    "chatmesh.media.v1.MediaService": {
+        "CreateUpload": USER,
+        "CompleteUpload": USER,
+        "GetMedia": USER,
+        "GetDownloadUrl": USER,
+        "ResolveAttachments": service(SCOPE_MEDIA_ATTACH),
     },
 }
 

@@ -68,3 +68,19 @@ class GetSearchHitsResponse(_message.Message):
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_types_pb2.Message]
     def __init__(self, messages: _Optional[_Iterable[_Union[_types_pb2.Message, _Mapping]]] = ...) -> None: ...
+
+class CheckMembershipRequest(_message.Message):
+    __slots__ = ("user_id", "conversation_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    conversation_id: str
+    def __init__(self, user_id: _Optional[str] = ..., conversation_id: _Optional[str] = ...) -> None: ...
+
+class CheckMembershipResponse(_message.Message):
+    __slots__ = ("member", "kind")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    member: bool
+    kind: _types_pb2.ConversationKind
+    def __init__(self, member: _Optional[bool] = ..., kind: _Optional[_Union[_types_pb2.ConversationKind, str]] = ...) -> None: ...

@@ -52,6 +52,10 @@ class AccessServiceStub:
     """The current state of the given messages, for the user: only messages of conversations the
     user is a member of now and not deleted; missing ones are left out.
     """
+    CheckMembership: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.CheckMembershipRequest, _access_service_pb2.CheckMembershipResponse]
+    """Whether the user is a member of the conversation now, and its kind (media uploads and
+    downloads). An unknown conversation is answered as "not a member".
+    """
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
@@ -70,6 +74,10 @@ class AccessServiceAsyncStub(AccessServiceStub):
     GetSearchHits: _aio.UnaryUnaryMultiCallable[_access_service_pb2.GetSearchHitsRequest, _access_service_pb2.GetSearchHitsResponse]  # type: ignore[assignment]
     """The current state of the given messages, for the user: only messages of conversations the
     user is a member of now and not deleted; missing ones are left out.
+    """
+    CheckMembership: _aio.UnaryUnaryMultiCallable[_access_service_pb2.CheckMembershipRequest, _access_service_pb2.CheckMembershipResponse]  # type: ignore[assignment]
+    """Whether the user is a member of the conversation now, and its kind (media uploads and
+    downloads). An unknown conversation is answered as "not a member".
     """
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -110,6 +118,16 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_access_service_pb2.GetSearchHitsResponse, _abc.Awaitable[_access_service_pb2.GetSearchHitsResponse]]:
         """The current state of the given messages, for the user: only messages of conversations the
         user is a member of now and not deleted; missing ones are left out.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckMembership(
+        self,
+        request: _access_service_pb2.CheckMembershipRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_service_pb2.CheckMembershipResponse, _abc.Awaitable[_access_service_pb2.CheckMembershipResponse]]:
+        """Whether the user is a member of the conversation now, and its kind (media uploads and
+        downloads). An unknown conversation is answered as "not a member".
         """
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
