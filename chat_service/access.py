@@ -104,7 +104,6 @@ class Access:
                 found.append(record)
         return found
 
-
     async def membership(self, user_id: str, conversation_id: str) -> int | None:
         """The conversation's kind when `user_id` is a member of it now, else None."""
         store = self._chat.store
@@ -165,7 +164,6 @@ class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer)
             request.user_id, [(r.conversation_id, r.seq) for r in request.refs]
         )
         return pb.GetSearchHitsResponse(messages=[convert.message(r) for r in records])
-
 
     @unary
     async def CheckMembership(

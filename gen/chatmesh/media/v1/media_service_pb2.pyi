@@ -119,12 +119,14 @@ class GetMediaResponse(_message.Message):
     def __init__(self, media: _Optional[_Union[Media, _Mapping]] = ...) -> None: ...
 
 class GetDownloadUrlRequest(_message.Message):
-    __slots__ = ("media_id", "variant")
+    __slots__ = ("media_id", "variant", "message_seq")
     MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_SEQ_FIELD_NUMBER: _ClassVar[int]
     media_id: str
     variant: str
-    def __init__(self, media_id: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...
+    message_seq: int
+    def __init__(self, media_id: _Optional[str] = ..., variant: _Optional[str] = ..., message_seq: _Optional[int] = ...) -> None: ...
 
 class GetDownloadUrlResponse(_message.Message):
     __slots__ = ("url", "expires_at")
