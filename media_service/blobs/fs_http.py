@@ -61,6 +61,15 @@ class _Conn:
             data = await asyncio.wait_for(self.reader.read(_CHUNK), self.timeout)
             self.h11.receive_data(data)  # b"" is EOF, which h11 turns into an event or error
 
+    def skip_received_body(self) -> bool:
+        """Drop the request body h11 already holds; True when that was all of it (always so
+        for a request without a body), so the connection can serve another request."""
+        while self.h11.their_state is h11.SEND_BODY:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return False
+        return True
+
     async def send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
         if data:
@@ -119,6 +128,7 @@ class FsBlobHttpServer:
         self.timeout = timeout
         self._server: asyncio.Server | None = None
         self._conns: dict[asyncio.Task[None], _Conn] = {}
+        self._stopping = False
 
     @property
     def port(self) -> int:
@@ -129,21 +139,27 @@ class FsBlobHttpServer:
         return port
 
     async def start(self) -> None:
+        self._stopping = False
         self._server = await asyncio.start_server(self._serve, self.host, self._port)
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, close idle connections, give requests in flight `grace` seconds."""
+        """Stop accepting, close idle connections, give requests in flight `grace` seconds,
+        then abort their connections."""
         server, self._server = self._server, None
         if server is None:
             return
         self._port = server.sockets[0].getsockname()[1] if server.sockets else self._port
+        self._stopping = True  # a connection finishing its request now closes, not waits
         server.close()
         for conn in self._conns.values():
             if conn.idle:
                 conn.writer.close()
-        tasks = list(self._conns)
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=grace)
+        if self._conns:
+            _done, pending = await asyncio.wait(list(self._conns), timeout=grace)
+            if pending:
+                for conn in list(self._conns.values()):
+                    conn.writer.transport.abort()  # their reads and writes fail at once
+                _done, pending = await asyncio.wait(pending, timeout=1.0)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -164,6 +180,10 @@ class FsBlobHttpServer:
             log.debug("blob http connection dropped: %r", e)
         except Exception:
             log.exception("blob http connection failed")
+        except asyncio.CancelledError:
+            # Only stop() cancels, as a last resort; this task is the connection's own, with
+            # nobody awaiting it but stop(), which expects it to end.
+            pass
         finally:
             self._conns.pop(task, None)  # type: ignore[call-overload]
             writer.close()
@@ -171,7 +191,7 @@ class FsBlobHttpServer:
                 await writer.wait_closed()
 
     async def _requests(self, conn: _Conn) -> None:
-        while True:
+        while not self._stopping:
             conn.idle = True
             event = await conn.next_event()
             conn.idle = False
@@ -181,7 +201,7 @@ class FsBlobHttpServer:
                 await self._route(conn, event)
             except _Refused as refused:
                 # The body may be unread: answer, then close instead of keeping alive.
-                body_pending = conn.h11.their_state is h11.SEND_BODY
+                body_pending = not conn.skip_received_body()
                 await conn.send_text(refused.status, refused.reason, close=body_pending)
                 if body_pending:
                     await conn.linger()
@@ -212,6 +232,7 @@ class FsBlobHttpServer:
         if method == "PUT":
             await self._upload(conn, request, key, params)
         elif method in ("GET", "HEAD"):
+            conn.skip_received_body()
             await self._download(conn, method, key, params)
         else:
             raise _Refused(405, "method not allowed: use PUT, GET or HEAD")
