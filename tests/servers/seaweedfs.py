@@ -97,6 +97,11 @@ class SeaweedServer(ServerProcess):
     def stop(self, timeout: float = 3.0) -> None:
         # weed lingers for many seconds after SIGTERM; the data is flushed, so do not wait long.
         super().stop(timeout)
+        # Each gRPC server also listens on a Unix socket in /tmp named by its port (no flag
+        # moves it), which a killed weed leaves behind.
+        for kind in ("master", "volume", "filer", "s3"):
+            sock = Path(f"/tmp/seaweedfs-{kind}-grpc-{self.ports[kind + '.grpc']}.sock")
+            sock.unlink(missing_ok=True)
 
     def start(self) -> None:
         super().start()
