@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import math
 import os
-import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,28 +21,10 @@ from urllib.parse import urlencode
 
 from chatmesh_common.clock import Clock
 from media_service.blobs.base import BlobInfo, PresignedUpload
+from media_service.blobs.keys import InvalidKeyError, validate_key
 from media_service.blobs.signing import signature, signature_matches
 
-_KEY_RE = re.compile(r"[A-Za-z0-9/_.-]+")
 _SUFFIX = "~"
-_MAX_KEY_LEN = 1024
-
-
-class InvalidKeyError(ValueError):
-    pass
-
-
-def validate_key(key: str) -> str:
-    """`key` itself when it is a usable object key, else InvalidKeyError naming the rule."""
-    if not key or len(key) > _MAX_KEY_LEN:
-        raise InvalidKeyError(f"key must have 1 to {_MAX_KEY_LEN} characters")
-    if not _KEY_RE.fullmatch(key):
-        raise InvalidKeyError("key may only contain A-Z a-z 0-9 / _ . -")
-    if key.startswith("/") or key.endswith("/"):
-        raise InvalidKeyError("key must not start or end with /")
-    if any(part in ("", ".", "..") for part in key.split("/")):
-        raise InvalidKeyError("key must not contain empty, . or .. segments")
-    return key
 
 
 def _check_header_value(name: str, value: str) -> None:

@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
-from media_service.blobs.fs import FsBlobStore, InvalidKeyError, validate_key
+from media_service.blobs.fs import FsBlobStore
+from media_service.blobs.keys import InvalidKeyError, validate_key
 from media_service.blobs.signing import attachment_disposition
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chatmesh_common.clock import Clock, SystemClock
 from media_service.blobs.base import BlobInfo, BlobUnavailableError, PresignedUpload
+from media_service.blobs.keys import validate_key
 from media_service.blobs.signing import attachment_disposition
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class S3BlobStore:
     async def presign_upload(
         self, key: str, *, max_size: int, content_type: str, expires_s: float
     ) -> PresignedUpload:
+        validate_key(key)
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         expires_in = max(1, math.ceil(expires_s))
@@ -157,6 +159,7 @@ class S3BlobStore:
     async def presign_download(
         self, key: str, *, expires_s: float, content_type: str, file_name: str
     ) -> str:
+        validate_key(key)
         url: str = await asyncio.to_thread(
             self.client.generate_presigned_url,
             "get_object",
@@ -171,6 +174,7 @@ class S3BlobStore:
         return url
 
     async def stat(self, key: str) -> BlobInfo | None:
+        validate_key(key)
         try:
             head = await self._call(self.client.head_object, Bucket=self.bucket, Key=key)
         except ClientError as e:
@@ -180,6 +184,7 @@ class S3BlobStore:
         return BlobInfo(size=head["ContentLength"])
 
     async def read(self, key: str, *, limit: int) -> bytes:
+        validate_key(key)
         if limit <= 0:
             if await self.stat(key) is None:
                 raise KeyError(key)
@@ -202,6 +207,7 @@ class S3BlobStore:
         return data[:limit]  # a server that ignores Range sends it all
 
     async def write(self, key: str, data: bytes, *, content_type: str) -> None:
+        validate_key(key)
         await self._call(
             self.client.put_object,
             Bucket=self.bucket,
@@ -211,6 +217,8 @@ class S3BlobStore:
         )
 
     async def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            validate_key(key)
         for start in range(0, len(keys), _DELETE_BATCH):
             batch = keys[start : start + _DELETE_BATCH]
             result = await self._call(

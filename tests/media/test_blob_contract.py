@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from media_service.blobs.base import BlobStore, PresignedUpload
+from media_service.blobs.keys import InvalidKeyError
 from media_service.blobs.s3 import S3BlobStore
 from tests.media.conftest import FsBlobs
 from tests.servers.seaweedfs import SeaweedServer
@@ -260,3 +261,14 @@ async def test_delete_removes_keys_and_ignores_missing_ones(blobs: Blobs) -> Non
     assert await blobs.store.list_keys(blobs.prefix) == [keys[1]]
     assert await blobs.store.stat(keys[0]) is None
     await blobs.store.delete([])
+
+
+@pytest.mark.parametrize("bad", ["/abs", "a/../b", "sp ace", "a//b"])
+async def test_invalid_keys_are_refused_before_any_io(blobs: Blobs, bad: str) -> None:
+    """Keys are checked alike by every store: InvalidKeyError, a ValueError."""
+    with pytest.raises(InvalidKeyError):
+        await blobs.store.stat(bad)
+    with pytest.raises(InvalidKeyError):
+        await blobs.store.write(bad, b"x", content_type="text/plain")
+    with pytest.raises(InvalidKeyError):
+        await blobs.store.presign_upload(bad, max_size=9, content_type="a/b", expires_s=9)

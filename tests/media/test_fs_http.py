@@ -12,7 +12,8 @@ import pytest
 
 from chatmesh_common.clock import ManualClock
 from media_service.blobs.base import PresignedUpload
-from media_service.blobs.fs import FsBlobStore, InvalidKeyError, validate_key
+from media_service.blobs.fs import FsBlobStore
+from media_service.blobs.keys import InvalidKeyError, validate_key
 from tests.media.conftest import FsBlobs
 
 pytestmark = pytest.mark.timeout(20)
