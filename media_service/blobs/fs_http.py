@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import IO
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -23,6 +24,8 @@ from media_service.blobs.keys import InvalidKeyError, validate_key
 from media_service.blobs.signing import attachment_disposition
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _PREFIX = "/blobs/"
 _CHUNK = 64 * 1024
@@ -128,7 +131,7 @@ class FsBlobHttpServer:
         self._port = port
         self.timeout = timeout
         self._server: asyncio.Server | None = None
-        self._conns: dict[asyncio.Task[None], _Conn] = {}
+        self._conns: dict[asyncio.Task[Any], _Conn] = {}
         self._stopping = False
 
     @property
@@ -170,7 +173,7 @@ class FsBlobHttpServer:
         task = asyncio.current_task()
         assert task is not None
         conn = _Conn(reader, writer, self.timeout)
-        self._conns[task] = conn  # type: ignore[index]
+        self._conns[task] = conn
         try:
             await self._requests(conn)
         except h11.RemoteProtocolError as e:
@@ -186,7 +189,7 @@ class FsBlobHttpServer:
             # nobody awaiting it but stop(), which expects it to end.
             pass
         finally:
-            self._conns.pop(task, None)  # type: ignore[call-overload]
+            self._conns.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -266,7 +269,7 @@ class FsBlobHttpServer:
         if conn.h11.they_are_waiting_for_100_continue:
             await conn.send(h11.InformationalResponse(status_code=100, headers=[]))
 
-        temp, f = await asyncio.to_thread(self.store.new_temp)
+        temp, f = await _disk(self.store.new_temp)
         committed = False
         try:
             received = 0
@@ -276,13 +279,13 @@ class FsBlobHttpServer:
                     received += len(event.data)
                     if received > max_size:  # h11 holds the body to Content-Length; still
                         raise _Refused(413, f"body over the signed limit of {max_size}")
-                    await asyncio.to_thread(f.write, event.data)
+                    await _disk(f.write, event.data)
                 elif isinstance(event, h11.EndOfMessage):
                     break
                 else:
                     raise h11.RemoteProtocolError("unexpected event in body", 400)
-            await asyncio.to_thread(_finish, f)
-            await asyncio.to_thread(self.store.commit, temp, key)
+            await _disk(_finish, f)
+            await _disk(self.store.commit, temp, key)
             committed = True
         finally:
             if not committed:
@@ -321,6 +324,16 @@ class FsBlobHttpServer:
             await conn.send(h11.EndOfMessage())
         finally:
             f.close()
+
+
+async def _disk(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a thread; a filesystem error (disk full, permissions) becomes a 500, told
+    apart from the socket errors that only end the connection."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except OSError as e:
+        log.exception("blob store filesystem error")
+        raise _Refused(500, "storage error") from e
 
 
 def _finish(f: IO[bytes]) -> None:

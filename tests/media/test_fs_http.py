@@ -212,3 +212,14 @@ async def test_list_keys_with_a_prefix_outside_the_root_is_empty(fs_blobs: FsBlo
 def test_store_refuses_an_empty_secret() -> None:
     with pytest.raises(ValueError, match="secret"):
         FsBlobStore("/nonexistent", b"", "http://x", ManualClock())
+
+
+async def test_filesystem_error_is_a_500_and_the_server_keeps_serving(fs_blobs: FsBlobs) -> None:
+    """An upload that cannot be written (here: its temp dir is gone) is answered 500."""
+    up = await presign(fs_blobs)
+    (fs_blobs.root / "tmp").rmdir()
+    async with httpx.AsyncClient() as http:
+        response = await http.put(up.url, content=b"abc", headers=dict(up.headers))
+    assert response.status_code == 500
+    (fs_blobs.root / "tmp").mkdir()
+    await assert_serving(fs_blobs)
