@@ -35,13 +35,11 @@ class SeaweedServer(ServerProcess):
 
     def __init__(self, binary: str, workdir: Path, *, startup_timeout: float = 60.0) -> None:
         super().__init__(binary, workdir, startup_timeout=startup_timeout)
-        self.ports = {
-            name: free_port(self.host)
-            for name in (
-                "master", "master.grpc", "volume", "volume.grpc",
-                "filer", "filer.grpc", "s3.grpc",
-            )
-        }  # fmt: skip
+        self.ports = self._free_ports()
+
+    def _free_ports(self) -> dict[str, int]:
+        names = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3.grpc")
+        return {name: free_port(self.host) for name in names}
 
     @property
     def url(self) -> str:
@@ -62,6 +60,10 @@ class SeaweedServer(ServerProcess):
         return path
 
     def argv(self) -> list[str]:
+        if not self._port_fixed:
+            # A retry of a first start (the base class picked a new S3 port because weed exited,
+            # most likely on a raced port): pick new ones for the other servers too.
+            self.ports = self._free_ports()
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
         p = self.ports
