@@ -30,6 +30,8 @@ from chatmesh_common.settings import BindError
 from .access import GrpcMediaAccess, media_credential
 from .binder import Binder
 from .blobs.base import BlobStore
+from .blobs.fs import FsBlobStore
+from .blobs.fs_http import FsBlobHttpServer
 from .config import MediaConfig
 from .media import Media, MediaAccess, MediaRules
 from .processing.base import Scanner
@@ -235,7 +237,7 @@ class FsHttp:
             ) from exc
         self.port = self._server.port
         if not config.public_url:
-            store.public_base_url = f"http://{host}:{self.port}"
+            store.base_url = f"http://{host}:{self.port}"
         return store
 
     async def close(self) -> None:
