@@ -169,20 +169,14 @@ class ApnsProvider:
         path = f"/3/device/{device}"
 
         token = self.provider_token()
-        answer = await self._post(path, headers, payload, token)
-        if isinstance(answer, PushResult):
-            return answer
-        status, reason, retry_after = answer
-        if status == 403 and reason == "ExpiredProviderToken":
+        result = await self._post(path, headers, payload, token)
+        if _expired_token(result):
             self._discard_token(token)
-            answer = await self._post(path, headers, payload, self.provider_token())
-            if isinstance(answer, PushResult):
-                return answer
-            status, reason, retry_after = answer
-            if status == 403 and reason == "ExpiredProviderToken":
+            result = await self._post(path, headers, payload, self.provider_token())
+            if _expired_token(result):
                 # Refused twice in a row: most likely our clock is off. Not this push's fault.
-                return PushResult(Outcome.RETRY, status=status, reason=reason)
-        return _classify(status, reason, retry_after)
+                return PushResult(Outcome.RETRY, status=result.status, reason=result.reason)
+        return result
 
     def _headers(self, target: PushTarget, message: PushMessage) -> dict[str, str]:
         priority = "10" if message.high_priority and not message.silent else "5"
@@ -201,9 +195,8 @@ class ApnsProvider:
 
     async def _post(
         self, path: str, headers: dict[str, str], payload: bytes, token: str
-    ) -> tuple[int, str, float | None] | PushResult:
-        """(status, Apple's reason, Retry-After) for one attempt, or a RETRY result when there
-        was no answer."""
+    ) -> PushResult:
+        """One attempt, classified."""
         headers = {**headers, "authorization": f"bearer {token}"}
         try:
             # httpx's read timeout restarts whenever bytes arrive on the shared connection, so
@@ -217,11 +210,22 @@ class ApnsProvider:
             return PushResult(Outcome.RETRY, reason="unreachable")
         except httpx.TransportError:
             return PushResult(Outcome.RETRY, reason="connection lost")
-        reason = ""
-        if response.status_code != 200:
-            reason = _reason(response) or f"http {response.status_code}"
-        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.now())
-        return response.status_code, reason, retry_after
+        status = response.status_code
+        if status == 200:
+            return PushResult(Outcome.SENT, status=status)
+        reason = _reason(response) or f"http {status}"
+        if status == 410 or (status == 400 and reason in _GONE_400_REASONS):
+            return PushResult(Outcome.GONE, status=status, reason=reason)
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.now())
+            return PushResult(
+                Outcome.RETRY, status=status, reason=reason, retry_after_s=retry_after
+            )
+        return PushResult(Outcome.FAILED, status=status, reason=reason)
+
+
+def _expired_token(result: PushResult) -> bool:
+    return result.status == 403 and result.reason == "ExpiredProviderToken"
 
 
 def _reason(response: httpx.Response) -> str:
@@ -231,13 +235,3 @@ def _reason(response: httpx.Response) -> str:
         return ""
     reason = body.get("reason") if isinstance(body, dict) else None
     return reason if isinstance(reason, str) else ""
-
-
-def _classify(status: int, reason: str, retry_after: float | None) -> PushResult:
-    if status == 200:
-        return PushResult(Outcome.SENT, status=status)
-    if status == 410 or (status == 400 and reason in _GONE_400_REASONS):
-        return PushResult(Outcome.GONE, status=status, reason=reason)
-    if status == 429 or status >= 500:
-        return PushResult(Outcome.RETRY, status=status, reason=reason, retry_after_s=retry_after)
-    return PushResult(Outcome.FAILED, status=status, reason=reason)

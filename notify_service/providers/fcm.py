@@ -167,23 +167,24 @@ class FcmProvider:
         project = target.app_id or self._project
         url = f"{self._base_url}/v1/projects/{project}/messages:send"
         body = {"message": fcm_message(target.token, message, self._clock.now())}
-        for attempt in range(2):
-            try:
-                access_token = await self._token()
-            except _TokenUnavailable as e:
-                return e.result
-            answer = await self._request(
-                url, json=body, headers={"authorization": f"Bearer {access_token}"}
-            )
-            if isinstance(answer, PushResult):
-                return answer
-            result = self._classify(answer)
-            if answer.status_code == 401 and result.reason != "THIRD_PARTY_AUTH_ERROR":
-                if attempt == 0:
-                    self._discard_token(access_token)
-                    continue
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        result, access_token = await self._send_once(url, body)
+        if result.status == 401 and result.reason != "THIRD_PARTY_AUTH_ERROR":
+            self._discard_token(access_token)
+            result, _ = await self._send_once(url, body)
+        return result
+
+    async def _send_once(self, url: str, body: dict[str, Any]) -> tuple[PushResult, str]:
+        """One attempt, classified, and the access token it used ("" when none was had)."""
+        try:
+            access_token = await self._token()
+        except _TokenUnavailable as e:
+            return e.result, ""
+        answer = await self._request(
+            url, json=body, headers={"authorization": f"Bearer {access_token}"}
+        )
+        if isinstance(answer, PushResult):
+            return answer, access_token
+        return self._classify(answer), access_token
 
     # --- access tokens ---------------------------------------------------------------------
 
