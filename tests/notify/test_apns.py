@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
@@ -466,3 +467,77 @@ def test_signing_key_must_be_p256() -> None:
     )
     with pytest.raises(ValueError, match="P-256"):
         ApnsProvider(TEAM_ID, KEY_ID, pem, TOPIC)
+
+
+# --- the stand-in refuses what APNs refuses -----------------------------------------------
+
+
+async def raw_post(
+    apns: ApnsServer, tls: Tls, headers: dict[str, str], body: bytes = b'{"aps":{}}'
+) -> tuple[int, str]:
+    """POST to the local APNs without ApnsProvider: (status, reason)."""
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    async with httpx.AsyncClient(http1=False, http2=True, verify=context) as client:
+        response = await client.post(f"{apns.url}/3/device/{DEVICE}", headers=headers, content=body)
+    return response.status_code, response.json().get("reason", "") if response.content else ""
+
+
+def bearer(key: SigningKey, iat: float, *, team_id: str = TEAM_ID) -> str:
+    token = jwt.encode(
+        {"iss": team_id, "iat": int(iat)}, key.pem, algorithm="ES256", headers={"kid": KEY_ID}
+    )
+    return f"bearer {token}"
+
+
+@pytest.mark.parametrize(
+    ("age_s", "team_id", "expected"),
+    [
+        (3601, TEAM_ID, (403, "ExpiredProviderToken")),
+        (10, "OTHERTEAM1", (403, "InvalidProviderToken")),
+        (10, TEAM_ID, (200, "")),
+    ],
+)
+async def test_local_apns_checks_the_provider_token(
+    apns: ApnsServer,
+    tls: Tls,
+    signing_key: SigningKey,
+    clock: ManualClock,
+    age_s: float,
+    team_id: str,
+    expected: tuple[int, str],
+) -> None:
+    """The stand-in refuses tokens over an hour old or of another team."""
+    headers = {
+        "authorization": bearer(signing_key, clock.now() - age_s, team_id=team_id),
+        "apns-topic": TOPIC,
+        "apns-push-type": "alert",
+    }
+    assert await raw_post(apns, tls, headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"apns-push-type": "alert"}, "MissingTopic"),
+        ({"apns-topic": TOPIC}, "InvalidPushType"),
+        (
+            {"apns-topic": TOPIC, "apns-push-type": "background", "apns-priority": "10"},
+            "BadPriority",
+        ),
+        (
+            {"apns-topic": TOPIC, "apns-push-type": "alert", "apns-collapse-id": "x" * 65},
+            "BadCollapseId",
+        ),
+    ],
+)
+async def test_local_apns_checks_the_headers(
+    apns: ApnsServer,
+    tls: Tls,
+    signing_key: SigningKey,
+    clock: ManualClock,
+    headers: dict[str, str],
+    reason: str,
+) -> None:
+    """The stand-in answers 400 with Apple's reason for a missing or bad apns-* header."""
+    headers = {"authorization": bearer(signing_key, clock.now()), **headers}
+    assert await raw_post(apns, tls, headers) == (400, reason)

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chatmesh_common.clock import ManualClock
 from notify_service.providers.base import Outcome, Platform, PushMessage, PushTarget
-from notify_service.providers.fcm import FcmProvider
+from notify_service.providers.fcm import JWT_BEARER_GRANT, SCOPE, FcmProvider
 from tests.servers.fcm import FcmReply, FcmServer, Hang, OAuthReply, make_service_account_key
 from tests.servers.ports import free_port
 
@@ -405,3 +407,67 @@ def test_service_account_must_have_project_email_and_key() -> None:
     """A service account JSON missing fields is refused at construction, naming them."""
     with pytest.raises(ValueError, match="project_id, private_key"):
         FcmProvider({"client_email": CLIENT_EMAIL})
+
+
+# --- the stand-in refuses what Google refuses ---------------------------------------------
+
+
+def assertion(key: AccountKey, fcm: FcmServer, clock: ManualClock, **claims: Any) -> str:
+    now = int(clock.now())
+    base = {
+        "iss": CLIENT_EMAIL,
+        "scope": SCOPE,
+        "aud": fcm.token_uri,
+        "iat": now,
+        "exp": now + 3600,
+    }
+    return jwt.encode({**base, **claims}, key.pem, algorithm="RS256")
+
+
+@pytest.mark.parametrize(
+    ("claims", "error"),
+    [
+        ({}, ""),
+        ({"aud": "https://oauth2.googleapis.com/token"}, "invalid_grant"),
+        ({"exp": 1_700_000_000 + 7200}, "invalid_grant"),
+        ({"iat": 1_700_000_000 - 7200, "exp": 1_700_000_000 - 3600}, "invalid_grant"),
+        ({"iss": "someone@else.iam.gserviceaccount.com"}, "invalid_grant"),
+    ],
+)
+async def test_local_token_endpoint_checks_the_assertion(
+    fcm: FcmServer,
+    account_key: AccountKey,
+    clock: ManualClock,
+    claims: dict[str, Any],
+    error: str,
+) -> None:
+    """The stand-in grants a token only for a current, short-lived assertion to its audience."""
+    form = {
+        "grant_type": JWT_BEARER_GRANT,
+        "assertion": assertion(account_key, fcm, clock, **claims),
+    }
+    async with httpx.AsyncClient() as client:
+        response = await client.post(fcm.token_uri, data=form)
+    if error:
+        assert (response.status_code, response.json()["error"]) == (400, error)
+    else:
+        assert response.status_code == 200 and response.json()["access_token"]
+
+
+async def test_local_fcm_refuses_unknown_fields_and_foreign_tokens(
+    fcm: FcmServer, provider: FcmProvider
+) -> None:
+    """messages:send wants an access token it issued, and only known message fields."""
+    url = f"{fcm.url}/v1/projects/{PROJECT}/messages:send"
+    body = {"message": {"token": TOKEN, "ttl": "10s"}}
+    async with httpx.AsyncClient() as client:
+        response = await client.post(url, json=body, headers={"authorization": "Bearer ya29.x"})
+        assert (response.status_code, response.json()["error"]["status"]) == (
+            401,
+            "UNAUTHENTICATED",
+        )
+        await provider.send(target(), ALERT)  # makes the provider fetch a token
+        headers = {"authorization": f"Bearer {fcm.issued_tokens[0]}"}
+        response = await client.post(url, json=body, headers=headers)
+    assert response.status_code == 400
+    assert 'Unknown name "ttl"' in response.json()["error"]["message"]
