@@ -119,7 +119,7 @@ class ApnsProvider:
         self._timeout_s = timeout_s
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._token = ""
-        self._token_iat = 0.0
+        self._token_made_at = 0.0  # clock.monotonic(): wall-clock jumps do not age it
         if isinstance(verify, str):
             verify = ssl.create_default_context(cafile=verify)
         # http1=False: APNs speaks HTTP/2 only, and a single HTTP/2 connection (with ALPN h2)
@@ -135,18 +135,18 @@ class ApnsProvider:
     async def close(self) -> None:
         await self._client.aclose()
 
-    def provider_token(self) -> str:
+    def _provider_token(self) -> str:
         """The current provider token, made anew when missing or 50 minutes old."""
-        now = self._clock.now()
-        if not self._token or now - self._token_iat >= TOKEN_REFRESH_S:
-            iat = int(now)
+        made_at = self._clock.monotonic()
+        if not self._token or made_at - self._token_made_at >= TOKEN_REFRESH_S:
+            iat = int(self._clock.now())
             self._token = jwt.encode(
                 {"iss": self._team_id, "iat": iat},
                 self._key,
                 algorithm="ES256",
                 headers={"kid": self._key_id},
             )
-            self._token_iat = float(iat)
+            self._token_made_at = made_at
         return self._token
 
     def _discard_token(self, token: str) -> None:
@@ -168,11 +168,11 @@ class ApnsProvider:
         headers = self._headers(target, message)
         path = f"/3/device/{device}"
 
-        token = self.provider_token()
+        token = self._provider_token()
         result = await self._post(path, headers, payload, token)
         if _expired_token(result):
             self._discard_token(token)
-            result = await self._post(path, headers, payload, self.provider_token())
+            result = await self._post(path, headers, payload, self._provider_token())
             if _expired_token(result):
                 # Refused twice in a row: most likely our clock is off. Not this push's fault.
                 return PushResult(Outcome.RETRY, status=result.status, reason=result.reason)

@@ -147,7 +147,7 @@ class FcmProvider:
         self._clock: Clock = clock if clock is not None else SystemClock()
 
         self._access_token = ""
-        self._access_expires_at = 0.0
+        self._access_expires_at = 0.0  # clock.monotonic()
         self._lock = asyncio.Lock()
         self._fetches = 0  # token fetches finished, successful or not
         self._fetch_error: _TokenUnavailable | None = None
@@ -191,12 +191,15 @@ class FcmProvider:
     async def _token(self) -> str:
         fetches_before = self._fetches
         async with self._lock:
-            if self._access_token and self._clock.now() < self._access_expires_at:
+            if self._access_token and self._clock.monotonic() < self._access_expires_at:
                 return self._access_token
             if self._fetches != fetches_before and self._fetch_error is not None:
                 # A fetch failed while this send waited for it: share the failure rather than
                 # queueing one more doomed fetch per waiting send.
                 raise self._fetch_error
+            # Expiry counts from the request, not the answer: the token's life began at Google
+            # somewhere in between.
+            started = self._clock.monotonic()
             try:
                 token, expires_in = await self._fetch_token()
             except _TokenUnavailable as e:
@@ -206,7 +209,7 @@ class FcmProvider:
                 self._fetches += 1
             self._fetch_error = None
             self._access_token = token
-            self._access_expires_at = self._clock.now() + expires_in - TOKEN_EARLY_S
+            self._access_expires_at = started + expires_in - TOKEN_EARLY_S
             return token
 
     def _discard_token(self, token: str) -> None:
