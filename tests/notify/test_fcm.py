@@ -471,3 +471,28 @@ async def test_local_fcm_refuses_unknown_fields_and_foreign_tokens(
         response = await client.post(url, json=body, headers=headers)
     assert response.status_code == 400
     assert 'Unknown name "ttl"' in response.json()["error"]["message"]
+
+
+async def test_connection_closed_without_an_answer_is_retry(
+    fcm: FcmServer, account_key: AccountKey, clock: ManualClock
+) -> None:
+    """A peer that reads the request and hangs up: RETRY "connection lost"."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    p = make_provider(fcm, account_key.pem, clock, base_url=f"http://127.0.0.1:{port}")
+    try:
+        result = await p.send(target(), ALERT)
+    finally:
+        await p.close()
+        server.close()
+        await server.wait_closed()
+    assert (result.outcome, result.status, result.reason) == (
+        Outcome.RETRY,
+        None,
+        "connection lost",
+    )
