@@ -132,7 +132,9 @@ def encrypt_payload(
         private_key=ephemeral,
         dh=public_key_bytes(ua_public),
         auth_secret=auth,
-        keyid=public_key_bytes(ephemeral.public_key()),
+        # keyid left out: http_ece then writes the sender's public key (`private_key`'s) as
+        # the header's keyid, which RFC 8291 requires.
+        keyid=None,
         version="aes128gcm",
     )
 
