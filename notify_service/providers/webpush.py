@@ -120,12 +120,17 @@ def subscription_keys(keys: Mapping[str, str]) -> tuple[ec.EllipticCurvePublicKe
 
 
 def encrypt_payload(
-    plaintext: bytes, keys: Mapping[str, str], *, salt: bytes | None = None
+    plaintext: bytes,
+    keys: Mapping[str, str],
+    *,
+    salt: bytes | None = None,
+    sender_key: ec.EllipticCurvePrivateKey | None = None,
 ) -> bytes:
     """The aes128gcm body (RFC 8291 §4) for one subscription: a fresh ECDH key pair per
-    message, its public key as the header's keyid, the subscription's auth secret mixed in."""
+    message, its public key as the header's keyid, the subscription's auth secret mixed in.
+    `salt` and `sender_key` are for reproducing published test vectors only."""
     ua_public, auth = subscription_keys(keys)
-    ephemeral = ec.generate_private_key(ec.SECP256R1())
+    ephemeral = sender_key or ec.generate_private_key(ec.SECP256R1())
     return _ece_encrypt(
         plaintext,
         salt=salt if salt is not None else os.urandom(16),

@@ -9,6 +9,7 @@ from email.utils import formatdate
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from chatmesh_common.clock import ManualClock, SystemClock
 from notify_service.providers.base import Outcome, Platform, PushMessage, PushTarget
@@ -16,6 +17,8 @@ from notify_service.providers.vapid import (
     TOKEN_LIFETIME_S,
     application_server_key,
     audience_of,
+    b64url_decode,
+    b64url_encode,
     generate_vapid_private_key,
 )
 from notify_service.providers.webpush import (
@@ -31,6 +34,26 @@ pytestmark = pytest.mark.timeout(20)
 SUBJECT = "mailto:ops@chatmesh.example"
 VAPID_PEM = generate_vapid_private_key()
 APP_KEY = application_server_key(VAPID_PEM)
+
+
+# RFC 8291 Appendix A: published test data (keys, salt, auth secret and the resulting body).
+RFC_PLAINTEXT = b"When I grow up, I want to be a watermelon"
+RFC_AS_PRIVATE = "yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw"
+RFC_UA_PRIVATE = "q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94"
+RFC_UA_PUBLIC = (
+    "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4"
+)
+RFC_SALT = "DGv6ra1nlYgDCS1FRnbzlw"
+RFC_AUTH = "BTBZMqHH6r4Tts7J_aSIgg"
+RFC_BODY = (
+    "DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYW"
+    "AmS6TlzAC8wEqKK6PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQ"
+    "exSgSxsj_Qulcy4a-fN"
+)
+
+
+def _p256(d: str) -> ec.EllipticCurvePrivateKey:
+    return ec.derive_private_key(int.from_bytes(b64url_decode(d), "big"), ec.SECP256R1())
 
 
 @pytest.fixture
@@ -72,6 +95,30 @@ async def test_push_decrypted_by_the_service_equals_what_was_sent(
     }
     assert (delivery.ttl, delivery.urgency, delivery.topic) == (86400, "high", None)
     assert delivery.headers["content-type"] == "application/octet-stream"
+
+
+def test_encryption_matches_the_rfc_8291_vector() -> None:
+    """Given the RFC's sender key and salt, the body is the published one, byte for byte."""
+    body = encrypt_payload(
+        RFC_PLAINTEXT,
+        {"p256dh": RFC_UA_PUBLIC, "auth": RFC_AUTH},
+        salt=b64url_decode(RFC_SALT),
+        sender_key=_p256(RFC_AS_PRIVATE),
+    )
+    assert b64url_encode(body) == RFC_BODY
+
+
+async def test_service_decrypts_the_rfc_8291_vector(
+    service: LocalPushService, provider: WebPushProvider
+) -> None:
+    """The local service, holding the RFC's browser keys, opens the published body."""
+    sub = service.subscribe(private_key=_p256(RFC_UA_PRIVATE), auth=b64url_decode(RFC_AUTH))
+    assert sub.p256dh == RFC_UA_PUBLIC
+    headers, _ = provider.build_request(sub.target(), PushMessage())
+    async with httpx.AsyncClient() as client:
+        response = await client.post(sub.endpoint, content=b64url_decode(RFC_BODY), headers=headers)
+    assert response.status_code == 201 and response.headers["location"]
+    assert [d.plaintext for d in sub.deliveries] == [RFC_PLAINTEXT]
 
 
 async def test_vapid_header_is_verified_and_names_the_origin(

@@ -92,14 +92,22 @@ class LocalPushService(HttpStub):
         self.clock = clock or SystemClock()
         self.subscriptions: dict[str, Subscription] = {}
 
-    def subscribe(self, application_server_key: str | None = None) -> Subscription:
-        private_key = ec.generate_private_key(ec.SECP256R1())
+    def subscribe(
+        self,
+        application_server_key: str | None = None,
+        *,
+        private_key: ec.EllipticCurvePrivateKey | None = None,
+        auth: bytes | None = None,
+    ) -> Subscription:
+        """A new subscription, bound to `application_server_key` when given. `private_key` and
+        `auth` replace the browser's random ones (for published test vectors)."""
+        private_key = private_key or ec.generate_private_key(ec.SECP256R1())
         sub_id = b64url_encode(os.urandom(18))
         sub = Subscription(
             id=sub_id,
             endpoint=f"{self.origin}/push/{sub_id}",
             p256dh=b64url_encode(public_key_bytes(private_key.public_key())),
-            auth=b64url_encode(os.urandom(16)),
+            auth=b64url_encode(auth if auth is not None else os.urandom(16)),
             private_key=private_key,
             application_server_key=application_server_key,
         )
