@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from email.utils import formatdate
 
 import httpx
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -134,6 +135,34 @@ async def test_vapid_header_is_verified_and_names_the_origin(
     assert delivery.headers["authorization"].endswith(f", k={APP_KEY}")
 
 
+async def test_forged_or_misdirected_vapid_is_refused(
+    service: LocalPushService, provider: WebPushProvider, clock: ManualClock
+) -> None:
+    """A JWT signed by another key under our k, or made for another origin, gets 401."""
+    sub = service.subscribe(APP_KEY)
+    headers, body = provider.build_request(sub.target(), PushMessage(body="x"))
+    forged = jwt.encode(
+        {"aud": service.origin, "exp": int(clock.now()) + 3600, "sub": SUBJECT},
+        _p256(RFC_AS_PRIVATE),
+        algorithm="ES256",
+    )
+    elsewhere = provider.build_request(
+        PushTarget(Platform.WEBPUSH, "http://127.0.0.1:1/push/x", sub.keys), PushMessage()
+    )[0]["Authorization"]
+    async with httpx.AsyncClient() as client:
+        for authorization in (f"vapid t={forged}, k={APP_KEY}", elsewhere, "WebPush abc"):
+            response = await client.post(
+                sub.endpoint, content=body, headers={**headers, "Authorization": authorization}
+            )
+            assert response.status_code == 401
+    assert [r for _, r in sub.refused][1:] == [
+        f"aud 'http://127.0.0.1:1' is not {service.origin!r}",
+        "Authorization must use the vapid scheme",
+    ]
+    assert sub.refused[0][1].startswith("JWT refused")
+    assert sub.deliveries == []
+
+
 async def test_subscription_made_with_another_key_is_refused(
     service: LocalPushService, provider: WebPushProvider
 ) -> None:
@@ -155,6 +184,10 @@ async def test_vapid_token_reused_per_audience_until_near_expiry(
     await provider.send(sub.target(), PushMessage(body="x"))
     auths = [d.headers["authorization"] for d in sub.deliveries]
     assert auths[0] == auths[1] != auths[2]
+    async with LocalPushService(clock) as other_origin:
+        elsewhere = other_origin.subscribe(APP_KEY)
+        assert (await provider.send(elsewhere.target(), PushMessage())).outcome is Outcome.SENT
+        assert elsewhere.deliveries[0].headers["authorization"] != auths[2]
 
 
 async def test_expired_jwt_is_refused_by_the_service(
