@@ -158,7 +158,7 @@ class WebhookProvider:
             return PushResult(Outcome.RETRY, reason="timeout")
         except httpx.InvalidURL:
             return PushResult(Outcome.FAILED, reason="InvalidURL")
-        except httpx.TransportError as e:
+        except httpx.HTTPError as e:
             return PushResult(Outcome.RETRY, reason=f"transport: {type(e).__name__}")
         status = response.status_code
         if 200 <= status < 300:

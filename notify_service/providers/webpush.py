@@ -209,7 +209,7 @@ class WebPushProvider:
             return PushResult(Outcome.RETRY, reason="timeout")
         except httpx.InvalidURL:
             return PushResult(Outcome.FAILED, reason="InvalidEndpoint")
-        except httpx.TransportError as e:
+        except httpx.HTTPError as e:
             return PushResult(Outcome.RETRY, reason=f"transport: {type(e).__name__}")
         return self._classify(response)
 
