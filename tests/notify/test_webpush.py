@@ -4,7 +4,7 @@ browser would: what arrives equals what was sent, and every answer is classified
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 
 import httpx
@@ -28,6 +28,7 @@ from notify_service.providers.webpush import (
     parse_retry_after,
     topic_for,
 )
+from tests.servers.ports import free_port
 from tests.servers.webpush import LocalPushService
 
 pytestmark = pytest.mark.timeout(20)
@@ -68,13 +69,30 @@ async def service(clock: ManualClock) -> AsyncIterator[LocalPushService]:
         yield server
 
 
+ProviderFactory = Callable[..., WebPushProvider]
+
+
 @pytest.fixture
-async def provider(clock: ManualClock) -> AsyncIterator[WebPushProvider]:
-    built = WebPushProvider(VAPID_PEM, SUBJECT, timeout_s=2.0, clock=clock, require_https=False)
-    try:
-        yield built
-    finally:
-        await built.close()
+async def make_provider(
+    service: LocalPushService, clock: ManualClock
+) -> AsyncIterator[ProviderFactory]:
+    """Providers as in production (HTTPS only, HTTP/2) trusting the local service; their
+    connections are closed before the service stops."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(*, timeout_s: float = 2.0, clock: ManualClock = clock) -> WebPushProvider:
+        client = httpx.AsyncClient(http2=True, verify=service.client_ssl_context())
+        clients.append(client)
+        return WebPushProvider(VAPID_PEM, SUBJECT, timeout_s=timeout_s, clock=clock, client=client)
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+def provider(make_provider: ProviderFactory) -> WebPushProvider:
+    return make_provider()
 
 
 async def test_push_decrypted_by_the_service_equals_what_was_sent(
@@ -95,6 +113,7 @@ async def test_push_decrypted_by_the_service_equals_what_was_sent(
         "badge": 3,
     }
     assert (delivery.ttl, delivery.urgency, delivery.topic) == (86400, "high", None)
+    assert delivery.http_version == "2"
     assert delivery.headers["content-type"] == "application/octet-stream"
 
 
@@ -116,7 +135,7 @@ async def test_service_decrypts_the_rfc_8291_vector(
     sub = service.subscribe(private_key=_p256(RFC_UA_PRIVATE), auth=b64url_decode(RFC_AUTH))
     assert sub.p256dh == RFC_UA_PUBLIC
     headers, _ = provider.build_request(sub.target(), PushMessage())
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=service.client_ssl_context()) as client:
         response = await client.post(sub.endpoint, content=b64url_decode(RFC_BODY), headers=headers)
     assert response.status_code == 201 and response.headers["location"]
     assert [d.plaintext for d in sub.deliveries] == [RFC_PLAINTEXT]
@@ -147,16 +166,16 @@ async def test_forged_or_misdirected_vapid_is_refused(
         algorithm="ES256",
     )
     elsewhere = provider.build_request(
-        PushTarget(Platform.WEBPUSH, "http://127.0.0.1:1/push/x", sub.keys), PushMessage()
+        PushTarget(Platform.WEBPUSH, "https://127.0.0.1:1/push/x", sub.keys), PushMessage()
     )[0]["Authorization"]
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=service.client_ssl_context()) as client:
         for authorization in (f"vapid t={forged}, k={APP_KEY}", elsewhere, "WebPush abc"):
             response = await client.post(
                 sub.endpoint, content=body, headers={**headers, "Authorization": authorization}
             )
             assert response.status_code == 401
     assert [r for _, r in sub.refused][1:] == [
-        f"aud 'http://127.0.0.1:1' is not {service.origin!r}",
+        f"aud 'https://127.0.0.1:1' is not {service.origin!r}",
         "Authorization must use the vapid scheme",
     ]
     assert sub.refused[0][1].startswith("JWT refused")
@@ -185,20 +204,25 @@ async def test_vapid_token_reused_per_audience_until_near_expiry(
     auths = [d.headers["authorization"] for d in sub.deliveries]
     assert auths[0] == auths[1] != auths[2]
     async with LocalPushService(clock) as other_origin:
-        elsewhere = other_origin.subscribe(APP_KEY)
-        assert (await provider.send(elsewhere.target(), PushMessage())).outcome is Outcome.SENT
-        assert elsewhere.deliveries[0].headers["authorization"] != auths[2]
+        trust = service.client_ssl_context()
+        trust.load_verify_locations(cadata=other_origin.certificate_pem)
+        async with httpx.AsyncClient(http2=True, verify=trust) as client:
+            both = WebPushProvider(VAPID_PEM, SUBJECT, clock=clock, client=client)
+            for target in (sub.target(), other_origin.subscribe(APP_KEY).target()):
+                assert (await both.send(target, PushMessage())).outcome is Outcome.SENT
+    [elsewhere] = next(iter(other_origin.subscriptions.values())).deliveries
+    assert sub.deliveries[-1].headers["authorization"] != elsewhere.headers["authorization"]
+    assert elsewhere.claims["aud"] == other_origin.origin
 
 
 async def test_expired_jwt_is_refused_by_the_service(
-    service: LocalPushService, clock: ManualClock
+    service: LocalPushService, make_provider: ProviderFactory, clock: ManualClock
 ) -> None:
     """A provider whose clock is behind signs an expired JWT: the service answers 401."""
     behind = ManualClock(clock.now() - TOKEN_LIFETIME_S - 60)
-    provider = WebPushProvider(VAPID_PEM, SUBJECT, timeout_s=2.0, clock=behind, require_https=False)
+    provider = make_provider(clock=behind)
     sub = service.subscribe(APP_KEY)
     result = await provider.send(sub.target(), PushMessage(body="x"))
-    await provider.close()
     assert (result.outcome, result.status) == (Outcome.FAILED, 401)
     assert sub.refused == [(401, "JWT expired")]
 
@@ -239,7 +263,7 @@ async def test_tampered_payload_does_not_decrypt(
     headers, body = provider.build_request(sub.target(), PushMessage(body="secret"))
     tampered = body[:-5] + bytes([body[-5] ^ 1]) + body[-4:]
     wrong_keys = encrypt_payload(b'{"body":"secret"}', other.keys)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(verify=service.client_ssl_context()) as client:
         for content in (tampered, wrong_keys):
             response = await client.post(sub.endpoint, content=content, headers=headers)
             assert response.status_code == 400
@@ -336,26 +360,23 @@ async def test_500_n_times_then_sent(service: LocalPushService, provider: WebPus
 
 
 async def test_hanging_service_times_out_quickly(
-    service: LocalPushService, clock: ManualClock
+    service: LocalPushService, make_provider: ProviderFactory
 ) -> None:
     """No answer within timeout_s: RETRY "timeout", well before the service lets go."""
-    provider = WebPushProvider(VAPID_PEM, SUBJECT, timeout_s=0.2, clock=clock, require_https=False)
+    provider = make_provider(timeout_s=0.2)
     sub = service.subscribe(APP_KEY)
     service.hang(sub)
     started = time.monotonic()
     result = await provider.send(sub.target(), PushMessage(body="x"))
-    await provider.close()
     assert (result.outcome, result.reason) == (Outcome.RETRY, "timeout")
     assert time.monotonic() - started < 1.5
 
 
 async def test_refused_connection_is_retried(provider: WebPushProvider) -> None:
     """Nothing listening: RETRY with no status."""
-    from tests.servers.ports import free_port
-
     target = PushTarget(
         Platform.WEBPUSH,
-        f"http://127.0.0.1:{free_port()}/push/x",
+        f"https://127.0.0.1:{free_port()}/push/x",
         {"p256dh": LocalPushService().subscribe().p256dh, "auth": "AAAAAAAAAAAAAAAAAAAAAA"},
     )
     result = await provider.send(target, PushMessage(body="x"))
@@ -368,13 +389,26 @@ async def test_bad_subscriptions_fail_without_sending(provider: WebPushProvider)
     service = LocalPushService()
     good = service.subscribe()
     bad = [
-        PushTarget(Platform.WEBPUSH, "http://127.0.0.1:1/push/a", {"p256dh": good.p256dh}),
-        PushTarget(Platform.WEBPUSH, "http://127.0.0.1:1/p", {"p256dh": "AAAA", "auth": good.auth}),
+        PushTarget(Platform.WEBPUSH, "https://127.0.0.1:1/push/a", {"p256dh": good.p256dh}),
+        PushTarget(
+            Platform.WEBPUSH, "https://127.0.0.1:1/p", {"p256dh": "AAAA", "auth": good.auth}
+        ),
         PushTarget(Platform.WEBPUSH, "ftp://example.com/x", good.keys),
     ]
     results = [await provider.send(t, PushMessage(body="x")) for t in bad]
     assert [r.reason for r in results] == ["InvalidSubscription"] * 3
     assert {r.outcome for r in results} == {Outcome.FAILED}
+
+
+async def test_plain_http_only_when_allowed(clock: ManualClock) -> None:
+    """require_https=False reaches a plain-HTTP service (HTTP/1.1) and is otherwise the same."""
+    async with LocalPushService(clock, tls=False) as plain:
+        sub = plain.subscribe(APP_KEY)
+        provider = WebPushProvider(VAPID_PEM, SUBJECT, clock=clock, require_https=False)
+        result = await provider.send(sub.target(), PushMessage(body="x"))
+        await provider.close()
+    assert result.outcome is Outcome.SENT
+    assert [(d.payload, d.http_version) for d in sub.deliveries] == [({"body": "x"}, "1.1")]
 
 
 async def test_https_is_required_by_default() -> None:

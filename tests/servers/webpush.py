@@ -8,6 +8,7 @@ in the future and at most 24 h ahead, `sub` present, `k` matches the subscriptio
 `Urgency` and `Topic` syntax, `Content-Encoding: aes128gcm`, at most 4096 bytes; then the body
 is decrypted with the subscription's private key and auth secret (RFC 8291), as the browser
 would, and the plaintext JSON is recorded with the headers. Answers 201 with a Location.
+Served over HTTPS with HTTP/2, as push services are (`tls=False` for plain HTTP/1.1).
 
 Scripted behaviour per subscription: `expire` (410), `unsubscribe` (404 afterwards),
 `fail_next` (any status, N times, optional Retry-After), `hang` (no answer until stopped).
@@ -51,6 +52,7 @@ class Delivery:
     ttl: int
     urgency: str
     topic: str | None
+    http_version: str
     headers: dict[str, str]
     claims: dict[str, Any]
 
@@ -87,8 +89,8 @@ class _Refused(Exception):
 
 
 class LocalPushService(HttpStub):
-    def __init__(self, clock: Clock | None = None) -> None:
-        super().__init__()
+    def __init__(self, clock: Clock | None = None, *, tls: bool = True) -> None:
+        super().__init__(tls=tls)
         self.clock = clock or SystemClock()
         self.subscriptions: dict[str, Subscription] = {}
 
@@ -173,7 +175,9 @@ class LocalPushService(HttpStub):
             payload = json.loads(plaintext)
         except ValueError:
             payload = None
-        return Delivery(payload, plaintext, int(ttl_text), urgency, topic, headers, claims)
+        return Delivery(
+            payload, plaintext, int(ttl_text), urgency, topic, request.http_version, headers, claims
+        )
 
     def _check_vapid(self, sub: Subscription, authorization: str) -> dict[str, Any]:
         scheme, _, params = authorization.partition(" ")
