@@ -2,7 +2,9 @@
 HTTP API: subclasses answer whole requests; this module does the serving.
 
 With `tls=True` it serves HTTPS with HTTP/2 and HTTP/1.1 (ALPN) under a fresh self-signed
-certificate for 127.0.0.1; `client_ssl_context()` is what a client must trust.
+certificate for 127.0.0.1; `client_ssl_context()` is what a client must trust. Close clients
+before `stop()`: a TLS connection left open holds the shutdown for asyncio's SSL shutdown
+timeout (30 s).
 
 `hold()` lets a handler hang the way an overloaded service does; `stop()` releases held
 requests first, so shutdown never waits on them.
