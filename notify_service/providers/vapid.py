@@ -1,7 +1,8 @@
 """VAPID (RFC 8292): the application server's identity towards Web Push services.
 
-The operator makes one P-256 key pair (`generate_vapid_private_key`), keeps the private key in
-the settings as PEM, and gives apps the public key (`application_server_key`), which they pass to
+The operator makes one P-256 key pair (`generate_vapid_keys`, or
+`python -m notify_service.providers.vapid`), keeps the private key in the settings as PEM, and
+gives apps the public key (`application_server_key`), which they pass to
 `pushManager.subscribe({applicationServerKey})`. A push service then accepts pushes to that
 subscription only with an `Authorization: vapid t=<JWT>, k=<public key>` header signed by the
 same key.
@@ -50,6 +51,12 @@ def generate_vapid_private_key() -> str:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode("ascii")
+
+
+def generate_vapid_keys() -> tuple[str, str]:
+    """A new key pair: (private key PEM for the settings, application server key for apps)."""
+    pem = generate_vapid_private_key()
+    return pem, application_server_key(pem)
 
 
 def load_vapid_private_key(pem: str | bytes) -> ec.EllipticCurvePrivateKey:
@@ -127,3 +134,9 @@ class VapidSigner:
     def authorization(self, endpoint: str) -> str:
         """`vapid t=<JWT>, k=<public key>` for a push to `endpoint` (RFC 8292 §3)."""
         return f"vapid t={self.token(audience_of(endpoint))}, k={self.public_key}"
+
+
+if __name__ == "__main__":
+    private_pem, public_key = generate_vapid_keys()
+    print(private_pem, end="")
+    print(f"application server key (for pushManager.subscribe): {public_key}")

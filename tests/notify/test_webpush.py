@@ -20,6 +20,7 @@ from notify_service.providers.vapid import (
     audience_of,
     b64url_decode,
     b64url_encode,
+    generate_vapid_keys,
     generate_vapid_private_key,
 )
 from notify_service.providers.webpush import (
@@ -424,7 +425,9 @@ async def test_https_is_required_by_default() -> None:
 
 def test_vapid_helpers() -> None:
     """The application server key is the 65-byte point; audiences drop default ports."""
-    assert len(APP_KEY) == 87 and APP_KEY.startswith("B")
+    assert len(APP_KEY) == 87 and b64url_decode(APP_KEY)[0] == 4
+    pem, public = generate_vapid_keys()
+    assert application_server_key(pem) == public != APP_KEY
     assert (
         audience_of("https://fcm.googleapis.com:443/fcm/send/abc") == "https://fcm.googleapis.com"
     )
