@@ -75,7 +75,7 @@ def verify_signature(
         if not sep:
             return False
         if name == "t":
-            if not value.isdigit() or timestamp is not None:
+            if not (value.isascii() and value.isdigit()) or timestamp is not None:
                 return False
             timestamp = int(value)
         elif name == "v1":

@@ -447,3 +447,4 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
     assert parse_retry_after("-5", now) is None
+    assert parse_retry_after("²", now) is None

@@ -158,7 +158,7 @@ class LocalPushService(HttpStub):
         headers = request.headers
         claims = self._check_vapid(sub, headers.get("authorization", ""))
         ttl_text = headers.get("ttl")
-        if ttl_text is None or not ttl_text.isdigit():
+        if ttl_text is None or not (ttl_text.isascii() and ttl_text.isdigit()):
             raise _Refused(400, "TTL header missing or not a number")
         urgency = headers.get("urgency", "normal")
         if urgency not in _URGENCIES:
