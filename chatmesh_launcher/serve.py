@@ -19,6 +19,7 @@ SERVICES = {
     "presence": "presence_service",
     "gateway": "gateway_ws",
     "search": "search_service",
+    "media": "media_service",
 }
 
 

@@ -16,6 +16,7 @@ from chatmesh_common.identity import IssuerSettings
 from chatmesh_common.runner import RunnerConfig
 from chatmesh_common.settings import describe
 from gateway_ws.config import GatewayConfig
+from media_service.config import MediaConfig
 from presence_service.config import PresenceConfig
 from search_service.config import SearchConfig
 
@@ -40,6 +41,7 @@ SECTIONS: tuple[tuple[str, str, type[Any]], ...] = (
     ),
     ("chatmesh dev", "`chatmesh dev`, on top of the services' settings", DevConfig),
     ("search_service", "`chatmesh serve search`, `python -m search_service`", SearchConfig),
+    ("media_service", "`chatmesh serve media`, `python -m media_service`", MediaConfig),
 )
 
 REGENERATE = "chatmesh config --markdown > docs/settings.md"
