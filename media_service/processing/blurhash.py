@@ -41,7 +41,9 @@ def encode(
 
     linear = [(_to_linear(r), _to_linear(g), _to_linear(b)) for r, g, b in pixels]
     cos_x = [[math.cos(math.pi * i * x / width) for x in range(width)] for i in range(x_components)]
-    cos_y = [[math.cos(math.pi * j * y / height) for y in range(height)] for j in range(y_components)]
+    cos_y = [
+        [math.cos(math.pi * j * y / height) for y in range(height)] for j in range(y_components)
+    ]
 
     factors: list[tuple[float, float, float]] = []
     for j in range(y_components):

@@ -16,7 +16,12 @@ SHELL_SCRIPT = "text/x-shellscript"
 TEXT = "text/plain"
 
 # Thin and 64-bit Mach-O in both byte orders.
-_MACH_O_MAGICS = (b"\xfe\xed\xfa\xce", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xcf\xfa\xed\xfe")
+_MACH_O_MAGICS = (
+    b"\xfe\xed\xfa\xce",
+    b"\xce\xfa\xed\xfe",
+    b"\xfe\xed\xfa\xcf",
+    b"\xcf\xfa\xed\xfe",
+)
 # Universal ("fat") Mach-O shares 0xCAFEBABE with Java class files; a fat header follows it with a
 # small architecture count, a class file with its version (45 and up).
 _FAT_MAGIC = b"\xca\xfe\xba\xbe"
