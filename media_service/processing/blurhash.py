@@ -35,7 +35,8 @@ def encode(
         if pixels.size != (width, height):
             raise ValueError(f"image is {pixels.size}, not {(width, height)}")
         rgb = pixels if pixels.mode == "RGB" else pixels.convert("RGB")
-        pixels = list(rgb.getdata())
+        raw = rgb.tobytes()
+        pixels = list(zip(raw[0::3], raw[1::3], raw[2::3], strict=True))
     if width < 1 or height < 1 or len(pixels) != width * height:
         raise ValueError(f"expected {width}x{height} pixels, got {len(pixels)}")
 

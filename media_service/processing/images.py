@@ -27,7 +27,8 @@ DEFAULT_MAX_PIXELS = 50_000_000
 
 # Pillow's format names; MPO is the multi-picture JPEG many phone cameras write.
 _FORMAT_TYPES = {"JPEG": JPEG, "MPO": JPEG, "PNG": PNG, "GIF": GIF, "WEBP": WEBP}
-_PILLOW_FORMATS = {JPEG: ["JPEG", "MPO"], PNG: ["PNG"], GIF: ["GIF"], WEBP: ["WEBP"]}
+# The decoders Pillow may try (its JPEG decoder also yields MPO).
+_PILLOW_FORMATS = ["JPEG", "PNG", "GIF", "WEBP"]
 
 _MAX_ICC_BYTES = 64 * 1024
 # The only `info` entries a re-encode may carry over: everything else (exif, xmp, comment, PNG
@@ -96,7 +97,7 @@ def _open(data: bytes, content_type: str, max_pixels: int) -> Image.Image:
     try:
         # `formats` limits which decoders may even look at the bytes; a miss is checked below
         # against all our formats, to tell a mismatch from garbage.
-        image = Image.open(io.BytesIO(data), formats=list(_FORMAT_TYPES))
+        image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except Image.DecompressionBombError as exc:
         raise MediaRejectedError("too_large", str(exc)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
@@ -120,10 +121,11 @@ def _open(data: bytes, content_type: str, max_pixels: int) -> Image.Image:
 def _frames(image: Image.Image, max_pixels: int) -> list[Image.Image]:
     """The decoded, oriented frames, metadata scrubbed. An animation whose frames together exceed
     the pixel budget keeps only its first frame rather than being refused."""
-    method = _ORIENTATION.get(image.getexif().get(_EXIF_ORIENTATION, 1))
-    frame_count = getattr(image, "n_frames", 1) if getattr(image, "is_animated", False) else 1
-    animate = frame_count > 1 and frame_count * image.width * image.height <= max_pixels
     try:
+        # Reading EXIF (PNG keeps it after the pixel data) and counting frames may decode.
+        method = _ORIENTATION.get(image.getexif().get(_EXIF_ORIENTATION, 1))
+        frame_count = getattr(image, "n_frames", 1) if getattr(image, "is_animated", False) else 1
+        animate = frame_count > 1 and frame_count * image.width * image.height <= max_pixels
         if not animate:
             image.load()
             return [_scrub(ImageOps.exif_transpose(image))]

@@ -52,11 +52,11 @@ def jpeg(width: int = 40, height: int = 20, *, orientation: int = 1) -> bytes:
 
 
 def noisy_jpeg(width: int = 4000, height: int = 3000, *, seed: int = 7) -> bytes:
-    """A large JPEG of noise (incompressible, so several MiB)."""
+    """A large JPEG of noise: incompressible, about 5 MiB at 4000x3000."""
     rng = random.Random(seed)
     image = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
     out = io.BytesIO()
-    image.save(out, "JPEG", quality=90, exif=exif_with_gps(1).tobytes())
+    image.save(out, "JPEG", quality=55, exif=exif_with_gps(1).tobytes())
     return out.getvalue()
 
 
@@ -93,7 +93,12 @@ def gif(*, frames: int = 1, width: int = 24, height: int = 16) -> bytes:
 
 
 def webp(
-    *, frames: int = 1, width: int = 24, height: int = 16, alpha: bool = False, lossless: bool = False
+    *,
+    frames: int = 1,
+    width: int = 24,
+    height: int = 16,
+    alpha: bool = False,
+    lossless: bool = False,
 ) -> bytes:
     """A WebP with EXIF; animated when `frames` > 1."""
     mode = "RGBA" if alpha else "RGB"
