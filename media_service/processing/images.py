@@ -30,6 +30,10 @@ _FORMAT_TYPES = {"JPEG": JPEG, "MPO": JPEG, "PNG": PNG, "GIF": GIF, "WEBP": WEBP
 # The decoders Pillow may try (its JPEG decoder also yields MPO).
 _PILLOW_FORMATS = ["JPEG", "PNG", "GIF", "WEBP"]
 
+# Types whose animations are re-encoded frame by frame (PNG: APNG). A multi-picture JPEG (MPO)
+# keeps only its primary image: the others are previews or depth maps, not an animation.
+_ANIMATED_TYPES = frozenset({GIF, WEBP, PNG})
+
 _MAX_ICC_BYTES = 64 * 1024
 # The only `info` entries a re-encode may carry over: everything else (exif, xmp, comment, PNG
 # text chunks, dpi, ...) is metadata. Pillow's savers read some keys from `info` by default.
@@ -71,7 +75,7 @@ def process_image(
     try:
         icc = image.info.get("icc_profile")
         icc_profile = icc if isinstance(icc, bytes) and len(icc) <= _MAX_ICC_BYTES else None
-        frames = _frames(image, max_pixels)
+        frames = _frames(image, content_type in _ANIMATED_TYPES, max_pixels)
         first = frames[0]
         if len(frames) == 1:
             encoded = _encode_still(first, content_type, data, icc_profile)
@@ -118,14 +122,18 @@ def _open(data: bytes, content_type: str, max_pixels: int) -> Image.Image:
     return image
 
 
-def _frames(image: Image.Image, max_pixels: int) -> list[Image.Image]:
+def _frames(image: Image.Image, animated_type: bool, max_pixels: int) -> list[Image.Image]:
     """The decoded, oriented frames, metadata scrubbed. An animation whose frames together exceed
     the pixel budget keeps only its first frame rather than being refused."""
     try:
         # Reading EXIF (PNG keeps it after the pixel data) and counting frames may decode.
         method = _ORIENTATION.get(image.getexif().get(_EXIF_ORIENTATION, 1))
         frame_count = getattr(image, "n_frames", 1) if getattr(image, "is_animated", False) else 1
-        animate = frame_count > 1 and frame_count * image.width * image.height <= max_pixels
+        animate = (
+            animated_type
+            and frame_count > 1
+            and frame_count * image.width * image.height <= max_pixels
+        )
         if not animate:
             image.load()
             return [_scrub(ImageOps.exif_transpose(image))]
@@ -185,9 +193,12 @@ def _encode_animation(
         extra["loop"] = loop
     if content_type == GIF:
         first.save(out, "GIF", save_all=True, append_images=rest, duration=durations, **extra)
+        return out.getvalue()
+    if icc_profile is not None:
+        extra["icc_profile"] = icc_profile
+    if content_type == PNG:
+        first.save(out, "PNG", save_all=True, append_images=rest, duration=durations, **extra)
     else:
-        if icc_profile is not None:
-            extra["icc_profile"] = icc_profile
         first.save(
             out,
             format="WEBP",

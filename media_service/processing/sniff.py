@@ -45,6 +45,10 @@ _EXECUTABLE_TYPES = frozenset(
     }
 )
 
+# filetype's names where ours differ. An animated PNG is a PNG: every PNG decoder shows its first
+# frame, and image processing re-encodes its animation.
+_FILETYPE_ALIASES = {"application/x-executable": ELF, "image/apng": "image/png"}
+
 # How much of a file's start the text check decodes: enough to judge, bounded for large uploads.
 _TEXT_PROBE_BYTES = 64 * 1024
 
@@ -57,7 +61,7 @@ def sniff(data: bytes) -> str:
     kind = filetype.guess(data) if data else None
     if kind is not None:
         mime = str(kind.mime)
-        return ELF if mime == "application/x-executable" else mime
+        return _FILETYPE_ALIASES.get(mime, mime)
     if _is_text(data):
         return TEXT
     return OCTET_STREAM

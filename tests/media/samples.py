@@ -175,3 +175,23 @@ def zip_archive() -> bytes:
     with zipfile.ZipFile(out, "w") as archive:
         archive.writestr("note.txt", "hello")
     return out.getvalue()
+
+
+def apng(*, frames: int = 3, width: int = 20, height: int = 10) -> bytes:
+    """An animated PNG (acTL/fcTL/fdAT chunks) with a text chunk."""
+    images = [Image.new("RGB", (width, height), (60 * i % 256, 30, 90)) for i in range(frames)]
+    info = PngInfo()
+    info.add_text("Comment", "taken at home")
+    out = io.BytesIO()
+    images[0].save(
+        out, "PNG", save_all=True, append_images=images[1:], duration=100, loop=0, pnginfo=info
+    )
+    return out.getvalue()
+
+
+def mpo() -> bytes:
+    """A multi-picture JPEG (primary image and a second one), as phone cameras write."""
+    first, second = halves(40, 20), Image.new("RGB", (40, 20), BLUE)
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[second], exif=exif_with_gps(6).tobytes())
+    return out.getvalue()

@@ -260,3 +260,39 @@ def test_large_noisy_jpeg_is_processed() -> None:
     assert (result.width, result.height) == (4000, 3000)
     assert {t.size: t.width for t in result.thumbnails} == {"small": 320, "large": 1280}
     assert_no_metadata(reopen(result.data))
+
+
+def test_apng_stays_animated_without_text_chunks() -> None:
+    """An animated PNG keeps its frames and loses its text chunks."""
+    result = process_image(samples.apng(), "image/png")
+    image = Image.open(io.BytesIO(result.data))
+    assert image.format == "PNG"
+    assert getattr(image, "n_frames", 1) == 3
+    assert b"tEXt" not in result.data
+
+
+def test_multi_picture_jpeg_keeps_its_primary_image_as_jpeg() -> None:
+    """An MPO is a JPEG: stored as a single oriented JPEG without EXIF."""
+    source = Image.open(io.BytesIO(samples.mpo()))
+    assert source.format == "MPO" and getattr(source, "n_frames", 1) == 2
+    result = process_image(samples.mpo(), "image/jpeg")
+    image = reopen(result.data)
+    assert image.format == "JPEG"
+    assert (result.width, result.height) == (20, 40)
+    assert_no_metadata(image)
+
+
+def test_animation_frames_are_all_oriented() -> None:
+    """The EXIF orientation of an animated WebP turns every frame."""
+    out = io.BytesIO()
+    frames = [samples.halves(40, 20), samples.halves(40, 20)]
+    frames[1].paste((20, 200, 20), (30, 14, 40, 20))  # identical frames would be merged
+    exif = samples.exif_with_gps(6).tobytes()
+    frames[0].save(out, "WEBP", save_all=True, append_images=frames[1:], exif=exif, duration=50)
+    result = process_image(out.getvalue(), "image/webp")
+    image = Image.open(io.BytesIO(result.data))
+    assert getattr(image, "n_frames", 1) == 2
+    for index in range(2):
+        image.seek(index)
+        assert image.size == (20, 40)
+        assert near(image.convert("RGB").getpixel((10, 5)), samples.RED)  # type: ignore[arg-type]

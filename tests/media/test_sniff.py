@@ -89,3 +89,8 @@ def test_allow_list_matches_families_and_exact_types() -> None:
     assert not allowed("imagex/png", allow)
     assert not allowed("video/mp4", [])
     assert allowed("video/mp4", ["*/*"])
+
+
+def test_animated_png_sniffs_as_png() -> None:
+    """APNG is a PNG to every decoder, so it is named image/png."""
+    assert sniff(samples.apng()) == "image/png"
