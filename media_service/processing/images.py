@@ -91,7 +91,7 @@ def process_image(
             width=first.width,
             height=first.height,
             thumbnails=thumbnails,
-            blurhash=blurhash.encode_image(first),
+            blurhash=blurhash.encode_image(_eight_bit(first)),
         )
     finally:
         image.close()
@@ -99,8 +99,7 @@ def process_image(
 
 def _open(data: bytes, content_type: str, max_pixels: int) -> Image.Image:
     try:
-        # `formats` limits which decoders may even look at the bytes; a miss is checked below
-        # against all our formats, to tell a mismatch from garbage.
+        # Only our four decoders may look at the bytes: anything else is undecodable here.
         image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except Image.DecompressionBombError as exc:
         raise MediaRejectedError("too_large", str(exc)) from exc
@@ -214,7 +213,7 @@ def _encode_animation(
 def _thumbnail(image: Image.Image, name: str, side: int, icc_profile: bytes | None) -> Thumbnail:
     """The image scaled so its longest side is at most `side`, never upscaled. The rule for the
     format: JPEG, unless the image has transparency, then WebP (alpha, and smaller than PNG)."""
-    small = image.copy()
+    small = _eight_bit(image)
     small.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
     out = io.BytesIO()
     extra: dict[str, object] = {}
@@ -237,6 +236,16 @@ def _thumbnail(image: Image.Image, name: str, side: int, icc_profile: bytes | No
         width=small.width,
         height=small.height,
     )
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A copy fit for 8-bit output: 16-bit and 32-bit greyscale scaled to 8 bits (converting
+    them directly would clip everything above 255 to white), palette transparency as alpha."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return image.convert("I").point(lambda value: value / 256).convert("L")
+    if image.mode == "P" and "transparency" in image.info:
+        return image.convert("RGBA")
+    return image.copy()
 
 
 def _has_alpha(image: Image.Image) -> bool:

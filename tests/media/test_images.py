@@ -296,3 +296,13 @@ def test_animation_frames_are_all_oriented() -> None:
         image.seek(index)
         assert image.size == (20, 40)
         assert near(image.convert("RGB").getpixel((10, 5)), samples.RED)  # type: ignore[arg-type]
+
+
+def test_sixteen_bit_greyscale_thumbnails_keep_their_brightness() -> None:
+    """A 16-bit PNG's thumbnail is scaled to 8 bits, not clipped to white."""
+    out = io.BytesIO()
+    Image.new("I;16", (50, 40), 32768).save(out, "PNG")
+    result = process_image(out.getvalue(), "image/png")
+    thumb = reopen(result.thumbnails[0].data)
+    assert abs(int(thumb.convert("L").getpixel((5, 5))) - 128) <= 3  # type: ignore[arg-type]
+    assert near(blurhash.average_colour(result.blurhash), (128, 128, 128), 3)
