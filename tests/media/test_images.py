@@ -169,6 +169,16 @@ def test_blurhash_of_a_single_pixel_matches_the_reference_encoding() -> None:
     assert blurhash.encode([(255, 0, 0)], 1, 1, 1, 1) == "00TI:j"
 
 
+def test_blurhash_of_white_then_black_matches_the_reference_algorithm() -> None:
+    """A 2x1 image (white, black) with 2x1 components, worked through by hand.
+
+    Size flag (2-1) + 0*9 = 1 -> "1". Linear light 1 and 0: DC = 0.5, sRGB 188 = 0xBCBCBC =
+    12369084 -> "Lqe9". The one AC term: 2/2 * (1*cos 0 + 0*cos(pi/2)) = 1.0 per channel; the
+    quantised maximum floor(1.0*166 - 0.5) clamps to 82 -> "~", so maximum = 83/166 = 0.5; each
+    channel sqrt(1.0/0.5)*9 + 9.5 clamps to 18, 18*361 + 18*19 + 18 = 6858 -> "~q"."""
+    assert blurhash.encode([(255, 255, 255), (0, 0, 0)], 2, 1, 2, 1) == "1~Lqe9~q"
+
+
 @pytest.mark.parametrize("colour", [(0, 0, 0), (255, 255, 255), (12, 200, 99), (128, 64, 3)])
 def test_blurhash_dc_term_carries_a_solid_colour_exactly(colour: tuple[int, int, int]) -> None:
     """A solid image's average colour decodes back exactly."""
