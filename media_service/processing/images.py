@@ -75,7 +75,7 @@ def process_image(
     try:
         icc = image.info.get("icc_profile")
         icc_profile = icc if isinstance(icc, bytes) and len(icc) <= _MAX_ICC_BYTES else None
-        frames = _frames(image, content_type in _ANIMATED_TYPES, max_pixels)
+        frames = _frames(image, data, max_pixels)
         first = frames[0]
         if len(frames) == 1:
             encoded = _encode_still(first, content_type, data, icc_profile)
@@ -121,18 +121,25 @@ def _open(data: bytes, content_type: str, max_pixels: int) -> Image.Image:
     return image
 
 
-def _frames(image: Image.Image, animated_type: bool, max_pixels: int) -> list[Image.Image]:
+def _frame_count(image: Image.Image, data: bytes) -> int:
+    """How many frames to consider. Pillow counts GIF frames by decoding each one, so a GIF of
+    thousands of frames would cost all that work before the pixel budget is checked; its image
+    descriptors are counted from the bytes instead."""
+    if _FORMAT_TYPES.get(image.format or "") not in _ANIMATED_TYPES:
+        return 1
+    if image.format == "GIF":
+        return _gif_frame_count(data)
+    return int(getattr(image, "n_frames", 1))
+
+
+def _frames(image: Image.Image, data: bytes, max_pixels: int) -> list[Image.Image]:
     """The decoded, oriented frames, metadata scrubbed. An animation whose frames together exceed
     the pixel budget keeps only its first frame rather than being refused."""
     try:
         # Reading EXIF (PNG keeps it after the pixel data) and counting frames may decode.
         method = _ORIENTATION.get(image.getexif().get(_EXIF_ORIENTATION, 1))
-        frame_count = getattr(image, "n_frames", 1) if getattr(image, "is_animated", False) else 1
-        animate = (
-            animated_type
-            and frame_count > 1
-            and frame_count * image.width * image.height <= max_pixels
-        )
+        frame_count = _frame_count(image, data)
+        animate = frame_count > 1 and frame_count * image.width * image.height <= max_pixels
         if not animate:
             image.load()
             return [_scrub(ImageOps.exif_transpose(image))]
@@ -264,3 +271,31 @@ def _webp_is_lossless(data: bytes) -> bool:
         size = int.from_bytes(data[offset + 4 : offset + 8], "little")
         offset += 8 + size + (size & 1)
     return False
+
+
+def _gif_frame_count(data: bytes) -> int:
+    """The image descriptors in a GIF, walking its blocks without decoding (a truncated or
+    malformed stream counts what was found; the decoder refuses it later)."""
+    if len(data) < 13:
+        return 0
+    flags = data[10]
+    offset = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    frames = 0
+    while offset < len(data):
+        introducer = data[offset]
+        if introducer == 0x3B:  # trailer
+            break
+        if introducer == 0x21:  # extension: label, then data sub-blocks
+            offset += 2
+        elif introducer == 0x2C:  # image descriptor, local colour table, LZW code size
+            frames += 1
+            if offset + 10 > len(data):
+                break
+            local = data[offset + 9]
+            offset += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
+        else:
+            break
+        while offset < len(data) and data[offset] != 0:
+            offset += data[offset] + 1
+        offset += 1
+    return frames

@@ -316,3 +316,13 @@ def test_sixteen_bit_greyscale_thumbnails_keep_their_brightness() -> None:
     thumb = reopen(result.thumbnails[0].data)
     assert abs(int(thumb.convert("L").getpixel((5, 5))) - 128) <= 3  # type: ignore[arg-type]
     assert near(blurhash.average_colour(result.blurhash), (128, 128, 128), 3)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 7])
+def test_gif_frames_are_counted_from_the_bytes(frames: int) -> None:
+    """The block walk finds as many frames as Pillow decodes."""
+    from media_service.processing.images import _gif_frame_count
+
+    data = samples.gif(frames=frames)
+    assert _gif_frame_count(data) == getattr(Image.open(io.BytesIO(data)), "n_frames", 1)
+    assert _gif_frame_count(data) == frames
