@@ -1,10 +1,9 @@
-"""Images after upload: decoded with a pixel limit, orientation applied, re-encoded without any
-metadata (EXIF with its GPS position, XMP, comments, PNG text), measured, thumbnailed, and
-described by a blurhash.
+"""Image uploads made safe to store and cheap to show: decoded under a pixel budget, the EXIF
+orientation applied to the pixels, re-encoded with no metadata, with thumbnails and a blurhash.
 
-Choices: the ICC colour profile is kept (it is colour, not personal data, and dropping it shifts
-colours); animated GIF and WebP keep their frames; thumbnails are JPEG, or PNG when the image has
-transparency (JPEG has none).
+What survives re-encoding: the pixels, transparency, animation timing and, deliberately, the ICC
+colour profile. A profile describes colours, not the person or place; dropping it would show
+wide-gamut (Display P3) phone photos washed out. Profiles larger than `_MAX_ICC_BYTES` are dropped.
 """
 
 from __future__ import annotations
@@ -12,119 +11,291 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 
-from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence
 
-from . import blurhash
-from .base import MediaRejectedError, ProcessedImage, Thumbnail
+from media_service.processing import blurhash
+from media_service.processing.base import MediaRejectedError, ProcessedImage, Thumbnail
 
-_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WEBP"}
-IMAGE_TYPES = frozenset(_FORMATS)
-DEFAULT_THUMBNAILS: Mapping[str, int] = {"small": 320, "large": 1280}
-_BLURHASH_SIDE = 32
+JPEG = "image/jpeg"
+PNG = "image/png"
+GIF = "image/gif"
+WEBP = "image/webp"
+IMAGE_TYPES = frozenset({JPEG, PNG, GIF, WEBP})
 
+DEFAULT_THUMBNAIL_SIZES: Mapping[str, int] = {"small": 320, "large": 1280}
+DEFAULT_MAX_PIXELS = 50_000_000
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
-    # Pillow's own guard warns at the limit and raises at twice it; refuse at the limit.
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise MediaRejectedError("undecodable", f"not a readable image: {exc}") from exc
-    except Image.DecompressionBombError as exc:
-        raise MediaRejectedError("too_large", str(exc)) from exc
-    if width * height > max_pixels:
-        raise MediaRejectedError(
-            "too_large", f"{width}x{height} is over the limit of {max_pixels} pixels"
-        )
-    image = Image.open(io.BytesIO(data))
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise MediaRejectedError("undecodable", f"the image is damaged: {exc}") from exc
-    return image
+# Pillow's format names; MPO is the multi-picture JPEG many phone cameras write.
+_FORMAT_TYPES = {"JPEG": JPEG, "MPO": JPEG, "PNG": PNG, "GIF": GIF, "WEBP": WEBP}
+# The decoders Pillow may try (its JPEG decoder also yields MPO).
+_PILLOW_FORMATS = ["JPEG", "PNG", "GIF", "WEBP"]
 
+# Types whose animations are re-encoded frame by frame (PNG: APNG). A multi-picture JPEG (MPO)
+# keeps only its primary image: the others are previews or depth maps, not an animation.
+_ANIMATED_TYPES = frozenset({GIF, WEBP, PNG})
 
-def _has_alpha(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    )
+_MAX_ICC_BYTES = 64 * 1024
+# The only `info` entries a re-encode may carry over: everything else (exif, xmp, comment, PNG
+# text chunks, dpi, ...) is metadata. Pillow's savers read some keys from `info` by default.
+_KEPT_INFO = ("transparency", "duration", "loop", "background")
 
+# The orientation tag's transforms, the same table ImageOps.exif_transpose uses.
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION = 0x0112
 
-def _clean(image: Image.Image, fmt: str) -> bytes:
-    """The image re-encoded with no metadata but its colour profile."""
-    out = io.BytesIO()
-    icc = image.info.get("icc_profile")
-    extra: dict[str, object] = {"icc_profile": icc} if icc else {}
-    animated = getattr(image, "is_animated", False) and fmt in ("GIF", "WEBP")
-    if animated:
-        frames = [ImageOps.exif_transpose(f.copy()) for f in ImageSequence.Iterator(image)]
-        frames[0].save(
-            out,
-            fmt,
-            save_all=True,
-            append_images=frames[1:],
-            loop=image.info.get("loop", 0),
-            duration=image.info.get("duration", 100),
-        )
-        return out.getvalue()
-    upright = ImageOps.exif_transpose(image)
-    if fmt == "JPEG":
-        upright = upright.convert("RGB") if upright.mode not in ("RGB", "L", "CMYK") else upright
-        upright.save(out, fmt, quality=90, optimize=True, **extra)
-    elif fmt == "PNG":
-        upright.save(out, fmt, optimize=True, **extra)
-    else:
-        upright.save(out, fmt, **extra)
-    return out.getvalue()
-
-
-def _thumbnail(image: Image.Image, name: str, side: int) -> Thumbnail:
-    copy = image.copy()
-    copy.thumbnail((side, side), Image.Resampling.LANCZOS)  # never upscales
-    out = io.BytesIO()
-    if _has_alpha(copy):
-        copy.convert("RGBA").save(out, "PNG", optimize=True)
-        content_type = "image/png"
-    else:
-        copy.convert("RGB").save(out, "JPEG", quality=82, optimize=True)
-        content_type = "image/jpeg"
-    return Thumbnail(name, out.getvalue(), content_type, copy.width, copy.height)
-
-
-def _blurhash(image: Image.Image) -> str:
-    small = image.convert("RGB")
-    small.thumbnail((_BLURHASH_SIDE, _BLURHASH_SIDE), Image.Resampling.BILINEAR)
-    raw = small.tobytes()
-    pixels = [(raw[i], raw[i + 1], raw[i + 2]) for i in range(0, len(raw), 3)]
-    return blurhash.encode(pixels, small.width, small.height)
+JPEG_QUALITY = 90
+WEBP_QUALITY = 90
+THUMBNAIL_QUALITY = 82
 
 
 def process_image(
     data: bytes,
     content_type: str,
     *,
-    thumbnail_sizes: Mapping[str, int] = DEFAULT_THUMBNAILS,
-    max_pixels: int = 50_000_000,
+    thumbnail_sizes: Mapping[str, int] = DEFAULT_THUMBNAIL_SIZES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ProcessedImage:
-    """The cleaned image, its size, thumbnails and blurhash; MediaRejectedError when it is not
-    an acceptable image of `content_type`."""
-    fmt = _FORMATS.get(content_type)
-    if fmt is None:
-        raise MediaRejectedError("type_not_allowed", f"{content_type} is not an image type")
-    image = _open(data, max_pixels)
-    if image.format != fmt:
+    """Decode `data` as `content_type` (one of IMAGE_TYPES, from sniffing), strip it, thumbnail it.
+
+    Raises MediaRejectedError: "unsupported_type", "too_large" (more than `max_pixels` pixels),
+    "undecodable" (garbage or truncated) or "type_mismatch" (decodes as another format)."""
+    if content_type not in IMAGE_TYPES:
         raise MediaRejectedError(
-            "type_mismatch", f"the bytes decode as {image.format}, not {content_type}"
+            "unsupported_type", f"{content_type} is not an image type we process"
         )
-    cleaned = _clean(image, fmt)
-    upright = ImageOps.exif_transpose(image)
-    first = upright.copy()
-    thumbnails = tuple(_thumbnail(first, name, side) for name, side in thumbnail_sizes.items())
-    return ProcessedImage(
-        data=cleaned,
+    image = _open(data, content_type, max_pixels)
+    try:
+        icc = image.info.get("icc_profile")
+        icc_profile = icc if isinstance(icc, bytes) and len(icc) <= _MAX_ICC_BYTES else None
+        frames = _frames(image, data, max_pixels)
+        first = frames[0]
+        if len(frames) == 1:
+            encoded = _encode_still(first, content_type, data, icc_profile)
+        else:
+            loop = image.info.get("loop")
+            encoded = _encode_animation(frames, content_type, loop, icc_profile)
+        thumbnails = tuple(
+            _thumbnail(first, name, side, icc_profile) for name, side in thumbnail_sizes.items()
+        )
+        return ProcessedImage(
+            data=encoded,
+            content_type=content_type,
+            width=first.width,
+            height=first.height,
+            thumbnails=thumbnails,
+            blurhash=blurhash.encode_image(_eight_bit(first)),
+        )
+    finally:
+        image.close()
+
+
+def _open(data: bytes, content_type: str, max_pixels: int) -> Image.Image:
+    try:
+        # Only our four decoders may look at the bytes: anything else is undecodable here.
+        image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise MediaRejectedError("too_large", str(exc)) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MediaRejectedError("undecodable", f"not a decodable image: {exc}") from exc
+    decoded_type = _FORMAT_TYPES.get(image.format or "")
+    if decoded_type != content_type:
+        image.close()
+        raise MediaRejectedError(
+            "type_mismatch", f"declared {content_type} but the bytes are {decoded_type}"
+        )
+    # Header only so far: refuse before a single pixel is decoded.
+    if image.width * image.height > max_pixels:
+        image.close()
+        raise MediaRejectedError(
+            "too_large",
+            f"{image.width}x{image.height} is more than {max_pixels} pixels",
+        )
+    return image
+
+
+def _frame_count(image: Image.Image, data: bytes) -> int:
+    """How many frames to consider. Pillow counts GIF frames by decoding each one, so a GIF of
+    thousands of frames would cost all that work before the pixel budget is checked; its image
+    descriptors are counted from the bytes instead."""
+    if _FORMAT_TYPES.get(image.format or "") not in _ANIMATED_TYPES:
+        return 1
+    if image.format == "GIF":
+        return _gif_frame_count(data)
+    return int(getattr(image, "n_frames", 1))
+
+
+def _frames(image: Image.Image, data: bytes, max_pixels: int) -> list[Image.Image]:
+    """The decoded, oriented frames, metadata scrubbed. An animation whose frames together exceed
+    the pixel budget keeps only its first frame rather than being refused."""
+    try:
+        # Reading EXIF (PNG keeps it after the pixel data) and counting frames may decode.
+        method = _ORIENTATION.get(image.getexif().get(_EXIF_ORIENTATION, 1))
+        frame_count = _frame_count(image, data)
+        animate = frame_count > 1 and frame_count * image.width * image.height <= max_pixels
+        if not animate:
+            image.load()
+            return [_scrub(ImageOps.exif_transpose(image))]
+        frames = []
+        for frame in ImageSequence.Iterator(image):
+            frame.load()
+            duration = frame.info.get("duration")
+            copy = frame.copy() if method is None else frame.transpose(method)
+            if duration is not None:
+                copy.info["duration"] = duration
+            frames.append(_scrub(copy))
+        return frames
+    except Image.DecompressionBombError as exc:
+        raise MediaRejectedError("too_large", str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise MediaRejectedError("undecodable", f"image data is broken: {exc}") from exc
+
+
+def _scrub(image: Image.Image) -> Image.Image:
+    image.info = {key: image.info[key] for key in _KEPT_INFO if key in image.info}
+    return image
+
+
+def _encode_still(
+    image: Image.Image, content_type: str, original: bytes, icc_profile: bytes | None
+) -> bytes:
+    out = io.BytesIO()
+    extra: dict[str, object] = {}
+    if icc_profile is not None:
+        extra["icc_profile"] = icc_profile
+    if content_type == JPEG:
+        if image.mode not in ("L", "RGB", "CMYK"):
+            image = image.convert("RGB")
+        image.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True, **extra)
+    elif content_type == PNG:
+        image.save(out, format="PNG", optimize=True, **extra)
+    elif content_type == WEBP:
+        lossless = _webp_is_lossless(original)
+        image.save(out, format="WEBP", lossless=lossless, quality=WEBP_QUALITY, **extra)
+    else:
+        image.save(out, format="GIF")
+    return out.getvalue()
+
+
+def _encode_animation(
+    frames: list[Image.Image],
+    content_type: str,
+    loop: int | None,
+    icc_profile: bytes | None,
+) -> bytes:
+    out = io.BytesIO()
+    durations = [int(frame.info.get("duration", 100)) for frame in frames]
+    first, rest = frames[0], frames[1:]
+    extra: dict[str, object] = {}
+    # A GIF without a loop count plays once; passing loop=0 would make it loop forever.
+    if loop is not None:
+        extra["loop"] = loop
+    if content_type == GIF:
+        first.save(out, "GIF", save_all=True, append_images=rest, duration=durations, **extra)
+        return out.getvalue()
+    if icc_profile is not None:
+        extra["icc_profile"] = icc_profile
+    if content_type == PNG:
+        first.save(out, "PNG", save_all=True, append_images=rest, duration=durations, **extra)
+    else:
+        first.save(
+            out,
+            format="WEBP",
+            save_all=True,
+            append_images=rest,
+            duration=durations,
+            quality=WEBP_QUALITY,
+            **extra,
+        )
+    return out.getvalue()
+
+
+def _thumbnail(image: Image.Image, name: str, side: int, icc_profile: bytes | None) -> Thumbnail:
+    """The image scaled so its longest side is at most `side`, never upscaled. The rule for the
+    format: JPEG, unless the image has transparency, then WebP (alpha, and smaller than PNG)."""
+    small = _eight_bit(image)
+    small.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    out = io.BytesIO()
+    extra: dict[str, object] = {}
+    # A CMYK profile would mislabel the RGB the thumbnail is converted to.
+    if icc_profile is not None and image.mode != "CMYK":
+        extra["icc_profile"] = icc_profile
+    if _has_alpha(small):
+        small = small.convert("RGBA")
+        small.save(out, format="WEBP", quality=THUMBNAIL_QUALITY, **extra)
+        content_type = WEBP
+    else:
+        if small.mode not in ("L", "RGB"):
+            small = small.convert("RGB")
+        small.save(out, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True, **extra)
+        content_type = JPEG
+    return Thumbnail(
+        size=name,
+        data=out.getvalue(),
         content_type=content_type,
-        width=upright.width,
-        height=upright.height,
-        thumbnails=thumbnails,
-        blurhash=_blurhash(first),
+        width=small.width,
+        height=small.height,
     )
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A copy fit for 8-bit output: 16-bit and 32-bit greyscale scaled to 8 bits (converting
+    them directly would clip everything above 255 to white), palette transparency as alpha."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return image.convert("I").point(lambda value: value / 256).convert("L")
+    if image.mode == "P" and "transparency" in image.info:
+        return image.convert("RGBA")
+    return image.copy()
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def _webp_is_lossless(data: bytes) -> bool:
+    """Whether a still WebP holds a lossless (VP8L) bitstream, so re-encoding keeps it lossless."""
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk = data[offset : offset + 4]
+        if chunk == b"VP8L":
+            return True
+        if chunk == b"VP8 ":
+            return False
+        size = int.from_bytes(data[offset + 4 : offset + 8], "little")
+        offset += 8 + size + (size & 1)
+    return False
+
+
+def _gif_frame_count(data: bytes) -> int:
+    """The image descriptors in a GIF, walking its blocks without decoding (a truncated or
+    malformed stream counts what was found; the decoder refuses it later)."""
+    if len(data) < 13:
+        return 0
+    flags = data[10]
+    offset = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    frames = 0
+    while offset < len(data):
+        introducer = data[offset]
+        if introducer == 0x3B:  # trailer
+            break
+        if introducer == 0x21:  # extension: label, then data sub-blocks
+            offset += 2
+        elif introducer == 0x2C:  # image descriptor, local colour table, LZW code size
+            frames += 1
+            if offset + 10 > len(data):
+                break
+            local = data[offset + 9]
+            offset += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
+        else:
+            break
+        while offset < len(data) and data[offset] != 0:
+            offset += data[offset] + 1
+        offset += 1
+    return frames

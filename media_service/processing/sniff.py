@@ -1,74 +1,120 @@
-"""The type of an upload, from its bytes only: the file name and the declared type are the
-uploader's word, which media_service never trusts."""
+"""The MIME type of an upload, read from its bytes alone: the client's declared type and the file
+name are never consulted. `filetype` knows the common media signatures; executables and text are
+checked here first, because filetype misses Mach-O and scripts and calls ELF by a vaguer name."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import filetype
+import filetype  # type: ignore[import-untyped]
 
-UNKNOWN = "application/octet-stream"
+OCTET_STREAM = "application/octet-stream"
+ELF = "application/x-elf"
+PE = "application/x-msdownload"
+MACH_O = "application/x-mach-binary"
+SHELL_SCRIPT = "text/x-shellscript"
+TEXT = "text/plain"
 
-# Executables and scripts: never served as anything else, whatever they were declared as.
-EXECUTABLE_TYPES = frozenset(
+# Thin and 64-bit Mach-O in both byte orders.
+_MACH_O_MAGICS = (
+    b"\xfe\xed\xfa\xce",
+    b"\xce\xfa\xed\xfe",
+    b"\xfe\xed\xfa\xcf",
+    b"\xcf\xfa\xed\xfe",
+)
+# Universal ("fat") Mach-O shares 0xCAFEBABE with Java class files; a fat header follows it with a
+# small architecture count, a class file with its version (45 and up).
+_FAT_MAGIC = b"\xca\xfe\xba\xbe"
+_FAT_MAX_ARCHS = 30
+
+# Every name a sniffer or a client may use for native code or a script that runs when opened.
+_EXECUTABLE_TYPES = frozenset(
     {
-        "application/x-elf",
+        ELF,
+        PE,
+        MACH_O,
+        SHELL_SCRIPT,
         "application/x-executable",
-        "application/x-msdownload",
-        "application/x-mach-binary",
         "application/x-sharedlib",
-        "text/x-shellscript",
+        "application/x-dosexec",
+        "application/x-msdos-program",
+        "application/vnd.microsoft.portable-executable",
+        "application/x-mach-o-executable",
+        "application/x-sh",
+        "text/x-sh",
     }
 )
-_MACHO = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
-_TEXT_PROBE = 64 * 1024
+
+# filetype's names where ours differ. An animated PNG is a PNG: every PNG decoder shows its first
+# frame, and image processing re-encodes its animation.
+_FILETYPE_ALIASES = {"application/x-executable": ELF, "image/apng": "image/png"}
+
+# How much of a file's start the text check decodes: enough to judge, bounded for large uploads.
+_TEXT_PROBE_BYTES = 64 * 1024
 
 
-def _own_checks(data: bytes) -> str | None:
-    """What filetype misses or names differently."""
+def sniff(data: bytes) -> str:
+    """The MIME type the bytes are, or "application/octet-stream" when nothing matches."""
+    native = _sniff_executable(data)
+    if native is not None:
+        return native
+    kind = filetype.guess(data) if data else None
+    if kind is not None:
+        mime = str(kind.mime)
+        return _FILETYPE_ALIASES.get(mime, mime)
+    if _is_text(data):
+        return TEXT
+    return OCTET_STREAM
+
+
+def is_executable(mime: str) -> bool:
+    """Whether `mime` names native code or a script (never to be stored for others to download)."""
+    return _bare(mime) in _EXECUTABLE_TYPES
+
+
+def allowed(mime: str, allow_list: Sequence[str]) -> bool:
+    """Whether `mime` matches an entry: an exact type ("image/png"), a family ("image/*") or
+    "*/*". Case and parameters (";charset=...") are ignored on both sides."""
+    bare = _bare(mime)
+    family = bare.split("/", 1)[0]
+    for entry in allow_list:
+        wanted = _bare(entry)
+        if wanted in (bare, "*/*", "*"):
+            return True
+        if wanted.endswith("/*") and wanted[:-2] == family:
+            return True
+    return False
+
+
+def _bare(mime: str) -> str:
+    return mime.split(";", 1)[0].strip().lower()
+
+
+def _sniff_executable(data: bytes) -> str | None:
     if data.startswith(b"\x7fELF"):
-        return "application/x-elf"
+        return ELF
+    # Any "MZ" start counts, with or without a PE header behind it: DOS executables run too, and
+    # calling a text that happens to start with "MZ" an executable errs on the safe side.
     if data.startswith(b"MZ"):
-        return "application/x-msdownload"
-    if data[:4] in _MACHO or data.startswith(b"\xca\xfe\xba\xbe"):
-        return "application/x-mach-binary"
+        return PE
+    if data[:4] in _MACH_O_MAGICS:
+        return MACH_O
+    if data.startswith(_FAT_MAGIC) and len(data) >= 8:
+        if 0 < int.from_bytes(data[4:8], "big") <= _FAT_MAX_ARCHS:
+            return MACH_O
     if data.startswith(b"#!"):
-        return "text/x-shellscript"
+        return SHELL_SCRIPT
     return None
 
 
 def _is_text(data: bytes) -> bool:
-    probe = data[:_TEXT_PROBE]
-    if not probe or b"\x00" in probe:
+    if not data or b"\0" in data:
         return False
+    probe = data[:_TEXT_PROBE_BYTES]
     try:
         probe.decode("utf-8")
     except UnicodeDecodeError as exc:
         # A multi-byte character cut by the probe's end is still text.
-        return exc.start >= len(probe) - 3 and len(data) > _TEXT_PROBE
+        truncated = len(data) > len(probe) and exc.start >= len(probe) - 3
+        return truncated and exc.reason == "unexpected end of data"
     return True
-
-
-def sniff(data: bytes) -> str:
-    """The MIME type the bytes are, or application/octet-stream."""
-    own = _own_checks(data)
-    if own is not None:
-        return own
-    guessed = filetype.guess_mime(data[:8192])
-    if guessed == "application/x-executable":
-        return "application/x-elf"
-    if guessed:
-        return str(guessed)
-    return "text/plain" if _is_text(data) else UNKNOWN
-
-
-def is_executable(mime: str) -> bool:
-    return mime in EXECUTABLE_TYPES
-
-
-def allowed(mime: str, allow_list: Sequence[str]) -> bool:
-    """Whether `mime` matches an entry: an exact type or `major/*`. Executables never do."""
-    if is_executable(mime):
-        return False
-    major = mime.split("/", 1)[0]
-    return any(entry == mime or entry == f"{major}/*" for entry in allow_list)
