@@ -40,7 +40,7 @@ import httpx
 from chatmesh_common.clock import Clock, SystemClock
 
 from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
-from .webpush import parse_retry_after
+from .retry_after import parse_retry_after
 
 SIGNATURE_HEADER = "Chatmesh-Signature"
 DEFAULT_TOLERANCE_S = 300

@@ -19,7 +19,6 @@ key is refused for good); timeouts and connection errors RETRY.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from chatmesh_common.clock import Clock, SystemClock
 
 from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
+from .retry_after import parse_retry_after
 from .vapid import VapidSigner, b64url_decode, b64url_encode, public_key_bytes
 
 MAX_ENCRYPTED_BYTES = 4096
@@ -49,25 +49,6 @@ def _ece_encrypt(plaintext: bytes, **kwargs: Any) -> bytes:
 
 class InvalidSubscription(ValueError):
     """The subscription's endpoint or keys cannot be used (says which)."""
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date (RFC 9110
-    §10.2.3). None when absent or unreadable; a date in the past is 0."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def topic_for(collapse_key: str) -> str:
