@@ -52,7 +52,7 @@ async def fcm(account_key: AccountKey, clock: ManualClock) -> AsyncIterator[FcmS
         public_key=account_key.public_key,
         clock=clock,
     )
-    async with server.running():
+    async with server:
         yield server
 
 
@@ -65,7 +65,7 @@ def make_provider(
     timeout_s: float = 5.0,
 ) -> FcmProvider:
     return FcmProvider(
-        fcm.service_account(pem), base_url or fcm.url, timeout_s=timeout_s, clock=clock
+        fcm.service_account(pem), base_url or fcm.origin, timeout_s=timeout_s, clock=clock
     )
 
 
@@ -458,7 +458,7 @@ async def test_local_fcm_refuses_unknown_fields_and_foreign_tokens(
     fcm: FcmServer, provider: FcmProvider
 ) -> None:
     """messages:send wants an access token it issued, and only known message fields."""
-    url = f"{fcm.url}/v1/projects/{PROJECT}/messages:send"
+    url = f"{fcm.origin}/v1/projects/{PROJECT}/messages:send"
     body = {"message": {"token": TOKEN, "ttl": "10s"}}
     async with httpx.AsyncClient() as client:
         response = await client.post(url, json=body, headers={"authorization": "Bearer ya29.x"})

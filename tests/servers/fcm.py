@@ -1,5 +1,6 @@
 """A local Firebase Cloud Messaging: Google's OAuth 2 token endpoint (the JWT bearer grant of
-a service account) and FCM's HTTP v1 `messages:send`, over plain HTTP/1.1 in the test's loop.
+a service account) and FCM's HTTP v1 `messages:send`, over plain HTTP/1.1
+(tests/servers/http_stub.py).
 
 The token endpoint verifies the assertion like Google does: RS256 signature by the service
 account's key, `iss` the service account, `aud` the token URI, a scope, `iat`/`exp` a short
@@ -15,19 +16,17 @@ longer registered (`unregister`) or registered to another project (`register`); 
 endpoint has its own script (`script_token_endpoint`, with `OAuthReply`).
 
     fcm = FcmServer(project_id="chat-test", client_email=..., public_key=...)
-    async with fcm.running() as url: FcmProvider(fcm.service_account(pem), url)
+    async with fcm: FcmProvider(fcm.service_account(pem), fcm.origin)
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 import secrets
 import urllib.parse
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from chatmesh_common.clock import Clock, SystemClock
-from tests.servers.asgi import Request, Response, serve
+from tests.servers.http_stub import HttpStub, Request, Response
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MESSAGING_SCOPES = frozenset(
@@ -156,7 +155,7 @@ class _AccessToken:
     scopes: frozenset[str]
 
 
-class FcmServer:
+class FcmServer(HttpStub):
     def __init__(
         self,
         *,
@@ -165,11 +164,11 @@ class FcmServer:
         public_key: rsa.RSAPublicKey,
         clock: Clock | None = None,
     ) -> None:
+        super().__init__()
         self.project_id = project_id
         self.client_email = client_email
         self.public_key = public_key
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.url = ""
         self.messages: list[SentMessage] = []
         self.send_requests = 0
         self.token_requests = 0
@@ -182,7 +181,7 @@ class FcmServer:
 
     @property
     def token_uri(self) -> str:
-        return f"{self.url}{TOKEN_PATH}"
+        return f"{self.origin}{TOKEN_PATH}"
 
     def service_account(self, private_key_pem: str) -> dict[str, str]:
         """The service account JSON key a provider is configured with, pointing here."""
@@ -217,12 +216,6 @@ class FcmServer:
         """Every access token issued so far answers 401 from now on."""
         self._access_tokens.clear()
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[str]:
-        async with serve(self.handle) as url:
-            self.url = url
-            yield url
-
     # --- the API ---------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
@@ -238,7 +231,8 @@ class FcmServer:
         while self._token_script:
             step = self._token_script.popleft()
             if isinstance(step, Hang):
-                await asyncio.sleep(step.seconds)
+                if await self.hold(step.seconds):
+                    return Response(503)
                 continue
             return _oauth_error(step.status, step.error, "scripted", step.headers)
         if not request.headers.get("content-type", "").startswith(
@@ -298,7 +292,7 @@ class FcmServer:
             "expires_in": ACCESS_TOKEN_LIFETIME_S,
             "token_type": "Bearer",
         }
-        return Response(200, json.dumps(body).encode(), {"content-type": "application/json"})
+        return Response(200, {"content-type": "application/json"}, json.dumps(body).encode())
 
     async def _send(self, request: Request, project: str) -> Response:
         self.send_requests += 1
@@ -336,7 +330,8 @@ class FcmServer:
         while script:
             step = script.popleft()
             if isinstance(step, Hang):
-                await asyncio.sleep(step.seconds)
+                if await self.hold(step.seconds):
+                    return Response(503)
                 continue
             return _google_error(
                 step.status,
@@ -356,7 +351,7 @@ class FcmServer:
         if not body.get("validate_only"):
             self.messages.append(SentMessage(project, message, access_token, name))
         return Response(
-            200, json.dumps({"name": name}).encode(), {"content-type": "application/json"}
+            200, {"content-type": "application/json"}, json.dumps({"name": name}).encode()
         )
 
 
@@ -469,8 +464,8 @@ def _google_error(
         error["details"] = details
     return Response(
         status,
-        json.dumps({"error": error}).encode(),
         {"content-type": "application/json; charset=UTF-8", **(headers or {})},
+        json.dumps({"error": error}).encode(),
     )
 
 
@@ -480,6 +475,6 @@ def _oauth_error(
     body = {"error": error, "error_description": description}
     return Response(
         status,
-        json.dumps(body).encode(),
         {"content-type": "application/json; charset=utf-8", **(headers or {})},
+        json.dumps(body).encode(),
     )
