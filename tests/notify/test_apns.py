@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from chatmesh_common.clock import ManualClock
 from notify_service.providers.apns import ApnsProvider
 from notify_service.providers.base import Outcome, Platform, PushMessage, PushTarget
-from tests.servers.apns import ApnsServer, Hang, Reply, make_signing_key
+from tests.servers.apns import ApnsServer, Reply, make_signing_key
+from tests.servers.http_stub import Hang
 from tests.servers.ports import free_port
 
 pytestmark = pytest.mark.timeout(20)

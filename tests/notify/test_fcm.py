@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from chatmesh_common.clock import ManualClock
 from notify_service.providers.base import Outcome, Platform, PushMessage, PushTarget
 from notify_service.providers.fcm import JWT_BEARER_GRANT, SCOPE, FcmProvider
-from tests.servers.fcm import FcmReply, FcmServer, Hang, OAuthReply, make_service_account_key
+from tests.servers.fcm import FcmReply, FcmServer, OAuthReply, make_service_account_key
+from tests.servers.http_stub import Hang
 from tests.servers.ports import free_port
 
 pytestmark = pytest.mark.timeout(20)

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from chatmesh_common.clock import Clock, SystemClock
-from tests.servers.http_stub import HttpStub, Request, Response
+from tests.servers.http_stub import Hang, HttpStub, Request, Response
 
 MAX_PAYLOAD_BYTES = 4096
 TOKEN_MAX_AGE_S = 3600
@@ -70,13 +70,6 @@ class Reply:
     status: int
     reason: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Hang:
-    """Wait this long before handling the request (then the next scripted step, or normal)."""
-
-    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,14 +178,11 @@ class ApnsServer(HttpStub):
             return _error(400, "BadPayload", apns_id)
 
         key = device_token.lower()
-        script = self._scripts.get(key)
-        while script:
-            step = script.popleft()
-            if isinstance(step, Hang):
-                if await self.hold(step.seconds):
-                    return Response(503)
-                continue
-            return _error(step.status, step.reason, apns_id, step.headers)
+        scripted = await self.play(
+            self._scripts.get(key), lambda r: _error(r.status, r.reason, apns_id, r.headers)
+        )
+        if scripted is not None:
+            return scripted
         registered_topic = self._token_topics.get(key)
         if registered_topic is not None and registered_topic != topic:
             return _error(400, "DeviceTokenNotForTopic", apns_id)

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from chatmesh_common.clock import Clock, SystemClock
-from tests.servers.http_stub import HttpStub, Request, Response
+from tests.servers.http_stub import Hang, HttpStub, Request, Response
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MESSAGING_SCOPES = frozenset(
@@ -135,13 +135,6 @@ class OAuthReply:
 
 
 @dataclass(frozen=True, slots=True)
-class Hang:
-    """Wait this long before handling the request (then the next scripted step, or normal)."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
 class SentMessage:
     project: str
     message: Mapping[str, Any]
@@ -228,13 +221,11 @@ class FcmServer(HttpStub):
 
     async def _token(self, request: Request) -> Response:
         self.token_requests += 1
-        while self._token_script:
-            step = self._token_script.popleft()
-            if isinstance(step, Hang):
-                if await self.hold(step.seconds):
-                    return Response(503)
-                continue
-            return _oauth_error(step.status, step.error, "scripted", step.headers)
+        scripted = await self.play(
+            self._token_script, lambda r: _oauth_error(r.status, r.error, "scripted", r.headers)
+        )
+        if scripted is not None:
+            return scripted
         if not request.headers.get("content-type", "").startswith(
             "application/x-www-form-urlencoded"
         ):
@@ -326,21 +317,9 @@ class FcmServer(HttpStub):
             return problem
         token = message["token"]
 
-        script = self._scripts.get(token)
-        while script:
-            step = script.popleft()
-            if isinstance(step, Hang):
-                if await self.hold(step.seconds):
-                    return Response(503)
-                continue
-            return _google_error(
-                step.status,
-                step.message or "scripted",
-                error_code=step.error_code,
-                grpc_status=step.grpc_status,
-                fields=step.bad_fields,
-                headers=step.headers,
-            )
+        scripted = await self.play(self._scripts.get(token), _scripted_error)
+        if scripted is not None:
+            return scripted
         owner = self._token_projects.get(token)
         if owner is not None and owner != project:
             return _google_error(403, "SenderId mismatch", error_code="SENDER_ID_MISMATCH")
@@ -353,6 +332,17 @@ class FcmServer(HttpStub):
         return Response(
             200, {"content-type": "application/json"}, json.dumps({"name": name}).encode()
         )
+
+
+def _scripted_error(reply: FcmReply) -> Response:
+    return _google_error(
+        reply.status,
+        reply.message or "scripted",
+        error_code=reply.error_code,
+        grpc_status=reply.grpc_status,
+        fields=reply.bad_fields,
+        headers=reply.headers,
+    )
 
 
 def _check_message(message: dict[str, Any]) -> Response | None:

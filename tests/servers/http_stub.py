@@ -15,6 +15,7 @@ certificate file `ca_file` (a CA bundle path) while the server runs. Close clien
 
 `hold()` lets a handler hang the way an overloaded service does, until the server stops or
 for a given time; `stop()` releases held requests first, so shutdown never waits on them.
+`play()` runs a per-request script of replies and `Hang` steps on top of it.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import ipaddress
 import logging
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -43,6 +45,7 @@ from tests.servers.ports import free_port
 
 HOST = "127.0.0.1"
 _BIND_ATTEMPTS = 3
+_Reply = TypeVar("_Reply")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,14 @@ class Response:
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Hang:
+    """A scripted step: hold the request this long (or until the server stops), then go on
+    with the next step, or with the normal answer."""
+
+    seconds: float
 
 
 def self_signed_certificate(common_name: str, host: str = HOST) -> tuple[bytes, bytes]:
@@ -163,6 +174,23 @@ class HttpStub:
         except TimeoutError:
             return False
         return True
+
+    async def play(
+        self,
+        script: deque[_Reply | Hang] | None,
+        answer: Callable[[_Reply], Response],
+    ) -> Response | None:
+        """Take the next steps of a per-request script: hold for each Hang, then `answer` the
+        first reply step. None when the script has no reply left (answer normally); 503 when
+        stop() released a Hang."""
+        while script:
+            step = script.popleft()
+            if isinstance(step, Hang):
+                if await self.hold(step.seconds):
+                    return Response(503)
+                continue
+            return answer(step)
+        return None
 
     async def start(self) -> None:
         self._shutdown.clear()
