@@ -18,22 +18,26 @@ Classification (a failed push never raises):
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
 import ssl
 import string
 from typing import Any
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from chatmesh_common.clock import Clock, SystemClock
 
 from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
-from .retry_after import parse_retry_after
+from .common import (
+    compact_json,
+    is_transient,
+    json_object,
+    load_p256_private_key,
+    post,
+    retry_later,
+    tls_verify,
+)
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -108,10 +112,7 @@ class ApnsProvider:
     ) -> None:
         if not team_id or not key_id or not topic:
             raise ValueError("APNs needs team_id, key_id and topic")
-        pem = private_key_pem.encode() if isinstance(private_key_pem, str) else private_key_pem
-        key = load_pem_private_key(pem, password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-            raise ValueError("the APNs signing key must be an EC P-256 key (the .p8 file)")
+        key = load_p256_private_key(private_key_pem, "APNs signing key (the .p8 file)")
         self._team_id = team_id
         self._key_id = key_id
         self._key = key
@@ -120,15 +121,13 @@ class ApnsProvider:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._token = ""
         self._token_made_at = 0.0  # clock.monotonic(): wall-clock jumps do not age it
-        if isinstance(verify, str):
-            verify = ssl.create_default_context(cafile=verify)
         # http1=False: APNs speaks HTTP/2 only, and a single HTTP/2 connection (with ALPN h2)
         # is what httpx then opens and shares between concurrent requests.
         self._client = httpx.AsyncClient(
             base_url=base_url,
             http1=False,
             http2=True,
-            verify=verify,
+            verify=tls_verify(verify),
             timeout=httpx.Timeout(timeout_s),
         )
 
@@ -161,8 +160,7 @@ class ApnsProvider:
         if not device or not _HEX_DIGITS.issuperset(device):
             # Not a device token at all (it would not even make a valid path).
             return PushResult(Outcome.GONE, reason="BadDeviceToken")
-        body = json.dumps(apns_payload(message), separators=(",", ":"), ensure_ascii=False)
-        payload = body.encode()
+        payload = compact_json(apns_payload(message))
         if len(payload) > MAX_PAYLOAD_BYTES:
             return PushResult(Outcome.FAILED, reason="PayloadTooLarge")
         headers = self._headers(target, message)
@@ -198,29 +196,19 @@ class ApnsProvider:
     ) -> PushResult:
         """One attempt, classified."""
         headers = {**headers, "authorization": f"bearer {token}"}
-        try:
-            # httpx's read timeout restarts whenever bytes arrive on the shared connection, so
-            # a stream Apple never answers would wait forever on a busy connection: bound the
-            # whole attempt instead.
-            async with asyncio.timeout(self._timeout_s):
-                response = await self._client.post(path, headers=headers, content=payload)
-        except (TimeoutError, httpx.TimeoutException):
-            return PushResult(Outcome.RETRY, reason="timeout")
-        except httpx.ConnectError:
-            return PushResult(Outcome.RETRY, reason="unreachable")
-        except httpx.TransportError:
-            return PushResult(Outcome.RETRY, reason="connection lost")
+        response = await post(
+            self._client, path, timeout_s=self._timeout_s, headers=headers, content=payload
+        )
+        if isinstance(response, PushResult):
+            return response
         status = response.status_code
         if status == 200:
             return PushResult(Outcome.SENT, status=status)
         reason = _reason(response) or f"http {status}"
         if status == 410 or (status == 400 and reason in _GONE_400_REASONS):
             return PushResult(Outcome.GONE, status=status, reason=reason)
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.now())
-            return PushResult(
-                Outcome.RETRY, status=status, reason=reason, retry_after_s=retry_after
-            )
+        if is_transient(status):
+            return retry_later(response, reason, self._clock.now())
         return PushResult(Outcome.FAILED, status=status, reason=reason)
 
 
@@ -229,9 +217,5 @@ def _expired_token(result: PushResult) -> bool:
 
 
 def _reason(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    reason = body.get("reason") if isinstance(body, dict) else None
+    reason = json_object(response).get("reason")
     return reason if isinstance(reason, str) else ""

@@ -38,6 +38,7 @@ from chatmesh_common.clock import Clock, SystemClock
 
 from .apns import collapse_id
 from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
+from .common import is_transient, json_object, post, retry_later, tls_verify
 from .retry_after import parse_retry_after
 
 FCM_URL = "https://fcm.googleapis.com"
@@ -152,10 +153,8 @@ class FcmProvider:
         self._fetches = 0  # token fetches finished, successful or not
         self._fetch_error: _TokenUnavailable | None = None
 
-        if isinstance(verify, str):
-            verify = ssl.create_default_context(cafile=verify)
         self._client = httpx.AsyncClient(
-            http2=True, verify=verify, timeout=httpx.Timeout(timeout_s)
+            http2=True, verify=tls_verify(verify), timeout=httpx.Timeout(timeout_s)
         )
 
     async def close(self) -> None:
@@ -234,7 +233,7 @@ class FcmProvider:
         )
         if isinstance(answer, PushResult):
             raise _TokenUnavailable(f"oauth {answer.reason}")
-        body = _json_object(answer)
+        body = json_object(answer)
         if answer.status_code != 200:
             error = body.get("error")
             detail = error if isinstance(error, str) and error else f"http {answer.status_code}"
@@ -249,22 +248,13 @@ class FcmProvider:
     # --- HTTP ------------------------------------------------------------------------------
 
     async def _request(self, url: str, **kwargs: Any) -> httpx.Response | PushResult:
-        try:
-            # A bound on the whole request, not only on each read (see apns.py).
-            async with asyncio.timeout(self._timeout_s):
-                return await self._client.post(url, **kwargs)
-        except (TimeoutError, httpx.TimeoutException):
-            return PushResult(Outcome.RETRY, reason="timeout")
-        except httpx.ConnectError:
-            return PushResult(Outcome.RETRY, reason="unreachable")
-        except httpx.TransportError:
-            return PushResult(Outcome.RETRY, reason="connection lost")
+        return await post(self._client, url, timeout_s=self._timeout_s, **kwargs)
 
     def _classify(self, response: httpx.Response) -> PushResult:
         status = response.status_code
         if status == 200:
             return PushResult(Outcome.SENT, status=status)
-        error = _json_object(response).get("error")
+        error = json_object(response).get("error")
         error = error if isinstance(error, dict) else {}
         error_code, bad_fields = _details(error.get("details"))
         grpc_status = error.get("status") if isinstance(error.get("status"), str) else ""
@@ -273,20 +263,9 @@ class FcmProvider:
             return PushResult(Outcome.GONE, status=status, reason=reason)
         if status == 400 and "message.token" in bad_fields:
             return PushResult(Outcome.GONE, status=status, reason=f"{reason} message.token")
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.now())
-            return PushResult(
-                Outcome.RETRY, status=status, reason=reason, retry_after_s=retry_after
-            )
+        if is_transient(status):
+            return retry_later(response, reason, self._clock.now())
         return PushResult(Outcome.FAILED, status=status, reason=reason)
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _details(details: Any) -> tuple[str, set[str]]:

@@ -13,14 +13,16 @@ MAX_RETRY_AFTER_S = 86400.0
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from `now` (epoch seconds), or None when absent or unreadable.
 
-    An HTTP-date in the past means "now" (0.0).
+    Delay-seconds are ASCII digits only (not "²" or other Unicode digits). An HTTP-date in
+    any of the three forms RFC 9110 asks recipients to accept counts from `now`; one in the
+    past means "now" (0.0). Either is capped at MAX_RETRY_AFTER_S.
     """
     if value is None:
         return None
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from chatmesh_common.clock import Clock
 
+from .common import load_p256_private_key
+
 # RFC 8292 §2: exp no more than 24 h ahead; 12 h leaves room for clock skew at the service.
 TOKEN_LIFETIME_S = 12 * 3600
 # Sign a new token when the cached one has less than this left.
@@ -59,18 +61,6 @@ def generate_vapid_keys() -> tuple[str, str]:
     return pem, application_server_key(pem)
 
 
-def load_vapid_private_key(pem: str | bytes) -> ec.EllipticCurvePrivateKey:
-    """The P-256 private key from PEM; ValueError names what is wrong."""
-    data = pem.encode("ascii") if isinstance(pem, str) else pem
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"vapid private key: not an unencrypted PEM private key ({e})") from e
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError("vapid private key: must be an EC key on P-256 (prime256v1)")
-    return key
-
-
 def public_key_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
     """The uncompressed point (0x04 || X || Y, 65 bytes), the form Web Push uses everywhere."""
     return key.public_bytes(
@@ -80,7 +70,9 @@ def public_key_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
 
 def application_server_key(pem: str | bytes) -> str:
     """The base64url public key apps pass to `pushManager.subscribe` (and VAPID's `k`)."""
-    return b64url_encode(public_key_bytes(load_vapid_private_key(pem).public_key()))
+    return b64url_encode(
+        public_key_bytes(load_p256_private_key(pem, "vapid private key").public_key())
+    )
 
 
 def audience_of(endpoint: str) -> str:
@@ -110,7 +102,7 @@ class VapidSigner:
     """Builds the `Authorization` header for one endpoint, reusing a token per audience."""
 
     def __init__(self, private_key_pem: str | bytes, subject: str, clock: Clock) -> None:
-        self._key = load_vapid_private_key(private_key_pem)
+        self._key = load_p256_private_key(private_key_pem, "vapid private key")
         self._subject = validate_subject(subject)
         self._clock = clock
         self.public_key = b64url_encode(public_key_bytes(self._key.public_key()))

@@ -24,15 +24,14 @@ cannot be replayed later. `verify_signature` here does all of that. A header may
 
 Outcomes: 2xx SENT; 410 GONE (the receiver says the target is no more); 429 and 5xx RETRY with
 Retry-After; other statuses FAILED (redirects are not followed); timeouts and connection errors
-RETRY.
+RETRY ("timeout", "unreachable", "connection lost"); a URL that is not an absolute http(s) URL
+without credentials FAILED "InvalidURL".
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import json
 from urllib.parse import urlsplit
 
 import httpx
@@ -40,7 +39,7 @@ import httpx
 from chatmesh_common.clock import Clock, SystemClock
 
 from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
-from .webpush import parse_retry_after
+from .common import compact_json, is_transient, post, retry_later
 
 SIGNATURE_HEADER = "Chatmesh-Signature"
 DEFAULT_TOLERANCE_S = 300
@@ -101,7 +100,7 @@ def notification_body(message: PushMessage, sent_at: int) -> bytes:
         "silent": message.silent,
         "sent_at": sent_at,
     }
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return compact_json(payload)
 
 
 def validate_webhook_url(url: str) -> str:
@@ -151,23 +150,18 @@ class WebhookProvider:
         except ValueError:
             return PushResult(Outcome.FAILED, reason="InvalidURL")
         headers, body = self.build_request(message)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await self._client.post(url, content=body, headers=headers)
-        except (TimeoutError, httpx.TimeoutException):
-            return PushResult(Outcome.RETRY, reason="timeout")
-        except httpx.InvalidURL:
-            return PushResult(Outcome.FAILED, reason="InvalidURL")
-        except httpx.HTTPError as e:
-            return PushResult(Outcome.RETRY, reason=f"transport: {type(e).__name__}")
+        response = await post(
+            self._client, url, timeout_s=self._timeout_s, content=body, headers=headers
+        )
+        if isinstance(response, PushResult):
+            return response
         status = response.status_code
         if 200 <= status < 300:
             return PushResult(Outcome.SENT, status)
         if status == 410:
             return PushResult(Outcome.GONE, status, "http 410")
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
-            return PushResult(Outcome.RETRY, status, f"http {status}", retry_after)
+        if is_transient(status):
+            return retry_later(response, f"http {status}", self._clock.now())
         return PushResult(Outcome.FAILED, status, f"http {status}")
 
     async def close(self) -> None:

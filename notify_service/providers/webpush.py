@@ -13,15 +13,13 @@ undelivered push with the same topic), `Content-Encoding: aes128gcm`.
 Outcomes: 201/202 (any 2xx) SENT; 404/410 GONE (the subscription expired or was withdrawn);
 413 FAILED PayloadTooLarge; 429 and 5xx RETRY with the service's Retry-After; other 4xx FAILED
 (400 malformed, 401/403 VAPID refused: a subscription made with another application server
-key is refused for good); timeouts and connection errors RETRY.
+key is refused for good); timeouts and connection errors RETRY ("timeout", "unreachable",
+"connection lost"); an endpoint that is not a usable URL FAILED "InvalidURL".
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from chatmesh_common.clock import Clock, SystemClock
 
 from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
+from .common import compact_json, is_transient, post, retry_later
 from .vapid import VapidSigner, b64url_decode, b64url_encode, public_key_bytes
 
 MAX_ENCRYPTED_BYTES = 4096
@@ -49,25 +48,6 @@ def _ece_encrypt(plaintext: bytes, **kwargs: Any) -> bytes:
 
 class InvalidSubscription(ValueError):
     """The subscription's endpoint or keys cannot be used (says which)."""
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date (RFC 9110
-    §10.2.3). None when absent or unreadable; a date in the past is 0."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def topic_for(collapse_key: str) -> str:
@@ -98,7 +78,7 @@ def payload_json(message: PushMessage) -> bytes:
         payload["silent"] = True
     if message.collapse_key:
         payload["tag"] = message.collapse_key
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return compact_json(payload)
 
 
 def subscription_keys(keys: Mapping[str, str]) -> tuple[ec.EllipticCurvePublicKey, bytes]:
@@ -199,18 +179,14 @@ class WebPushProvider:
         except InvalidSubscription:
             return PushResult(Outcome.FAILED, reason="InvalidSubscription")
         except ValueError:
-            return PushResult(Outcome.FAILED, reason="InvalidEndpoint")
+            return PushResult(Outcome.FAILED, reason="InvalidURL")
         if len(body) > MAX_ENCRYPTED_BYTES:
             return PushResult(Outcome.FAILED, reason="PayloadTooLarge")
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await self._client.post(target.token, content=body, headers=headers)
-        except (TimeoutError, httpx.TimeoutException):
-            return PushResult(Outcome.RETRY, reason="timeout")
-        except httpx.InvalidURL:
-            return PushResult(Outcome.FAILED, reason="InvalidEndpoint")
-        except httpx.HTTPError as e:
-            return PushResult(Outcome.RETRY, reason=f"transport: {type(e).__name__}")
+        response = await post(
+            self._client, target.token, timeout_s=self._timeout_s, content=body, headers=headers
+        )
+        if isinstance(response, PushResult):
+            return response
         return self._classify(response)
 
     def _classify(self, response: httpx.Response) -> PushResult:
@@ -221,9 +197,8 @@ class WebPushProvider:
             return PushResult(Outcome.GONE, status, f"http {status}")
         if status == 413:
             return PushResult(Outcome.FAILED, status, "PayloadTooLarge")
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
-            return PushResult(Outcome.RETRY, status, f"http {status}", retry_after)
+        if is_transient(status):
+            return retry_later(response, f"http {status}", self._clock.now())
         return PushResult(Outcome.FAILED, status, f"http {status}")
 
     async def close(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,8 +16,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from chatmesh_common.clock import ManualClock
 from notify_service.providers.apns import ApnsProvider
 from notify_service.providers.base import Outcome, Platform, PushMessage, PushTarget
-from tests.servers.apns import ApnsServer, Hang, Reply, make_signing_key
-from tests.servers.asgi import Tls, make_tls
+from tests.servers.apns import ApnsServer, Reply, make_signing_key
+from tests.servers.http_stub import Hang
 from tests.servers.ports import free_port
 
 pytestmark = pytest.mark.timeout(20)
@@ -38,11 +37,6 @@ class SigningKey:
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    return make_tls(tmp_path_factory.mktemp("apns-tls"))
-
-
-@pytest.fixture(scope="module")
 def signing_key() -> SigningKey:
     pem, public_key = make_signing_key()
     return SigningKey(pem, public_key)
@@ -54,7 +48,7 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def apns(tls: Tls, signing_key: SigningKey, clock: ManualClock) -> AsyncIterator[ApnsServer]:
+async def apns(signing_key: SigningKey, clock: ManualClock) -> AsyncIterator[ApnsServer]:
     server = ApnsServer(
         team_id=TEAM_ID,
         key_id=KEY_ID,
@@ -62,24 +56,31 @@ async def apns(tls: Tls, signing_key: SigningKey, clock: ManualClock) -> AsyncIt
         topics={TOPIC, OTHER_TOPIC},
         clock=clock,
     )
-    async with server.running(tls):
+    async with server:
         yield server
 
 
 def make_provider(
-    url: str, tls: Tls, key: SigningKey, clock: ManualClock, **kwargs: float
+    apns: ApnsServer, key: SigningKey, clock: ManualClock, *, timeout_s: float = 5.0
 ) -> ApnsProvider:
-    timeout_s = kwargs.get("timeout_s", 5.0)
+    """A provider for `apns`, trusting it through its CA file (a CA bundle path)."""
     return ApnsProvider(
-        TEAM_ID, KEY_ID, key.pem, TOPIC, url, verify=tls.ca_file, timeout_s=timeout_s, clock=clock
+        TEAM_ID,
+        KEY_ID,
+        key.pem,
+        TOPIC,
+        apns.origin,
+        verify=apns.ca_file,
+        timeout_s=timeout_s,
+        clock=clock,
     )
 
 
 @pytest.fixture
 async def provider(
-    apns: ApnsServer, tls: Tls, signing_key: SigningKey, clock: ManualClock
+    apns: ApnsServer, signing_key: SigningKey, clock: ManualClock
 ) -> AsyncIterator[ApnsProvider]:
-    p = make_provider(apns.url, tls, signing_key, clock)
+    p = make_provider(apns, signing_key, clock)
     yield p
     await p.close()
 
@@ -296,10 +297,10 @@ async def test_errors_then_success_each_classified(
     assert apns.requests == 3
 
 
-async def test_invalid_provider_token_fails(apns: ApnsServer, tls: Tls, clock: ManualClock) -> None:
+async def test_invalid_provider_token_fails(apns: ApnsServer, clock: ManualClock) -> None:
     """A token signed with a key APNs does not know: FAILED 403 InvalidProviderToken."""
     pem, public_key = make_signing_key()
-    p = make_provider(apns.url, tls, SigningKey(pem, public_key), clock)
+    p = make_provider(apns, SigningKey(pem, public_key), clock)
     try:
         result = await p.send(target(), ALERT)
     finally:
@@ -365,7 +366,7 @@ async def test_concurrent_sends_refused_with_an_expired_token_make_one_new_token
 
 
 async def test_provider_token_refused_twice_is_retry(
-    tls: Tls, signing_key: SigningKey, clock: ManualClock
+    signing_key: SigningKey, clock: ManualClock
 ) -> None:
     """When even a fresh token is called expired (clocks apart), the push is RETRY."""
     server = ApnsServer(
@@ -375,8 +376,8 @@ async def test_provider_token_refused_twice_is_retry(
         topics={TOPIC},
         clock=ManualClock(clock.now() + 2 * 3600),
     )
-    async with server.running(tls) as url:
-        p = make_provider(url, tls, signing_key, clock)
+    async with server:
+        p = make_provider(server, signing_key, clock)
         try:
             result = await p.send(target(), ALERT)
         finally:
@@ -404,11 +405,11 @@ async def test_twenty_concurrent_sends_share_one_http2_connection(
 
 
 async def test_timeout_is_retry_and_the_provider_keeps_working(
-    apns: ApnsServer, tls: Tls, signing_key: SigningKey, clock: ManualClock
+    apns: ApnsServer, signing_key: SigningKey, clock: ManualClock
 ) -> None:
     """No answer within timeout_s: RETRY "timeout", quickly; the next send goes through."""
     apns.script(DEVICE, Hang(10))
-    p = make_provider(apns.url, tls, signing_key, clock, timeout_s=0.3)
+    p = make_provider(apns, signing_key, clock, timeout_s=0.3)
     try:
         started = time.monotonic()
         result = await p.send(target(), ALERT)
@@ -421,11 +422,11 @@ async def test_timeout_is_retry_and_the_provider_keeps_working(
 
 
 async def test_unanswered_stream_times_out_on_a_busy_connection(
-    apns: ApnsServer, tls: Tls, signing_key: SigningKey, clock: ManualClock
+    apns: ApnsServer, signing_key: SigningKey, clock: ManualClock
 ) -> None:
     """A stream APNs never answers times out even while other streams keep the connection busy."""
     apns.script(DEVICE, Hang(10))
-    p = make_provider(apns.url, tls, signing_key, clock, timeout_s=0.5)
+    p = make_provider(apns, signing_key, clock, timeout_s=0.5)
     try:
         hung = asyncio.create_task(p.send(target(), ALERT))
         others = 0
@@ -439,10 +440,11 @@ async def test_unanswered_stream_times_out_on_a_busy_connection(
 
 
 async def test_nothing_listening_is_retry_unreachable(
-    tls: Tls, signing_key: SigningKey, clock: ManualClock
+    signing_key: SigningKey, clock: ManualClock
 ) -> None:
     """Connection refused: RETRY "unreachable"."""
-    p = make_provider(f"https://127.0.0.1:{free_port()}", tls, signing_key, clock)
+    url = f"https://127.0.0.1:{free_port()}"
+    p = ApnsProvider(TEAM_ID, KEY_ID, signing_key.pem, TOPIC, url, timeout_s=5.0, clock=clock)
     try:
         result = await p.send(target(), ALERT)
     finally:
@@ -450,10 +452,10 @@ async def test_nothing_listening_is_retry_unreachable(
     assert (result.outcome, result.status, result.reason) == (Outcome.RETRY, None, "unreachable")
 
 
-async def test_local_apns_speaks_only_http2(apns: ApnsServer, tls: Tls) -> None:
+async def test_local_apns_speaks_only_http2(apns: ApnsServer) -> None:
     """The stand-in refuses HTTP/1.1, as APNs does."""
-    async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=tls.ca_file)) as client:
-        response = await client.post(f"{apns.url}/3/device/{DEVICE}", content=b"{}")
+    async with httpx.AsyncClient(verify=apns.client_ssl_context()) as client:
+        response = await client.post(f"{apns.origin}/3/device/{DEVICE}", content=b"{}")
     assert response.status_code == 505
     assert apns.accepted == []
 
@@ -473,12 +475,14 @@ def test_signing_key_must_be_p256() -> None:
 
 
 async def raw_post(
-    apns: ApnsServer, tls: Tls, headers: dict[str, str], body: bytes = b'{"aps":{}}'
+    apns: ApnsServer, headers: dict[str, str], body: bytes = b'{"aps":{}}'
 ) -> tuple[int, str]:
     """POST to the local APNs without ApnsProvider: (status, reason)."""
-    context = ssl.create_default_context(cafile=tls.ca_file)
+    context = apns.client_ssl_context()
     async with httpx.AsyncClient(http1=False, http2=True, verify=context) as client:
-        response = await client.post(f"{apns.url}/3/device/{DEVICE}", headers=headers, content=body)
+        response = await client.post(
+            f"{apns.origin}/3/device/{DEVICE}", headers=headers, content=body
+        )
     return response.status_code, response.json().get("reason", "") if response.content else ""
 
 
@@ -499,7 +503,6 @@ def bearer(key: SigningKey, iat: float, *, team_id: str = TEAM_ID) -> str:
 )
 async def test_local_apns_checks_the_provider_token(
     apns: ApnsServer,
-    tls: Tls,
     signing_key: SigningKey,
     clock: ManualClock,
     age_s: float,
@@ -512,7 +515,7 @@ async def test_local_apns_checks_the_provider_token(
         "apns-topic": TOPIC,
         "apns-push-type": "alert",
     }
-    assert await raw_post(apns, tls, headers) == expected
+    assert await raw_post(apns, headers) == expected
 
 
 @pytest.mark.parametrize(
@@ -532,7 +535,6 @@ async def test_local_apns_checks_the_provider_token(
 )
 async def test_local_apns_checks_the_headers(
     apns: ApnsServer,
-    tls: Tls,
     signing_key: SigningKey,
     clock: ManualClock,
     headers: dict[str, str],
@@ -540,4 +542,4 @@ async def test_local_apns_checks_the_headers(
 ) -> None:
     """The stand-in answers 400 with Apple's reason for a missing or bad apns-* header."""
     headers = {"authorization": bearer(signing_key, clock.now()), **headers}
-    assert await raw_post(apns, tls, headers) == (400, reason)
+    assert await raw_post(apns, headers) == (400, reason)

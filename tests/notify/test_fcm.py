@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from chatmesh_common.clock import ManualClock
 from notify_service.providers.base import Outcome, Platform, PushMessage, PushTarget
 from notify_service.providers.fcm import JWT_BEARER_GRANT, SCOPE, FcmProvider
-from tests.servers.fcm import FcmReply, FcmServer, Hang, OAuthReply, make_service_account_key
+from tests.servers.fcm import FcmReply, FcmServer, OAuthReply, make_service_account_key
+from tests.servers.http_stub import Hang
 from tests.servers.ports import free_port
 
 pytestmark = pytest.mark.timeout(20)
@@ -52,7 +53,7 @@ async def fcm(account_key: AccountKey, clock: ManualClock) -> AsyncIterator[FcmS
         public_key=account_key.public_key,
         clock=clock,
     )
-    async with server.running():
+    async with server:
         yield server
 
 
@@ -65,7 +66,7 @@ def make_provider(
     timeout_s: float = 5.0,
 ) -> FcmProvider:
     return FcmProvider(
-        fcm.service_account(pem), base_url or fcm.url, timeout_s=timeout_s, clock=clock
+        fcm.service_account(pem), base_url or fcm.origin, timeout_s=timeout_s, clock=clock
     )
 
 
@@ -458,7 +459,7 @@ async def test_local_fcm_refuses_unknown_fields_and_foreign_tokens(
     fcm: FcmServer, provider: FcmProvider
 ) -> None:
     """messages:send wants an access token it issued, and only known message fields."""
-    url = f"{fcm.url}/v1/projects/{PROJECT}/messages:send"
+    url = f"{fcm.origin}/v1/projects/{PROJECT}/messages:send"
     body = {"message": {"token": TOKEN, "ttl": "10s"}}
     async with httpx.AsyncClient() as client:
         response = await client.post(url, json=body, headers={"authorization": "Bearer ya29.x"})

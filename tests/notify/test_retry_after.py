@@ -18,6 +18,7 @@ NOV_1994 = 784111777.0
         ("0", 0.0),
         ("Sun, 06 Nov 1994 08:49:37 GMT", 30.0),
         ("Sun Nov  6 08:49:37 1994", 30.0),
+        ("Sunday, 06-Nov-94 08:49:37 GMT", 30.0),
     ],
 )
 def test_readable_values_become_seconds(value: str, expected: float) -> None:
@@ -25,9 +26,13 @@ def test_readable_values_become_seconds(value: str, expected: float) -> None:
     assert parse_retry_after(value, NOV_1994 - 30) == expected
 
 
-@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "Sun, 99 Nov 1994 08:49:37 GMT"])
+@pytest.mark.parametrize(
+    "value",
+    [None, "", "soon", "-5", "1.5", "+5", "²", "١٢", "Sun, 99 Nov 1994 08:49:37 GMT"],
+)
 def test_absent_or_unreadable_is_none(value: str | None) -> None:
-    """No header, or one that is neither form: None (the caller's own backoff applies)."""
+    """No header, or one that is neither form: None (the caller's own backoff applies).
+    Delay-seconds are ASCII digits: a superscript or Arabic-Indic digit is not a number here."""
     assert parse_retry_after(value, NOV_1994) is None
 
 

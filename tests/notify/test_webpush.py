@@ -26,7 +26,6 @@ from notify_service.providers.vapid import (
 from notify_service.providers.webpush import (
     WebPushProvider,
     encrypt_payload,
-    parse_retry_after,
     topic_for,
 )
 from tests.servers.ports import free_port
@@ -382,7 +381,7 @@ async def test_refused_connection_is_retried(provider: WebPushProvider) -> None:
     )
     result = await provider.send(target, PushMessage(body="x"))
     assert (result.outcome, result.status) == (Outcome.RETRY, None)
-    assert result.reason.startswith("transport")
+    assert result.reason == "unreachable"
 
 
 async def test_bad_subscriptions_fail_without_sending(provider: WebPushProvider) -> None:
@@ -436,15 +435,3 @@ def test_vapid_helpers() -> None:
         WebPushProvider(VAPID_PEM, "ops@example.com")
     with pytest.raises(ValueError, match="vapid private key"):
         WebPushProvider("not a key", SUBJECT)
-
-
-def test_retry_after_forms() -> None:
-    """Seconds, HTTP dates (past ones are 0), and garbage (None)."""
-    now = 1_700_000_000.0
-    assert parse_retry_after("120", now) == 120.0
-    assert parse_retry_after(formatdate(now + 60, usegmt=True), now) == pytest.approx(60)
-    assert parse_retry_after(formatdate(now - 60, usegmt=True), now) == 0.0
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after(None, now) is None
-    assert parse_retry_after("-5", now) is None
-    assert parse_retry_after("²", now) is None

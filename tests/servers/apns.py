@@ -1,5 +1,5 @@
 """A local APNs: Apple's HTTP/2 provider API (POST /3/device/<token>) with token-based auth,
-served by hypercorn over TLS in the test's event loop.
+served over TLS with ALPN h2 only, like api.push.apple.com (tests/servers/http_stub.py).
 
 It checks what Apple checks, in about Apple's order, and answers with Apple's status codes and
 `{"reason": ...}` bodies: HTTP/2 only; the path; a provider token (ES256 JWT whose `kid` is
@@ -10,18 +10,16 @@ and payload. Per device token, tests can script answers (`Reply`), delays (`Hang
 that is no longer registered (`unregister`) or that belongs to another app (`register`).
 
     apns = ApnsServer(team_id="TEAM123456", key_id="KEY1234567", public_key=..., topics={...})
-    async with apns.running(tls) as url: ...
+    async with apns: ApnsProvider(..., apns.origin, verify=apns.ca_file)
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +32,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from chatmesh_common.clock import Clock, SystemClock
-from tests.servers.asgi import Request, Response, Tls, serve
+from tests.servers.http_stub import Hang, HttpStub, Request, Response
 
 MAX_PAYLOAD_BYTES = 4096
 TOKEN_MAX_AGE_S = 3600
@@ -75,13 +73,6 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
-class Hang:
-    """Wait this long before handling the request (then the next scripted step, or normal)."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
 class Notification:
     device_token: str
     headers: Mapping[str, str]
@@ -92,7 +83,7 @@ class Notification:
     connection: tuple[str, int]
 
 
-class ApnsServer:
+class ApnsServer(HttpStub):
     def __init__(
         self,
         *,
@@ -102,6 +93,8 @@ class ApnsServer:
         topics: Iterable[str],
         clock: Clock | None = None,
     ) -> None:
+        # APNs negotiates h2 only; nothing else reaches it.
+        super().__init__(tls=True, h2_only=True)
         self.team_id = team_id
         self.key_id = key_id
         self.public_key = public_key
@@ -109,7 +102,6 @@ class ApnsServer:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.accepted: list[Notification] = []
         self.requests = 0
-        self.url = ""
         self._scripts: dict[str, deque[Reply | Hang]] = {}
         self._unregistered: dict[str, float] = {}
         self._token_topics: dict[str, str] = {}
@@ -139,20 +131,12 @@ class ApnsServer:
         """Distinct provider tokens of accepted notifications, in first-use order."""
         return list(dict.fromkeys(n.provider_token for n in self.accepted))
 
-    @contextlib.asynccontextmanager
-    async def running(self, tls: Tls) -> AsyncIterator[str]:
-        """Serve over TLS with ALPN h2 only, like api.push.apple.com; yields the base URL."""
-        async with serve(self.handle, tls=tls, h2_only=True) as url:
-            self.url = url
-            yield url
-
     # --- the API ---------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
         self.requests += 1
         apns_id = request.headers.get("apns-id") or str(uuid.uuid4())
         if request.http_version != "2":
-            # APNs negotiates h2 only; nothing else reaches it.
             return Response(505)
         if request.method != "POST":
             return _error(405, "MethodNotAllowed", apns_id)
@@ -194,13 +178,11 @@ class ApnsServer:
             return _error(400, "BadPayload", apns_id)
 
         key = device_token.lower()
-        script = self._scripts.get(key)
-        while script:
-            step = script.popleft()
-            if isinstance(step, Hang):
-                await asyncio.sleep(step.seconds)
-                continue
-            return _error(step.status, step.reason, apns_id, step.headers)
+        scripted = await self.play(
+            self._scripts.get(key), lambda r: _error(r.status, r.reason, apns_id, r.headers)
+        )
+        if scripted is not None:
+            return scripted
         registered_topic = self._token_topics.get(key)
         if registered_topic is not None and registered_topic != topic:
             return _error(400, "DeviceTokenNotForTopic", apns_id)
@@ -275,8 +257,8 @@ def _json(
 ) -> Response:
     return Response(
         status,
-        json.dumps(body).encode(),
-        {"apns-id": apns_id, "content-type": "application/json", **(headers or {})},
+        headers={"apns-id": apns_id, "content-type": "application/json", **(headers or {})},
+        body=json.dumps(body).encode(),
     )
 
 

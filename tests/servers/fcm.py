@@ -1,5 +1,6 @@
 """A local Firebase Cloud Messaging: Google's OAuth 2 token endpoint (the JWT bearer grant of
-a service account) and FCM's HTTP v1 `messages:send`, over plain HTTP/1.1 in the test's loop.
+a service account) and FCM's HTTP v1 `messages:send`, over plain HTTP/1.1
+(tests/servers/http_stub.py).
 
 The token endpoint verifies the assertion like Google does: RS256 signature by the service
 account's key, `iss` the service account, `aud` the token URI, a scope, `iat`/`exp` a short
@@ -15,19 +16,17 @@ longer registered (`unregister`) or registered to another project (`register`); 
 endpoint has its own script (`script_token_endpoint`, with `OAuthReply`).
 
     fcm = FcmServer(project_id="chat-test", client_email=..., public_key=...)
-    async with fcm.running() as url: FcmProvider(fcm.service_account(pem), url)
+    async with fcm: FcmProvider(fcm.service_account(pem), fcm.origin)
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 import secrets
 import urllib.parse
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from chatmesh_common.clock import Clock, SystemClock
-from tests.servers.asgi import Request, Response, serve
+from tests.servers.http_stub import Hang, HttpStub, Request, Response
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MESSAGING_SCOPES = frozenset(
@@ -136,13 +135,6 @@ class OAuthReply:
 
 
 @dataclass(frozen=True, slots=True)
-class Hang:
-    """Wait this long before handling the request (then the next scripted step, or normal)."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
 class SentMessage:
     project: str
     message: Mapping[str, Any]
@@ -156,7 +148,7 @@ class _AccessToken:
     scopes: frozenset[str]
 
 
-class FcmServer:
+class FcmServer(HttpStub):
     def __init__(
         self,
         *,
@@ -165,11 +157,11 @@ class FcmServer:
         public_key: rsa.RSAPublicKey,
         clock: Clock | None = None,
     ) -> None:
+        super().__init__()
         self.project_id = project_id
         self.client_email = client_email
         self.public_key = public_key
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.url = ""
         self.messages: list[SentMessage] = []
         self.send_requests = 0
         self.token_requests = 0
@@ -182,7 +174,7 @@ class FcmServer:
 
     @property
     def token_uri(self) -> str:
-        return f"{self.url}{TOKEN_PATH}"
+        return f"{self.origin}{TOKEN_PATH}"
 
     def service_account(self, private_key_pem: str) -> dict[str, str]:
         """The service account JSON key a provider is configured with, pointing here."""
@@ -217,12 +209,6 @@ class FcmServer:
         """Every access token issued so far answers 401 from now on."""
         self._access_tokens.clear()
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[str]:
-        async with serve(self.handle) as url:
-            self.url = url
-            yield url
-
     # --- the API ---------------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
@@ -235,12 +221,11 @@ class FcmServer:
 
     async def _token(self, request: Request) -> Response:
         self.token_requests += 1
-        while self._token_script:
-            step = self._token_script.popleft()
-            if isinstance(step, Hang):
-                await asyncio.sleep(step.seconds)
-                continue
-            return _oauth_error(step.status, step.error, "scripted", step.headers)
+        scripted = await self.play(
+            self._token_script, lambda r: _oauth_error(r.status, r.error, "scripted", r.headers)
+        )
+        if scripted is not None:
+            return scripted
         if not request.headers.get("content-type", "").startswith(
             "application/x-www-form-urlencoded"
         ):
@@ -298,7 +283,7 @@ class FcmServer:
             "expires_in": ACCESS_TOKEN_LIFETIME_S,
             "token_type": "Bearer",
         }
-        return Response(200, json.dumps(body).encode(), {"content-type": "application/json"})
+        return Response(200, {"content-type": "application/json"}, json.dumps(body).encode())
 
     async def _send(self, request: Request, project: str) -> Response:
         self.send_requests += 1
@@ -332,20 +317,9 @@ class FcmServer:
             return problem
         token = message["token"]
 
-        script = self._scripts.get(token)
-        while script:
-            step = script.popleft()
-            if isinstance(step, Hang):
-                await asyncio.sleep(step.seconds)
-                continue
-            return _google_error(
-                step.status,
-                step.message or "scripted",
-                error_code=step.error_code,
-                grpc_status=step.grpc_status,
-                fields=step.bad_fields,
-                headers=step.headers,
-            )
+        scripted = await self.play(self._scripts.get(token), _scripted_error)
+        if scripted is not None:
+            return scripted
         owner = self._token_projects.get(token)
         if owner is not None and owner != project:
             return _google_error(403, "SenderId mismatch", error_code="SENDER_ID_MISMATCH")
@@ -356,8 +330,19 @@ class FcmServer:
         if not body.get("validate_only"):
             self.messages.append(SentMessage(project, message, access_token, name))
         return Response(
-            200, json.dumps({"name": name}).encode(), {"content-type": "application/json"}
+            200, {"content-type": "application/json"}, json.dumps({"name": name}).encode()
         )
+
+
+def _scripted_error(reply: FcmReply) -> Response:
+    return _google_error(
+        reply.status,
+        reply.message or "scripted",
+        error_code=reply.error_code,
+        grpc_status=reply.grpc_status,
+        fields=reply.bad_fields,
+        headers=reply.headers,
+    )
 
 
 def _check_message(message: dict[str, Any]) -> Response | None:
@@ -469,8 +454,8 @@ def _google_error(
         error["details"] = details
     return Response(
         status,
-        json.dumps({"error": error}).encode(),
         {"content-type": "application/json; charset=UTF-8", **(headers or {})},
+        json.dumps({"error": error}).encode(),
     )
 
 
@@ -480,6 +465,6 @@ def _oauth_error(
     body = {"error": error, "error_description": description}
     return Response(
         status,
-        json.dumps(body).encode(),
         {"content-type": "application/json; charset=utf-8", **(headers or {})},
+        json.dumps(body).encode(),
     )

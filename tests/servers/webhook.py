@@ -82,5 +82,5 @@ class LocalWebhookReceiver(HttpStub):
         if request.headers.get("content-type") != "application/json":
             return Response(415)
         payload = json.loads(request.body)
-        self.received.append(Received(request.path, request.body, payload, request.headers))
+        self.received.append(Received(request.path, request.body, payload, dict(request.headers)))
         return Response(204)

@@ -176,7 +176,14 @@ class LocalPushService(HttpStub):
         except ValueError:
             payload = None
         return Delivery(
-            payload, plaintext, int(ttl_text), urgency, topic, request.http_version, headers, claims
+            payload,
+            plaintext,
+            int(ttl_text),
+            urgency,
+            topic,
+            request.http_version,
+            dict(headers),
+            claims,
         )
 
     def _check_vapid(self, sub: Subscription, authorization: str) -> dict[str, Any]:
