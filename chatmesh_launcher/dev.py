@@ -241,8 +241,9 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
         "CHATMESH_MEDIA_DIR": str(data_dir / "media"),
         **embedded,
     }
-    if grpc_port == 0 and not source.get("CHATMESH_MEDIA_HTTP_BIND"):
-        # gRPC on any free port (tests): the media URL server takes one too.
+    if not source.get("CHATMESH_MEDIA_HTTP_BIND"):
+        # Apps learn the media URLs from create_upload and get_download_url, so in dev the URL
+        # server takes any free port (shown in the banner) rather than one that may be taken.
         media_env["CHATMESH_MEDIA_HTTP_BIND"] = f"{grpc_host}:0"
     system = DevSystem(
         ChatConfig.from_env(embedded),
