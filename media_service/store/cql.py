@@ -31,6 +31,10 @@ at worst a stale entry, never a record the sweeper cannot find. Only the binder 
 entries from add_reference, and it redelivers an event until it is handled, so an entry written
 for a reference that was not (yet) stored is kept, not deleted.
 
+Dropping a stale entry cannot race the write it precedes: entries are written with times of
+about now (an upload, a deletion, a message being sent) and the sweeper asks only for entries
+older than a cutoff an hour or more in the past.
+
 A day found empty that lies wholly before the cutoff is dropped from `media_timeline_buckets`
 with `USING TIMESTAMP <when the read began>`: writers add the entry first and the day after it,
 so a day that gets an entry while it is being dropped is written with a later timestamp and stays.
@@ -40,14 +44,17 @@ Days are UTC days of the times given, so only about one a day per timeline is ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 from .base import MediaRecord, Reference, State
 from .cql_schema import BUCKET_SECONDS, migrate, valid_keyspace
 from .cql_session import CqlSession
+
+T = TypeVar("T")
 
 DEFAULT_QUOTA_WINDOW_S = 2 * 86400
 
@@ -60,6 +67,9 @@ _MEDIA_COLUMNS = (
     " reject_reason, reject_detail, deleted_at"
 )
 _SETS = ", ".join(f"{c.strip()} = ?" for c in _MEDIA_COLUMNS.split(",")[1:])
+# check(at, record): True a match, False skip (keep the entry), None the entry is stale.
+Check = Callable[[float, MediaRecord | None], Awaitable[bool | None]]
+
 _LIVE_STATES = ", ".join(str(int(s)) for s in State)
 
 STATEMENTS: Final[Mapping[str, str]] = {
@@ -101,8 +111,7 @@ STATEMENTS: Final[Mapping[str, str]] = {
     "drop_entry": "DELETE FROM {ks}.media_timeline"
     " WHERE timeline = ? AND bucket = ? AND at = ? AND media_id = ?",
     "add_bucket": "INSERT INTO {ks}.media_timeline_buckets (timeline, bucket) VALUES (?, ?)",
-    "buckets": "SELECT bucket FROM {ks}.media_timeline_buckets"
-    " WHERE timeline = ? AND bucket <= ?",
+    "buckets": "SELECT bucket FROM {ks}.media_timeline_buckets WHERE timeline = ? AND bucket <= ?",
     "drop_bucket": "DELETE FROM {ks}.media_timeline_buckets USING TIMESTAMP ?"
     " WHERE timeline = ? AND bucket = ?",
 }
@@ -185,6 +194,7 @@ class CqlMediaStore:
         migrate_on_open: bool = True,
         quota_window_s: int = DEFAULT_QUOTA_WINDOW_S,
         page_size: int = 500,
+        concurrency: int = 32,
         cluster_options: Mapping[str, Any] | None = None,
     ) -> None:
         if quota_window_s < 86400:
@@ -194,6 +204,8 @@ class CqlMediaStore:
         self._migrate_on_open = migrate_on_open
         self._quota_ttl = int(quota_window_s)
         self._page_size = page_size
+        # Requests one step (a page of a time query, the records of a purge) has in flight.
+        self._concurrency = concurrency
         self._session = CqlSession(
             contact_points,
             port=port,
@@ -280,7 +292,9 @@ class CqlMediaStore:
         return [Reference(r.conversation_id, r.seq, bool(r.deleted)) for r in rows]
 
     async def delete_message(self, conversation_id: str, seq: int, now: float) -> list[str]:
-        media_ids = [r.media_id for r in await self._session.run("message_media", (conversation_id, seq))]
+        media_ids = [
+            r.media_id for r in await self._session.run("message_media", (conversation_id, seq))
+        ]
         gone: list[str] = []
         for media_id in media_ids:
             ref = await self._session.run("ref", (media_id, conversation_id, seq))
@@ -333,14 +347,15 @@ class CqlMediaStore:
             newest = max(r.created_at for r in refs) if refs else record.created_at
             if at < newest:
                 return None  # superseded by a newer reference's entry
-            # Newer than the record says: a reference being stored (or redelivered).
-            return at == newest or False
+            # An entry newer than every reference stored: a reference being stored (or to be
+            # redelivered). Kept, not matched.
+            return at == newest
 
-        return await self._scan(
-            live_timeline(conversation_kind), created_before, limit, check
-        )
+        return await self._scan(live_timeline(conversation_kind), created_before, limit, check)
 
-    async def _scan(self, timeline: str, before: float, limit: int, check: Any) -> list[MediaRecord]:
+    async def _scan(
+        self, timeline: str, before: float, limit: int, check: Check
+    ) -> list[MediaRecord]:
         """Up to `limit` records of the timeline's entries older than `before`, oldest first.
 
         `check(at, record)` says True (a match), False (skip, keep the entry) or None (the entry
@@ -354,29 +369,27 @@ class CqlMediaStore:
             bucket = bucket_row.bucket
             began = time.time_ns() // 1000
             seen = 0
-            async for page in self._entries(timeline, bucket, before):
-                seen += len(page)
-                for entry in page:
-                    record = await self.get(entry.media_id)
-                    verdict = await check(entry.at, record)
-                    if verdict is None:
-                        await self._drop_entry(timeline, entry.at, entry.media_id)
-                    elif verdict and record is not None:
-                        found.append(record)
-                        if len(found) >= limit:
-                            return found
+            async with contextlib.aclosing(self._entries(timeline, bucket, before)) as pages:
+                async for page in pages:
+                    seen += len(page)
+                    records = await self._gather(self.get(entry.media_id) for entry in page)
+                    for entry, record in zip(page, records, strict=True):
+                        verdict = await check(entry.at, record)
+                        if verdict is None:
+                            await self._drop_entry(timeline, entry.at, entry.media_id)
+                        elif verdict and record is not None:
+                            found.append(record)
+                            if len(found) >= limit:
+                                return found
             if seen == 0 and bucket < last:
                 await self._session.run("drop_bucket", (began, timeline, bucket))
         return found
 
-    async def _entries(
-        self, timeline: str, bucket: int, before: float
-    ) -> AsyncIterator[list[Any]]:
+    def _entries(self, timeline: str, bucket: int, before: float) -> AsyncGenerator[list[Any]]:
         statement = self._session.bind(
             "entries", (timeline, bucket, before), fetch_size=self._page_size
         )
-        async for page in self._session.pages(statement):
-            yield page
+        return self._session.pages(statement)
 
     async def _index(self, timeline: str, at: float, media_id: str) -> None:
         # The entry, then its day: see the module docstring on dropping empty days.
@@ -387,10 +400,21 @@ class CqlMediaStore:
     async def _drop_entry(self, timeline: str, at: float, media_id: str) -> None:
         await self._session.run("drop_entry", (timeline, bucket_of(at), at, media_id))
 
+    async def _gather(self, work: Iterable[Awaitable[T]]) -> list[T]:
+        """Runs the awaitables at most `concurrency` at a time; their results in order. (Each
+        call has its own limit: a purge's records each run their statements through it too.)"""
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def one(item: Awaitable[T]) -> T:
+            async with limit:
+                return await item
+
+        return list(await asyncio.gather(*(one(item) for item in work)))
+
     # Removal
 
     async def purge(self, media_ids: Sequence[str]) -> None:
-        await asyncio.gather(*(self._purge_one(media_id) for media_id in media_ids))
+        await self._gather(self._purge_one(media_id) for media_id in media_ids)
 
     async def _purge_one(self, media_id: str) -> None:
         record = await self.get(media_id)
@@ -409,7 +433,7 @@ class CqlMediaStore:
             live = live_timeline(record.conversation_kind)
             entries += [(live, at) for at in {record.created_at, *(r.created_at for r in refs)}]
             work += [("drop_entry", (t, bucket_of(at), at, media_id)) for t, at in entries]
-        await asyncio.gather(*(self._session.run(name, params) for name, params in work))
+        await self._gather(self._session.run(name, params) for name, params in work)
         # The record last: until it is gone a failed purge can be redone from it.
         if record is not None:
             await self._session.run("delete", (media_id,))

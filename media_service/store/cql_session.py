@@ -10,7 +10,7 @@ session connects, so the embedded deployment does not need it installed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -97,7 +97,7 @@ class CqlSession:
         rows = await self.run(name, params)
         return bool(rows and rows[0][0])
 
-    async def pages(self, statement: Any) -> AsyncIterator[list[Any]]:
+    async def pages(self, statement: Any) -> AsyncGenerator[list[Any]]:
         """The result of a bound statement page by page; the next page is fetched only when the
         iteration goes on."""
         if self._session is None:

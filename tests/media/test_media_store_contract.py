@@ -8,6 +8,7 @@ test (a CQL keyspace shared by the session) answers the time queries with this t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import uuid
@@ -159,9 +160,15 @@ async def test_update_is_a_compare_and_set_on_the_state(store: MediaStore, t0: f
     assert await store.get(pending(t0).media_id) is None
 
 
-async def test_update_with_the_current_state_expected_applies(
-    store: MediaStore, t0: float
-) -> None:
+async def test_concurrent_updates_expecting_pending_one_wins(store: MediaStore, t0: float) -> None:
+    [record] = await created(store, pending(t0))
+    outcomes = [ready(record, size=1), ready(record, size=2), rejected(record)]
+    won = await asyncio.gather(*(store.update(o, expect=State.PENDING) for o in outcomes))
+    assert sorted(won) == [False, False, True]
+    assert await store.get(record.media_id) == outcomes[won.index(True)]
+
+
+async def test_update_with_the_current_state_expected_applies(store: MediaStore, t0: float) -> None:
     [record] = await created(store, pending(t0))
     first = ready(record)
     assert await store.update(first, expect=State.PENDING)
@@ -227,6 +234,11 @@ async def test_delete_message_replayed_changes_nothing(store: MediaStore, t0: fl
     again = await store.get(record.media_id)
     assert again is not None and again.deleted_at == t0 + 100
     assert await store.delete_message(uid("c"), 1, t0 + 300) == []  # attached nothing
+    # A message attaching an id no record has leaves no record behind when deleted.
+    unknown = uid("m")
+    await store.add_reference(unknown, conv, 7, t0 + 10)
+    await store.delete_message(conv, 7, t0 + 300)
+    assert await store.get(unknown) is None
 
 
 # the quota
@@ -236,7 +248,7 @@ async def test_uploaded_bytes_since_sums_the_uploaders_recent_media(
     store: MediaStore, t0: float
 ) -> None:
     user = uid("u")
-    old, shrunk, refused, waiting = await created(
+    _old, shrunk, refused, _waiting = await created(
         store,
         pending(t0, uploader=user, size=1000),
         pending(t0 + 10, uploader=user, size=200),
@@ -374,9 +386,7 @@ async def test_blob_in_use_by_another_live_ready_record(store: MediaStore, t0: f
     assert await store.blob_in_use(blob, duplicate.media_id)
     assert not await store.blob_in_use(uid("blob"), first.media_id)
     # A pending record naming the blob does not keep it.
-    assert await store.update(
-        dataclasses.replace(waiting, blob_key=blob), expect=State.PENDING
-    )
+    assert await store.update(dataclasses.replace(waiting, blob_key=blob), expect=State.PENDING)
     conv = uid("c")
     await store.add_reference(duplicate.media_id, conv, 1, t0 + 10)
     await store.delete_message(conv, 1, t0 + 20)
