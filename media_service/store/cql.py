@@ -240,6 +240,12 @@ class CqlMediaStore:
             live_timeline(record.conversation_kind), record.created_at, record.media_id
         )
         if not await self._session.applied("create", (record.media_id, *_values(record))):
+            existing = await self.get(record.media_id)
+            if existing is not None and existing.created_at != record.created_at:
+                await self._drop_entry(PENDING, record.created_at, record.media_id)
+                await self._drop_entry(
+                    live_timeline(record.conversation_kind), record.created_at, record.media_id
+                )
             raise ValueError(f"media {record.media_id} exists")
         await self._put_upload(record)
 

@@ -136,7 +136,11 @@ async def test_create_refuses_an_existing_id(store: MediaStore, t0: float) -> No
     await store.create(record)
     with pytest.raises(ValueError):
         await store.create(dataclasses.replace(record, file_name="other.png"))
+    with pytest.raises(ValueError):
+        await store.create(dataclasses.replace(record, created_at=t0 + 5))
     assert await store.get(record.media_id) == record
+    assert await store.expired_pending(t0 + 10, 10) == [record]
+    assert await store.created_before(record.conversation_kind, t0 + 10, 10) == [record]
 
 
 # update (compare-and-set)
