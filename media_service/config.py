@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from chatmesh_common.bus.nats_settings import NatsSettings, nats_settings_from_env
+from chatmesh_common.cql_settings import ScyllaSettings
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import (
     bus_setting,
@@ -34,11 +35,19 @@ class MediaConfig:
     grpc_bind: str = setting(
         "CHATMESH_GRPC_BIND", "127.0.0.1:50056", "host:port of the gRPC server (port 0: any free)"
     )
+    records_store: str = setting(
+        "CHATMESH_MEDIA_RECORDS_STORE",
+        "sqlite",
+        "where media records live: sqlite (embedded) or scylla (CHATMESH_SCYLLA_* settings)",
+        choices=("sqlite", "scylla"),
+    )
     records: str = setting(
         "CHATMESH_MEDIA_RECORDS",
         "chatmesh-media.db",
         "the SQLite file of the media records (embedded)",
     )
+    # Set when records_store == "scylla": the cluster chat_service uses (docs/storage.md).
+    scylla: ScyllaSettings | None = None
     blobs: str = setting(
         "CHATMESH_MEDIA_BLOBS",
         "fs",
@@ -150,9 +159,10 @@ class MediaConfig:
             raise ConfigError("CHATMESH_MEDIA_BLOBS=s3 needs CHATMESH_S3_ENDPOINT")
         if self.blobs == "fs":
             refuse_embedded(self.mode, "the fs blob store", "set CHATMESH_MEDIA_BLOBS=s3")
-        refuse_embedded(
-            self.mode, "the SQLite media records", "no cluster media record store exists yet"
-        )
+        if self.records_store == "sqlite":
+            refuse_embedded(
+                self.mode, "the SQLite media records", "set CHATMESH_MEDIA_RECORDS_STORE=scylla"
+            )
         if self.bus == "inprocess":
             refuse_embedded(self.mode, "the in-process bus", "set CHATMESH_BUS=nats")
 
@@ -166,4 +176,6 @@ class MediaConfig:
         config = read_env(cls, source)
         if config.bus == "nats":
             config = replace(config, nats=nats_settings_from_env(source))
+        if config.records_store == "scylla":
+            config = replace(config, scylla=ScyllaSettings.from_env(source))
         return config

@@ -49,6 +49,28 @@ DAY_S = 86400.0
 DIRECT, GROUP, CHANNEL = 1, 2, 3
 
 
+def build_store(config: MediaConfig) -> MediaStore:
+    if config.records_store == "scylla":
+        from .store.cql import CqlMediaStore
+
+        cql = config.scylla
+        if cql is None:
+            raise ValueError("records store 'scylla' needs its settings")
+        # Media's own migrations are claimed with an LWT: safe from every replica at start-up.
+        return CqlMediaStore(
+            list(cql.contact_points),
+            port=cql.port,
+            local_dc=cql.local_dc,
+            keyspace=cql.keyspace,
+            replication=cql.replication,
+            consistency=cql.consistency,
+            request_timeout=cql.request_timeout_s,
+            migrate_on_open=True,
+            cluster_options=cql.cluster_options(),
+        )
+    return SqliteMediaStore(config.records)
+
+
 def url_secret(config: MediaConfig) -> bytes:
     if config.url_secret:
         return config.url_secret.encode()
@@ -150,7 +172,7 @@ class MediaComponent:
     async def open(self) -> list[Registration]:
         config = self.config
         if self.store is None:
-            self.store = SqliteMediaStore(config.records)
+            self.store = build_store(config)
             await self.store.open()
         if self.blobs is None:
             self.blobs = await self._open_blobs()
