@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -104,8 +105,11 @@ class SqliteMediaStore:
     def __init__(self, path: str = ":memory:") -> None:
         self._path = path
         self._db: sqlite3.Connection | None = None
-        # One connection, one statement at a time, off the event loop.
+        # One connection, one transaction at a time, off the event loop. The thread lock is what
+        # close() waits on: cancelling a caller does not stop its transaction's thread, and
+        # closing the connection under a running statement crashes the process.
         self._lock = asyncio.Lock()
+        self._thread_lock = threading.Lock()
 
     async def open(self) -> None:
         db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
@@ -115,15 +119,24 @@ class SqliteMediaStore:
         self._db = db
 
     async def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        db, self._db = self._db, None
+        if db is not None:
+
+            def close_when_idle() -> None:
+                with self._thread_lock:
+                    db.close()
+
+            await asyncio.to_thread(close_when_idle)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
         assert db is not None, "the media store is not open"
 
         def transaction() -> T:
+            with self._thread_lock:
+                return in_transaction()
+
+        def in_transaction() -> T:
             db.execute("BEGIN IMMEDIATE")
             try:
                 result = work(db)
