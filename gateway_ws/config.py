@@ -49,6 +49,11 @@ class GatewayConfig:
         "",
         "the MediaService gRPC target; empty: the chat target (one server, as in chatmesh dev)",
     )
+    search_target: str = setting(
+        "CHATMESH_SEARCH_TARGET",
+        "",
+        "the SearchService gRPC target; empty: the chat target (one server, as in chatmesh dev)",
+    )
     max_presence_subscriptions: int = setting(
         "CHATMESH_WS_MAX_PRESENCE_SUBSCRIPTIONS",
         LIMITS.max_presence_subscriptions,

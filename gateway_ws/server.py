@@ -48,7 +48,13 @@ from gateway_ws.metrics import FrameMetrics
 from gateway_ws.presence_link import PresenceMethods, heartbeat_loop
 from gateway_ws.ratelimit import RateLimiter
 from gateway_ws.session import GatewayContext, Session
-from gateway_ws.upstream import CHANNEL_OPTIONS, build_routes, subscribe_method
+from gateway_ws.upstream import (
+    CHANNEL_OPTIONS,
+    MEDIA_SERVICE,
+    SEARCH_SERVICE,
+    build_routes,
+    subscribe_method,
+)
 
 if TYPE_CHECKING:
     from chatmesh_common.local_channel import LocalChannel
@@ -182,10 +188,15 @@ async def start_gateway(
                 config.presence_target, options=CHANNEL_OPTIONS
             )
             presence = PresenceMethods.on(presence_channel)
-    media_channel: grpc.aio.Channel | None = None
-    if config.media_target and config.media_target != config.chat_target:
-        media_channel = grpc.aio.insecure_channel(config.media_target, options=CHANNEL_OPTIONS)
-    own_channels = [c for c in (presence_channel, media_channel) if c is not None]
+    # Media and search on servers of their own (cluster); else on the chat channel (dev).
+    elsewhere: dict[str, grpc.aio.Channel] = {}
+    for service, target in (
+        (MEDIA_SERVICE, config.media_target),
+        (SEARCH_SERVICE, config.search_target),
+    ):
+        if target and target != config.chat_target:
+            elsewhere[service] = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    own_channels = [c for c in (presence_channel, *elsewhere.values()) if c is not None]
     context = GatewayContext(
         config=config,
         clock=clock,
@@ -193,7 +204,7 @@ async def start_gateway(
             config.jwt_secret, config.token_leeway_s, clock.now, config.identity
         ),
         send_limiter=RateLimiter(config.send_rate_per_s, config.send_burst, clock.monotonic),
-        routes=build_routes(channel, media_channel),
+        routes=build_routes(channel, elsewhere),
         subscribe=subscribe_method(channel),
         metrics=FrameMetrics(),
         presence=presence,

@@ -12,7 +12,7 @@ LocalChannel, which calls the servicers in process with the same multicallables.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -20,12 +20,15 @@ import grpc
 from chatmesh.chat.v1 import chat_service_pb2
 from chatmesh.events.v1 import event_service_pb2
 from chatmesh.media.v1 import media_service_pb2
+from chatmesh.search.v1 import search_service_pb2
 from google.protobuf.descriptor import Descriptor
 
 from gateway_ws import frames
 
 CHAT_SERVICE: Final = "chatmesh.chat.v1.ChatService"
 EVENT_SERVICE: Final = "chatmesh.events.v1.EventService"
+MEDIA_SERVICE: Final = "chatmesh.media.v1.MediaService"
+SEARCH_SERVICE: Final = "chatmesh.search.v1.SearchService"
 
 # Options of the channel the gateway opens itself (a caller may pass its own channel).
 CHANNEL_OPTIONS: Final[list[tuple[str, Any]]] = [
@@ -94,15 +97,22 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+# The services apps reach through request frames: a ClientFrame case named like a method of one
+# of them (`create_upload` -> MediaService.CreateUpload) calls it.
+ROUTED_SERVICES: Final = (
+    chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"],
+    media_service_pb2.DESCRIPTOR.services_by_name["MediaService"],
+    search_service_pb2.DESCRIPTOR.services_by_name["SearchService"],
+)
+
+
 def build_routes(
-    channel: grpc.aio.Channel, media_channel: grpc.aio.Channel | None = None
+    channel: grpc.aio.Channel, elsewhere: Mapping[str, grpc.aio.Channel] | None = None
 ) -> dict[str, Route]:
-    """Every ClientFrame case that names a ChatService or MediaService method, checked against
-    the protos. Media frames go to `media_channel` (default: `channel`, as in `chatmesh dev`)."""
-    services = (
-        (chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"], channel),
-        (media_service_pb2.DESCRIPTOR.services_by_name["MediaService"], media_channel or channel),
-    )
+    """Every ClientFrame case that names a method of a routed service, checked against the
+    protos. A service goes to its channel in `elsewhere` (by full name), else to `channel` (all
+    on one server, as in `chatmesh dev`)."""
+    services = [(s, (elsewhere or {}).get(s.full_name, channel)) for s in ROUTED_SERVICES]
     client_desc = cast(Descriptor, frames.ClientFrame.DESCRIPTOR)
     routes: dict[str, Route] = {}
     for field in client_desc.oneofs_by_name["frame"].fields:
