@@ -185,3 +185,16 @@ async def test_sweeper_removes_an_upload_never_completed(dev: Dev) -> None:
     with pytest.raises(ServerError) as gone:
         await alice.call("complete_upload", media_id=media_id)
     assert code(gone) == "ERROR_CODE_NOT_FOUND"
+
+
+async def test_a_removed_member_can_no_longer_download(dev: Dev) -> None:
+    alice, bob = await dev.connect("alice"), await dev.connect("bob")
+    cid = await alice.create_group("bob")
+    media = await uploaded(alice, cid, jpeg_with_gps())
+    sent = await send(alice, cid, "before", [media.media_id], "before")
+    seq = sent.send_message.message.seq
+    await bob.call("get_download_url", media_id=media.media_id, message_seq=seq)
+    await alice.call("remove_member", conversation_id=cid, user_id="bob")
+    with pytest.raises(ServerError) as removed:
+        await bob.call("get_download_url", media_id=media.media_id, message_seq=seq)
+    assert code(removed) == "ERROR_CODE_PERMISSION_DENIED"
