@@ -17,7 +17,7 @@ CONSTRAINTS := constraints.txt
 # takes minutes; INSTALLER=pip uses plain pip with the same pins.
 INSTALLER ?= uv
 # Debian packages the tests need (servers started by tests/servers/*.py).
-SYSTEM_DEPS := redis-server
+SYSTEM_DEPS := redis-server chromium
 # Only the dirs that exist: mypy errors out on missing paths.
 TYPED_DIRS := $(wildcard chatmesh_launcher chatmesh_common chat_service gateway_ws presence_service \
                          notify_service media_service tests bench scripts search_service)
@@ -38,7 +38,7 @@ help:
 	@echo "make constraints       pin what pyproject.toml added, keep the other pins (UPGRADE=1: newest of all)"
 	@echo "make check-constraints fail if $(CONSTRAINTS) does not match pyproject.toml's dependencies"
 	@echo "make system-deps       apt-get install missing Debian packages: $(SYSTEM_DEPS)"
-	@echo "make tools             build the Go tools the tests drive (grpcurl) into .tools/bin"
+	@echo "make tools             build the Go tools the tests drive (grpcurl, helm) into .tools/bin"
 	@echo "make cql-jars          fetch the CQL test server's jars"
 	@echo "make gen               regenerate gen/ from protos/"
 	@echo "make lint              lint-py + lint-format + lint-proto + lint-imports"
@@ -141,11 +141,16 @@ typecheck: $(STAMP)
 
 # Go tools the tests drive, built from the Go module proxy into .tools/bin.
 GRPCURL := .tools/bin/grpcurl
-tools: $(GRPCURL)
+HELM := .tools/bin/helm
+tools: $(GRPCURL) $(HELM)
 
 $(GRPCURL):
 	$(call header,tools: grpcurl)
 	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+
+$(HELM):
+	$(call header,tools: helm)
+	GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-mod=mod go install helm.sh/helm/v3/cmd/helm@v3.21.4
 
 # The CQL test server's jars (Cassandra from Maven Central), fetched before any test's clock runs.
 cql-jars: $(STAMP)

