@@ -1,9 +1,9 @@
-"""Fixtures of the media tests: a session SeaweedFS (S3), and a started filesystem blob store
-with its HTTP server on a free port. A test using `s3_server` carries @pytest.mark.s3."""
+"""Fixtures of the media tests: a started filesystem blob store with its HTTP server on a free
+port. The session SeaweedFS (`s3_server`, @pytest.mark.s3) is in tests/conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,17 +12,7 @@ import pytest
 from chatmesh_common.clock import ManualClock
 from media_service.blobs.fs import FsBlobStore
 from media_service.blobs.fs_http import FsBlobHttpServer
-from tests.servers.binaries import require_binary
 from tests.servers.ports import free_port
-from tests.servers.seaweedfs import SeaweedServer
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    """One SeaweedFS with a signed-only S3 gateway for the session (same port on restart())."""
-    server = SeaweedServer(require_binary("weed", "s3"), tmp_path_factory.mktemp("seaweedfs"))
-    with server:
-        yield server
 
 
 @dataclass

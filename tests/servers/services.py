@@ -100,6 +100,9 @@ class ChatmeshProcess:
     def spawn(self) -> None:
         """Starts the process without waiting for it to be ready."""
         env = {**os.environ, "CHATMESH_LOG_LEVEL": "WARNING", **self.env}
+        # The child imports this checkout first (not whatever the installed package points at).
+        paths = (str(REPO), str(REPO / "gen"), env.get("PYTHONPATH", ""))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -219,6 +222,18 @@ class PresenceServiceProcess(ServiceProcess):
 
     def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
         super().__init__("presence", env, log_path, port, _grpc_env, _grpc_ready)
+
+
+class MediaServiceProcess(ServiceProcess):
+    """`chatmesh serve media`; ready when its gRPC health check says SERVING."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
+        super().__init__("media", env, log_path, port, _grpc_env, _grpc_ready)
+        self.channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+
+    async def close(self) -> None:
+        await self.stop()
+        await self.channel.close(None)
 
 
 def _gateway_env(port: int) -> dict[str, str]:
