@@ -1,10 +1,10 @@
 """AccessService: who may see a user's presence and typing, and who a message may push to,
 answered from chat's own data.
 
-presence_service and notify_service own no membership or block data; they ask here with its service token (scope
-`chat.access`, see chatmesh_common.credentials), naming the user each question is about, and
-caches answers for a few seconds. User tokens cannot call this service. Answers are computed from
-the store at the time of the call (SPEC guarantee 5).
+presence_service and notify_service own no membership or block data; they ask here with their
+service tokens (scope `chat.access`, see chatmesh_common.credentials), naming the user each
+question is about (presence caches answers for a few seconds). User tokens cannot call this
+service. Answers are computed from the store at the time of the call (SPEC guarantee 5).
 
 Register it next to ChatService with `access_registration(chat, authenticator)`.
 """
@@ -108,7 +108,6 @@ class Access:
                 found.append(record)
         return found
 
-
     async def push_audience(
         self, conversation_id: str, seq: int
     ) -> tuple[ConversationRecord, MessageRecord, list[pb.PushAudienceMember]]:
@@ -141,9 +140,7 @@ class Access:
         store = self._chat.store
         total = 0
         for member in await store.user_conversations(user_id):
-            total += await store.count_unread(
-                member.conversation_id, user_id, member.last_read_seq
-            )
+            total += await store.count_unread(member.conversation_id, user_id, member.last_read_seq)
         return total
 
 
@@ -198,7 +195,6 @@ class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer)
             request.user_id, [(r.conversation_id, r.seq) for r in request.refs]
         )
         return pb.GetSearchHitsResponse(messages=[convert.message(r) for r in records])
-
 
     @unary
     async def GetPushAudience(

@@ -10,7 +10,8 @@ No subject string is built anywhere else. Live subjects (at most once, core NATS
 
 Durable subjects (the event log for later consumers, JetStream's stream in a cluster):
 `chatmesh.events.<conversation>.<kind>` (`durable_subject`), so a consumer filters by kind
-(`kind_filter`, `NOTIFY_FILTERS`, `PUSH_FILTERS`, `SEARCH_FILTERS`) or by conversation (`conversation_filter`).
+(`kind_filter`, `NOTIFY_FILTERS`, `PUSH_FILTERS`, `SEARCH_FILTERS`) or by conversation
+(`conversation_filter`).
 
 Plain ids pass as they are; the rest (and every id starting with "x") is hex-encoded behind an
 "x", so no two ids share a subject: subject tokens must not contain '.', '*', '>' or spaces.

@@ -84,7 +84,9 @@ class RecordingProvider:
             if s.target.token == token and s.message.data.get("type") == kind
         ]
 
-    async def wait_for(self, token: str, count: int = 1, kind: str = "message") -> list[PushMessage]:
+    async def wait_for(
+        self, token: str, count: int = 1, kind: str = "message"
+    ) -> list[PushMessage]:
         async with asyncio.timeout(WAIT_S):
             while len(self.to(token, kind)) < count:
                 self.changed.clear()
@@ -122,7 +124,8 @@ class Harness:
         response = await self.stub.RegisterDevice(
             pb.RegisterDeviceRequest(target=apns(token)), metadata=who.md
         )
-        return response.device
+        device: pb.Device = response.device
+        return device
 
     async def online(self, who: Client) -> None:
         stub: Any = presence_service_pb2_grpc.PresenceServiceStub(self.presence_channel)
