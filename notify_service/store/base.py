@@ -191,9 +191,9 @@ class NotifyStore(Protocol):
     async def enqueue(self, pushes: Sequence[NewPush], min_interval_s: float) -> EnqueueResult:
         """Queues the pushes whose key was never queued.
 
-        A MESSAGE push replaces a still-queued, untried MESSAGE push of the same device and
-        conversation (that one ends `coalesced`; the new one counts both and keeps the earlier
-        time). Otherwise a push waits `min_interval_s` after the device's last sent push.
+        A MESSAGE push replaces a still-queued MESSAGE push of the same device and conversation
+        (that one ends `coalesced`; the new one counts both and keeps the earlier not_before, so
+        a push waiting for its retry holds the newer one back too). Otherwise a push waits `min_interval_s` after the device's last sent push.
         """
         ...
 

@@ -396,7 +396,7 @@ class SqliteNotifyStore:
                     earlier = db.execute(
                         "SELECT push_id, not_before, count FROM push_queue WHERE user_id=?"
                         " AND device_id=? AND conversation_id=? AND kind=? AND state=?"
-                        " AND attempts=0 ORDER BY seq DESC LIMIT 1",
+                        " ORDER BY seq DESC LIMIT 1",
                         (push.user_id, push.device_id, push.conversation_id, push.kind,
                          State.QUEUED),
                     ).fetchone()  # fmt: skip
