@@ -29,6 +29,10 @@ from chatmesh_common.service import GrpcService, Health
 from chatmesh_common.settings import ConfigError, read_env, read_one, setting, validate
 from gateway_ws.config import GatewayConfig
 from gateway_ws.server import GatewayService, build_gateway_service
+from notify_service.access import GrpcNotifyAccess, notify_credential
+from notify_service.config import NotifyConfig
+from notify_service.providers.base import Platform, PushProvider
+from notify_service.server import build_notify_service
 from presence_service.access import GrpcAccessClient, presence_credential
 from presence_service.config import PresenceConfig
 from presence_service.server import build_presence_service
@@ -116,6 +120,8 @@ class DevSystem:
         gateway_config: GatewayConfig,
         clock: Clock,
         search_config: SearchConfig | None = None,
+        notify_config: NotifyConfig | None = None,
+        push_providers: Mapping[Platform, PushProvider] | None = None,
     ) -> None:
         self.chat_config = chat_config
         self._gateway_config = gateway_config
@@ -137,6 +143,18 @@ class DevSystem:
                 search_config, bus=self.bus, access=self._search_access, clock=clock
             )
             components += search.components
+        # Push reads the same durable log and asks chat and presence over the LocalChannel.
+        self._notify_access: GrpcNotifyAccess | None = None
+        if notify_config is not None:
+            self._notify_access = GrpcNotifyAccess(notify_credential(notify_config.service_secret))
+            notify = build_notify_service(
+                notify_config,
+                providers=push_providers,
+                bus=self.bus,
+                access=self._notify_access,
+                clock=clock,
+            )
+            components += notify.components
         # One server on chat's settings (bind, grace, and the drain that dev_process chose).
         self.grpc = GrpcService(self.name, components, chat_config)
         self._channel: LocalChannel | None = None
@@ -157,6 +175,9 @@ class DevSystem:
         self._access.set_channel(cast(grpc.aio.Channel, channel))
         if self._search_access is not None:
             self._search_access.set_channel(cast(grpc.aio.Channel, channel))
+        if self._notify_access is not None:
+            local = cast(grpc.aio.Channel, channel)
+            self._notify_access.set_channels(local, local)
         host, _port = split_hostport(self.chat_config.grpc_bind, "CHATMESH_GRPC_BIND")
         target = f"{host}:{self.grpc.port}"
         config = dataclasses.replace(
@@ -221,6 +242,7 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
         GatewayConfig.from_env(embedded),
         clock,
         SearchConfig.from_env({"CHATMESH_SEARCH_INDEX": str(data_dir / "search.db"), **embedded}),
+        NotifyConfig.from_env({"CHATMESH_NOTIFY_DB": str(data_dir / "notify.db"), **embedded}),
     )
 
     def banner(bound_metrics: int) -> str:

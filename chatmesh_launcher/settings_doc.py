@@ -16,6 +16,7 @@ from chatmesh_common.identity import IssuerSettings
 from chatmesh_common.runner import RunnerConfig
 from chatmesh_common.settings import describe
 from gateway_ws.config import GatewayConfig
+from notify_service.config import NotifyConfig
 from presence_service.config import PresenceConfig
 from search_service.config import SearchConfig
 
@@ -40,6 +41,7 @@ SECTIONS: tuple[tuple[str, str, type[Any]], ...] = (
     ),
     ("chatmesh dev", "`chatmesh dev`, on top of the services' settings", DevConfig),
     ("search_service", "`chatmesh serve search`, `python -m search_service`", SearchConfig),
+    ("notify_service", "`chatmesh serve notify`, `python -m notify_service`", NotifyConfig),
 )
 
 REGENERATE = "chatmesh config --markdown > docs/settings.md"

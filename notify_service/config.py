@@ -73,6 +73,12 @@ class NotifyConfig:
         "least seconds between two pushes to one device (a burst coalesces meanwhile)",
         minimum=0,
     )
+    ack_wait_s: float = setting(
+        "CHATMESH_NOTIFY_ACK_WAIT_S",
+        30.0,
+        "seconds before an event the consumer took but did not finish is delivered again",
+        positive=True,
+    )
     token_leeway_s: float = leeway_setting()
     metrics_host: str = setting(
         "CHATMESH_METRICS_HOST", "127.0.0.1", "host of the Prometheus endpoint"

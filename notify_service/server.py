@@ -122,6 +122,7 @@ class NotifyComponent:
             access,
             self.clock,
             min_interval_s=config.device_interval_s,
+            ack_wait_s=config.ack_wait_s,
             on_queued=wake,
         )
         self._delivery.start()

@@ -193,7 +193,8 @@ class NotifyStore(Protocol):
 
         A MESSAGE push replaces a still-queued MESSAGE push of the same device and conversation
         (that one ends `coalesced`; the new one counts both and keeps the earlier not_before, so
-        a push waiting for its retry holds the newer one back too). Otherwise a push waits `min_interval_s` after the device's last sent push.
+        a push waiting for its retry holds the newer one back too). Otherwise a push waits
+        `min_interval_s` after the device's last sent push.
         """
         ...
 

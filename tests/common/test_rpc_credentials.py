@@ -32,6 +32,9 @@ from chatmesh_common.bus import InProcessBus
 from chatmesh_common.clock import SystemClock
 from chatmesh_common.credentials import RPC_CREDENTIALS, Kind, Requirement, requirement
 from chatmesh_common.local_channel import LocalChannel
+from notify_service.config import NotifyConfig
+from notify_service.server import SERVICE_NAMES as NOTIFY_SERVICE_NAMES
+from notify_service.server import build_notify_service
 from presence_service.config import PresenceConfig
 from presence_service.server import SERVICE_NAMES as PRESENCE_SERVICE_NAMES
 from presence_service.server import build_presence_service
@@ -183,26 +186,56 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         clock=clock,
     )
     await search.start()
+    notify = build_notify_service(
+        NotifyConfig(
+            jwt_secret=SECRET,
+            service_secret=SERVICE_SECRET,
+            grpc_bind="127.0.0.1:0",
+            store_path=str(tmp_path / "notify.db"),
+            chat_target=f"127.0.0.1:{chat.port}",
+            presence_target=f"127.0.0.1:{presence.port}",
+            shutdown_grace_s=0.1,
+            drain_s=0,
+        ),
+        bus=bus,
+        clock=clock,
+    )
+    await notify.start()
     opened: list[grpc.aio.Channel] = []
     if request.param == "grpc":
         chat_channel = grpc.aio.insecure_channel(f"127.0.0.1:{chat.port}")
         presence_channel = grpc.aio.insecure_channel(f"127.0.0.1:{presence.port}")
         search_channel = grpc.aio.insecure_channel(f"127.0.0.1:{search.port}")
-        opened += [chat_channel, presence_channel, search_channel]
+        notify_channel = grpc.aio.insecure_channel(f"127.0.0.1:{notify.port}")
+        opened += [chat_channel, presence_channel, search_channel, notify_channel]
         channels: dict[str, Any] = {
             **{name: chat_channel for name in CHAT_SERVICE_NAMES},
             **{name: presence_channel for name in PRESENCE_SERVICE_NAMES},
             **{name: search_channel for name in SEARCH_SERVICE_NAMES},
+            **{name: notify_channel for name in NOTIFY_SERVICE_NAMES},
         }
     else:
-        local = LocalChannel([*chat.registrations, *presence.registrations, *search.registrations])
-        names = (*CHAT_SERVICE_NAMES, *PRESENCE_SERVICE_NAMES, *SEARCH_SERVICE_NAMES)
+        local = LocalChannel(
+            [
+                *chat.registrations,
+                *presence.registrations,
+                *search.registrations,
+                *notify.registrations,
+            ]
+        )
+        names = (
+            *CHAT_SERVICE_NAMES,
+            *PRESENCE_SERVICE_NAMES,
+            *SEARCH_SERVICE_NAMES,
+            *NOTIFY_SERVICE_NAMES,
+        )
         channels = {name: local for name in names}
     try:
         yield System(channels)
     finally:
         for channel in opened:
             await channel.close(None)
+        await notify.stop()
         await search.stop()
         await presence.stop()
         await chat.stop()

@@ -3,6 +3,8 @@ and replayed over gRPC, gone targets pruned, and one failing target never holdin
 
 from __future__ import annotations
 
+import itertools
+
 import grpc
 import pytest
 from chatmesh.notify.v1 import notify_service_pb2 as pb
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.timeout(30)
 
 def _gaps(harness: Harness, token: str) -> list[float]:
     times = [t for target, t in harness.provider.calls if target.token == token]
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 async def test_retries_back_off_and_honour_retry_after(harness: Harness) -> None:
