@@ -181,9 +181,10 @@ def notify_config(tmp_path: Path, chat_port: int, presence_port: int, **kw: Any)
 
 
 async def start_harness(
-    tmp_path: Path, clock: Clock | None = None, **notify_settings: Any
+    tmp_path: Path, clock: Clock | None = None, bus: Bus | None = None, **notify_settings: Any
 ) -> AsyncIterator[Harness]:
-    bus = InProcessBus()
+    """The three servers on `bus` (a fresh in-process bus by default)."""
+    bus = bus or InProcessBus()
     clock = clock or SystemClock()
     chat = build_chat_service(
         ChatConfig(jwt_secret=SECRET, service_secret=SERVICE_SECRET, data_dir=str(tmp_path),
