@@ -79,6 +79,12 @@ class NotifyConfig:
         "seconds before an event the consumer took but did not finish is delivered again",
         positive=True,
     )
+    retention_s: float = setting(
+        "CHATMESH_NOTIFY_RETENTION_S",
+        8 * 24 * 3600.0,
+        "seconds finished pushes are remembered (exactly once); above the event log's max age",
+        positive=True,
+    )
     token_leeway_s: float = leeway_setting()
     metrics_host: str = setting(
         "CHATMESH_METRICS_HOST", "127.0.0.1", "host of the Prometheus endpoint"

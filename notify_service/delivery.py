@@ -54,6 +54,8 @@ class Delivery:
         poll_s: float = 1.0,
         rand: Callable[[], float] = random.random,
         wake: asyncio.Event | None = None,
+        retention_s: float | None = None,
+        purge_every_s: float = 3600.0,
     ) -> None:
         self._store = store
         self._providers = providers
@@ -65,6 +67,9 @@ class Delivery:
         self.wake = wake or asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._retention_s = retention_s
+        self._purge_every_s = purge_every_s
+        self._next_purge = 0.0
 
     async def run_once(self) -> int:
         """Sends every push due now, waiting for each call; how many it tried."""
@@ -130,9 +135,19 @@ class Delivery:
             ),
         )  # fmt: skip
 
+    async def _purge(self) -> None:
+        """Forgets old finished pushes, at most once per `purge_every_s`."""
+        if self._retention_s is None or self._clock.monotonic() < self._next_purge:
+            return
+        self._next_purge = self._clock.monotonic() + self._purge_every_s
+        removed = await self._store.purge(self._clock.now() - self._retention_s)
+        if removed:
+            log.info("finished pushes forgotten", extra=fields(rows=removed))
+
     async def _loop(self) -> None:
         while True:
             try:
+                await self._purge()
                 free = self._concurrency - len(self._inflight)
                 pushes = await self._store.claim(self._clock.now(), free) if free > 0 else []
                 for push in pushes:

@@ -115,6 +115,7 @@ class NotifyComponent:
             backoff=Backoff(config.backoff_base_s, config.backoff_max_s, config.max_attempts),
             concurrency=config.concurrency,
             wake=wake,
+            retention_s=config.retention_s,
         )
         self._consumer = PushConsumer(
             self._bus,

@@ -235,6 +235,12 @@ class NotifyStore(Protocol):
         the last CLEAR: only then is there a notification to clear."""
         ...
 
+    async def purge(self, before: float) -> int:
+        """Forgets finished pushes (and sent-set keys) of events older than `before`; dead
+        letters stay. `before` must lie beyond the event log's max age, or an event redelivered
+        after its push was forgotten could push again. How many rows it removed."""
+        ...
+
     # Dead letters
     async def list_dead_letters(
         self, user_id: str | None, before_id: int | None, limit: int

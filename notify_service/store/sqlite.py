@@ -558,6 +558,16 @@ class SqliteNotifyStore:
         last_clear, last_message = row if row else (None, None)
         return last_message is not None and (last_clear is None or last_message > last_clear)
 
+    async def purge(self, before: float) -> int:
+        done = (State.SENT, State.GONE, State.CANCELLED, State.COALESCED)
+        async with self._write() as db:
+            queue = db.execute(
+                "DELETE FROM push_queue WHERE event_at < ? AND state IN (?, ?, ?, ?)",
+                (before, *done),
+            ).rowcount
+            sent = db.execute("DELETE FROM sent WHERE sent_at < ?", (before,)).rowcount
+        return queue + sent
+
     # -- dead letters ------------------------------------------------------------------------
 
     async def list_dead_letters(

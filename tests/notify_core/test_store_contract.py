@@ -173,3 +173,19 @@ async def test_pushed_since_clear(store: NotifyStore) -> None:
     assert await store.pushed_since_clear("bob", "c1")
     await store.enqueue([push(1, kind=PushKind.CLEAR)], 0)
     assert not await store.pushed_since_clear("bob", "c1")
+
+
+async def test_purge_forgets_finished_pushes_but_not_queued_ones(store: NotifyStore) -> None:
+    """Sent and cancelled pushes of old events are forgotten; queued ones and dead letters stay."""
+    await store.register_device("bob", "d1", TARGET, 1.0)
+    await store.enqueue([push(1, at=10.0), push(2, conversation="c2", at=10.0)], 0)
+    await store.enqueue([push(3, conversation="c3", at=10.0)], 0)
+    first, second, third = await store.claim(10.0, 10)
+    await store.mark_sent(first.push_id, 10.0)
+    await store.dead_letter(second.push_id, "http 500", 10.0)
+    await store.retry(third.push_id, 500.0, "http 503")
+    assert await store.purge(100.0) == 2
+    assert await store.get_push(first.push_id) is None
+    assert not await store.was_sent("bob", "d1", "c1", 1, PushKind.MESSAGE)
+    assert len(await store.list_dead_letters(None, None, 10)) == 1
+    assert [p.seq for p in await store.claim(500.0, 10)] == [3]
