@@ -231,3 +231,22 @@ async def test_edit_does_not_push_and_delete_cancels_a_queued_push(tmp_path: Pat
         )
         await asyncio.sleep(2.0)
         assert [p.body for p in harness.provider.to("tok-bob")] == ["first"]
+
+
+async def test_a_redelivered_event_pushes_nothing_more(harness: Harness) -> None:
+    """Handling the same MessageCreated again (the bus redelivers) queues no second push."""
+    from chatmesh.events.v1 import events_pb2
+
+    alice, bob = harness.client("alice"), harness.client("bob")
+    await harness.register(bob, "tok-bob")
+    conversation = await alice.direct(bob)
+    sent = await harness.send(alice, conversation, "once")
+    await harness.provider.wait_for("tok-bob")
+    event = events_pb2.ConversationEvent(
+        conversation_id=conversation,
+        seq=sent.message.seq,
+        message_created=events_pb2.MessageCreated(message=sent.message),
+    )
+    assert await harness.notify.component.consumer.handle(event) == 0
+    await harness.settle()
+    assert len(harness.provider.to("tok-bob")) == 1
