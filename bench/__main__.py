@@ -7,6 +7,8 @@ Scenarios (see docs/benchmarks.md for the figures and the machine they were meas
   fanout   one message into a channel of N connected members: time until the last delivery
   idle     N connected devices with heartbeats: server resident memory per connection
   history  newest-page read latency on a conversation with N messages
+  media    a ~5 MiB JPEG, upload start to READY (thumbnails) p50/p99, completions/s with 8
+           concurrent uploaders, and ping round trips on the gateway meanwhile
   all      every scenario in turn
 
 Each run starts `chatmesh dev` on free ports with a temporary data dir, drives it through the
@@ -30,6 +32,13 @@ SMOKE: dict[str, dict[str, object]] = {
     "fanout": {"members": 30, "messages": 2, "gap_s": 0.2, "workers": 1},
     "idle": {"devices": 30, "steps": 2, "hold_s": 0.2, "workers": 1, "settle_s": 0.2},
     "history": {"messages": 300, "requests": 30, "concurrency": [1]},
+    "media": {
+        "uploads": 2,
+        "uploaders": 2,
+        "image_px": "320x240",
+        "image_mib": 0.02,
+        "idle_ping_s": 0.3,
+    },
 }
 
 
@@ -82,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=_ints, default=[1, 8])
     parser.add_argument("--page", type=int, default=50)
+    # media
+    parser.add_argument("--uploads", type=int, default=None, help="media: 40 in all")
+    parser.add_argument("--uploaders", type=int, default=None, help="media: 8 concurrent")
+    parser.add_argument("--image-px", default="4000x3000", help="media: WIDTHxHEIGHT")
+    parser.add_argument("--image-mib", type=float, default=5.0, help="media: JPEG size")
+    parser.add_argument("--ping-ms", type=float, default=50.0, help="media: ping interval")
+    parser.add_argument("--idle-ping-s", type=float, default=2.0, help="media: pings before")
     return parser
 
 
@@ -91,6 +107,7 @@ _DEFAULTS: dict[str, dict[str, object]] = {
     "fanout": {"messages": 5},
     "idle": {"devices": 10000, "workers": 2},
     "history": {"messages": 100_000},
+    "media": {"uploads": 40, "uploaders": 8},
 }
 
 

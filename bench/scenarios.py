@@ -1,5 +1,5 @@
-"""The five scenarios. Each starts `chatmesh dev`, sets up through gRPC, drives load through the
-WebSocket edge from worker processes, and returns a `Result`.
+"""The scenarios (media's is in bench/media.py). Each starts `chatmesh dev`, sets up through
+gRPC, drives load through the WebSocket edge from worker processes, and returns a `Result`.
 
 Sizes come from the command line; `--smoke` shrinks every one of them to run in seconds (CI).
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import Device, Pool, floats
+from bench.media import scenario_media
 from bench.report import Result, merge_counters, percentile, summarize_profile
 from bench.system import Admin, DevServer, raise_nofile, seed_history
 
@@ -540,4 +541,5 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "fanout": scenario_fanout,
     "idle": scenario_idle,
     "history": scenario_history,
+    "media": scenario_media,
 }

@@ -143,6 +143,14 @@ class Access:
             total += await store.count_unread(member.conversation_id, user_id, member.last_read_seq)
         return total
 
+    async def membership(self, user_id: str, conversation_id: str) -> int | None:
+        """The conversation's kind when `user_id` is a member of it now, else None."""
+        store = self._chat.store
+        if await store.get_member(conversation_id, user_id) is None:
+            return None
+        conversation = await store.get_conversation(conversation_id)
+        return None if conversation is None else int(conversation.kind)
+
 
 class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer):
     SERVICE = ACCESS_SERVICE_NAME
@@ -225,6 +233,17 @@ class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer)
                 pb.UnreadTotal(user_id=user_id, unread=await self.access.unread_total(user_id))
             )
         return pb.GetUnreadTotalsResponse(totals=totals)
+
+    @unary
+    async def CheckMembership(
+        self, request: pb.CheckMembershipRequest, _caller: ServiceIdentity
+    ) -> pb.CheckMembershipResponse:
+        check_id("user_id", request.user_id)
+        check_id("conversation_id", request.conversation_id)
+        kind = await self.access.membership(request.user_id, request.conversation_id)
+        if kind is None:
+            return pb.CheckMembershipResponse(member=False)
+        return pb.CheckMembershipResponse(member=True, kind=kind)  # type: ignore[arg-type]
 
 
 def access_registration(chat: Chat, authenticator: Authenticator) -> Registration:

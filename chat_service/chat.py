@@ -29,6 +29,7 @@ from chatmesh_common.rpc import invalid as _invalid
 from chatmesh_common.rpc import precondition as _precondition
 
 from . import convert
+from .attachments import Attachments, NoMedia
 from .events import EventSink
 from .fanout import Fanout
 from .store.base import (
@@ -88,9 +89,11 @@ class Chat:
         events: EventSink,
         limits: Limits | None = None,
         clock: Clock | None = None,
+        attachments: Attachments | None = None,
     ) -> None:
         self._store = store
         self._events = events
+        self._attachments = attachments or NoMedia()
         self._limits = limits = limits or LIMITS
         self._clock = clock = clock or SystemClock()
         self._creations = _hourly(limits.conversations_per_hour, limits.conversation_burst, clock)
@@ -428,6 +431,7 @@ class Chat:
         kind: int,
         attachments: Sequence[str],
         reply_to_seq: int,
+        mentions: Sequence[str] = (),
     ) -> AppendResult:
         _check_id("client_msg_id", client_msg_id)
         kind = kind or MESSAGE_KIND_TEXT
@@ -437,7 +441,14 @@ class Chat:
             raise _invalid(f"attachments: at most {self._limits.max_attachments}")
         for media_id in attachments:
             _check_id("attachments", media_id)
+        if len(set(attachments)) != len(attachments):
+            raise _invalid("attachments: a media id is attached twice")
         self._check_body(body, allow_empty=bool(attachments))
+        mentioned = tuple(dict.fromkeys(mentions))
+        if len(mentioned) > self._limits.max_mentions:
+            raise _invalid(f"mentions: at most {self._limits.max_mentions} users")
+        for mentioned_id in mentioned:
+            _check_id("mentions", mentioned_id)
         conversation, member = await self.require_member(conversation_id, user_id)
         await self._require_writable(conversation, member)
         if conversation.kind == Kind.CHANNEL and member.role == Role.MEMBER:
@@ -446,6 +457,10 @@ class Chat:
             target = await self._store.get_message(conversation_id, min(reply_to_seq, MAX_SEQ))
             if target is None:
                 raise _invalid(f"reply_to_seq {reply_to_seq} is not a message in this conversation")
+        for mentioned_id in mentioned:
+            if await self._store.get_member(conversation_id, mentioned_id) is None:
+                raise _invalid(f"mentions: {mentioned_id} is not a member of this conversation")
+        info = await self._attachments.resolve(user_id, conversation_id, attachments)
         now = self._clock.now()
         result = await self._store.append_message(
             NewMessage(
@@ -458,6 +473,8 @@ class Chat:
                 body=body,
                 attachments=tuple(attachments),
                 reply_to_seq=reply_to_seq,
+                attachment_info=tuple(info),
+                mentions=mentioned,
             )
         )
         if not result.duplicate:

@@ -33,6 +33,11 @@ class ChatConfig:
     # Verifies service tokens (AccessService); empty: no service token is accepted.
     service_secret: str = service_secret_setting(required=False)
     mode: str = mode_setting()
+    media_target: str = setting(
+        "CHATMESH_MEDIA_TARGET",
+        "",
+        "where MediaService answers; empty: messages cannot carry attachments",
+    )
     data_dir: str = setting(
         "CHATMESH_DATA_DIR", "./chatmesh-data", "where the SQLite store keeps its files"
     )
@@ -145,6 +150,8 @@ class ChatConfig:
             )
         if self.service_secret and self.service_secret == self.jwt_secret:
             raise ConfigError("CHATMESH_SERVICE_SECRET must differ from CHATMESH_JWT_SECRET")
+        if self.media_target and not self.service_secret:
+            raise ConfigError("CHATMESH_MEDIA_TARGET needs CHATMESH_SERVICE_SECRET")
         if self.store == "sqlite":
             refuse_embedded(self.mode, "the SQLite store", "set CHATMESH_STORE=scylla")
         if self.bus == "inprocess":

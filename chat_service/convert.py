@@ -8,6 +8,7 @@ from chatmesh.events.v1 import events_pb2
 from chatmesh_common.rpc import timestamp as timestamp
 
 from .store.base import (
+    AttachmentInfo,
     ConversationRecord,
     EventKind,
     EventRecord,
@@ -37,10 +38,38 @@ def message(record: MessageRecord) -> types_pb2.Message:
         version=record.version,
         deleted=record.deleted,
         client_msg_id=record.client_msg_id,
+        attachment_info=[attachment(a) for a in record.attachment_info],
+        mentions=record.mentions,
     )
     if record.edited_at is not None:
         out.edited_at.CopyFrom(timestamp(record.edited_at))
     return out
+
+
+def attachment(info: AttachmentInfo) -> types_pb2.Attachment:
+    return types_pb2.Attachment(
+        media_id=info.media_id,
+        content_type=info.content_type,
+        size_bytes=info.size_bytes,
+        file_name=info.file_name,
+        width=info.width,
+        height=info.height,
+        blurhash=info.blurhash,
+        thumbnails=info.thumbnails,
+    )
+
+
+def attachment_info(proto: types_pb2.Attachment) -> AttachmentInfo:
+    return AttachmentInfo(
+        media_id=proto.media_id,
+        content_type=proto.content_type,
+        size_bytes=proto.size_bytes,
+        file_name=proto.file_name,
+        width=proto.width,
+        height=proto.height,
+        blurhash=proto.blurhash,
+        thumbnails=tuple(proto.thumbnails),
+    )
 
 
 def member(record: MemberRecord) -> types_pb2.Member:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import grpc
 from chatmesh.chat.v1 import chat_service_pb2, chat_service_pb2_grpc
 from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 
@@ -25,6 +26,7 @@ from chatmesh_common.runner import Process
 from chatmesh_common.service import GrpcService
 
 from .access import ACCESS_SERVICE_NAME, access_registration
+from .attachments import Attachments, GrpcAttachments, chat_credential
 from .chat import Chat
 from .config import ChatConfig
 from .events import EventSink
@@ -103,9 +105,17 @@ class ChatComponent:
     service_names: Sequence[str] = SERVICE_NAMES
 
     def __init__(
-        self, config: ChatConfig, *, store: ChatStore | None, bus: Bus | None, clock: Clock
+        self,
+        config: ChatConfig,
+        *,
+        store: ChatStore | None,
+        bus: Bus | None,
+        clock: Clock,
+        attachments: Attachments | None = None,
     ) -> None:
         self.config = config
+        self._attachments = attachments
+        self._media_channel: grpc.aio.Channel | None = None
         self.clock = clock
         self._given_store = store
         self._given_bus = bus
@@ -143,7 +153,13 @@ class ChatComponent:
         fanout = Fanout(bus, store, config.fanout_read_threshold)
         relay = Relay(store, bus, fanout, sweep_interval_s=config.relay_sweep_s)
         self._sink = sink = EventSink(fanout, relay)
-        chat = Chat(store, sink, limits, clock=self.clock)
+        attachments = self._attachments
+        if attachments is None and config.media_target:
+            self._media_channel = grpc.aio.insecure_channel(config.media_target)
+            attachments = GrpcAttachments(
+                chat_credential(config.service_secret), self._media_channel
+            )
+        chat = Chat(store, sink, limits, clock=self.clock, attachments=attachments)
         sweeper = RetentionSweeper(
             store, retention_periods(config), interval_s=config.retention_sweep_s, clock=self.clock
         )
@@ -175,6 +191,9 @@ class ChatComponent:
         if self._parts is not None:
             await self._parts.sweeper.stop()
             await self._parts.relay.stop()
+        if self._media_channel is not None:
+            await self._media_channel.close(None)
+            self._media_channel = None
         if self._given_bus is None and self._bus is not None:
             await self._bus.close()
             self._bus = None
@@ -200,10 +219,14 @@ def build_chat_service(
     *,
     store: ChatStore | None = None,
     bus: Bus | None = None,
+    attachments: Attachments | None = None,
     clock: Clock,
 ) -> ChatService:
-    """chat_service, not started. Without a store or bus, the config's are built on start."""
-    return ChatService(ChatComponent(config, store=store, bus=bus, clock=clock))
+    """chat_service, not started. Without a store or bus, the config's are built on start;
+    attachments are checked with MediaService at config.media_target unless `attachments`."""
+    return ChatService(
+        ChatComponent(config, store=store, bus=bus, clock=clock, attachments=attachments)
+    )
 
 
 def service_process(clock: Clock) -> Process:

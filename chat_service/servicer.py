@@ -167,6 +167,7 @@ class ChatServicer(RpcServicer, chat_service_pb2_grpc.ChatServiceServicer):
             request.kind,
             request.attachments,
             request.reply_to_seq,
+            request.mentions,
         )
         return pb.SendMessageResponse(
             message=convert.message(result.message), duplicate=result.duplicate

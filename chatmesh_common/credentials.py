@@ -56,6 +56,8 @@ SCOPE_CHAT_ACCESS = "chat.access"
 SCOPE_PRESENCE_ONLINE = "presence.online"
 # Operating notify_service: listing and replaying dead-lettered pushes.
 SCOPE_NOTIFY_ADMIN = "notify.admin"
+# Checking and describing the media a sender attaches (chat_service asks media_service).
+SCOPE_MEDIA_ATTACH = "media.attach"
 
 # Full service name -> method name -> requirement.
 RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
@@ -90,6 +92,7 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "GetSearchHits": service(SCOPE_CHAT_ACCESS),
         "GetPushAudience": service(SCOPE_CHAT_ACCESS),
         "GetUnreadTotals": service(SCOPE_CHAT_ACCESS),
+        "CheckMembership": service(SCOPE_CHAT_ACCESS),
     },
     "chatmesh.presence.v1.PresenceService": {
         "Connect": USER,
@@ -112,6 +115,13 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "UpdateSettings": USER,
         "ListDeadLetters": service(SCOPE_NOTIFY_ADMIN),
         "ReplayDeadLetter": service(SCOPE_NOTIFY_ADMIN),
+    },
+    "chatmesh.media.v1.MediaService": {
+        "CreateUpload": USER,
+        "CompleteUpload": USER,
+        "GetMedia": USER,
+        "GetDownloadUrl": USER,
+        "ResolveAttachments": service(SCOPE_MEDIA_ATTACH),
     },
 }
 

@@ -28,6 +28,8 @@ class Limits:
     max_title_chars: int = 256
     # Media ids on one message.
     max_attachments: int = 10
+    # Distinct users one message may mention.
+    max_mentions: int = 50
     # A message body, in bytes of its UTF-8 encoding.
     max_body_bytes: int = 16 * 1024
     # Members of a group, owner included (channels are unlimited).

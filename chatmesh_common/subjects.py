@@ -87,3 +87,5 @@ SEARCH_FILTERS: Final = tuple(
         DurableKind.MEMBERSHIP,
     )
 )
+# What media_service reads: which messages attach which media, and which were deleted.
+MEDIA_FILTERS: Final = (kind_filter(DurableKind.CREATED), kind_filter(DurableKind.DELETED))

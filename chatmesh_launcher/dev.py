@@ -19,6 +19,7 @@ from typing import cast
 
 import grpc
 
+from chat_service.attachments import GrpcAttachments, chat_credential
 from chat_service.config import ChatConfig
 from chat_service.server import build_chat_service
 from chatmesh_common.bus import DURABLE_LOG_FILE, InProcessBus
@@ -29,6 +30,9 @@ from chatmesh_common.service import GrpcService, Health
 from chatmesh_common.settings import ConfigError, read_env, read_one, setting, validate
 from gateway_ws.config import GatewayConfig
 from gateway_ws.server import GatewayService, build_gateway_service
+from media_service.access import GrpcMediaAccess, media_credential
+from media_service.config import MediaConfig
+from media_service.server import MediaComponent, build_media_service
 from notify_service.access import GrpcNotifyAccess, notify_credential
 from notify_service.config import NotifyConfig
 from notify_service.providers.base import Platform, PushProvider
@@ -122,13 +126,20 @@ class DevSystem:
         search_config: SearchConfig | None = None,
         notify_config: NotifyConfig | None = None,
         push_providers: Mapping[Platform, PushProvider] | None = None,
+        media_config: MediaConfig | None = None,
     ) -> None:
         self.chat_config = chat_config
         self._gateway_config = gateway_config
         self._clock = clock
         # The durable log lives in the data dir, so consumers resume after a restart.
         self.bus = InProcessBus(Path(chat_config.data_dir) / DURABLE_LOG_FILE, clock)
-        self.chat = build_chat_service(chat_config, bus=self.bus, clock=clock)
+        # chat checks attachments with media over the LocalChannel, given once it exists.
+        self._attachments: GrpcAttachments | None = None
+        if media_config is not None:
+            self._attachments = GrpcAttachments(chat_credential(media_config.service_secret))
+        self.chat = build_chat_service(
+            chat_config, bus=self.bus, attachments=self._attachments, clock=clock
+        )
         # Its channel is the LocalChannel, known once the servicers exist.
         self._access = GrpcAccessClient(presence_credential(presence_config.service_secret))
         self.presence = build_presence_service(
@@ -155,6 +166,15 @@ class DevSystem:
                 clock=clock,
             )
             components += notify.components
+        self._media_access: GrpcMediaAccess | None = None
+        self.media: MediaComponent | None = None
+        if media_config is not None:
+            self._media_access = GrpcMediaAccess(media_credential(media_config.service_secret))
+            media = build_media_service(
+                media_config, bus=self.bus, access=self._media_access, clock=clock
+            )
+            self.media = media.component
+            components += media.components
         # One server on chat's settings (bind, grace, and the drain that dev_process chose).
         self.grpc = GrpcService(self.name, components, chat_config)
         self._channel: LocalChannel | None = None
@@ -173,8 +193,9 @@ class DevSystem:
         await self.grpc.start()
         self._channel = channel = LocalChannel(self.grpc.registrations)
         self._access.set_channel(cast(grpc.aio.Channel, channel))
-        if self._search_access is not None:
-            self._search_access.set_channel(cast(grpc.aio.Channel, channel))
+        for client in (self._search_access, self._media_access, self._attachments):
+            if client is not None:
+                client.set_channel(cast(grpc.aio.Channel, channel))
         if self._notify_access is not None:
             local = cast(grpc.aio.Channel, channel)
             self._notify_access.set_channels(local, local)
@@ -236,13 +257,25 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
         if embedded[name] != value:
             raise ConfigError(f"chatmesh dev runs embedded: {name} must be {value!r} or unset")
     data_dir.mkdir(parents=True, exist_ok=True)
+    media_env = {
+        "CHATMESH_MEDIA_RECORDS": str(data_dir / "media.db"),
+        "CHATMESH_MEDIA_DIR": str(data_dir / "media"),
+        **embedded,
+    }
+    if not source.get("CHATMESH_MEDIA_HTTP_BIND"):
+        # Apps learn the media URLs from create_upload and get_download_url, so in dev the URL
+        # server takes any free port (shown in the banner) rather than one that may be taken.
+        media_env["CHATMESH_MEDIA_HTTP_BIND"] = f"{grpc_host}:0"
     system = DevSystem(
         ChatConfig.from_env(embedded),
         PresenceConfig.from_env(embedded),
         GatewayConfig.from_env(embedded),
         clock,
         SearchConfig.from_env({"CHATMESH_SEARCH_INDEX": str(data_dir / "search.db"), **embedded}),
-        NotifyConfig.from_env({"CHATMESH_NOTIFY_DB": str(data_dir / "notify.db"), **embedded}),
+        media_config=MediaConfig.from_env(media_env),
+        notify_config=NotifyConfig.from_env(
+            {"CHATMESH_NOTIFY_DB": str(data_dir / "notify.db"), **embedded}
+        ),
     )
 
     def banner(bound_metrics: int) -> str:
@@ -252,7 +285,12 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
             f"  data       {data_dir.resolve()}\n"
             f"  gRPC       {grpc_at}   (grpcurl -plaintext {grpc_at} list)\n"
             f"  WebSocket  {system.gateway.url}\n"
-            f"  metrics    http://{metrics_host}:{bound_metrics}/metrics\n"
+            + (
+                f"  media URLs http://{grpc_host}:{system.media.http_port}\n"
+                if system.media is not None and system.media.http_port
+                else ""
+            )
+            + f"  metrics    http://{metrics_host}:{bound_metrics}/metrics\n"
             f"  token      chatmesh token alice --data-dir {data_dir}\n"
             "Ctrl-C stops it."
         )

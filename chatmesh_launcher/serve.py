@@ -20,6 +20,7 @@ SERVICES = {
     "gateway": "gateway_ws",
     "search": "search_service",
     "notify": "notify_service",
+    "media": "media_service",
 }
 
 

@@ -16,6 +16,7 @@ from chatmesh_common.identity import IssuerSettings
 from chatmesh_common.runner import RunnerConfig
 from chatmesh_common.settings import describe
 from gateway_ws.config import GatewayConfig
+from media_service.config import MediaConfig
 from notify_service.config import NotifyConfig
 from presence_service.config import PresenceConfig
 from search_service.config import SearchConfig
@@ -36,12 +37,14 @@ SECTIONS: tuple[tuple[str, str, type[Any]], ...] = (
     ("NATS bus", "chat_service and presence_service with `CHATMESH_BUS=nats`", NatsSettings),
     (
         "ScyllaDB store",
-        "chat_service and `chatmesh migrate` with `CHATMESH_STORE=scylla`",
+        "chat_service and `chatmesh migrate` with `CHATMESH_STORE=scylla`; media_service with"
+        " `CHATMESH_MEDIA_RECORDS_STORE=scylla`",
         ScyllaSettings,
     ),
     ("chatmesh dev", "`chatmesh dev`, on top of the services' settings", DevConfig),
     ("search_service", "`chatmesh serve search`, `python -m search_service`", SearchConfig),
     ("notify_service", "`chatmesh serve notify`, `python -m notify_service`", NotifyConfig),
+    ("media_service", "`chatmesh serve media`, `python -m media_service`", MediaConfig),
 )
 
 REGENERATE = "chatmesh config --markdown > docs/settings.md"

@@ -44,6 +44,11 @@ class GatewayConfig:
         "",
         "the PresenceService gRPC target; empty: presence and typing frames are unimplemented",
     )
+    media_target: str = setting(
+        "CHATMESH_MEDIA_TARGET",
+        "",
+        "the MediaService gRPC target; empty: the chat target (one server, as in chatmesh dev)",
+    )
     max_presence_subscriptions: int = setting(
         "CHATMESH_WS_MAX_PRESENCE_SUBSCRIPTIONS",
         LIMITS.max_presence_subscriptions,

@@ -68,7 +68,7 @@ class Gateway:
         context: GatewayContext,
         channel: grpc.aio.Channel,
         owns_channel: bool,
-        presence_channel: grpc.aio.Channel | None,
+        own_channels: list[grpc.aio.Channel],
         host: str,
         port: int,
     ) -> None:
@@ -76,8 +76,8 @@ class Gateway:
         self._context = context
         self._channel = channel
         self._owns_channel = owns_channel
-        # A channel of the gateway's own to presence_service (None: none or the chat channel).
-        self._presence_channel = presence_channel
+        # Channels of the gateway's own to presence and media (when not on the chat channel).
+        self._own_channels = own_channels
         self.host = host
         self.port = port
         # The drain window before a stop: /healthz says 503, sockets keep working.
@@ -121,8 +121,8 @@ class Gateway:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._presence_channel is not None:
-            await self._presence_channel.close(None)
+        for own in self._own_channels:
+            await own.close(None)
         if self._owns_channel:
             await self._channel.close(None)
         self._stopped.set()
@@ -182,6 +182,10 @@ async def start_gateway(
                 config.presence_target, options=CHANNEL_OPTIONS
             )
             presence = PresenceMethods.on(presence_channel)
+    media_channel: grpc.aio.Channel | None = None
+    if config.media_target and config.media_target != config.chat_target:
+        media_channel = grpc.aio.insecure_channel(config.media_target, options=CHANNEL_OPTIONS)
+    own_channels = [c for c in (presence_channel, media_channel) if c is not None]
     context = GatewayContext(
         config=config,
         clock=clock,
@@ -189,7 +193,7 @@ async def start_gateway(
             config.jwt_secret, config.token_leeway_s, clock.now, config.identity
         ),
         send_limiter=RateLimiter(config.send_rate_per_s, config.send_burst, clock.monotonic),
-        routes=build_routes(channel),
+        routes=build_routes(channel, media_channel),
         subscribe=subscribe_method(channel),
         metrics=FrameMetrics(),
         presence=presence,
@@ -254,12 +258,12 @@ async def start_gateway(
     except OSError as exc:
         if owns_channel:
             await channel.close(None)
-        if presence_channel is not None:
-            await presence_channel.close(None)
+        for own in own_channels:
+            await own.close(None)
         address = f"{config.host}:{config.port}"
         raise BindError(address, "CHATMESH_WS_PORT", exc.strerror or str(exc)) from exc
     port = server.sockets[0].getsockname()[1]
-    gateway = Gateway(server, context, channel, owns_channel, presence_channel, config.host, port)
+    gateway = Gateway(server, context, channel, owns_channel, own_channels, config.host, port)
     log.info("gateway serving ws://%s:%d%s -> %s", config.host, port, WS_PATH, config.chat_target)
     return gateway
 

@@ -19,6 +19,7 @@ from typing import Any, Final, cast
 import grpc
 from chatmesh.chat.v1 import chat_service_pb2
 from chatmesh.events.v1 import event_service_pb2
+from chatmesh.media.v1 import media_service_pb2
 from google.protobuf.descriptor import Descriptor
 
 from gateway_ws import frames
@@ -93,15 +94,26 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def build_routes(channel: grpc.aio.Channel) -> dict[str, Route]:
-    """Every ClientFrame case that names a ChatService method, checked against the protos."""
-    service = chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"]
+def build_routes(
+    channel: grpc.aio.Channel, media_channel: grpc.aio.Channel | None = None
+) -> dict[str, Route]:
+    """Every ClientFrame case that names a ChatService or MediaService method, checked against
+    the protos. Media frames go to `media_channel` (default: `channel`, as in `chatmesh dev`)."""
+    services = (
+        (chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"], channel),
+        (media_service_pb2.DESCRIPTOR.services_by_name["MediaService"], media_channel or channel),
+    )
     client_desc = cast(Descriptor, frames.ClientFrame.DESCRIPTOR)
     routes: dict[str, Route] = {}
     for field in client_desc.oneofs_by_name["frame"].fields:
-        method_desc = service.methods_by_name.get(_camel(field.name))
-        if method_desc is None:
+        found = [
+            (s, s.methods_by_name[_camel(field.name)], ch)
+            for s, ch in services
+            if _camel(field.name) in s.methods_by_name
+        ]
+        if not found:
             continue  # a gateway-level frame: auth, ping, resume
+        service, method_desc, target = found[0]
         slot = frames.SERVER_SLOTS.get(field.name)
         if (
             slot is None
@@ -110,10 +122,10 @@ def build_routes(channel: grpc.aio.Channel) -> dict[str, Route]:
             or method_desc.output_type.full_name != slot.message_class.DESCRIPTOR.full_name
         ):
             raise TypeError(
-                f"ClientFrame.{field.name} does not match ChatService.{method_desc.name}"
+                f"ClientFrame.{field.name} does not match {service.name}.{method_desc.name}"
             )
-        method = channel.unary_unary(
-            f"/{CHAT_SERVICE}/{method_desc.name}",
+        method = target.unary_unary(
+            f"/{service.full_name}/{method_desc.name}",
             request_serializer=None,
             response_deserializer=None,
         )

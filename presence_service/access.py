@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import grpc
 from chatmesh.chat.v1 import access_service_pb2 as pb
-from chatmesh.chat.v1 import access_service_pb2_grpc
 
+from chatmesh_common.access_client import AccessServiceClient
 from chatmesh_common.auth import ServiceCredential
 from chatmesh_common.clock import Clock
 from chatmesh_common.credentials import SCOPE_CHAT_ACCESS
-from chatmesh_common.rpc import RpcError
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +47,8 @@ class AccessClient(Protocol):
         ...
 
 
-class GrpcAccessClient:
-    """AccessService over gRPC. The channel may be given later (`chatmesh dev` serves
-    AccessService on the same server as presence, whose port is known only once it started)."""
+class GrpcAccessClient(AccessServiceClient):
+    """AccessClient over AccessService; refusals about the user asked for are passed on."""
 
     def __init__(
         self,
@@ -58,40 +56,17 @@ class GrpcAccessClient:
         channel: grpc.aio.Channel | None = None,
         timeout_s: float = 2.0,
     ) -> None:
-        self._credential = credential
-        self._stub: Any = None
-        self._timeout_s = timeout_s
-        if channel is not None:
-            self.set_channel(channel)
-
-    def set_channel(self, channel: grpc.aio.Channel) -> None:
-        self._stub = access_service_pb2_grpc.AccessServiceStub(channel)
-
-    async def _call(self, method: str, request: Any) -> Any:
-        if self._stub is None:
-            raise RpcError(grpc.StatusCode.UNAVAILABLE, "access service not connected yet")
-        try:
-            return await getattr(self._stub, method)(
-                request, metadata=self._credential.metadata(), timeout=self._timeout_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL):
-                # Our own credential was refused: a deployment error, not the caller's.
-                log.error("chat_service refused presence_service's credential: %s", exc.details())
-            if code not in _PASSED_ON:
-                code = grpc.StatusCode.UNAVAILABLE
-            raise RpcError(code, f"access check: {exc.details()}") from exc
+        super().__init__(credential, channel, timeout_s, passed_on=_PASSED_ON)
 
     async def visible_subjects(self, viewer: str, subjects: Sequence[str]) -> list[str]:
-        response = await self._call(
+        response = await self.call(
             "FilterPresenceAudience",
             pb.FilterPresenceAudienceRequest(viewer_user_id=viewer, subject_user_ids=subjects),
         )
         return list(response.visible_user_ids)
 
     async def typing_audience(self, user_id: str, conversation_id: str) -> list[str]:
-        response = await self._call(
+        response = await self.call(
             "CheckTypingAudience",
             pb.CheckTypingAudienceRequest(conversation_id=conversation_id, user_id=user_id),
         )

@@ -10,15 +10,13 @@ gauge.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from chatmesh.events.v1 import events_pb2
 from prometheus_client import Counter, Gauge
 
 from chatmesh_common.bus import Bus
-from chatmesh_common.bus.base import DurableConsumer, DurableMessage
+from chatmesh_common.bus.event_consumer import EventConsumer
 from chatmesh_common.clock import Clock
 from chatmesh_common.subjects import SEARCH_FILTERS
 
@@ -55,14 +53,9 @@ def document(event: events_pb2.ConversationEvent) -> Document | None:
 
 class Indexer:
     def __init__(self, bus: Bus, engine: SearchEngine, clock: Clock, *, batch: int = 100) -> None:
-        self._bus = bus
         self._engine = engine
         self._clock = clock
-        self._batch = batch
-        self._consumer: DurableConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._running = asyncio.Event()
-        self._running.set()
+        self._consumer = EventConsumer(bus, CONSUMER_NAME, SEARCH_FILTERS, self.handle, batch=batch)
 
     async def handle(self, event: events_pb2.ConversationEvent) -> None:
         kind = event.WhichOneof("payload") or ""
@@ -79,52 +72,19 @@ class Indexer:
         if event.HasField("occurred_at"):
             INDEX_LAG.set(max(0.0, self._clock.now() - event.occurred_at.ToMilliseconds() / 1000))
 
-    async def _handle_delivery(self, delivery: DurableMessage) -> None:
-        try:
-            event = events_pb2.ConversationEvent.FromString(delivery.data)
-        except Exception:
-            log.warning("search indexer: undecodable event %s dropped", delivery.msg_id)
-            await delivery.ack()
-            return
-        try:
-            await self.handle(event)
-        except Exception:
-            log.exception("search indexer: event %s failed; retried", delivery.msg_id)
-            await delivery.nak(1.0)
-            return
-        await delivery.ack()
-
     async def run_once(self, timeout_s: float = 1.0) -> int:
         """Handles one batch; how many deliveries it had."""
-        if self._consumer is None:
-            self._consumer = await self._bus.durable_consumer(CONSUMER_NAME, SEARCH_FILTERS)
-        deliveries = await self._consumer.fetch(self._batch, timeout_s)
-        for delivery in deliveries:
-            await self._handle_delivery(delivery)
-        return len(deliveries)
-
-    async def _loop(self) -> None:
-        while True:
-            await self._running.wait()
-            await self.run_once()
+        return await self._consumer.run_once(timeout_s)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="search-indexer")
+        self._consumer.start()
 
     def pause(self) -> None:
         """Stops fetching after the current batch (the index falls behind the log)."""
-        self._running.clear()
+        self._consumer.pause()
 
     def resume(self) -> None:
-        self._running.set()
+        self._consumer.resume()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._consumer is not None:
-            await self._consumer.close()
-            self._consumer = None
+        await self._consumer.stop()

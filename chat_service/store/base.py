@@ -97,6 +97,20 @@ class MemberRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    """What media_service said of an attached media id when the message was sent."""
+
+    media_id: str
+    content_type: str
+    size_bytes: int
+    file_name: str
+    width: int = 0
+    height: int = 0
+    blurhash: str = ""
+    thumbnails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class MessageRecord:
     conversation_id: str
     seq: int
@@ -111,6 +125,9 @@ class MessageRecord:
     edited_at: float | None
     deleted: bool
     client_msg_id: str
+    # The metadata of `attachments`, in their order (empty for messages stored before media).
+    attachment_info: tuple[AttachmentInfo, ...] = ()
+    mentions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +204,8 @@ class NewMessage:
     body: str
     attachments: tuple[str, ...] = ()
     reply_to_seq: int = 0
+    attachment_info: tuple[AttachmentInfo, ...] = ()
+    mentions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,15 @@ def test_history(tmp_path: Path) -> None:
     assert row["samples"] == 30 and not row["errors"]
 
 
+def test_media(tmp_path: Path) -> None:
+    data = _result(tmp_path, "media")
+    idle, *uploads = data["rows"]
+    assert idle["pings"] > 0 and idle["ping_max_ms"] > 0
+    assert [row["ready"] for row in uploads] == ["1 / 1", "1 / 1", "2 / 2"]
+    assert all(not row["errors"] and row["p50_ms"] > 0 for row in uploads)
+    assert data["targets"][0]["target"].startswith("ping p99 ms during uploads")
+
+
 @pytest.mark.parametrize("scenario", ["send", "idle"])
 def test_cluster_mode_not_available_yet(tmp_path: Path, scenario: str) -> None:
     proc = _run(tmp_path, scenario, "--mode", "cluster")

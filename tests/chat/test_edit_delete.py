@@ -66,25 +66,24 @@ async def test_only_the_sender_edits(client: Callable[[str], Client]) -> None:
 
 
 async def test_sender_deletes_leaving_a_tombstone(client: Callable[[str], Client]) -> None:
-    """A delete keeps the seq and drops body and attachments for everyone."""
+    """A delete keeps the seq and drops body and mentions for everyone (attachments too:
+    tests/media covers those with a real media_service)."""
     alice, bob = client("alice"), client("bob")
     cid = await alice.group(bob)
-    await alice.chat.SendMessage(
+    sent = await alice.chat.SendMessage(
         pb.SendMessageRequest(
-            conversation_id=cid,
-            client_msg_id="with-media",
-            body="look",
-            kind=types_pb2.MESSAGE_KIND_MEDIA,
-            attachments=["media-1", "media-2"],
+            conversation_id=cid, client_msg_id="with-mention", body="look, bob", mentions=["bob"]
         ),
         metadata=alice.md,
     )
+    assert list(sent.message.mentions) == ["bob"]
+    assert list((await message_at(bob, cid, 1)).mentions) == ["bob"]
     await alice.send(cid, "after")
     deleted = await delete(alice, cid, 1)
     assert deleted.event_seq == 3
     for tombstone in (deleted.message, await message_at(bob, cid, 1)):
         assert tombstone.deleted
-        assert (tombstone.seq, tombstone.body, list(tombstone.attachments)) == (1, "", [])
+        assert (tombstone.seq, tombstone.body, list(tombstone.mentions)) == (1, "", [])
     assert [m.seq for m in await bob.all_messages(cid)] == [1, 2]
 
 

@@ -32,6 +32,9 @@ from chatmesh_common.bus import InProcessBus
 from chatmesh_common.clock import SystemClock
 from chatmesh_common.credentials import RPC_CREDENTIALS, Kind, Requirement, requirement
 from chatmesh_common.local_channel import LocalChannel
+from media_service.config import MediaConfig
+from media_service.server import SERVICE_NAMES as MEDIA_SERVICE_NAMES
+from media_service.server import build_media_service
 from notify_service.config import NotifyConfig
 from notify_service.server import SERVICE_NAMES as NOTIFY_SERVICE_NAMES
 from notify_service.server import build_notify_service
@@ -186,6 +189,21 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         clock=clock,
     )
     await search.start()
+    media = build_media_service(
+        MediaConfig(
+            jwt_secret=SECRET,
+            service_secret=SERVICE_SECRET,
+            grpc_bind="127.0.0.1:0",
+            http_bind="127.0.0.1:0",
+            records=str(tmp_path / "media.db"),
+            blob_dir=str(tmp_path / "media"),
+            chat_target=f"127.0.0.1:{chat.port}",
+            shutdown_grace_s=0.1,
+            drain_s=0,
+        ),
+        bus=bus,
+        clock=clock,
+    )
     notify = build_notify_service(
         NotifyConfig(
             jwt_secret=SECRET,
@@ -201,18 +219,21 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         clock=clock,
     )
     await notify.start()
+    await media.start()
     opened: list[grpc.aio.Channel] = []
     if request.param == "grpc":
         chat_channel = grpc.aio.insecure_channel(f"127.0.0.1:{chat.port}")
         presence_channel = grpc.aio.insecure_channel(f"127.0.0.1:{presence.port}")
         search_channel = grpc.aio.insecure_channel(f"127.0.0.1:{search.port}")
+        media_channel = grpc.aio.insecure_channel(f"127.0.0.1:{media.port}")
         notify_channel = grpc.aio.insecure_channel(f"127.0.0.1:{notify.port}")
-        opened += [chat_channel, presence_channel, search_channel, notify_channel]
+        opened += [chat_channel, presence_channel, search_channel, media_channel, notify_channel]
         channels: dict[str, Any] = {
             **{name: chat_channel for name in CHAT_SERVICE_NAMES},
             **{name: presence_channel for name in PRESENCE_SERVICE_NAMES},
             **{name: search_channel for name in SEARCH_SERVICE_NAMES},
             **{name: notify_channel for name in NOTIFY_SERVICE_NAMES},
+            **{name: media_channel for name in MEDIA_SERVICE_NAMES},
         }
     else:
         local = LocalChannel(
@@ -221,6 +242,7 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
                 *presence.registrations,
                 *search.registrations,
                 *notify.registrations,
+                *media.registrations,
             ]
         )
         names = (
@@ -228,6 +250,7 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             *PRESENCE_SERVICE_NAMES,
             *SEARCH_SERVICE_NAMES,
             *NOTIFY_SERVICE_NAMES,
+            *MEDIA_SERVICE_NAMES,
         )
         channels = {name: local for name in names}
     try:
@@ -236,6 +259,7 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         for channel in opened:
             await channel.close(None)
         await notify.stop()
+        await media.stop()
         await search.stop()
         await presence.stop()
         await chat.stop()

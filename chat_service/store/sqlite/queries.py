@@ -7,11 +7,11 @@ event loop's thread (WAL readers never wait for the writer); the write transacti
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from .. import extras
 from ..base import (
     ConversationRecord,
     EventKind,
@@ -38,6 +38,7 @@ CONVERSATION_COLUMNS = (
 
 
 def message_record(row: Sequence[Any]) -> MessageRecord:
+    attachments, info, mentions = extras.decode(row[7])
     return MessageRecord(
         conversation_id=row[0],
         seq=row[1],
@@ -46,12 +47,14 @@ def message_record(row: Sequence[Any]) -> MessageRecord:
         created_at=row[4],
         kind=row[5],
         body=row[6],
-        attachments=tuple(json.loads(row[7])) if row[7] != "[]" else (),
+        attachments=attachments,
         reply_to_seq=row[8],
         version=row[9],
         edited_at=row[10],
         deleted=bool(row[11]),
         client_msg_id=row[12],
+        attachment_info=info,
+        mentions=mentions,
     )
 
 

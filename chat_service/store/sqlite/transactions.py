@@ -7,10 +7,10 @@ transaction; an exception undoes that one write only. Every write that takes a s
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 
+from .. import extras
 from ..base import (
     AppendResult,
     ConflictError,
@@ -250,7 +250,7 @@ def append_message(conn: sqlite3.Connection, new: NewMessage) -> AppendResult:
             new.created_at,
             new.kind,
             new.body,
-            json.dumps(list(new.attachments)),
+            extras.encode(new.attachments, new.attachment_info, new.mentions),
             new.reply_to_seq,
             new.client_msg_id,
         ),
@@ -288,6 +288,8 @@ def append_message(conn: sqlite3.Connection, new: NewMessage) -> AppendResult:
         edited_at=None,
         deleted=False,
         client_msg_id=new.client_msg_id,
+        attachment_info=new.attachment_info,
+        mentions=new.mentions,
     )
     return AppendResult(message, duplicate=False)
 

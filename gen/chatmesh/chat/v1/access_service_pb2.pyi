@@ -118,3 +118,19 @@ class GetUnreadTotalsResponse(_message.Message):
     TOTALS_FIELD_NUMBER: _ClassVar[int]
     totals: _containers.RepeatedCompositeFieldContainer[UnreadTotal]
     def __init__(self, totals: _Optional[_Iterable[_Union[UnreadTotal, _Mapping]]] = ...) -> None: ...
+
+class CheckMembershipRequest(_message.Message):
+    __slots__ = ("user_id", "conversation_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    conversation_id: str
+    def __init__(self, user_id: _Optional[str] = ..., conversation_id: _Optional[str] = ...) -> None: ...
+
+class CheckMembershipResponse(_message.Message):
+    __slots__ = ("member", "kind")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    member: bool
+    kind: _types_pb2.ConversationKind
+    def __init__(self, member: _Optional[bool] = ..., kind: _Optional[_Union[_types_pb2.ConversationKind, str]] = ...) -> None: ...

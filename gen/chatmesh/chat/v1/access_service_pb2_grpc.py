@@ -64,6 +64,11 @@ class AccessServiceStub:
                 request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsResponse.FromString,
                 _registered_method=True)
+        self.CheckMembership = channel.unary_unary(
+                '/chatmesh.chat.v1.AccessService/CheckMembership',
+                request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
@@ -117,6 +122,14 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckMembership(self, request, context):
+        """Whether the user is a member of the conversation now, and its kind (media uploads and
+        downloads). An unknown conversation is answered as "not a member".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +162,11 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.GetUnreadTotals,
                     request_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsRequest.FromString,
                     response_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsResponse.SerializeToString,
+            ),
+            'CheckMembership': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckMembership,
+                    request_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipRequest.FromString,
+                    response_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,6 +331,33 @@ class AccessService:
             '/chatmesh.chat.v1.AccessService/GetUnreadTotals',
             chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsRequest.SerializeToString,
             chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckMembership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.chat.v1.AccessService/CheckMembership',
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipRequest.SerializeToString,
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,10 @@ class AccessServiceStub:
     """
     GetUnreadTotals: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.GetUnreadTotalsRequest, _access_service_pb2.GetUnreadTotalsResponse]
     """Each user's unread total over all their conversations (the badge of a push)."""
+    CheckMembership: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.CheckMembershipRequest, _access_service_pb2.CheckMembershipResponse]
+    """Whether the user is a member of the conversation now, and its kind (media uploads and
+    downloads). An unknown conversation is answered as "not a member".
+    """
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
@@ -85,6 +89,10 @@ class AccessServiceAsyncStub(AccessServiceStub):
     """
     GetUnreadTotals: _aio.UnaryUnaryMultiCallable[_access_service_pb2.GetUnreadTotalsRequest, _access_service_pb2.GetUnreadTotalsResponse]  # type: ignore[assignment]
     """Each user's unread total over all their conversations (the badge of a push)."""
+    CheckMembership: _aio.UnaryUnaryMultiCallable[_access_service_pb2.CheckMembershipRequest, _access_service_pb2.CheckMembershipResponse]  # type: ignore[assignment]
+    """Whether the user is a member of the conversation now, and its kind (media uploads and
+    downloads). An unknown conversation is answered as "not a member".
+    """
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -144,5 +152,15 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_access_service_pb2.GetUnreadTotalsResponse, _abc.Awaitable[_access_service_pb2.GetUnreadTotalsResponse]]:
         """Each user's unread total over all their conversations (the badge of a push)."""
+
+    @_abc_1.abstractmethod
+    def CheckMembership(
+        self,
+        request: _access_service_pb2.CheckMembershipRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_service_pb2.CheckMembershipResponse, _abc.Awaitable[_access_service_pb2.CheckMembershipResponse]]:
+        """Whether the user is a member of the conversation now, and its kind (media uploads and
+        downloads). An unknown conversation is answered as "not a member".
+        """
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
