@@ -1,6 +1,6 @@
 """notify_service settings, each declared once (chatmesh_common.settings), read from the env.
 
-Provider credentials are not settings yet: providers are passed to build_notify_service."""
+Provider credentials are notify_service.providers.settings.ProviderSettings (`providers`)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from chatmesh_common.settings import (
     validate,
 )
 
+from .providers.settings import ProviderSettings
+
 
 @dataclass(frozen=True)
 class NotifyConfig:
@@ -44,6 +46,8 @@ class NotifyConfig:
     # The bus chat_service writes its durable log to; the consumer reads it.
     bus: str = bus_setting()
     nats: NatsSettings = field(default_factory=NatsSettings)
+    # APNs, FCM, Web Push and webhook credentials; a provider without them is not built.
+    providers: ProviderSettings = field(default_factory=ProviderSettings)
     # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
     identity: IssuerSettings = field(default_factory=IssuerSettings)
     chat_target: str = setting(
@@ -110,4 +114,8 @@ class NotifyConfig:
         config = read_env(cls, source)
         if config.bus == "nats":
             config = replace(config, nats=nats_settings_from_env(source))
-        return replace(config, identity=IssuerSettings.from_env(source))
+        return replace(
+            config,
+            identity=IssuerSettings.from_env(source),
+            providers=ProviderSettings.from_env(source),
+        )

@@ -90,7 +90,7 @@ class Delivery:
         provider = self._providers.get(target.platform)
         platform = target.platform.value
         if provider is None:
-            result = PushResult(Outcome.FAILED, reason="no provider configured")
+            result = PushResult(Outcome.FAILED, reason="provider not configured")
             latency = 0.0
         else:
             started = self._clock.monotonic()

@@ -8,6 +8,7 @@ from chatmesh_common.limits import LIMITS
 from chatmesh_common.rpc import check_id, invalid
 
 from .providers.base import Platform, PushTarget
+from .providers.webhook import validate_webhook_url
 from .store.base import ConversationSetting, DeviceRecord, NotifyStore, Preview, UserSettings
 
 MAX_TOKEN_CHARS = 4096
@@ -20,10 +21,14 @@ def check_target(target: PushTarget) -> None:
         raise invalid("target.token is required")
     if len(target.token) > MAX_TOKEN_CHARS:
         raise invalid(f"target.token must be at most {MAX_TOKEN_CHARS} characters")
-    if target.platform in (Platform.WEBPUSH, Platform.WEBHOOK) and not target.token.startswith(
-        "https://"
-    ):
-        raise invalid(f"target.token of a {target.platform.value} target must be an https URL")
+    if target.platform in (Platform.WEBPUSH, Platform.WEBHOOK):
+        try:
+            validate_webhook_url(target.token)
+        except ValueError:
+            raise invalid(
+                f"target.token of a {target.platform.value} target must be an absolute http(s)"
+                " URL without credentials"
+            ) from None
     if target.platform is Platform.WEBPUSH and not all(target.keys.get(k) for k in WEBPUSH_KEYS):
         raise invalid("target.keys of a webpush target must hold p256dh and auth")
     if len(target.app_id) > LIMITS.max_id_chars:

@@ -2,9 +2,10 @@
 
 `build_notify_service(config, providers=..., store=..., bus=..., access=..., clock=...)` is the
 one way to make a notify_service. What is passed in belongs to the caller; what the service
-builds from the config it also closes (providers passed in are closed by their owner). The bus
-must be the one chat_service writes its durable log to. With no provider for a platform, pushes
-to that platform's targets are dead-lettered ("no provider configured").
+builds from the config it also closes. Providers not given are built from `config.providers`
+(the credentials that are set). The bus must be the one chat_service writes its durable log to.
+With no provider for a platform, pushes to that platform's targets are dead-lettered
+("provider not configured").
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .config import NotifyConfig
 from .consumer import PushConsumer
 from .delivery import Backoff, Delivery
 from .providers.base import Platform, PushProvider
+from .providers.settings import build_providers
 from .servicer import SERVICE_NAME, NotifyServicer
 from .store.base import NotifyStore
 from .store.sqlite import SqliteNotifyStore
@@ -61,7 +63,7 @@ class NotifyComponent:
         self,
         config: NotifyConfig,
         *,
-        providers: Mapping[Platform, PushProvider],
+        providers: Mapping[Platform, PushProvider] | None,
         store: NotifyStore | None,
         bus: Bus | None,
         access: NotifyAccess | None,
@@ -69,7 +71,8 @@ class NotifyComponent:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.providers = providers
+        self._given_providers = providers
+        self.providers: Mapping[Platform, PushProvider] = providers or {}
         self._given_store = store
         self._given_bus = bus
         self._store = store
@@ -101,6 +104,9 @@ class NotifyComponent:
             await self._store.open()
         if self._bus is None:
             self._bus = await _build_bus(config)
+        if self._given_providers is None:
+            self.providers = build_providers(config.providers, self.clock)
+            log.info("push providers: %s", ", ".join(sorted(self.providers)) or "none")
         access = self._access
         if access is None:
             chat = grpc.aio.insecure_channel(config.chat_target)
@@ -162,6 +168,10 @@ class NotifyComponent:
         if self._given_store is None and self._store is not None:
             await self._store.close()
             self._store = None
+        if self._given_providers is None:
+            for provider in self.providers.values():
+                await provider.close()
+            self.providers = {}
 
 
 class NotifyService(GrpcService):
@@ -184,7 +194,7 @@ def build_notify_service(
     """notify_service, not started; AccessService at config.chat_target and PresenceService at
     config.presence_target unless `access`. A given store must be open already."""
     component = NotifyComponent(
-        config, providers=providers or {}, store=store, bus=bus, access=access, clock=clock
+        config, providers=providers, store=store, bus=bus, access=access, clock=clock
     )
     return NotifyService(component)
 

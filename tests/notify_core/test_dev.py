@@ -1,5 +1,5 @@
 """`chatmesh dev` runs notify_service on the shared log: NotifyService answers on dev's gRPC port
-and a message to an offline member reaches the delivery loop (with no provider configured in
+and a message to an offline member reaches the delivery loop (with provider not configured in
 dev, the push ends as a dead letter naming that)."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ async def test_dev_serves_notify_and_consumes_the_log(tmp_path: Path) -> None:
                     await asyncio.sleep(0.1)
             (dead,) = listed.dead_letters
             assert (dead.user_id, dead.conversation_id, dead.seq) == ("bob", conversation, 1)
-            assert dead.last_error == "no provider configured"
+            assert dead.last_error == "provider not configured"
     finally:
         await asyncio.to_thread(dev.stop)
 

@@ -52,7 +52,8 @@ async def test_bad_targets_are_invalid_argument(harness: Harness) -> None:
         pb.PushTarget(platform=pb.PLATFORM_APNS),
         pb.PushTarget(token="abc"),
         pb.PushTarget(platform=pb.PLATFORM_WEBPUSH, token="https://push.example/x"),
-        pb.PushTarget(platform=pb.PLATFORM_WEBHOOK, token="http://plain.example/hook"),
+        pb.PushTarget(platform=pb.PLATFORM_WEBHOOK, token="not-a-url"),
+        pb.PushTarget(platform=pb.PLATFORM_WEBHOOK, token="https://user:pw@hooks.example/x"),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await harness.stub.RegisterDevice(
