@@ -181,9 +181,15 @@ def notify_config(tmp_path: Path, chat_port: int, presence_port: int, **kw: Any)
 
 
 async def start_harness(
-    tmp_path: Path, clock: Clock | None = None, bus: Bus | None = None, **notify_settings: Any
+    tmp_path: Path,
+    clock: Clock | None = None,
+    bus: Bus | None = None,
+    configured_providers: bool = False,
+    **notify_settings: Any,
 ) -> AsyncIterator[Harness]:
-    """The three servers on `bus` (a fresh in-process bus by default)."""
+    """The three servers on `bus` (a fresh in-process bus by default). notify_service pushes
+    through the recording provider, or with `configured_providers` through the providers its
+    config's credentials build."""
     bus = bus or InProcessBus()
     clock = clock or SystemClock()
     chat = build_chat_service(
@@ -201,7 +207,7 @@ async def start_harness(
     provider = RecordingProvider()
     notify = build_notify_service(
         notify_config(tmp_path, chat.port, presence.port, **notify_settings),
-        providers={Platform.APNS: provider},
+        providers=None if configured_providers else {Platform.APNS: provider},
         bus=bus,
         clock=clock,
     )
