@@ -10,12 +10,14 @@ from typing import Any, Protocol
 
 import grpc
 from chatmesh.chat.v1 import access_service_pb2 as pb
-from chatmesh.chat.v1 import access_service_pb2_grpc, types_pb2
+from chatmesh.chat.v1 import types_pb2
 from chatmesh.presence.v1 import presence_service_pb2 as presence_pb
 from chatmesh.presence.v1 import presence_service_pb2_grpc
 
+from chatmesh_common.access_client import AccessServiceClient
 from chatmesh_common.auth import ServiceCredential
 from chatmesh_common.credentials import SCOPE_CHAT_ACCESS, SCOPE_PRESENCE_ONLINE
+from chatmesh_common.rpc import RpcError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,8 @@ class NotifyAccess(Protocol):
 
 
 class GrpcNotifyAccess:
-    """AccessService and PresenceService over gRPC; channels may be given later (`chatmesh dev`)."""
+    """AccessService (the shared client) and PresenceService over gRPC; channels may be given
+    later (`chatmesh dev`)."""
 
     def __init__(
         self,
@@ -65,7 +68,9 @@ class GrpcNotifyAccess:
     ) -> None:
         self._credential = credential
         self._timeout_s = timeout_s
-        self._access: Any = None
+        self._chat = AccessServiceClient(
+            credential, timeout_s=timeout_s, passed_on=(grpc.StatusCode.NOT_FOUND,)
+        )
         self._presence: Any = None
         if chat_channel is not None and presence_channel is not None:
             self.set_channels(chat_channel, presence_channel)
@@ -73,27 +78,31 @@ class GrpcNotifyAccess:
     def set_channels(
         self, chat_channel: grpc.aio.Channel, presence_channel: grpc.aio.Channel
     ) -> None:
-        self._access = access_service_pb2_grpc.AccessServiceStub(chat_channel)
+        self._chat.set_channel(chat_channel)
         self._presence = presence_service_pb2_grpc.PresenceServiceStub(presence_channel)
 
-    async def _call(self, stub: Any, method: str, request: Any) -> Any:
-        if stub is None:
-            raise Unavailable("not connected yet")
+    async def _ask_chat(self, method: str, request: Any) -> Any:
         try:
-            return await getattr(stub, method)(
+            return await self._chat.call(method, request)
+        except RpcError as exc:
+            if exc.code == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(exc.message) from exc
+            raise Unavailable(f"{method}: {exc.message}") from exc
+
+    async def _ask_presence(self, request: Any) -> Any:
+        if self._presence is None:
+            raise Unavailable("presence not connected yet")
+        try:
+            return await self._presence.GetOnlineUsers(
                 request, metadata=self._credential.metadata(), timeout=self._timeout_s
             )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(exc.details() or "not found") from exc
-            log.warning("%s failed: %s %s", method, exc.code().name, exc.details())
-            raise Unavailable(f"{method}: {exc.code().name}") from exc
+            log.warning("GetOnlineUsers failed: %s %s", exc.code().name, exc.details())
+            raise Unavailable(f"GetOnlineUsers: {exc.code().name}") from exc
 
     async def push_audience(self, conversation_id: str, seq: int) -> Audience:
-        response = await self._call(
-            self._access,
-            "GetPushAudience",
-            pb.GetPushAudienceRequest(conversation_id=conversation_id, seq=seq),
+        response = await self._ask_chat(
+            "GetPushAudience", pb.GetPushAudienceRequest(conversation_id=conversation_id, seq=seq)
         )
         return Audience(response.conversation, response.message, tuple(response.members))
 
@@ -101,8 +110,7 @@ class GrpcNotifyAccess:
         totals: dict[str, int] = {}
         users = list(user_ids)
         for start in range(0, len(users), UNREAD_BATCH):
-            response = await self._call(
-                self._access,
+            response = await self._ask_chat(
                 "GetUnreadTotals",
                 pb.GetUnreadTotalsRequest(user_ids=users[start : start + UNREAD_BATCH]),
             )
@@ -113,10 +121,8 @@ class GrpcNotifyAccess:
         online: set[str] = set()
         users = list(user_ids)
         for start in range(0, len(users), PRESENCE_BATCH):
-            response = await self._call(
-                self._presence,
-                "GetOnlineUsers",
-                presence_pb.GetOnlineUsersRequest(user_ids=users[start : start + PRESENCE_BATCH]),
+            response = await self._ask_presence(
+                presence_pb.GetOnlineUsersRequest(user_ids=users[start : start + PRESENCE_BATCH])
             )
             online.update(response.online_user_ids)
         return online

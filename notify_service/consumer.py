@@ -13,7 +13,6 @@ silent update that clears the conversation on the reader's devices.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -21,12 +20,12 @@ from chatmesh.chat.v1 import types_pb2
 from chatmesh.events.v1 import events_pb2
 
 from chatmesh_common.bus import Bus
-from chatmesh_common.bus.base import DurableConsumer, DurableMessage
+from chatmesh_common.bus.event_consumer import EventConsumer
 from chatmesh_common.clock import Clock
 from chatmesh_common.logs import fields
 from chatmesh_common.subjects import PUSH_FILTERS
 
-from .access import Audience, NotFound, NotifyAccess, Unavailable
+from .access import Audience, NotFound, NotifyAccess
 from .metrics import EVENTS, QUEUED
 from .payloads import clear_push, message_push
 from .store.base import ConversationSetting, Level, NewPush, NotifyStore, Preview, PushKind
@@ -64,16 +63,16 @@ class PushConsumer:
         ack_wait_s: float = 30.0,
         on_queued: asyncio.Event | None = None,
     ) -> None:
-        self._bus = bus
         self._store = store
         self._access = access
         self._clock = clock
         self._min_interval_s = min_interval_s
-        self._batch = batch
-        self._ack_wait_s = ack_wait_s
         self._on_queued = on_queued
-        self._consumer: DurableConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        # A failing handler (chat or presence unavailable) naks: the event comes back later.
+        self._consumer = EventConsumer(
+            bus, CONSUMER_NAME, PUSH_FILTERS, self._handle_logged, batch=batch,
+            retry_delay_s=RETRY_DELAY_S, ack_wait_s=ack_wait_s,
+        )  # fmt: skip
 
     async def handle(self, event: events_pb2.ConversationEvent) -> int:
         """Queues what one event calls for; how many pushes it queued."""
@@ -179,67 +178,20 @@ class PushConsumer:
             self._on_queued.set()
         return result.queued
 
-    async def _handle_delivery(self, delivery: DurableMessage) -> None:
-        try:
-            event = events_pb2.ConversationEvent.FromString(delivery.data)
-        except Exception:
-            log.warning("notify consumer: undecodable event %s dropped", delivery.msg_id)
-            await delivery.ack()
-            return
-        try:
-            queued = await self.handle(event)
-        except Unavailable as exc:
-            log.warning(
-                "notify consumer: event retried",
-                extra=fields(event=delivery.msg_id, reason=str(exc)),
-            )
-            await delivery.nak(RETRY_DELAY_S)
-            return
-        except Exception:
-            log.exception("notify consumer: event %s failed; retried", delivery.msg_id)
-            await delivery.nak(RETRY_DELAY_S)
-            return
+    async def _handle_logged(self, event: events_pb2.ConversationEvent) -> None:
+        queued = await self.handle(event)
         if queued:
             log.info(
                 "pushes queued",
-                extra=fields(
-                    conversation=event.conversation_id, seq=event.seq, queued=queued,
-                    event=delivery.msg_id, delivery=delivery.delivery_count,
-                ),
-            )  # fmt: skip
-        await delivery.ack()
+                extra=fields(conversation=event.conversation_id, seq=event.seq, queued=queued),
+            )
 
     async def run_once(self, timeout_s: float = 1.0) -> int:
         """Handles one batch; how many deliveries it had."""
-        if self._consumer is None:
-            self._consumer = await self._bus.durable_consumer(
-                CONSUMER_NAME, PUSH_FILTERS, ack_wait_s=self._ack_wait_s
-            )
-        deliveries = await self._consumer.fetch(self._batch, timeout_s)
-        for delivery in deliveries:
-            await self._handle_delivery(delivery)
-        return len(deliveries)
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("notify consumer: fetch failed")
-                await asyncio.sleep(1.0)
+        return await self._consumer.run_once(timeout_s)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="notify-consumer")
+        self._consumer.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._consumer is not None:
-            await self._consumer.close()
-            self._consumer = None
+        await self._consumer.stop()
