@@ -38,8 +38,8 @@ SECTIONS: tuple[tuple[str, str, type[Any]], ...] = (
     ("NATS bus", "chat_service and presence_service with `CHATMESH_BUS=nats`", NatsSettings),
     (
         "ScyllaDB store",
-        "chat_service and `chatmesh migrate` with `CHATMESH_STORE=scylla`; media_service with"
-        " `CHATMESH_MEDIA_RECORDS_STORE=scylla`",
+        "chat_service and `chatmesh migrate` with `CHATMESH_STORE=scylla`;"
+        " media_service with `CHATMESH_MEDIA_RECORDS_STORE=scylla`",
         ScyllaSettings,
     ),
     ("chatmesh dev", "`chatmesh dev`, on top of the services' settings", DevConfig),
