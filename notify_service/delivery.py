@@ -148,24 +148,24 @@ class Delivery:
         while True:
             try:
                 await self._purge()
+                # Cleared before claiming: a wake-up (a new push, a freed slot) that comes while
+                # this turn runs is kept for the wait below, never lost.
+                self.wake.clear()
                 free = self._concurrency - len(self._inflight)
                 pushes = await self._store.claim(self._clock.now(), free) if free > 0 else []
                 for push in pushes:
                     task = asyncio.create_task(self._deliver(push))
                     self._inflight.add(task)
                     task.add_done_callback(self._done)
-                if pushes and len(pushes) == free:
-                    # More may be due: wait for a free slot, not for the poll.
-                    self.wake.clear()
+                if free <= 0 or len(pushes) == free:
+                    # More may be due: wait for a free slot, not for the next due time.
                     await self._wait(self._poll_s)
                     continue
-                if not pushes:
-                    due = await self._store.next_due()
-                    wait = self._poll_s
-                    if due is not None:
-                        wait = min(wait, max(0.0, due - self._clock.now()))
-                    self.wake.clear()
-                    await self._wait(wait)
+                due = await self._store.next_due()
+                wait = self._poll_s
+                if due is not None:
+                    wait = min(wait, max(0.0, due - self._clock.now()))
+                await self._wait(wait)
             except asyncio.CancelledError:
                 raise
             except Exception:
