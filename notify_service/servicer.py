@@ -139,16 +139,16 @@ class NotifyServicer(RpcServicer, notify_service_pb2_grpc.NotifyServiceServicer)
         return pb.ListDevicesResponse(devices=[device_pb(d) for d in devices])
 
     @unary
-    async def GetSettings(
-        self, request: pb.GetSettingsRequest, who: Identity
-    ) -> pb.GetSettingsResponse:
+    async def GetNotificationSettings(
+        self, request: pb.GetNotificationSettingsRequest, who: Identity
+    ) -> pb.GetNotificationSettingsResponse:
         preview, conversations = _settings_pb(await self.registry.settings(who.user_id))
-        return pb.GetSettingsResponse(preview=preview, conversations=conversations)  # type: ignore[arg-type]
+        return pb.GetNotificationSettingsResponse(preview=preview, conversations=conversations)  # type: ignore[arg-type]
 
     @unary
-    async def UpdateSettings(
-        self, request: pb.UpdateSettingsRequest, who: Identity
-    ) -> pb.UpdateSettingsResponse:
+    async def UpdateNotificationSettings(
+        self, request: pb.UpdateNotificationSettingsRequest, who: Identity
+    ) -> pb.UpdateNotificationSettingsResponse:
         if request.preview and request.preview not in Preview._value2member_map_:
             raise invalid("preview is not a PreviewLevel")
         preview = Preview(request.preview) if request.preview else None
@@ -156,7 +156,7 @@ class NotifyServicer(RpcServicer, notify_service_pb2_grpc.NotifyServiceServicer)
             who.user_id, preview, [_setting(c) for c in request.conversations]
         )
         level, conversations = _settings_pb(settings)
-        return pb.UpdateSettingsResponse(preview=level, conversations=conversations)  # type: ignore[arg-type]
+        return pb.UpdateNotificationSettingsResponse(preview=level, conversations=conversations)  # type: ignore[arg-type]
 
     @unary
     async def ListDeadLetters(

@@ -52,7 +52,9 @@ async def test_preview_follows_the_privacy_level(
     """The push shows what the recipient's preview level allows; ids always travel in data."""
     alice, bob = harness.client("alice"), harness.client("bob")
     await harness.register(bob, "tok-bob")
-    await harness.stub.UpdateSettings(pb.UpdateSettingsRequest(preview=level), metadata=bob.md)
+    await harness.stub.UpdateNotificationSettings(
+        pb.UpdateNotificationSettingsRequest(preview=level), metadata=bob.md
+    )
     conversation = await alice.direct(bob)
     sent = await harness.send(alice, conversation, "secret plans")
     (push,) = await harness.provider.wait_for("tok-bob")
@@ -68,8 +70,8 @@ async def test_muted_conversation_gets_no_push_even_when_mentioned(harness: Harn
     for who in (bob, carol, dave):
         await harness.register(who, f"tok-{who.user_id}")
     conversation = await alice.group(bob, carol, dave)
-    await harness.stub.UpdateSettings(
-        pb.UpdateSettingsRequest(
+    await harness.stub.UpdateNotificationSettings(
+        pb.UpdateNotificationSettingsRequest(
             conversations=[
                 pb.ConversationSettings(conversation_id=conversation, muted_forever=True)
             ]
@@ -79,8 +81,8 @@ async def test_muted_conversation_gets_no_push_even_when_mentioned(harness: Harn
     until = pb.ConversationSettings(conversation_id=conversation)
     until.muted_until.GetCurrentTime()
     until.muted_until.seconds += 3600
-    await harness.stub.UpdateSettings(
-        pb.UpdateSettingsRequest(conversations=[until]), metadata=carol.md
+    await harness.stub.UpdateNotificationSettings(
+        pb.UpdateNotificationSettingsRequest(conversations=[until]), metadata=carol.md
     )
     await harness.send(alice, conversation, "hi all", mentions=["bob", "carol", "dave"])
     await harness.provider.wait_for("tok-dave")
@@ -130,16 +132,16 @@ async def test_channels_default_to_mentions_only_and_none_pushes_nothing(
     await harness.register(carol, "tok-carol")
     channel = await alice.open_channel(bob, carol)
     group = await alice.group(bob, carol)
-    await harness.stub.UpdateSettings(
-        pb.UpdateSettingsRequest(
+    await harness.stub.UpdateNotificationSettings(
+        pb.UpdateNotificationSettingsRequest(
             conversations=[
                 pb.ConversationSettings(conversation_id=channel, level=pb.NOTIFY_LEVEL_ALL)
             ]
         ),
         metadata=bob.md,
     )
-    await harness.stub.UpdateSettings(
-        pb.UpdateSettingsRequest(
+    await harness.stub.UpdateNotificationSettings(
+        pb.UpdateNotificationSettingsRequest(
             conversations=[
                 pb.ConversationSettings(conversation_id=group, level=pb.NOTIFY_LEVEL_NONE)
             ]

@@ -63,25 +63,32 @@ async def test_bad_targets_are_invalid_argument(harness: Harness) -> None:
 
 
 async def test_settings_round_trip(harness: Harness) -> None:
-    """UpdateSettings stores the preview and per-conversation settings; defaults remove one."""
+    """UpdateNotificationSettings stores the preview and per-conversation settings; defaults
+    remove one."""
     bob = harness.client("bob")
     mute = pb.ConversationSettings(conversation_id="c1", muted_forever=True)
     level = pb.ConversationSettings(conversation_id="c2", level=pb.NOTIFY_LEVEL_MENTIONS)
-    updated = await harness.stub.UpdateSettings(
-        pb.UpdateSettingsRequest(preview=pb.PREVIEW_LEVEL_GENERIC, conversations=[mute, level]),
+    updated = await harness.stub.UpdateNotificationSettings(
+        pb.UpdateNotificationSettingsRequest(
+            preview=pb.PREVIEW_LEVEL_GENERIC, conversations=[mute, level]
+        ),
         metadata=bob.md,
     )
     assert updated.preview == pb.PREVIEW_LEVEL_GENERIC
     assert [c.conversation_id for c in updated.conversations] == ["c1", "c2"]
-    await harness.stub.UpdateSettings(
-        pb.UpdateSettingsRequest(conversations=[pb.ConversationSettings(conversation_id="c1")]),
+    await harness.stub.UpdateNotificationSettings(
+        pb.UpdateNotificationSettingsRequest(
+            conversations=[pb.ConversationSettings(conversation_id="c1")]
+        ),
         metadata=bob.md,
     )
-    got = await harness.stub.GetSettings(pb.GetSettingsRequest(), metadata=bob.md)
+    got = await harness.stub.GetNotificationSettings(
+        pb.GetNotificationSettingsRequest(), metadata=bob.md
+    )
     assert got.preview == pb.PREVIEW_LEVEL_GENERIC
     assert [(c.conversation_id, c.level) for c in got.conversations] == [
         ("c2", pb.NOTIFY_LEVEL_MENTIONS)
     ]
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await harness.stub.GetSettings(pb.GetSettingsRequest())
+        await harness.stub.GetNotificationSettings(pb.GetNotificationSettingsRequest())
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'chatmesh/notify/v1/notify_service.proto\x12\x12\x63hatmesh.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n\nPushTarget\x12.\n\x08platform\x18\x01 \x01(\x0e\x32\x1c.chatmesh.notify.v1.Platform\x12\r\n\x05token\x18\x02 \x01(\t\x12\x36\n\x04keys\x18\x03 \x03(\x0b\x32(.chatmesh.notify.v1.PushTarget.KeysEntry\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x1a+\n\tKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"~\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12.\n\x06target\x18\x02 \x01(\x0b\x32\x1e.chatmesh.notify.v1.PushTarget\x12\x31\n\rregistered_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x15RegisterDeviceRequest\x12.\n\x06target\x18\x01 \x01(\x0b\x32\x1e.chatmesh.notify.v1.PushTarget\"D\n\x16RegisterDeviceResponse\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.chatmesh.notify.v1.Device\",\n\x17UnregisterDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"+\n\x18UnregisterDeviceResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"\x14\n\x12ListDevicesRequest\"B\n\x13ListDevicesResponse\x12+\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1a.chatmesh.notify.v1.Device\"\xa7\x01\n\x14\x43onversationSettings\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12.\n\x05level\x18\x02 \x01(\x0e\x32\x1f.chatmesh.notify.v1.NotifyLevel\x12/\n\x0bmuted_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmuted_forever\x18\x04 \x01(\x08\"\x14\n\x12GetSettingsRequest\"\x89\x01\n\x13GetSettingsResponse\x12\x31\n\x07preview\x18\x01 \x01(\x0e\x32 .chatmesh.notify.v1.PreviewLevel\x12?\n\rconversations\x18\x02 \x03(\x0b\x32(.chatmesh.notify.v1.ConversationSettings\"\x8b\x01\n\x15UpdateSettingsRequest\x12\x31\n\x07preview\x18\x01 \x01(\x0e\x32 .chatmesh.notify.v1.PreviewLevel\x12?\n\rconversations\x18\x02 \x03(\x0b\x32(.chatmesh.notify.v1.ConversationSettings\"\x8c\x01\n\x16UpdateSettingsResponse\x12\x31\n\x07preview\x18\x01 \x01(\x0e\x32 .chatmesh.notify.v1.PreviewLevel\x12?\n\rconversations\x18\x02 \x03(\x0b\x32(.chatmesh.notify.v1.ConversationSettings\"\x84\x02\n\nDeadLetter\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12.\n\x08platform\x18\x04 \x01(\x0e\x32\x1c.chatmesh.notify.v1.Platform\x12\x17\n\x0f\x63onversation_id\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12-\n\tfailed_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07pending\x18\n \x01(\x08\"P\n\x16ListDeadLettersRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"h\n\x17ListDeadLettersResponse\x12\x34\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1e.chatmesh.notify.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x17ReplayDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\"O\n\x18ReplayDeadLetterResponse\x12\x33\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x1e.chatmesh.notify.v1.DeadLetter*u\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x11\n\rPLATFORM_APNS\x10\x01\x12\x10\n\x0cPLATFORM_FCM\x10\x02\x12\x14\n\x10PLATFORM_WEBPUSH\x10\x03\x12\x14\n\x10PLATFORM_WEBHOOK\x10\x04*\x9a\x01\n\x0cPreviewLevel\x12\x1d\n\x19PREVIEW_LEVEL_UNSPECIFIED\x10\x00\x12\x16\n\x12PREVIEW_LEVEL_FULL\x10\x01\x12\x1d\n\x19PREVIEW_LEVEL_SENDER_ONLY\x10\x02\x12\x19\n\x15PREVIEW_LEVEL_GENERIC\x10\x03\x12\x19\n\x15PREVIEW_LEVEL_ID_ONLY\x10\x04*s\n\x0bNotifyLevel\x12\x1c\n\x18NOTIFY_LEVEL_UNSPECIFIED\x10\x00\x12\x14\n\x10NOTIFY_LEVEL_ALL\x10\x01\x12\x19\n\x15NOTIFY_LEVEL_MENTIONS\x10\x02\x12\x15\n\x11NOTIFY_LEVEL_NONE\x10\x03\x32\xeb\x05\n\rNotifyService\x12g\n\x0eRegisterDevice\x12).chatmesh.notify.v1.RegisterDeviceRequest\x1a*.chatmesh.notify.v1.RegisterDeviceResponse\x12m\n\x10UnregisterDevice\x12+.chatmesh.notify.v1.UnregisterDeviceRequest\x1a,.chatmesh.notify.v1.UnregisterDeviceResponse\x12^\n\x0bListDevices\x12&.chatmesh.notify.v1.ListDevicesRequest\x1a\'.chatmesh.notify.v1.ListDevicesResponse\x12^\n\x0bGetSettings\x12&.chatmesh.notify.v1.GetSettingsRequest\x1a\'.chatmesh.notify.v1.GetSettingsResponse\x12g\n\x0eUpdateSettings\x12).chatmesh.notify.v1.UpdateSettingsRequest\x1a*.chatmesh.notify.v1.UpdateSettingsResponse\x12j\n\x0fListDeadLetters\x12*.chatmesh.notify.v1.ListDeadLettersRequest\x1a+.chatmesh.notify.v1.ListDeadLettersResponse\x12m\n\x10ReplayDeadLetter\x12+.chatmesh.notify.v1.ReplayDeadLetterRequest\x1a,.chatmesh.notify.v1.ReplayDeadLetterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'chatmesh/notify/v1/notify_service.proto\x12\x12\x63hatmesh.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n\nPushTarget\x12.\n\x08platform\x18\x01 \x01(\x0e\x32\x1c.chatmesh.notify.v1.Platform\x12\r\n\x05token\x18\x02 \x01(\t\x12\x36\n\x04keys\x18\x03 \x03(\x0b\x32(.chatmesh.notify.v1.PushTarget.KeysEntry\x12\x0e\n\x06\x61pp_id\x18\x04 \x01(\t\x1a+\n\tKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"~\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12.\n\x06target\x18\x02 \x01(\x0b\x32\x1e.chatmesh.notify.v1.PushTarget\x12\x31\n\rregistered_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x15RegisterDeviceRequest\x12.\n\x06target\x18\x01 \x01(\x0b\x32\x1e.chatmesh.notify.v1.PushTarget\"D\n\x16RegisterDeviceResponse\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.chatmesh.notify.v1.Device\",\n\x17UnregisterDeviceRequest\x12\x11\n\tdevice_id\x18\x01 \x01(\t\"+\n\x18UnregisterDeviceResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"\x14\n\x12ListDevicesRequest\"B\n\x13ListDevicesResponse\x12+\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1a.chatmesh.notify.v1.Device\"\xa7\x01\n\x14\x43onversationSettings\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12.\n\x05level\x18\x02 \x01(\x0e\x32\x1f.chatmesh.notify.v1.NotifyLevel\x12/\n\x0bmuted_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmuted_forever\x18\x04 \x01(\x08\" \n\x1eGetNotificationSettingsRequest\"\x95\x01\n\x1fGetNotificationSettingsResponse\x12\x31\n\x07preview\x18\x01 \x01(\x0e\x32 .chatmesh.notify.v1.PreviewLevel\x12?\n\rconversations\x18\x02 \x03(\x0b\x32(.chatmesh.notify.v1.ConversationSettings\"\x97\x01\n!UpdateNotificationSettingsRequest\x12\x31\n\x07preview\x18\x01 \x01(\x0e\x32 .chatmesh.notify.v1.PreviewLevel\x12?\n\rconversations\x18\x02 \x03(\x0b\x32(.chatmesh.notify.v1.ConversationSettings\"\x98\x01\n\"UpdateNotificationSettingsResponse\x12\x31\n\x07preview\x18\x01 \x01(\x0e\x32 .chatmesh.notify.v1.PreviewLevel\x12?\n\rconversations\x18\x02 \x03(\x0b\x32(.chatmesh.notify.v1.ConversationSettings\"\x84\x02\n\nDeadLetter\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12.\n\x08platform\x18\x04 \x01(\x0e\x32\x1c.chatmesh.notify.v1.Platform\x12\x17\n\x0f\x63onversation_id\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x04\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12-\n\tfailed_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07pending\x18\n \x01(\x08\"P\n\x16ListDeadLettersRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"h\n\x17ListDeadLettersResponse\x12\x34\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1e.chatmesh.notify.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x17ReplayDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\"O\n\x18ReplayDeadLetterResponse\x12\x33\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x1e.chatmesh.notify.v1.DeadLetter*u\n\x08Platform\x12\x18\n\x14PLATFORM_UNSPECIFIED\x10\x00\x12\x11\n\rPLATFORM_APNS\x10\x01\x12\x10\n\x0cPLATFORM_FCM\x10\x02\x12\x14\n\x10PLATFORM_WEBPUSH\x10\x03\x12\x14\n\x10PLATFORM_WEBHOOK\x10\x04*\x9a\x01\n\x0cPreviewLevel\x12\x1d\n\x19PREVIEW_LEVEL_UNSPECIFIED\x10\x00\x12\x16\n\x12PREVIEW_LEVEL_FULL\x10\x01\x12\x1d\n\x19PREVIEW_LEVEL_SENDER_ONLY\x10\x02\x12\x19\n\x15PREVIEW_LEVEL_GENERIC\x10\x03\x12\x19\n\x15PREVIEW_LEVEL_ID_ONLY\x10\x04*s\n\x0bNotifyLevel\x12\x1c\n\x18NOTIFY_LEVEL_UNSPECIFIED\x10\x00\x12\x14\n\x10NOTIFY_LEVEL_ALL\x10\x01\x12\x19\n\x15NOTIFY_LEVEL_MENTIONS\x10\x02\x12\x15\n\x11NOTIFY_LEVEL_NONE\x10\x03\x32\xb5\x06\n\rNotifyService\x12g\n\x0eRegisterDevice\x12).chatmesh.notify.v1.RegisterDeviceRequest\x1a*.chatmesh.notify.v1.RegisterDeviceResponse\x12m\n\x10UnregisterDevice\x12+.chatmesh.notify.v1.UnregisterDeviceRequest\x1a,.chatmesh.notify.v1.UnregisterDeviceResponse\x12^\n\x0bListDevices\x12&.chatmesh.notify.v1.ListDevicesRequest\x1a\'.chatmesh.notify.v1.ListDevicesResponse\x12\x82\x01\n\x17GetNotificationSettings\x12\x32.chatmesh.notify.v1.GetNotificationSettingsRequest\x1a\x33.chatmesh.notify.v1.GetNotificationSettingsResponse\x12\x8b\x01\n\x1aUpdateNotificationSettings\x12\x35.chatmesh.notify.v1.UpdateNotificationSettingsRequest\x1a\x36.chatmesh.notify.v1.UpdateNotificationSettingsResponse\x12j\n\x0fListDeadLetters\x12*.chatmesh.notify.v1.ListDeadLettersRequest\x1a+.chatmesh.notify.v1.ListDeadLettersResponse\x12m\n\x10ReplayDeadLetter\x12+.chatmesh.notify.v1.ReplayDeadLetterRequest\x1a,.chatmesh.notify.v1.ReplayDeadLetterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PUSHTARGET_KEYSENTRY']._loaded_options = None
   _globals['_PUSHTARGET_KEYSENTRY']._serialized_options = b'8\001'
-  _globals['_PLATFORM']._serialized_start=1943
-  _globals['_PLATFORM']._serialized_end=2060
-  _globals['_PREVIEWLEVEL']._serialized_start=2063
-  _globals['_PREVIEWLEVEL']._serialized_end=2217
-  _globals['_NOTIFYLEVEL']._serialized_start=2219
-  _globals['_NOTIFYLEVEL']._serialized_end=2334
+  _globals['_PLATFORM']._serialized_start=1991
+  _globals['_PLATFORM']._serialized_end=2108
+  _globals['_PREVIEWLEVEL']._serialized_start=2111
+  _globals['_PREVIEWLEVEL']._serialized_end=2265
+  _globals['_NOTIFYLEVEL']._serialized_start=2267
+  _globals['_NOTIFYLEVEL']._serialized_end=2382
   _globals['_PUSHTARGET']._serialized_start=97
   _globals['_PUSHTARGET']._serialized_end=289
   _globals['_PUSHTARGET_KEYSENTRY']._serialized_start=246
@@ -60,24 +60,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTDEVICESRESPONSE']._serialized_end=741
   _globals['_CONVERSATIONSETTINGS']._serialized_start=744
   _globals['_CONVERSATIONSETTINGS']._serialized_end=911
-  _globals['_GETSETTINGSREQUEST']._serialized_start=913
-  _globals['_GETSETTINGSREQUEST']._serialized_end=933
-  _globals['_GETSETTINGSRESPONSE']._serialized_start=936
-  _globals['_GETSETTINGSRESPONSE']._serialized_end=1073
-  _globals['_UPDATESETTINGSREQUEST']._serialized_start=1076
-  _globals['_UPDATESETTINGSREQUEST']._serialized_end=1215
-  _globals['_UPDATESETTINGSRESPONSE']._serialized_start=1218
-  _globals['_UPDATESETTINGSRESPONSE']._serialized_end=1358
-  _globals['_DEADLETTER']._serialized_start=1361
-  _globals['_DEADLETTER']._serialized_end=1621
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1623
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1703
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1705
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1809
-  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=1811
-  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=1860
-  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=1862
-  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=1941
-  _globals['_NOTIFYSERVICE']._serialized_start=2337
-  _globals['_NOTIFYSERVICE']._serialized_end=3084
+  _globals['_GETNOTIFICATIONSETTINGSREQUEST']._serialized_start=913
+  _globals['_GETNOTIFICATIONSETTINGSREQUEST']._serialized_end=945
+  _globals['_GETNOTIFICATIONSETTINGSRESPONSE']._serialized_start=948
+  _globals['_GETNOTIFICATIONSETTINGSRESPONSE']._serialized_end=1097
+  _globals['_UPDATENOTIFICATIONSETTINGSREQUEST']._serialized_start=1100
+  _globals['_UPDATENOTIFICATIONSETTINGSREQUEST']._serialized_end=1251
+  _globals['_UPDATENOTIFICATIONSETTINGSRESPONSE']._serialized_start=1254
+  _globals['_UPDATENOTIFICATIONSETTINGSRESPONSE']._serialized_end=1406
+  _globals['_DEADLETTER']._serialized_start=1409
+  _globals['_DEADLETTER']._serialized_end=1669
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1671
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1751
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1753
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1857
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=1859
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=1908
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=1910
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=1989
+  _globals['_NOTIFYSERVICE']._serialized_start=2385
+  _globals['_NOTIFYSERVICE']._serialized_end=3206
 # @@protoc_insertion_point(module_scope)

@@ -122,11 +122,11 @@ class ConversationSettings(_message.Message):
     muted_forever: bool
     def __init__(self, conversation_id: _Optional[str] = ..., level: _Optional[_Union[NotifyLevel, str]] = ..., muted_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., muted_forever: _Optional[bool] = ...) -> None: ...
 
-class GetSettingsRequest(_message.Message):
+class GetNotificationSettingsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class GetSettingsResponse(_message.Message):
+class GetNotificationSettingsResponse(_message.Message):
     __slots__ = ("preview", "conversations")
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -134,7 +134,7 @@ class GetSettingsResponse(_message.Message):
     conversations: _containers.RepeatedCompositeFieldContainer[ConversationSettings]
     def __init__(self, preview: _Optional[_Union[PreviewLevel, str]] = ..., conversations: _Optional[_Iterable[_Union[ConversationSettings, _Mapping]]] = ...) -> None: ...
 
-class UpdateSettingsRequest(_message.Message):
+class UpdateNotificationSettingsRequest(_message.Message):
     __slots__ = ("preview", "conversations")
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -142,7 +142,7 @@ class UpdateSettingsRequest(_message.Message):
     conversations: _containers.RepeatedCompositeFieldContainer[ConversationSettings]
     def __init__(self, preview: _Optional[_Union[PreviewLevel, str]] = ..., conversations: _Optional[_Iterable[_Union[ConversationSettings, _Mapping]]] = ...) -> None: ...
 
-class UpdateSettingsResponse(_message.Message):
+class UpdateNotificationSettingsResponse(_message.Message):
     __slots__ = ("preview", "conversations")
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]

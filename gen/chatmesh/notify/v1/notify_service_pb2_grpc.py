@@ -49,15 +49,15 @@ class NotifyServiceStub:
                 request_serializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.ListDevicesRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.ListDevicesResponse.FromString,
                 _registered_method=True)
-        self.GetSettings = channel.unary_unary(
-                '/chatmesh.notify.v1.NotifyService/GetSettings',
-                request_serializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetSettingsRequest.SerializeToString,
-                response_deserializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetSettingsResponse.FromString,
+        self.GetNotificationSettings = channel.unary_unary(
+                '/chatmesh.notify.v1.NotifyService/GetNotificationSettings',
+                request_serializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetNotificationSettingsRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetNotificationSettingsResponse.FromString,
                 _registered_method=True)
-        self.UpdateSettings = channel.unary_unary(
-                '/chatmesh.notify.v1.NotifyService/UpdateSettings',
-                request_serializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateSettingsRequest.SerializeToString,
-                response_deserializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateSettingsResponse.FromString,
+        self.UpdateNotificationSettings = channel.unary_unary(
+                '/chatmesh.notify.v1.NotifyService/UpdateNotificationSettings',
+                request_serializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateNotificationSettingsRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateNotificationSettingsResponse.FromString,
                 _registered_method=True)
         self.ListDeadLetters = channel.unary_unary(
                 '/chatmesh.notify.v1.NotifyService/ListDeadLetters',
@@ -97,14 +97,14 @@ class NotifyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetSettings(self, request, context):
+    def GetNotificationSettings(self, request, context):
         """The caller's preview level and per-conversation settings.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateSettings(self, request, context):
+    def UpdateNotificationSettings(self, request, context):
         """Changes the preview level and/or some conversations' settings; returns them all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -143,15 +143,15 @@ def add_NotifyServiceServicer_to_server(servicer, server):
                     request_deserializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.ListDevicesRequest.FromString,
                     response_serializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.ListDevicesResponse.SerializeToString,
             ),
-            'GetSettings': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetSettings,
-                    request_deserializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetSettingsRequest.FromString,
-                    response_serializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetSettingsResponse.SerializeToString,
+            'GetNotificationSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotificationSettings,
+                    request_deserializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetNotificationSettingsRequest.FromString,
+                    response_serializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetNotificationSettingsResponse.SerializeToString,
             ),
-            'UpdateSettings': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateSettings,
-                    request_deserializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateSettingsRequest.FromString,
-                    response_serializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateSettingsResponse.SerializeToString,
+            'UpdateNotificationSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNotificationSettings,
+                    request_deserializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateNotificationSettingsRequest.FromString,
+                    response_serializer=chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateNotificationSettingsResponse.SerializeToString,
             ),
             'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeadLetters,
@@ -256,7 +256,7 @@ class NotifyService:
             _registered_method=True)
 
     @staticmethod
-    def GetSettings(request,
+    def GetNotificationSettings(request,
             target,
             options=(),
             channel_credentials=None,
@@ -269,9 +269,9 @@ class NotifyService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/chatmesh.notify.v1.NotifyService/GetSettings',
-            chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetSettingsRequest.SerializeToString,
-            chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetSettingsResponse.FromString,
+            '/chatmesh.notify.v1.NotifyService/GetNotificationSettings',
+            chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetNotificationSettingsRequest.SerializeToString,
+            chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.GetNotificationSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -283,7 +283,7 @@ class NotifyService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateSettings(request,
+    def UpdateNotificationSettings(request,
             target,
             options=(),
             channel_credentials=None,
@@ -296,9 +296,9 @@ class NotifyService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/chatmesh.notify.v1.NotifyService/UpdateSettings',
-            chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateSettingsRequest.SerializeToString,
-            chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateSettingsResponse.FromString,
+            '/chatmesh.notify.v1.NotifyService/UpdateNotificationSettings',
+            chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateNotificationSettingsRequest.SerializeToString,
+            chatmesh_dot_notify_dot_v1_dot_notify__service__pb2.UpdateNotificationSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,9 +46,9 @@ class NotifyServiceStub:
     """Removes the push target of one of the caller's devices; not an error when it had none."""
     ListDevices: _grpc.UnaryUnaryMultiCallable[_notify_service_pb2.ListDevicesRequest, _notify_service_pb2.ListDevicesResponse]
     """The caller's devices with a push target."""
-    GetSettings: _grpc.UnaryUnaryMultiCallable[_notify_service_pb2.GetSettingsRequest, _notify_service_pb2.GetSettingsResponse]
+    GetNotificationSettings: _grpc.UnaryUnaryMultiCallable[_notify_service_pb2.GetNotificationSettingsRequest, _notify_service_pb2.GetNotificationSettingsResponse]
     """The caller's preview level and per-conversation settings."""
-    UpdateSettings: _grpc.UnaryUnaryMultiCallable[_notify_service_pb2.UpdateSettingsRequest, _notify_service_pb2.UpdateSettingsResponse]
+    UpdateNotificationSettings: _grpc.UnaryUnaryMultiCallable[_notify_service_pb2.UpdateNotificationSettingsRequest, _notify_service_pb2.UpdateNotificationSettingsResponse]
     """Changes the preview level and/or some conversations' settings; returns them all."""
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_notify_service_pb2.ListDeadLettersRequest, _notify_service_pb2.ListDeadLettersResponse]
     """Pushes that failed their last try, newest first (operators: scope notify.admin)."""
@@ -67,9 +67,9 @@ class NotifyServiceAsyncStub(NotifyServiceStub):
     """Removes the push target of one of the caller's devices; not an error when it had none."""
     ListDevices: _aio.UnaryUnaryMultiCallable[_notify_service_pb2.ListDevicesRequest, _notify_service_pb2.ListDevicesResponse]  # type: ignore[assignment]
     """The caller's devices with a push target."""
-    GetSettings: _aio.UnaryUnaryMultiCallable[_notify_service_pb2.GetSettingsRequest, _notify_service_pb2.GetSettingsResponse]  # type: ignore[assignment]
+    GetNotificationSettings: _aio.UnaryUnaryMultiCallable[_notify_service_pb2.GetNotificationSettingsRequest, _notify_service_pb2.GetNotificationSettingsResponse]  # type: ignore[assignment]
     """The caller's preview level and per-conversation settings."""
-    UpdateSettings: _aio.UnaryUnaryMultiCallable[_notify_service_pb2.UpdateSettingsRequest, _notify_service_pb2.UpdateSettingsResponse]  # type: ignore[assignment]
+    UpdateNotificationSettings: _aio.UnaryUnaryMultiCallable[_notify_service_pb2.UpdateNotificationSettingsRequest, _notify_service_pb2.UpdateNotificationSettingsResponse]  # type: ignore[assignment]
     """Changes the preview level and/or some conversations' settings; returns them all."""
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_notify_service_pb2.ListDeadLettersRequest, _notify_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
     """Pushes that failed their last try, newest first (operators: scope notify.admin)."""
@@ -105,19 +105,19 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
         """The caller's devices with a push target."""
 
     @_abc_1.abstractmethod
-    def GetSettings(
+    def GetNotificationSettings(
         self,
-        request: _notify_service_pb2.GetSettingsRequest,
+        request: _notify_service_pb2.GetNotificationSettingsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_notify_service_pb2.GetSettingsResponse, _abc.Awaitable[_notify_service_pb2.GetSettingsResponse]]:
+    ) -> _typing.Union[_notify_service_pb2.GetNotificationSettingsResponse, _abc.Awaitable[_notify_service_pb2.GetNotificationSettingsResponse]]:
         """The caller's preview level and per-conversation settings."""
 
     @_abc_1.abstractmethod
-    def UpdateSettings(
+    def UpdateNotificationSettings(
         self,
-        request: _notify_service_pb2.UpdateSettingsRequest,
+        request: _notify_service_pb2.UpdateNotificationSettingsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_notify_service_pb2.UpdateSettingsResponse, _abc.Awaitable[_notify_service_pb2.UpdateSettingsResponse]]:
+    ) -> _typing.Union[_notify_service_pb2.UpdateNotificationSettingsResponse, _abc.Awaitable[_notify_service_pb2.UpdateNotificationSettingsResponse]]:
         """Changes the preview level and/or some conversations' settings; returns them all."""
 
     @_abc_1.abstractmethod
