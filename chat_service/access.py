@@ -1,9 +1,10 @@
-"""AccessService: who may see a user's presence and typing, answered from chat's own data.
+"""AccessService: who may see a user's presence and typing, and who a message may push to,
+answered from chat's own data.
 
-presence_service owns no membership or block data; it asks here with its service token (scope
-`chat.access`, see chatmesh_common.credentials), naming the user each question is about, and
-caches answers for a few seconds. User tokens cannot call this service. Answers are computed from
-the store at the time of the call (SPEC guarantee 5).
+presence_service and notify_service own no membership or block data; they ask here with their
+service tokens (scope `chat.access`, see chatmesh_common.credentials), naming the user each
+question is about (presence caches answers for a few seconds). User tokens cannot call this
+service. Answers are computed from the store at the time of the call (SPEC guarantee 5).
 
 Register it next to ChatService with `access_registration(chat, authenticator)`.
 """
@@ -23,10 +24,13 @@ from chatmesh_common.rpc import Authenticator, RpcServicer, check_id, invalid, u
 from . import convert
 from .chat import Chat
 from .servicer import STORE_ERRORS
-from .store.base import MessageRecord
+from .store.base import ConversationRecord, MessageRecord, NotFoundError
 
 # The most messages one GetSearchHits call re-reads (a page of search hits).
 MAX_SEARCH_REFS = 100
+
+# The most users one GetUnreadTotals call counts for.
+MAX_UNREAD_USERS = 1000
 
 ACCESS_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AccessService"].full_name
 
@@ -104,6 +108,41 @@ class Access:
                 found.append(record)
         return found
 
+    async def push_audience(
+        self, conversation_id: str, seq: int
+    ) -> tuple[ConversationRecord, MessageRecord, list[pb.PushAudienceMember]]:
+        """The conversation, the message at `seq` now, and each member but its sender."""
+        store = self._chat.store
+        conversation = await store.get_conversation(conversation_id)
+        message = await store.get_message(conversation_id, seq) if conversation else None
+        if conversation is None or message is None:
+            raise NotFoundError(f"no message {seq} in conversation {conversation_id!r}")
+        sender = message.sender_id
+        members = []
+        for user_id in await store.member_ids(conversation_id):
+            if user_id == sender:
+                continue
+            member = await store.get_member(conversation_id, user_id)
+            if member is None:
+                continue
+            members.append(
+                pb.PushAudienceMember(
+                    user_id=user_id,
+                    blocked_sender=await store.is_blocked(user_id, sender),
+                    muted=member.muted,
+                    last_read_seq=member.last_read_seq,
+                )
+            )
+        return conversation, message, members
+
+    async def unread_total(self, user_id: str) -> int:
+        """Unread messages over all of `user_id`'s conversations (SPEC guarantee 7)."""
+        store = self._chat.store
+        total = 0
+        for member in await store.user_conversations(user_id):
+            total += await store.count_unread(member.conversation_id, user_id, member.last_read_seq)
+        return total
+
     async def membership(self, user_id: str, conversation_id: str) -> int | None:
         """The conversation's kind when `user_id` is a member of it now, else None."""
         store = self._chat.store
@@ -164,6 +203,36 @@ class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer)
             request.user_id, [(r.conversation_id, r.seq) for r in request.refs]
         )
         return pb.GetSearchHitsResponse(messages=[convert.message(r) for r in records])
+
+    @unary
+    async def GetPushAudience(
+        self, request: pb.GetPushAudienceRequest, _caller: ServiceIdentity
+    ) -> pb.GetPushAudienceResponse:
+        check_id("conversation_id", request.conversation_id)
+        if request.seq < 1:
+            raise invalid("seq is required")
+        conversation, message, members = await self.access.push_audience(
+            request.conversation_id, request.seq
+        )
+        return pb.GetPushAudienceResponse(
+            conversation=convert.conversation(conversation),
+            message=convert.message(message),
+            members=members,
+        )
+
+    @unary
+    async def GetUnreadTotals(
+        self, request: pb.GetUnreadTotalsRequest, _caller: ServiceIdentity
+    ) -> pb.GetUnreadTotalsResponse:
+        if len(request.user_ids) > MAX_UNREAD_USERS:
+            raise invalid(f"user_ids must hold at most {MAX_UNREAD_USERS} ids")
+        totals = []
+        for user_id in request.user_ids:
+            check_id("user_ids", user_id)
+            totals.append(
+                pb.UnreadTotal(user_id=user_id, unread=await self.access.unread_total(user_id))
+            )
+        return pb.GetUnreadTotalsResponse(totals=totals)
 
     @unary
     async def CheckMembership(

@@ -52,6 +52,10 @@ def either(scope: str) -> Requirement:
 # Scopes: what a service token lets its holder ask. Named <owning service>.<what>.
 # Membership, block and audience questions answered by chat_service (presence_service asks them).
 SCOPE_CHAT_ACCESS = "chat.access"
+# Whether users have an online device, invisible ones included (notify_service asks it).
+SCOPE_PRESENCE_ONLINE = "presence.online"
+# Operating notify_service: listing and replaying dead-lettered pushes.
+SCOPE_NOTIFY_ADMIN = "notify.admin"
 # Checking and describing the media a sender attaches (chat_service asks media_service).
 SCOPE_MEDIA_ATTACH = "media.attach"
 
@@ -86,6 +90,8 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "CheckTypingAudience": service(SCOPE_CHAT_ACCESS),
         "ListSearchableConversations": service(SCOPE_CHAT_ACCESS),
         "GetSearchHits": service(SCOPE_CHAT_ACCESS),
+        "GetPushAudience": service(SCOPE_CHAT_ACCESS),
+        "GetUnreadTotals": service(SCOPE_CHAT_ACCESS),
         "CheckMembership": service(SCOPE_CHAT_ACCESS),
     },
     "chatmesh.presence.v1.PresenceService": {
@@ -96,9 +102,19 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "GetPresence": USER,
         "Watch": USER,
         "SendTyping": USER,
+        "GetOnlineUsers": service(SCOPE_PRESENCE_ONLINE),
     },
     "chatmesh.search.v1.SearchService": {
         "Search": USER,
+    },
+    "chatmesh.notify.v1.NotifyService": {
+        "RegisterDevice": USER,
+        "UnregisterDevice": USER,
+        "ListDevices": USER,
+        "GetNotificationSettings": USER,
+        "UpdateNotificationSettings": USER,
+        "ListDeadLetters": service(SCOPE_NOTIFY_ADMIN),
+        "ReplayDeadLetter": service(SCOPE_NOTIFY_ADMIN),
     },
     "chatmesh.media.v1.MediaService": {
         "CreateUpload": USER,

@@ -10,7 +10,8 @@ No subject string is built anywhere else. Live subjects (at most once, core NATS
 
 Durable subjects (the event log for later consumers, JetStream's stream in a cluster):
 `chatmesh.events.<conversation>.<kind>` (`durable_subject`), so a consumer filters by kind
-(`kind_filter`, `NOTIFY_FILTERS`, `SEARCH_FILTERS`) or by conversation (`conversation_filter`).
+(`kind_filter`, `NOTIFY_FILTERS`, `PUSH_FILTERS`, `SEARCH_FILTERS`) or by conversation
+(`conversation_filter`).
 
 Plain ids pass as they are; the rest (and every id starting with "x") is hex-encoded behind an
 "x", so no two ids share a subject: subject tokens must not contain '.', '*', '>' or spaces.
@@ -71,6 +72,11 @@ def conversation_filter(conversation_id: str) -> str:
 
 # What notify_service reads: new messages (push to members with no online device).
 NOTIFY_FILTERS: Final = (kind_filter(DurableKind.CREATED),)
+# Everything notify_service's consumer reads: new messages, deletes (cancel a push still queued)
+# and receipts (clear a read conversation on the reader's devices).
+PUSH_FILTERS: Final = tuple(
+    kind_filter(kind) for kind in (DurableKind.CREATED, DurableKind.DELETED, DurableKind.RECEIPT)
+)
 # What search reads: everything that changes a message's text or who may see it.
 SEARCH_FILTERS: Final = tuple(
     kind_filter(kind)

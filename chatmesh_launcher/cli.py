@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from chatmesh_common.auth import issue_token
+from chatmesh_common.auth import issue_service_token, issue_token
 from chatmesh_common.limits import LIMITS
 from chatmesh_common.runner import CONFIG_ERROR_EXIT, run_service, run_task
 from chatmesh_common.settings import ConfigError, read_one
@@ -60,16 +60,23 @@ def _token(args: argparse.Namespace) -> int:
         print(f"chatmesh: token: {problem}", file=sys.stderr)
         return CONFIG_ERROR_EXIT
     data_dir = Path(args.data_dir or read_one(ChatConfig, "data_dir"))
+    # With --scope: a service token (an operator's, e.g. scope notify.admin for dead letters).
+    variable, file_name = (
+        ("CHATMESH_SERVICE_SECRET", "service-secret")
+        if args.scope
+        else ("CHATMESH_JWT_SECRET", "jwt-secret")
+    )
     try:
-        secret = dev_secret(data_dir, create=False)
+        secret = dev_secret(data_dir, None, variable, file_name, create=False)
     except ConfigError as exc:
         print(f"chatmesh: token: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT
-    source = (
-        "CHATMESH_JWT_SECRET" if os.environ.get("CHATMESH_JWT_SECRET") else data_dir / "jwt-secret"
-    )
+    source = variable if os.environ.get(variable) else data_dir / file_name
     print(f"signed with {source}", file=sys.stderr)
-    print(issue_token(secret, args.user, args.device, args.ttl))
+    if args.scope:
+        print(issue_service_token(secret, args.user, args.scope, args.ttl))
+    else:
+        print(issue_token(secret, args.user, args.device, args.ttl))
     return 0
 
 
@@ -111,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--data-dir",
         help="where `chatmesh dev` keeps its secret when CHATMESH_JWT_SECRET is unset",
+    )
+    token.add_argument(
+        "--scope",
+        action="append",
+        help="a service token for USER with this scope (repeatable), signed with the service"
+        " secret, e.g. notify.admin",
     )
 
     config = commands.add_parser(

@@ -33,6 +33,10 @@ from gateway_ws.server import GatewayService, build_gateway_service
 from media_service.access import GrpcMediaAccess, media_credential
 from media_service.config import MediaConfig
 from media_service.server import MediaComponent, build_media_service
+from notify_service.access import GrpcNotifyAccess, notify_credential
+from notify_service.config import NotifyConfig
+from notify_service.providers.base import Platform, PushProvider
+from notify_service.server import build_notify_service
 from presence_service.access import GrpcAccessClient, presence_credential
 from presence_service.config import PresenceConfig
 from presence_service.server import build_presence_service
@@ -120,6 +124,8 @@ class DevSystem:
         gateway_config: GatewayConfig,
         clock: Clock,
         search_config: SearchConfig | None = None,
+        notify_config: NotifyConfig | None = None,
+        push_providers: Mapping[Platform, PushProvider] | None = None,
         media_config: MediaConfig | None = None,
     ) -> None:
         self.chat_config = chat_config
@@ -148,6 +154,18 @@ class DevSystem:
                 search_config, bus=self.bus, access=self._search_access, clock=clock
             )
             components += search.components
+        # Push reads the same durable log and asks chat and presence over the LocalChannel.
+        self._notify_access: GrpcNotifyAccess | None = None
+        if notify_config is not None:
+            self._notify_access = GrpcNotifyAccess(notify_credential(notify_config.service_secret))
+            notify = build_notify_service(
+                notify_config,
+                providers=push_providers,
+                bus=self.bus,
+                access=self._notify_access,
+                clock=clock,
+            )
+            components += notify.components
         self._media_access: GrpcMediaAccess | None = None
         self.media: MediaComponent | None = None
         if media_config is not None:
@@ -178,6 +196,9 @@ class DevSystem:
         for client in (self._search_access, self._media_access, self._attachments):
             if client is not None:
                 client.set_channel(cast(grpc.aio.Channel, channel))
+        if self._notify_access is not None:
+            local = cast(grpc.aio.Channel, channel)
+            self._notify_access.set_channels(local, local)
         host, _port = split_hostport(self.chat_config.grpc_bind, "CHATMESH_GRPC_BIND")
         target = f"{host}:{self.grpc.port}"
         config = dataclasses.replace(
@@ -251,7 +272,10 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
         GatewayConfig.from_env(embedded),
         clock,
         SearchConfig.from_env({"CHATMESH_SEARCH_INDEX": str(data_dir / "search.db"), **embedded}),
-        MediaConfig.from_env(media_env),
+        media_config=MediaConfig.from_env(media_env),
+        notify_config=NotifyConfig.from_env(
+            {"CHATMESH_NOTIFY_DB": str(data_dir / "notify.db"), **embedded}
+        ),
     )
 
     def banner(bound_metrics: int) -> str:

@@ -1,4 +1,4 @@
-"""`chatmesh serve chat|presence|gateway`: one service per process, settings from the environment.
+"""`chatmesh serve <service>`: one service per process, settings from the environment.
 
 The same entry as `python -m <package>`: the package's `service_process` (its config read from
 the environment, its builder) run by the one runner.
@@ -19,6 +19,7 @@ SERVICES = {
     "presence": "presence_service",
     "gateway": "gateway_ws",
     "search": "search_service",
+    "notify": "notify_service",
     "media": "media_service",
 }
 

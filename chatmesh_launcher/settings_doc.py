@@ -17,6 +17,8 @@ from chatmesh_common.runner import RunnerConfig
 from chatmesh_common.settings import describe
 from gateway_ws.config import GatewayConfig
 from media_service.config import MediaConfig
+from notify_service.config import NotifyConfig
+from notify_service.providers.settings import ProviderSettings
 from presence_service.config import PresenceConfig
 from search_service.config import SearchConfig
 
@@ -42,6 +44,12 @@ SECTIONS: tuple[tuple[str, str, type[Any]], ...] = (
     ),
     ("chatmesh dev", "`chatmesh dev`, on top of the services' settings", DevConfig),
     ("search_service", "`chatmesh serve search`, `python -m search_service`", SearchConfig),
+    ("notify_service", "`chatmesh serve notify`, `python -m notify_service`", NotifyConfig),
+    (
+        "push providers",
+        "notify_service (and `chatmesh dev`): APNs, FCM, Web Push and webhook credentials",
+        ProviderSettings,
+    ),
     ("media_service", "`chatmesh serve media`, `python -m media_service`", MediaConfig),
 )
 

@@ -54,6 +54,11 @@ class GatewayConfig:
         "",
         "the SearchService gRPC target; empty: the chat target (one server, as in chatmesh dev)",
     )
+    notify_target: str = setting(
+        "CHATMESH_NOTIFY_TARGET",
+        "",
+        "the NotifyService gRPC target; empty: the chat target (one server, as in chatmesh dev)",
+    )
     max_presence_subscriptions: int = setting(
         "CHATMESH_WS_MAX_PRESENCE_SUBSCRIPTIONS",
         LIMITS.max_presence_subscriptions,

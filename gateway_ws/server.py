@@ -51,6 +51,7 @@ from gateway_ws.session import GatewayContext, Session
 from gateway_ws.upstream import (
     CHANNEL_OPTIONS,
     MEDIA_SERVICE,
+    NOTIFY_SERVICE,
     SEARCH_SERVICE,
     build_routes,
     subscribe_method,
@@ -188,11 +189,12 @@ async def start_gateway(
                 config.presence_target, options=CHANNEL_OPTIONS
             )
             presence = PresenceMethods.on(presence_channel)
-    # Media and search on servers of their own (cluster); else on the chat channel (dev).
+    # Media, search and notify on servers of their own (cluster); else the chat channel (dev).
     elsewhere: dict[str, grpc.aio.Channel] = {}
     for service, target in (
         (MEDIA_SERVICE, config.media_target),
         (SEARCH_SERVICE, config.search_target),
+        (NOTIFY_SERVICE, config.notify_target),
     ):
         if target and target != config.chat_target:
             elsewhere[service] = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)

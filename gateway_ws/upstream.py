@@ -20,6 +20,7 @@ import grpc
 from chatmesh.chat.v1 import chat_service_pb2
 from chatmesh.events.v1 import event_service_pb2
 from chatmesh.media.v1 import media_service_pb2
+from chatmesh.notify.v1 import notify_service_pb2
 from chatmesh.search.v1 import search_service_pb2
 from google.protobuf.descriptor import Descriptor
 
@@ -29,6 +30,7 @@ CHAT_SERVICE: Final = "chatmesh.chat.v1.ChatService"
 EVENT_SERVICE: Final = "chatmesh.events.v1.EventService"
 MEDIA_SERVICE: Final = "chatmesh.media.v1.MediaService"
 SEARCH_SERVICE: Final = "chatmesh.search.v1.SearchService"
+NOTIFY_SERVICE: Final = "chatmesh.notify.v1.NotifyService"
 
 # Options of the channel the gateway opens itself (a caller may pass its own channel).
 CHANNEL_OPTIONS: Final[list[tuple[str, Any]]] = [
@@ -103,6 +105,8 @@ ROUTED_SERVICES: Final = (
     chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"],
     media_service_pb2.DESCRIPTOR.services_by_name["MediaService"],
     search_service_pb2.DESCRIPTOR.services_by_name["SearchService"],
+    # Only the user RPCs have frames: ListDeadLetters and ReplayDeadLetter are for operators.
+    notify_service_pb2.DESCRIPTOR.services_by_name["NotifyService"],
 )
 
 

@@ -274,6 +274,13 @@ class Presence:
         by_id = {r.user_id: r for r in await self._backend.get(wanted)}
         return [view_of(by_id[u], viewer.user_id, u in visible) for u in user_ids]
 
+    async def online_users(self, user_ids: Sequence[str]) -> list[str]:
+        """Which of `user_ids` have an online device now, whatever their status (invisible users
+        are online too): for services deciding whether to reach a user another way (push)."""
+        wanted = _check_user_ids(user_ids, self._limits)
+        online = {r.user_id for r in await self._backend.get(wanted) if r.online}
+        return [u for u in wanted if u in online]
+
     async def watch(self, viewer: Identity, user_ids: Sequence[str]) -> AsyncIterator[View]:
         """A snapshot of `user_ids`, then their changes (typing goes to the event streams).
 

@@ -9,7 +9,7 @@ import grpc
 from chatmesh.presence.v1 import presence_service_pb2 as pb
 from chatmesh.presence.v1 import presence_service_pb2_grpc
 
-from chatmesh_common.auth import Identity
+from chatmesh_common.auth import Identity, ServiceIdentity
 from chatmesh_common.rpc import Authenticator, RpcServicer, duration, stream, timestamp, unary
 
 from .backends.base import BackendUnavailable, Status
@@ -82,6 +82,13 @@ class PresenceServicer(RpcServicer, presence_service_pb2_grpc.PresenceServiceSer
     ) -> pb.SendTypingResponse:
         expires_at = await self.presence.send_typing(who, request.conversation_id, request.typing)
         return pb.SendTypingResponse(expires_at=timestamp(expires_at))
+
+    @unary
+    async def GetOnlineUsers(
+        self, request: pb.GetOnlineUsersRequest, _caller: ServiceIdentity
+    ) -> pb.GetOnlineUsersResponse:
+        online = await self.presence.online_users(request.user_ids)
+        return pb.GetOnlineUsersResponse(online_user_ids=online)
 
     @stream
     async def Watch(

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from chatmesh.events.v1 import events_pb2
 
-from .base import Bus, DurableConsumer, DurableMessage
+from .base import DEFAULT_ACK_WAIT_S, Bus, DurableConsumer, DurableMessage
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class EventConsumer:
         *,
         batch: int = 100,
         retry_delay_s: float = 1.0,
+        ack_wait_s: float = DEFAULT_ACK_WAIT_S,
     ) -> None:
         self._bus = bus
         self.name = name
@@ -40,6 +41,8 @@ class EventConsumer:
         self._handler = handler
         self._batch = batch
         self._retry_delay_s = retry_delay_s
+        # How long a fetched event may stay unacked (a crashed handler) before it comes again.
+        self._ack_wait_s = ack_wait_s
         self._consumer: DurableConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._running = asyncio.Event()
@@ -63,7 +66,9 @@ class EventConsumer:
     async def run_once(self, timeout_s: float = 1.0) -> int:
         """Handles one batch; how many deliveries it had."""
         if self._consumer is None:
-            self._consumer = await self._bus.durable_consumer(self.name, self._filters)
+            self._consumer = await self._bus.durable_consumer(
+                self.name, self._filters, ack_wait_s=self._ack_wait_s
+            )
         deliveries = await self._consumer.fetch(self._batch, timeout_s)
         for delivery in deliveries:
             await self._handle_delivery(delivery)

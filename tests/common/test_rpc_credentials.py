@@ -35,6 +35,9 @@ from chatmesh_common.local_channel import LocalChannel
 from media_service.config import MediaConfig
 from media_service.server import SERVICE_NAMES as MEDIA_SERVICE_NAMES
 from media_service.server import build_media_service
+from notify_service.config import NotifyConfig
+from notify_service.server import SERVICE_NAMES as NOTIFY_SERVICE_NAMES
+from notify_service.server import build_notify_service
 from presence_service.config import PresenceConfig
 from presence_service.server import SERVICE_NAMES as PRESENCE_SERVICE_NAMES
 from presence_service.server import build_presence_service
@@ -201,6 +204,21 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         bus=bus,
         clock=clock,
     )
+    notify = build_notify_service(
+        NotifyConfig(
+            jwt_secret=SECRET,
+            service_secret=SERVICE_SECRET,
+            grpc_bind="127.0.0.1:0",
+            store_path=str(tmp_path / "notify.db"),
+            chat_target=f"127.0.0.1:{chat.port}",
+            presence_target=f"127.0.0.1:{presence.port}",
+            shutdown_grace_s=0.1,
+            drain_s=0,
+        ),
+        bus=bus,
+        clock=clock,
+    )
+    await notify.start()
     await media.start()
     opened: list[grpc.aio.Channel] = []
     if request.param == "grpc":
@@ -208,11 +226,13 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         presence_channel = grpc.aio.insecure_channel(f"127.0.0.1:{presence.port}")
         search_channel = grpc.aio.insecure_channel(f"127.0.0.1:{search.port}")
         media_channel = grpc.aio.insecure_channel(f"127.0.0.1:{media.port}")
-        opened += [chat_channel, presence_channel, search_channel, media_channel]
+        notify_channel = grpc.aio.insecure_channel(f"127.0.0.1:{notify.port}")
+        opened += [chat_channel, presence_channel, search_channel, media_channel, notify_channel]
         channels: dict[str, Any] = {
             **{name: chat_channel for name in CHAT_SERVICE_NAMES},
             **{name: presence_channel for name in PRESENCE_SERVICE_NAMES},
             **{name: search_channel for name in SEARCH_SERVICE_NAMES},
+            **{name: notify_channel for name in NOTIFY_SERVICE_NAMES},
             **{name: media_channel for name in MEDIA_SERVICE_NAMES},
         }
     else:
@@ -221,6 +241,7 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
                 *chat.registrations,
                 *presence.registrations,
                 *search.registrations,
+                *notify.registrations,
                 *media.registrations,
             ]
         )
@@ -228,6 +249,7 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             *CHAT_SERVICE_NAMES,
             *PRESENCE_SERVICE_NAMES,
             *SEARCH_SERVICE_NAMES,
+            *NOTIFY_SERVICE_NAMES,
             *MEDIA_SERVICE_NAMES,
         )
         channels = {name: local for name in names}
@@ -236,6 +258,7 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     finally:
         for channel in opened:
             await channel.close(None)
+        await notify.stop()
         await media.stop()
         await search.stop()
         await presence.stop()

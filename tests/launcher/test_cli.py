@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chatmesh_common.auth import TokenVerifier
+from chatmesh_common.auth import ServiceTokenVerifier, TokenVerifier
 from chatmesh_launcher.cli import main
 
 SECRET = "cli-test-secret-of-at-least-thirty-two-bytes"
@@ -65,6 +65,21 @@ def test_token_says_which_secret_signed_it(
     assert str(tmp_path / "jwt-secret") in captured.err
     identity = TokenVerifier(SECRET).verify(captured.out.strip())
     assert (identity.user_id, identity.device_id) == ("alice", "cli")
+
+
+def test_token_with_a_scope_is_a_service_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--scope signs a service token with the service secret (an operator's token)."""
+    monkeypatch.delenv("CHATMESH_SERVICE_SECRET", raising=False)
+    service_secret = "cli-test-service-secret-of-thirty-two-bytes"
+    (tmp_path / "service-secret").write_text(service_secret + "\n")
+    argv = ["token", "ops", "--scope", "notify.admin", "--data-dir", str(tmp_path)]
+    assert _run(argv) == 0
+    captured = capsys.readouterr()
+    assert str(tmp_path / "service-secret") in captured.err
+    identity = ServiceTokenVerifier(service_secret).verify(captured.out.strip())
+    assert (identity.service, identity.scopes) == ("ops", frozenset({"notify.admin"}))
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

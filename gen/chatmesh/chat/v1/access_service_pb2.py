@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from chatmesh.chat.v1 import types_pb2 as chatmesh_dot_chat_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%chatmesh/chat/v1/access_service.proto\x12\x10\x63hatmesh.chat.v1\x1a\x1c\x63hatmesh/chat/v1/types.proto\"Q\n\x1d\x46ilterPresenceAudienceRequest\x12\x18\n\x10subject_user_ids\x18\x01 \x03(\t\x12\x16\n\x0eviewer_user_id\x18\x02 \x01(\t\":\n\x1e\x46ilterPresenceAudienceResponse\x12\x18\n\x10visible_user_ids\x18\x01 \x03(\t\"F\n\x1a\x43heckTypingAudienceRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"4\n\x1b\x43heckTypingAudienceResponse\x12\x15\n\rrecipient_ids\x18\x01 \x03(\t\"5\n\"ListSearchableConversationsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"?\n#ListSearchableConversationsResponse\x12\x18\n\x10\x63onversation_ids\x18\x01 \x03(\t\"2\n\nMessageRef\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"S\n\x14GetSearchHitsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12*\n\x04refs\x18\x02 \x03(\x0b\x32\x1c.chatmesh.chat.v1.MessageRef\"D\n\x15GetSearchHitsResponse\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.chatmesh.chat.v1.Message\"B\n\x16\x43heckMembershipRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"[\n\x17\x43heckMembershipResponse\x12\x0e\n\x06member\x18\x01 \x01(\x08\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".chatmesh.chat.v1.ConversationKind2\xd7\x04\n\rAccessService\x12{\n\x16\x46ilterPresenceAudience\x12/.chatmesh.chat.v1.FilterPresenceAudienceRequest\x1a\x30.chatmesh.chat.v1.FilterPresenceAudienceResponse\x12r\n\x13\x43heckTypingAudience\x12,.chatmesh.chat.v1.CheckTypingAudienceRequest\x1a-.chatmesh.chat.v1.CheckTypingAudienceResponse\x12\x8a\x01\n\x1bListSearchableConversations\x12\x34.chatmesh.chat.v1.ListSearchableConversationsRequest\x1a\x35.chatmesh.chat.v1.ListSearchableConversationsResponse\x12`\n\rGetSearchHits\x12&.chatmesh.chat.v1.GetSearchHitsRequest\x1a\'.chatmesh.chat.v1.GetSearchHitsResponse\x12\x66\n\x0f\x43heckMembership\x12(.chatmesh.chat.v1.CheckMembershipRequest\x1a).chatmesh.chat.v1.CheckMembershipResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%chatmesh/chat/v1/access_service.proto\x12\x10\x63hatmesh.chat.v1\x1a\x1c\x63hatmesh/chat/v1/types.proto\"Q\n\x1d\x46ilterPresenceAudienceRequest\x12\x18\n\x10subject_user_ids\x18\x01 \x03(\t\x12\x16\n\x0eviewer_user_id\x18\x02 \x01(\t\":\n\x1e\x46ilterPresenceAudienceResponse\x12\x18\n\x10visible_user_ids\x18\x01 \x03(\t\"F\n\x1a\x43heckTypingAudienceRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"4\n\x1b\x43heckTypingAudienceResponse\x12\x15\n\rrecipient_ids\x18\x01 \x03(\t\"5\n\"ListSearchableConversationsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"?\n#ListSearchableConversationsResponse\x12\x18\n\x10\x63onversation_ids\x18\x01 \x03(\t\"2\n\nMessageRef\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"S\n\x14GetSearchHitsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12*\n\x04refs\x18\x02 \x03(\x0b\x32\x1c.chatmesh.chat.v1.MessageRef\"D\n\x15GetSearchHitsResponse\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.chatmesh.chat.v1.Message\">\n\x16GetPushAudienceRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"c\n\x12PushAudienceMember\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0e\x62locked_sender\x18\x02 \x01(\x08\x12\r\n\x05muted\x18\x03 \x01(\x08\x12\x15\n\rlast_read_seq\x18\x04 \x01(\x04\"\xb2\x01\n\x17GetPushAudienceResponse\x12\x34\n\x0c\x63onversation\x18\x01 \x01(\x0b\x32\x1e.chatmesh.chat.v1.Conversation\x12*\n\x07message\x18\x02 \x01(\x0b\x32\x19.chatmesh.chat.v1.Message\x12\x35\n\x07members\x18\x03 \x03(\x0b\x32$.chatmesh.chat.v1.PushAudienceMember\"*\n\x16GetUnreadTotalsRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\".\n\x0bUnreadTotal\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06unread\x18\x02 \x01(\x04\"H\n\x17GetUnreadTotalsResponse\x12-\n\x06totals\x18\x01 \x03(\x0b\x32\x1d.chatmesh.chat.v1.UnreadTotal\"B\n\x16\x43heckMembershipRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\"[\n\x17\x43heckMembershipResponse\x12\x0e\n\x06member\x18\x01 \x01(\x08\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".chatmesh.chat.v1.ConversationKind2\xa7\x06\n\rAccessService\x12{\n\x16\x46ilterPresenceAudience\x12/.chatmesh.chat.v1.FilterPresenceAudienceRequest\x1a\x30.chatmesh.chat.v1.FilterPresenceAudienceResponse\x12r\n\x13\x43heckTypingAudience\x12,.chatmesh.chat.v1.CheckTypingAudienceRequest\x1a-.chatmesh.chat.v1.CheckTypingAudienceResponse\x12\x8a\x01\n\x1bListSearchableConversations\x12\x34.chatmesh.chat.v1.ListSearchableConversationsRequest\x1a\x35.chatmesh.chat.v1.ListSearchableConversationsResponse\x12`\n\rGetSearchHits\x12&.chatmesh.chat.v1.GetSearchHitsRequest\x1a\'.chatmesh.chat.v1.GetSearchHitsResponse\x12\x66\n\x0fGetPushAudience\x12(.chatmesh.chat.v1.GetPushAudienceRequest\x1a).chatmesh.chat.v1.GetPushAudienceResponse\x12\x66\n\x0fGetUnreadTotals\x12(.chatmesh.chat.v1.GetUnreadTotalsRequest\x1a).chatmesh.chat.v1.GetUnreadTotalsResponse\x12\x66\n\x0f\x43heckMembership\x12(.chatmesh.chat.v1.CheckMembershipRequest\x1a).chatmesh.chat.v1.CheckMembershipResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,10 +50,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSEARCHHITSREQUEST']._serialized_end=613
   _globals['_GETSEARCHHITSRESPONSE']._serialized_start=615
   _globals['_GETSEARCHHITSRESPONSE']._serialized_end=683
-  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_start=685
-  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_end=751
-  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_start=753
-  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_end=844
-  _globals['_ACCESSSERVICE']._serialized_start=847
-  _globals['_ACCESSSERVICE']._serialized_end=1446
+  _globals['_GETPUSHAUDIENCEREQUEST']._serialized_start=685
+  _globals['_GETPUSHAUDIENCEREQUEST']._serialized_end=747
+  _globals['_PUSHAUDIENCEMEMBER']._serialized_start=749
+  _globals['_PUSHAUDIENCEMEMBER']._serialized_end=848
+  _globals['_GETPUSHAUDIENCERESPONSE']._serialized_start=851
+  _globals['_GETPUSHAUDIENCERESPONSE']._serialized_end=1029
+  _globals['_GETUNREADTOTALSREQUEST']._serialized_start=1031
+  _globals['_GETUNREADTOTALSREQUEST']._serialized_end=1073
+  _globals['_UNREADTOTAL']._serialized_start=1075
+  _globals['_UNREADTOTAL']._serialized_end=1121
+  _globals['_GETUNREADTOTALSRESPONSE']._serialized_start=1123
+  _globals['_GETUNREADTOTALSRESPONSE']._serialized_end=1195
+  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_start=1197
+  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_end=1263
+  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_start=1265
+  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_end=1356
+  _globals['_ACCESSSERVICE']._serialized_start=1359
+  _globals['_ACCESSSERVICE']._serialized_end=2166
 # @@protoc_insertion_point(module_scope)

@@ -69,6 +69,56 @@ class GetSearchHitsResponse(_message.Message):
     messages: _containers.RepeatedCompositeFieldContainer[_types_pb2.Message]
     def __init__(self, messages: _Optional[_Iterable[_Union[_types_pb2.Message, _Mapping]]] = ...) -> None: ...
 
+class GetPushAudienceRequest(_message.Message):
+    __slots__ = ("conversation_id", "seq")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    seq: int
+    def __init__(self, conversation_id: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class PushAudienceMember(_message.Message):
+    __slots__ = ("user_id", "blocked_sender", "muted", "last_read_seq")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_SENDER_FIELD_NUMBER: _ClassVar[int]
+    MUTED_FIELD_NUMBER: _ClassVar[int]
+    LAST_READ_SEQ_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    blocked_sender: bool
+    muted: bool
+    last_read_seq: int
+    def __init__(self, user_id: _Optional[str] = ..., blocked_sender: _Optional[bool] = ..., muted: _Optional[bool] = ..., last_read_seq: _Optional[int] = ...) -> None: ...
+
+class GetPushAudienceResponse(_message.Message):
+    __slots__ = ("conversation", "message", "members")
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    conversation: _types_pb2.Conversation
+    message: _types_pb2.Message
+    members: _containers.RepeatedCompositeFieldContainer[PushAudienceMember]
+    def __init__(self, conversation: _Optional[_Union[_types_pb2.Conversation, _Mapping]] = ..., message: _Optional[_Union[_types_pb2.Message, _Mapping]] = ..., members: _Optional[_Iterable[_Union[PushAudienceMember, _Mapping]]] = ...) -> None: ...
+
+class GetUnreadTotalsRequest(_message.Message):
+    __slots__ = ("user_ids",)
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UnreadTotal(_message.Message):
+    __slots__ = ("user_id", "unread")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    UNREAD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    unread: int
+    def __init__(self, user_id: _Optional[str] = ..., unread: _Optional[int] = ...) -> None: ...
+
+class GetUnreadTotalsResponse(_message.Message):
+    __slots__ = ("totals",)
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    totals: _containers.RepeatedCompositeFieldContainer[UnreadTotal]
+    def __init__(self, totals: _Optional[_Iterable[_Union[UnreadTotal, _Mapping]]] = ...) -> None: ...
+
 class CheckMembershipRequest(_message.Message):
     __slots__ = ("user_id", "conversation_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,16 @@ class AccessServiceStub:
                 request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsResponse.FromString,
                 _registered_method=True)
+        self.GetPushAudience = channel.unary_unary(
+                '/chatmesh.chat.v1.AccessService/GetPushAudience',
+                request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetPushAudienceRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetPushAudienceResponse.FromString,
+                _registered_method=True)
+        self.GetUnreadTotals = channel.unary_unary(
+                '/chatmesh.chat.v1.AccessService/GetUnreadTotals',
+                request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsResponse.FromString,
+                _registered_method=True)
         self.CheckMembership = channel.unary_unary(
                 '/chatmesh.chat.v1.AccessService/CheckMembership',
                 request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipRequest.SerializeToString,
@@ -96,6 +106,22 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPushAudience(self, request, context):
+        """Who a message may push to (notify_service): the conversation, the message as it stands now
+        and every member but the sender, with whether they blocked the sender or muted the
+        conversation. NOT_FOUND when the conversation or the message does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUnreadTotals(self, request, context):
+        """Each user's unread total over all their conversations (the badge of a push).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckMembership(self, request, context):
         """Whether the user is a member of the conversation now, and its kind (media uploads and
         downloads). An unknown conversation is answered as "not a member".
@@ -126,6 +152,16 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.GetSearchHits,
                     request_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsRequest.FromString,
                     response_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsResponse.SerializeToString,
+            ),
+            'GetPushAudience': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPushAudience,
+                    request_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetPushAudienceRequest.FromString,
+                    response_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetPushAudienceResponse.SerializeToString,
+            ),
+            'GetUnreadTotals': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUnreadTotals,
+                    request_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsRequest.FromString,
+                    response_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsResponse.SerializeToString,
             ),
             'CheckMembership': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckMembership,
@@ -241,6 +277,60 @@ class AccessService:
             '/chatmesh.chat.v1.AccessService/GetSearchHits',
             chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsRequest.SerializeToString,
             chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetSearchHitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPushAudience(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.chat.v1.AccessService/GetPushAudience',
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetPushAudienceRequest.SerializeToString,
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetPushAudienceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUnreadTotals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.chat.v1.AccessService/GetUnreadTotals',
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsRequest.SerializeToString,
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.GetUnreadTotalsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,13 @@ class AccessServiceStub:
     """The current state of the given messages, for the user: only messages of conversations the
     user is a member of now and not deleted; missing ones are left out.
     """
+    GetPushAudience: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.GetPushAudienceRequest, _access_service_pb2.GetPushAudienceResponse]
+    """Who a message may push to (notify_service): the conversation, the message as it stands now
+    and every member but the sender, with whether they blocked the sender or muted the
+    conversation. NOT_FOUND when the conversation or the message does not exist.
+    """
+    GetUnreadTotals: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.GetUnreadTotalsRequest, _access_service_pb2.GetUnreadTotalsResponse]
+    """Each user's unread total over all their conversations (the badge of a push)."""
     CheckMembership: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.CheckMembershipRequest, _access_service_pb2.CheckMembershipResponse]
     """Whether the user is a member of the conversation now, and its kind (media uploads and
     downloads). An unknown conversation is answered as "not a member".
@@ -75,6 +82,13 @@ class AccessServiceAsyncStub(AccessServiceStub):
     """The current state of the given messages, for the user: only messages of conversations the
     user is a member of now and not deleted; missing ones are left out.
     """
+    GetPushAudience: _aio.UnaryUnaryMultiCallable[_access_service_pb2.GetPushAudienceRequest, _access_service_pb2.GetPushAudienceResponse]  # type: ignore[assignment]
+    """Who a message may push to (notify_service): the conversation, the message as it stands now
+    and every member but the sender, with whether they blocked the sender or muted the
+    conversation. NOT_FOUND when the conversation or the message does not exist.
+    """
+    GetUnreadTotals: _aio.UnaryUnaryMultiCallable[_access_service_pb2.GetUnreadTotalsRequest, _access_service_pb2.GetUnreadTotalsResponse]  # type: ignore[assignment]
+    """Each user's unread total over all their conversations (the badge of a push)."""
     CheckMembership: _aio.UnaryUnaryMultiCallable[_access_service_pb2.CheckMembershipRequest, _access_service_pb2.CheckMembershipResponse]  # type: ignore[assignment]
     """Whether the user is a member of the conversation now, and its kind (media uploads and
     downloads). An unknown conversation is answered as "not a member".
@@ -119,6 +133,25 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         """The current state of the given messages, for the user: only messages of conversations the
         user is a member of now and not deleted; missing ones are left out.
         """
+
+    @_abc_1.abstractmethod
+    def GetPushAudience(
+        self,
+        request: _access_service_pb2.GetPushAudienceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_service_pb2.GetPushAudienceResponse, _abc.Awaitable[_access_service_pb2.GetPushAudienceResponse]]:
+        """Who a message may push to (notify_service): the conversation, the message as it stands now
+        and every member but the sender, with whether they blocked the sender or muted the
+        conversation. NOT_FOUND when the conversation or the message does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUnreadTotals(
+        self,
+        request: _access_service_pb2.GetUnreadTotalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_service_pb2.GetUnreadTotalsResponse, _abc.Awaitable[_access_service_pb2.GetUnreadTotalsResponse]]:
+        """Each user's unread total over all their conversations (the badge of a push)."""
 
     @_abc_1.abstractmethod
     def CheckMembership(

@@ -152,3 +152,15 @@ class SendTypingResponse(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     expires_at: _timestamp_pb2.Timestamp
     def __init__(self, expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetOnlineUsersRequest(_message.Message):
+    __slots__ = ("user_ids",)
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetOnlineUsersResponse(_message.Message):
+    __slots__ = ("online_user_ids",)
+    ONLINE_USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    online_user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, online_user_ids: _Optional[_Iterable[str]] = ...) -> None: ...

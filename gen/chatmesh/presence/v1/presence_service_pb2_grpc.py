@@ -69,6 +69,11 @@ class PresenceServiceStub:
                 request_serializer=chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.SendTypingRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.SendTypingResponse.FromString,
                 _registered_method=True)
+        self.GetOnlineUsers = channel.unary_unary(
+                '/chatmesh.presence.v1.PresenceService/GetOnlineUsers',
+                request_serializer=chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.GetOnlineUsersRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.GetOnlineUsersResponse.FromString,
+                _registered_method=True)
 
 
 class PresenceServiceServicer:
@@ -128,6 +133,15 @@ class PresenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOnlineUsers(self, request, context):
+        """Internal (notify_service): which of the given users have an online device now, invisible
+        ones included. Requires a service token with scope `presence.online`; user tokens are
+        refused with PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PresenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +179,11 @@ def add_PresenceServiceServicer_to_server(servicer, server):
                     servicer.SendTyping,
                     request_deserializer=chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.SendTypingRequest.FromString,
                     response_serializer=chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.SendTypingResponse.SerializeToString,
+            ),
+            'GetOnlineUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOnlineUsers,
+                    request_deserializer=chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.GetOnlineUsersRequest.FromString,
+                    response_serializer=chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.GetOnlineUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +375,33 @@ class PresenceService:
             '/chatmesh.presence.v1.PresenceService/SendTyping',
             chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.SendTypingRequest.SerializeToString,
             chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.SendTypingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOnlineUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.presence.v1.PresenceService/GetOnlineUsers',
+            chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.GetOnlineUsersRequest.SerializeToString,
+            chatmesh_dot_presence_dot_v1_dot_presence__service__pb2.GetOnlineUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

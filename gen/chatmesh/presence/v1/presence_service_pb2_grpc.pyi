@@ -66,6 +66,11 @@ class PresenceServiceStub:
     it gets a ConversationEvent (seq 0) with typing_changed in their event stream
     (chatmesh.events.v1.EventService.SubscribeEvents), with no presence subscription needed.
     """
+    GetOnlineUsers: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.GetOnlineUsersRequest, _presence_service_pb2.GetOnlineUsersResponse]
+    """Internal (notify_service): which of the given users have an online device now, invisible
+    ones included. Requires a service token with scope `presence.online`; user tokens are
+    refused with PERMISSION_DENIED.
+    """
 
 @_typing.type_check_only
 class PresenceServiceAsyncStub(PresenceServiceStub):
@@ -90,6 +95,11 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
     PERMISSION_DENIED when the caller is not a member. Never stored. Each member allowed to see
     it gets a ConversationEvent (seq 0) with typing_changed in their event stream
     (chatmesh.events.v1.EventService.SubscribeEvents), with no presence subscription needed.
+    """
+    GetOnlineUsers: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.GetOnlineUsersRequest, _presence_service_pb2.GetOnlineUsersResponse]  # type: ignore[assignment]
+    """Internal (notify_service): which of the given users have an online device now, invisible
+    ones included. Requires a service token with scope `presence.online`; user tokens are
+    refused with PERMISSION_DENIED.
     """
 
 class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -154,6 +164,17 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         PERMISSION_DENIED when the caller is not a member. Never stored. Each member allowed to see
         it gets a ConversationEvent (seq 0) with typing_changed in their event stream
         (chatmesh.events.v1.EventService.SubscribeEvents), with no presence subscription needed.
+        """
+
+    @_abc_1.abstractmethod
+    def GetOnlineUsers(
+        self,
+        request: _presence_service_pb2.GetOnlineUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_presence_service_pb2.GetOnlineUsersResponse, _abc.Awaitable[_presence_service_pb2.GetOnlineUsersResponse]]:
+        """Internal (notify_service): which of the given users have an online device now, invisible
+        ones included. Requires a service token with scope `presence.online`; user tokens are
+        refused with PERMISSION_DENIED.
         """
 
 def add_PresenceServiceServicer_to_server(servicer: PresenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,121 @@
+"""notify_service settings, each declared once (chatmesh_common.settings), read from the env.
+
+Provider credentials are notify_service.providers.settings.ProviderSettings (`providers`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from chatmesh_common.bus.nats_settings import NatsSettings, nats_settings_from_env
+from chatmesh_common.identity import IssuerSettings
+from chatmesh_common.settings import ConfigError as ConfigError
+from chatmesh_common.settings import (
+    bus_setting,
+    drain_setting,
+    environ,
+    grace_setting,
+    jwt_secret_setting,
+    leeway_setting,
+    mode_setting,
+    read_env,
+    refuse_embedded,
+    service_secret_setting,
+    setting,
+    validate,
+)
+
+from .providers.settings import ProviderSettings
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    jwt_secret: str = jwt_secret_setting()
+    # Signs notify_service's service token (its questions to chat_service and presence).
+    service_secret: str = service_secret_setting(required=True)
+    mode: str = mode_setting()
+    grpc_bind: str = setting(
+        "CHATMESH_GRPC_BIND", "127.0.0.1:50055", "host:port of the gRPC server (port 0: any free)"
+    )
+    store: str = setting(
+        "CHATMESH_NOTIFY_STORE", "sqlite", "sqlite (embedded, one replica)", choices=("sqlite",)
+    )
+    store_path: str = setting(
+        "CHATMESH_NOTIFY_DB", "chatmesh-notify.db", "the SQLite file of the sqlite notify store"
+    )
+    # The bus chat_service writes its durable log to; the consumer reads it.
+    bus: str = bus_setting()
+    nats: NatsSettings = field(default_factory=NatsSettings)
+    # APNs, FCM, Web Push and webhook credentials; a provider without them is not built.
+    providers: ProviderSettings = field(default_factory=ProviderSettings)
+    # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
+    identity: IssuerSettings = field(default_factory=IssuerSettings)
+    chat_target: str = setting(
+        "CHATMESH_CHAT_TARGET", "127.0.0.1:50051", "where AccessService (chat_service) answers"
+    )
+    presence_target: str = setting(
+        "CHATMESH_PRESENCE_TARGET", "127.0.0.1:50052", "where PresenceService answers"
+    )
+    max_attempts: int = setting(
+        "CHATMESH_NOTIFY_MAX_ATTEMPTS", 6, "tries of one push before its dead letter", minimum=1
+    )
+    backoff_base_s: float = setting(
+        "CHATMESH_NOTIFY_BACKOFF_BASE_S",
+        1.0,
+        "wait after the first failed try; doubles per try, with jitter",
+        positive=True,
+    )
+    backoff_max_s: float = setting(
+        "CHATMESH_NOTIFY_BACKOFF_MAX_S", 300.0, "the longest wait between tries", positive=True
+    )
+    concurrency: int = setting(
+        "CHATMESH_NOTIFY_CONCURRENCY", 16, "provider calls in flight at once", minimum=1
+    )
+    device_interval_s: float = setting(
+        "CHATMESH_NOTIFY_DEVICE_INTERVAL_S",
+        1.0,
+        "least seconds between two pushes to one device (a burst coalesces meanwhile)",
+        minimum=0,
+    )
+    ack_wait_s: float = setting(
+        "CHATMESH_NOTIFY_ACK_WAIT_S",
+        30.0,
+        "seconds before an event the consumer took but did not finish is delivered again",
+        positive=True,
+    )
+    retention_s: float = setting(
+        "CHATMESH_NOTIFY_RETENTION_S",
+        8 * 24 * 3600.0,
+        "seconds finished pushes are remembered (exactly once); above the event log's max age",
+        positive=True,
+    )
+    token_leeway_s: float = leeway_setting()
+    metrics_host: str = setting(
+        "CHATMESH_METRICS_HOST", "127.0.0.1", "host of the Prometheus endpoint"
+    )
+    metrics_port: int = setting(
+        "CHATMESH_METRICS_PORT", 9106, "port of the Prometheus endpoint (-1: none)", minimum=-1
+    )
+    shutdown_grace_s: float = grace_setting()
+    drain_s: float = drain_setting()
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.service_secret == self.jwt_secret:
+            raise ConfigError("CHATMESH_SERVICE_SECRET must differ from CHATMESH_JWT_SECRET")
+        if self.store == "sqlite":
+            refuse_embedded(self.mode, "the sqlite notify store", "no cluster store exists yet")
+        if self.bus == "inprocess":
+            refuse_embedded(self.mode, "the in-process bus", "set CHATMESH_BUS=nats")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NotifyConfig:
+        source = dict(environ(env))
+        config = read_env(cls, source)
+        if config.bus == "nats":
+            config = replace(config, nats=nats_settings_from_env(source))
+        return replace(
+            config,
+            identity=IssuerSettings.from_env(source),
+            providers=ProviderSettings.from_env(source),
+        )
