@@ -159,7 +159,7 @@ its ConfigMap. Each name is a setting of docs/settings.md. */}}
   "CHATMESH_WS_CLOSE_TIMEOUT_S" $grace
   "CHATMESH_DRAIN_S" $drain
   "CHATMESH_CHAT_TARGET" $chatTarget) -}}
-{{- range $other := list "presence" "media" "search" -}}
+{{- range $other := list "presence" "media" "search" "notify" -}}
 {{- if (get $v $other).enabled -}}
 {{- $_ := set $env (printf "CHATMESH_%s_TARGET" (upper $other)) (include "chatmesh.target" (dict "root" $root "name" $other)) -}}
 {{- end -}}
