@@ -98,11 +98,18 @@ def test_selectors_match(values: str) -> None:
     """Services, PDBs, HPAs and ServiceMonitors reach pods and ports that exist."""
     docs = render(values)
     deployments = of_kind(docs, "Deployment")
-    pods = {doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["labels"] for doc in deployments}
+    pods = {
+        doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["labels"]
+        for doc in deployments
+    }
     for doc in deployments:
         assert _selects(doc["spec"]["selector"]["matchLabels"], pods[doc["metadata"]["name"]])
     for service in of_kind(docs, "Service"):
-        targets = [d for d in deployments if _selects(service["spec"]["selector"], pods[d["metadata"]["name"]])]
+        targets = [
+            d
+            for d in deployments
+            if _selects(service["spec"]["selector"], pods[d["metadata"]["name"]])
+        ]
         assert len(targets) == 1, service["metadata"]["name"]
         ports = {p["name"] for c in pod_spec(targets[0])["containers"] for p in c["ports"]}
         for port in service["spec"]["ports"]:
@@ -122,7 +129,9 @@ def _check_service_monitor(docs: tuple[Doc, ...], monitor: Doc) -> None:
     spec = monitor["spec"]
     assert set(spec) <= {"selector", "namespaceSelector", "endpoints", "jobLabel"}
     services = [
-        s for s in of_kind(docs, "Service") if _selects(spec["selector"]["matchLabels"], s["metadata"]["labels"])
+        s
+        for s in of_kind(docs, "Service")
+        if _selects(spec["selector"]["matchLabels"], s["metadata"]["labels"])
     ]
     # One per gRPC service and the gateway: the ClusterIP Services, not the headless ones.
     assert len(services) == 6
@@ -176,9 +185,9 @@ def test_migration_is_a_pre_install_and_pre_upgrade_hook() -> None:
     # With existingSecret, the Job reads it (it exists before the release).
     full = named(render("full"), "Job", f"{fullname()}-migrate")
     (container,) = pod_spec(full)["containers"]
-    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e} == {
-        "chatmesh-credentials"
-    }
+    assert {
+        e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e
+    } == {"chatmesh-credentials"}
 
 
 def test_existing_secret_is_the_only_secret_read() -> None:
@@ -209,10 +218,14 @@ def test_network_policies_cover_every_pod() -> None:
     policies = of_kind(docs, "NetworkPolicy")
     for workload in [*of_kind(docs, "Deployment"), *of_kind(docs, "Job")]:
         labels = workload["spec"]["template"]["metadata"]["labels"]
-        selecting = [p for p in policies if _selects(p["spec"]["podSelector"]["matchLabels"], labels)]
+        selecting = [
+            p for p in policies if _selects(p["spec"]["podSelector"]["matchLabels"], labels)
+        ]
         assert len(selecting) == 1, workload["metadata"]["name"]
         assert set(selecting[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     # Only Envoy takes traffic from outside the release (and the metrics ports their scrapers).
     gateway = named(docs, "NetworkPolicy", f"{fullname()}-gateway")
     ws_rule = gateway["spec"]["ingress"][0]
-    assert ws_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "envoy"
+    assert (
+        ws_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "envoy"
+    )

@@ -69,7 +69,9 @@ def test_every_public_grpc_service_is_routed_to_its_component() -> None:
     services = proto_services()
     assert set(services.values()) <= set(SERVED_BY), "a new proto package: say who serves it"
     by_prefix = {
-        route["match"]["prefix"]: route for route in routes(envoy_config("defaults")) if "prefix" in route["match"]
+        route["match"]["prefix"]: route
+        for route in routes(envoy_config("defaults"))
+        if "prefix" in route["match"]
     }
     for service, package in services.items():
         prefix = f"/{service}/"
@@ -120,7 +122,9 @@ def test_disabled_components_have_no_route() -> None:
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     (config_map,) = [
-        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{fullname()}-envoy"
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{fullname()}-envoy"
     ]
     config = yaml.safe_load(config_map["data"]["envoy.yaml"])
     clusters = {c["name"] for c in config["static_resources"]["clusters"]}
@@ -133,7 +137,9 @@ def test_disabled_components_have_no_route() -> None:
 def test_a_real_envoy_accepts_the_config(values: str, tmp_path: Path) -> None:
     envoy = require_binary("envoy", "envoy")
     config = tmp_path / "envoy.yaml"
-    config.write_text(named(render(values), "ConfigMap", f"{fullname()}-envoy")["data"]["envoy.yaml"])
+    config.write_text(
+        named(render(values), "ConfigMap", f"{fullname()}-envoy")["data"]["envoy.yaml"]
+    )
     result = subprocess.run(
         [envoy, "--mode", "validate", "--config-path", str(config), "--log-level", "warn"],
         capture_output=True,

@@ -36,7 +36,13 @@ SECTIONS = {
     "gateway": ("every process", "gateway_ws", "identity provider"),
     "search": ("every process", "search_service", "NATS bus"),
     "media": ("every process", "media_service", "NATS bus", "ScyllaDB store"),
-    "notify": ("every process", "notify_service", "push providers", "identity provider", "NATS bus"),
+    "notify": (
+        "every process",
+        "notify_service",
+        "push providers",
+        "identity provider",
+        "NATS bus",
+    ),
 }
 
 # Each component's configuration class, as `chatmesh serve` reads it.
@@ -137,9 +143,7 @@ def test_the_stop_fits_in_the_termination_grace_period(values: str) -> None:
             continue
         env = container_env(docs, container)
         drain = float(env["CHATMESH_DRAIN_S"])
-        grace = float(
-            env.get("CHATMESH_SHUTDOWN_GRACE_S") or env["CHATMESH_WS_CLOSE_TIMEOUT_S"]
-        )
+        grace = float(env.get("CHATMESH_SHUTDOWN_GRACE_S") or env["CHATMESH_WS_CLOSE_TIMEOUT_S"])
         # The preStop drain is the process's drain window.
         assert pre_stop == drain
         assert spec["terminationGracePeriodSeconds"] > pre_stop + drain + grace
