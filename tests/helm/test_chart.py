@@ -156,6 +156,9 @@ def test_service_monitor_is_off_by_default() -> None:
         ({"gateway": {"resources": {"limits": None}}}, "limits"),
         ({"notify": {"webpush": {"enabled": True}}}, "subject"),
         ({"shutdown": {"drainSeconds": -1}}, "drainSeconds"),
+        ({"redis": {"url": ""}}, "/redis/url"),
+        ({"s3": {"endpoint": ""}}, "/s3/endpoint"),
+        ({"notify": {"apns": {"enabled": True, "teamId": "T"}}}, "/notify/apns/keyId"),
     ],
 )
 def test_schema_refuses(values: dict[str, Any], complaint: str) -> None:

@@ -235,3 +235,13 @@ def test_single_replica_stores_are_recreated_on_their_volume() -> None:
         (volume,) = [v for v in pod_spec(deployment)["volumes"] if v["name"] == "data"]
         claim = volume["persistentVolumeClaim"]["claimName"]
         named(docs, "PersistentVolumeClaim", claim)
+
+
+def test_per_address_caps_are_off_behind_envoy() -> None:
+    """Behind Envoy the gateway sees Envoy's address: a per-address cap would cap every app."""
+    behind = container_env(render("defaults"), _container("defaults", "gateway"))
+    assert behind["CHATMESH_WS_MAX_SOCKETS_PER_IP"] == "0"
+    assert behind["CHATMESH_WS_AUTH_FAILURES_PER_MIN"] == "0"
+    direct = container_env(render("minimal"), _container("minimal", "gateway"))
+    assert "CHATMESH_WS_MAX_SOCKETS_PER_IP" not in direct
+    assert "CHATMESH_WS_AUTH_FAILURES_PER_MIN" not in direct

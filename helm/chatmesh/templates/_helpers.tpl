@@ -165,6 +165,12 @@ its ConfigMap. Each name is a setting of docs/settings.md. */}}
 {{- end -}}
 {{- end -}}
 {{- if $g.allowedOrigins }}{{ $_ := set $env "CHATMESH_WS_ALLOWED_ORIGINS" (join "," $g.allowedOrigins) }}{{ end -}}
+{{- if $v.envoy.enabled -}}
+{{- /* Behind Envoy every socket's peer address is an Envoy pod's: per-address caps would
+limit all apps together, so they are off (`gateway.env` can set them again). */ -}}
+{{- $_ := set $env "CHATMESH_WS_MAX_SOCKETS_PER_IP" "0" -}}
+{{- $_ := set $env "CHATMESH_WS_AUTH_FAILURES_PER_MIN" "0" -}}
+{{- end -}}
 {{- end -}}
 {{- $extra := dict -}}
 {{- if ne $name "migrate" -}}
