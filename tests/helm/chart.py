@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate  # type: ignore[import-untyped]
+import kubernetes_validate.utils  # type: ignore[import-untyped]
 import yaml  # type: ignore[import-untyped]
 
 from tests.servers.binaries import require_binary
@@ -220,3 +222,15 @@ def settings_sections() -> dict[str, frozenset[str]]:
         elif current is not None and (match := re.match(r"^\| `(CHATMESH_[A-Z0-9_]+)` \|", line)):
             current.add(match.group(1))
     return {title: frozenset(names) for title, names in sections.items()}
+
+
+# kubernetes-validate reads and parses its schema files (megabytes of JSON) on every call: read
+# each once.
+kubernetes_validate.utils.schema_contents = functools.cache(
+    kubernetes_validate.utils.schema_contents
+)
+
+
+def validate(doc: Doc) -> None:
+    """Validates one object against KUBE_VERSION's schema, strict: no unknown fields."""
+    kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)

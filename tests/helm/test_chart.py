@@ -21,6 +21,7 @@ from tests.helm.chart import (
     pod_spec,
     render,
     template,
+    validate,
 )
 
 pytestmark = pytest.mark.helm
@@ -53,7 +54,7 @@ def test_every_object_validates(values: str) -> None:
             continue
         where = f"{doc['kind']}/{doc['metadata']['name']}"
         try:
-            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+            validate(doc)
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(part) for part in exc.path)
             pytest.fail(f"{values}: {where} at {path}: {exc.message}")
