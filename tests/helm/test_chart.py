@@ -158,6 +158,8 @@ def test_service_monitor_is_off_by_default() -> None:
         ({"notify": {"webpush": {"enabled": True}}}, "subject"),
         ({"shutdown": {"drainSeconds": -1}}, "drainSeconds"),
         ({"redis": {"url": ""}}, "/redis/url"),
+        ({"chat": {"enabled": False}}, "/chat/enabled"),
+        ({"presence": {"enabled": False}}, "/presence/enabled"),
         ({"s3": {"endpoint": ""}}, "/s3/endpoint"),
         ({"notify": {"apns": {"enabled": True, "teamId": "T"}}}, "/notify/apns/keyId"),
     ],
