@@ -104,6 +104,15 @@ EXISTING_SECRET = {
 }
 
 
+def chatmesh_workloads(name: str) -> list[str]:
+    """The chatmesh components value set `name` runs (no rendering: usable while collecting)."""
+    values = VALUE_SETS[name]
+    found = [c for c in COMPONENTS if values.get(c, {}).get("enabled", True)]
+    if values.get("migrate", {}).get("enabled", True):
+        found.append("migrate")
+    return found
+
+
 def helm_binary() -> str:
     return require_binary("helm", "helm", extra_dirs=[REPO / ".tools" / "bin"])
 

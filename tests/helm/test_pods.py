@@ -14,6 +14,7 @@ from tests.helm.chart import (
     GRPC_SERVICES,
     VALUE_SETS,
     Doc,
+    chatmesh_workloads,
     component,
     container_env,
     env_names,
@@ -68,12 +69,7 @@ def chatmesh_containers(values: str) -> list[tuple[Doc, Doc]]:
 
 
 def _cases() -> list[tuple[str, str]]:
-    return [
-        (values, component(doc))
-        for values in sorted(VALUE_SETS)
-        for doc in workloads(render(values))
-        if component(doc) != "envoy"
-    ]
+    return [(values, name) for values in sorted(VALUE_SETS) for name in chatmesh_workloads(values)]
 
 
 def _container(values: str, name: str) -> Doc:
