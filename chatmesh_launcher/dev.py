@@ -227,6 +227,9 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
         "CHATMESH_STORE": source.get("CHATMESH_STORE") or "sqlite",
         "CHATMESH_BUS": source.get("CHATMESH_BUS") or "inprocess",
         "CHATMESH_PRESENCE_BACKEND": source.get("CHATMESH_PRESENCE_BACKEND") or "memory",
+        # The web client at http://<ws host:port>/, signing in with tokens dev mints.
+        "CHATMESH_WS_WEB_CLIENT": source.get("CHATMESH_WS_WEB_CLIENT") or "true",
+        "CHATMESH_WS_DEV_TOKENS": source.get("CHATMESH_WS_DEV_TOKENS") or "true",
     }
     for name, value in (
         ("CHATMESH_STORE", "sqlite"),
@@ -261,6 +264,11 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
             f"  data       {data_dir.resolve()}\n"
             f"  gRPC       {grpc_at}   (grpcurl -plaintext {grpc_at} list)\n"
             f"  WebSocket  {system.gateway.url}\n"
+            + (
+                f"  web client http://{ws_host}:{system.gateway.port}/\n"
+                if system.gateway.config.web_client
+                else ""
+            )
             + (
                 f"  media URLs http://{grpc_host}:{system.media.http_port}\n"
                 if system.media is not None and system.media.http_port
