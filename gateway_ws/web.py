@@ -1,7 +1,7 @@
 """The HTTP side of the web client: static files at / and, in development, GET /dev/token.
 
-Both are answered from the WebSocket server's `process_request` (websockets only parses GET
-requests; anything else is refused before it gets here), and only when their setting is on:
+Both are answered from the WebSocket server's `process_request`, only when their setting is on,
+and only to GET (another method is 405; websockets refuses request bodies itself):
 
 - `CHATMESH_WS_WEB_CLIENT`: the files of gateway_ws/web/ (`/` is index.html). A name is one path
   segment of letters, digits, `-`, `_` and `.`, not starting with a dot, with a known extension;
@@ -94,8 +94,13 @@ def answer(config: GatewayConfig, request: Request) -> Response | None:
     """The answer to a request for the web client or a dev token; None when it is neither (or
     its setting is off), for the caller's 404."""
     path, _sep, query = request.path.partition("?")
+    enabled = config.dev_tokens if path == TOKEN_PATH else config.web_client
+    if not enabled:
+        return None
+    if request.method != "GET":
+        refused = response(http.HTTPStatus.METHOD_NOT_ALLOWED, b"Method Not Allowed: use GET\n")
+        refused.headers["Allow"] = "GET"
+        return refused
     if path == TOKEN_PATH:
-        return dev_token(config, query) if config.dev_tokens else None
-    if config.web_client:
-        return static_file(path)
-    return None
+        return dev_token(config, query)
+    return static_file(path)
