@@ -121,9 +121,8 @@ async def test_a_file_next_to_the_web_root_is_not_served(start: Start) -> None:
 async def test_only_get_is_answered(start: Start) -> None:
     gateway = await start(web_client=True)
     for method in ("POST", "PUT", "DELETE", "HEAD"):
-        answer = await raw(
-            gateway, f"{method} /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode()
-        )
+        request = f"{method} /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        answer = await raw(gateway, request.encode())
         assert answer.startswith(b"HTTP/1.1 405 "), (method, answer[:200])
         assert b"Allow: GET" in answer
         assert b"<html" not in answer
