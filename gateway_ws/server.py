@@ -308,6 +308,11 @@ class GatewayService:
         return self._health
 
     @property
+    def running(self) -> bool:
+        """Started (and not yet stopped): `gateway`, `port` and `url` can be read."""
+        return self._gateway is not None and not self._gateway.stopping
+
+    @property
     def gateway(self) -> Gateway:
         assert self._gateway is not None, "the gateway is not running"
         return self._gateway

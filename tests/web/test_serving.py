@@ -167,7 +167,7 @@ def test_cluster_mode_refuses_dev_tokens() -> None:
     assert not GatewayConfig.from_env({"CHATMESH_JWT_SECRET": SECRET}).dev_tokens
 
 
-def test_settings_are_off_by_default_and_dev_turns_them_on(tmp_path: Path) -> None:
+async def test_settings_are_off_by_default_and_dev_turns_them_on(tmp_path: Path) -> None:
     defaults = GatewayConfig.from_env({"CHATMESH_JWT_SECRET": SECRET})
     assert not defaults.web_client and not defaults.dev_tokens
     options = DevOptions(
@@ -176,7 +176,14 @@ def test_settings_are_off_by_default_and_dev_turns_them_on(tmp_path: Path) -> No
     system = dev_process(options, SystemClock(), {"CHATMESH_JWT_SECRET": SECRET}).service
     assert isinstance(system, DevSystem)
     assert system._gateway_config.web_client and system._gateway_config.dev_tokens
-    off = {"CHATMESH_JWT_SECRET": SECRET, "CHATMESH_WS_DEV_TOKENS": "false"}
+    assert system.media_relay is not None  # the CORS front of the media URLs
+    await system.media_relay.stop()
+    off = {
+        "CHATMESH_JWT_SECRET": SECRET,
+        "CHATMESH_WS_DEV_TOKENS": "false",
+        "CHATMESH_WS_WEB_CLIENT": "false",
+    }
     system = dev_process(options, SystemClock(), off).service
     assert isinstance(system, DevSystem)
-    assert not system._gateway_config.dev_tokens
+    assert not system._gateway_config.dev_tokens and not system._gateway_config.web_client
+    assert system.media_relay is None
