@@ -24,6 +24,8 @@ from tests.media.support import Dev
 pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 10_000
+# Script errors and console errors of each user's page: none is expected.
+ERRORS: dict[str, list[str]] = {}
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "web-client.png"
 
 
@@ -41,8 +43,9 @@ async def signed_in(browser: Browser, dev: Dev, user: str) -> Page:
     context = await browser.new_context(viewport={"width": 900, "height": 560})
     context.set_default_timeout(TIMEOUT_MS)
     page = await context.new_page()
-    errors: list[str] = []
+    errors = ERRORS.setdefault(user, [])
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     await page.goto(f"http://127.0.0.1:{dev.system.gateway.port}/")
     await page.fill("#signin-user", user)
     await page.click("#signin button")
@@ -123,8 +126,9 @@ async def test_two_users_chat_in_the_browser(browser: Browser, dev: Dev) -> None
     await expect(hit).to_have_count(1)
     await expect(hit).to_contain_text("launch is on friday")
 
+    assert not ERRORS["alice"] and not ERRORS["bob"], ERRORS
+
     if os.environ.get("CHATMESH_WEB_SCREENSHOT"):
-        await bob.fill("#search", "")
         await alice.locator("#text").press_sequentially("see the plan")
         await expect(bob.locator("#typing")).to_have_text("alice is typing…")
         await _side_by_side(alice, bob, SCREENSHOT)
@@ -166,5 +170,6 @@ async def test_older_history_loads_on_scrolling_up(browser: Browser, dev: Dev) -
         await dan.locator("#messages").evaluate("list => { list.scrollTop = 0; }")
         await expect(messages).to_have_count(count)
     await expect(messages.first).to_contain_text("n1")
+    assert not ERRORS["dan"], ERRORS
     seqs = await messages.evaluate_all("nodes => nodes.map(n => Number(n.dataset.seq))")
     assert seqs == sorted(seqs) and len(set(seqs)) == 70

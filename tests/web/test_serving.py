@@ -72,6 +72,7 @@ async def raw(gateway: Gateway, request: bytes) -> bytes:
         ("/chatmesh-socket.js", "text/javascript; charset=utf-8"),
         ("/blurhash.js", "text/javascript; charset=utf-8"),
         ("/style.css", "text/css; charset=utf-8"),
+        ("/favicon.svg", "image/svg+xml"),
     ],
 )
 async def test_static_files_have_their_content_type_and_no_cache(
