@@ -315,6 +315,11 @@ function onPresence(presence) {
 function upsertMessage(message) {
   const open = state.open;
   const seq = num(message.seq);
+  const known = open.messages.get(seq);
+  // A history page read before an edit or delete must not undo what an event already showed.
+  if (known && (num(known.version) > num(message.version) || (known.deleted && !message.deleted))) {
+    return;
+  }
   open.messages.set(seq, message);
   const list = $("messages");
   const node = renderMessage(message);
