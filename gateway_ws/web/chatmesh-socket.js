@@ -23,6 +23,16 @@ export function num(value) {
   return value === undefined || value === null ? 0 : Number(value);
 }
 
+// When a JWT expires (ms since the epoch), or 0 when it cannot be read.
+function tokenExpiry(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return num(JSON.parse(atob(payload)).exp) * 1000;
+  } catch {
+    return 0;
+  }
+}
+
 export class ChatmeshSocket extends EventTarget {
   // url: ws(s)://host/v1/ws; getToken: async () => jwt (asked again on each reconnect).
   constructor(url, getToken) {
@@ -37,6 +47,8 @@ export class ChatmeshSocket extends EventTarget {
     this.closed = false;
     this.ready = null; // the Ready frame of the current socket
     this.state = "connecting";
+    this.token = "";
+    this.renewal = 0;
   }
 
   connect() {
@@ -46,6 +58,7 @@ export class ChatmeshSocket extends EventTarget {
 
   close() {
     this.closed = true;
+    clearTimeout(this.renewal);
     if (this.ws) this.ws.close(1000);
   }
 
@@ -72,11 +85,13 @@ export class ChatmeshSocket extends EventTarget {
     if (this.closed) return;
     const ws = new WebSocket(this.url, [SUBPROTOCOL, `bearer.${token}`]);
     this.ws = ws;
+    this.token = token;
     ws.onmessage = (message) => this.receive(message.data);
     ws.onclose = (close) => {
       if (this.ws !== ws) return;
       this.ws = null;
       this.ready = null;
+      clearTimeout(this.renewal);
       for (const [, call] of this.pending) {
         clearTimeout(call.timer);
         call.reject(new ChatmeshError({ code: "ERROR_CODE_UNAVAILABLE", message: "disconnected" }));
@@ -105,8 +120,8 @@ export class ChatmeshSocket extends EventTarget {
     const { requestId: _ignored, ...rest } = frame;
     const kind = Object.keys(rest)[0];
     const body = rest[kind];
-    if (kind === "ready") {
-      this.onReady(body);
+    if (kind === "ready" && !this.pending.has(requestId)) {
+      this.onReady(body); // the socket's own: the token came in the subprotocol header
       return;
     }
     if (requestId && this.pending.has(requestId)) {
@@ -140,6 +155,28 @@ export class ChatmeshSocket extends EventTarget {
       this.emit("error", err);
     }
     this.setState("ready", { ready });
+    this.scheduleRenewal();
+  }
+
+  // Sends a fresh token in an `auth` frame a minute before this one expires, so the socket is
+  // not closed (1008) when it does.
+  scheduleRenewal() {
+    clearTimeout(this.renewal);
+    const expiresAt = tokenExpiry(this.token);
+    if (!expiresAt) return;
+    const inMs = Math.max(5000, expiresAt - Date.now() - 60000);
+    const ws = this.ws;
+    this.renewal = setTimeout(async () => {
+      try {
+        const token = await this.getToken();
+        if (this.ws !== ws) return;
+        await this.request("auth", { token });
+        this.token = token;
+      } catch (err) {
+        this.emit("error", err);
+      }
+      if (this.ws === ws) this.scheduleRenewal();
+    }, inMs);
   }
 
   onEvent(event) {

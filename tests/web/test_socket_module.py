@@ -95,5 +95,16 @@ async def test_requests_reconnect_resume_and_dedupe(browser: Browser, dev: Dev) 
     assert bodies == ["a1", "a2", "a3", "a4", "a5", "b1", "b2", "b3", "c1"]
     seqs = [seq for seq, _body in seen]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+    # A fresh token in an `auth` frame: its `ready` answers the request, not a new session.
+    renewed = await page.evaluate(
+        """async () => {
+          const reply = await fetch("/dev/token?user=erin&device=module-test");
+          const answer = await window.sock.request("auth", { token: (await reply.json()).token });
+          return [answer.userId, answer.deviceId];
+        }"""
+    )
+    assert renewed == ["erin", "module-test"]
+    assert await ready_count(page) == 2
     await frank.close()
     await page.close()
