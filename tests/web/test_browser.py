@@ -133,6 +133,12 @@ async def test_two_users_chat_in_the_browser(browser: Browser, dev: Dev) -> None
         await expect(bob.locator("#typing")).to_have_text("alice is typing…")
         await _side_by_side(alice, bob, SCREENSHOT)
 
+    # bob leaves: alice sees him offline.
+    await bob.context.close()
+    await expect(alice.locator('#members li[data-user="bob"]')).to_have_attribute(
+        "data-presence", "offline"
+    )
+
 
 async def _side_by_side(left: Page, right: Page, path: Path) -> None:
     shots = [Image.open(io.BytesIO(await page.screenshot())) for page in (left, right)]
@@ -173,3 +179,13 @@ async def test_older_history_loads_on_scrolling_up(browser: Browser, dev: Dev) -
     assert not ERRORS["dan"], ERRORS
     seqs = await messages.evaluate_all("nodes => nodes.map(n => Number(n.dataset.seq))")
     assert seqs == sorted(seqs) and len(set(seqs)) == 70
+
+
+async def test_a_refused_sign_in_is_shown(browser: Browser, dev: Dev) -> None:
+    page = await browser.new_page()
+    await page.goto(f"http://127.0.0.1:{dev.system.gateway.port}/?user=not%20valid")
+    await expect(page.locator("#signin-user")).to_have_value("not valid")
+    await page.click("#signin button")
+    await expect(page.locator("#signin-error")).to_contain_text("sign-in refused: 400")
+    await expect(page.locator("#app")).to_be_hidden()
+    await page.close()
