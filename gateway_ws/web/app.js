@@ -233,6 +233,7 @@ async function openConversation(id) {
   state.sock.advance(id, page.lastSeq);
   addPage(page);
   scrollToBottom();
+  fillViewport();
   await subscribeMembers(id);
   $("text").focus();
 }
@@ -265,6 +266,15 @@ async function loadOlder() {
     list.scrollTop = list.scrollHeight - fromBottom; // keep what the reader was looking at
   } finally {
     open.loadingOlder = false;
+  }
+  fillViewport();
+}
+
+// Pages that do not fill the list cannot be scrolled: load older ones until they do.
+function fillViewport() {
+  const list = $("messages");
+  if (state.open && state.open.hasMore && list.scrollHeight <= list.clientHeight) {
+    loadOlder().catch(fail);
   }
 }
 

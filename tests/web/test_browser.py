@@ -172,6 +172,15 @@ async def test_older_history_loads_on_scrolling_up(browser: Browser, dev: Dev) -
     messages = dan.locator("li.msg")
     await expect(messages).to_have_count(30)
     await expect(messages.last).to_contain_text("n70")
+    # In a window taller than a page, older pages load until the list can scroll.
+    tall = await browser.new_page(viewport={"width": 900, "height": 2400})
+    await tall.goto(f"http://127.0.0.1:{dev.system.gateway.port}/")
+    await tall.fill("#signin-user", "dan")
+    await tall.click("#signin button")
+    await tall.locator("li.conversation", has_text="Archive").click()
+    await expect(tall.locator("li.msg")).to_have_count(60)
+    assert await tall.locator("#messages").evaluate("l => l.scrollHeight > l.clientHeight")
+    await tall.close()
     for count in (60, 70):
         await dan.locator("#messages").evaluate("list => { list.scrollTop = 0; }")
         await expect(messages).to_have_count(count)
