@@ -89,7 +89,13 @@ class MediaCorsRelay:
         self._tasks.add(task)  # type: ignore[arg-type]
         try:
             await asyncio.wait_for(self._relay(reader, writer), 60)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (
+            OSError,
+            TimeoutError,
+            ValueError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ):
             log.debug("media relay connection dropped", exc_info=True)
         except asyncio.CancelledError:
             pass
@@ -118,6 +124,16 @@ class MediaCorsRelay:
             status = b"HTTP/1.1 204 No Content" if cors else b"HTTP/1.1 403 Forbidden"
             extra = [(b"Content-Length", b"0"), (b"Connection", b"close")]
             writer.write(_join_head(status, [*cors, *(allow or []), *extra]))
+            await writer.drain()
+            return
+        if _header(headers, b"transfer-encoding") is not None:
+            # Bodies are relayed by Content-Length only (as presigned uploads send them).
+            writer.write(
+                _join_head(
+                    b"HTTP/1.1 411 Length Required",
+                    [*cors, (b"Content-Length", b"0"), (b"Connection", b"close")],
+                )
+            )
             await writer.drain()
             return
         up_reader, up_writer = await asyncio.open_connection(

@@ -4,6 +4,8 @@ signature checks intact."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -13,6 +15,11 @@ from chatmesh_launcher.media_cors import MediaCorsRelay
 from tests.media.support import Dev, start_dev
 
 PNG_TYPE = "image/png"
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
 
 
 def relay_of(dev: Dev) -> MediaCorsRelay:
@@ -76,7 +83,29 @@ async def test_media_urls_point_at_the_relay(dev: Dev) -> None:
             headers={**dict(upload.headers), "Origin": "http://evil.example"},
         )
         assert "access-control-allow-origin" not in other.headers
+        chunked = await http.put(
+            upload.url,
+            content=chunks(b"01234", b"56789"),
+            headers={**dict(upload.headers), "Origin": origin},
+        )
+        assert chunked.status_code == 411
     await client.close()
+
+
+async def test_malformed_requests_get_no_answer_and_do_not_stop_the_relay(dev: Dev) -> None:
+    relay = relay_of(dev)
+    for request in (
+        b"PUT /blobs/x HTTP/1.1\r\nContent-Length: many\r\n\r\n",
+        b"GET /blobs/x HTTP/1.1\r\nX: " + b"y" * 70_000 + b"\r\n\r\n",
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(request)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"http://127.0.0.1:{relay.port}/blobs/missing")
+    assert answer.status_code in (400, 403)
 
 
 async def test_no_relay_when_media_urls_are_public_or_the_web_client_is_off(
