@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 from pathlib import Path
 
@@ -26,6 +27,8 @@ pytestmark = pytest.mark.browser
 TIMEOUT_MS = 10_000
 # Script errors and console errors of each user's page: none is expected.
 ERRORS: dict[str, list[str]] = {}
+# The frames each user's page sent, as JSON text.
+SENT: dict[str, list[str]] = {}
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "web-client.png"
 
 
@@ -43,6 +46,8 @@ async def signed_in(browser: Browser, dev: Dev, user: str) -> Page:
     context = await browser.new_context(viewport={"width": 900, "height": 560})
     context.set_default_timeout(TIMEOUT_MS)
     page = await context.new_page()
+    sent = SENT.setdefault(user, [])
+    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(str(frame))))
     errors = ERRORS.setdefault(user, [])
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -119,6 +124,8 @@ async def test_two_users_chat_in_the_browser(browser: Browser, dev: Dev) -> None
         "() => { const i = document.querySelector('[data-testid=thumbnail] img');"
         " return i !== null && i.complete && i.naturalWidth > 0; }"
     )
+    asked = [json.loads(f)["getDownloadUrl"] for f in SENT["bob"] if "getDownloadUrl" in f]
+    assert [(a["variant"], a["messageSeq"] != "0") for a in asked] == [("small", True)]
 
     # search finds a message through the socket.
     await bob.fill("#search", "friday")
