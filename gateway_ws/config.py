@@ -17,6 +17,7 @@ from chatmesh_common.settings import (
     environ,
     jwt_secret_setting,
     leeway_setting,
+    mode_setting,
     read_env,
     setting,
     validate,
@@ -185,11 +186,29 @@ class GatewayConfig:
         "failed authentications one address may make in a row",
         minimum=1,
     )
+    # The browser client (gateway_ws/web.py); `chatmesh dev` turns both on.
+    mode: str = mode_setting()
+    web_client: bool = setting(
+        "CHATMESH_WS_WEB_CLIENT",
+        False,
+        "serve the web client (gateway_ws/web/) at / on the WebSocket port",
+    )
+    dev_tokens: bool = setting(
+        "CHATMESH_WS_DEV_TOKENS",
+        False,
+        "answer GET /dev/token?user=ID with a user token signed with CHATMESH_JWT_SECRET, for"
+        " anyone who can reach the port (development only; CHATMESH_MODE=cluster refuses it)",
+    )
     # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
     identity: IssuerSettings = field(default_factory=IssuerSettings)
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.dev_tokens and self.mode == "cluster":
+            raise ConfigError(
+                "CHATMESH_MODE=cluster refuses CHATMESH_WS_DEV_TOKENS: anyone reaching the port"
+                " could sign in as anyone; unset it"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:

@@ -2,7 +2,8 @@
 
 Endpoints: `GET /v1/ws` upgrades to the WebSocket protocol (frames: gateway_ws/frames.py,
 sessions: gateway_ws/session.py); `GET /healthz` answers 200 (503 while stopping); any other path
-answers 404. Authentication is never read from the URL.
+answers 404, except the web client's files and `/dev/token` when their settings are on
+(gateway_ws/web.py). Authentication is never read from the URL.
 
 Close codes the gateway uses or relies on:
 
@@ -41,7 +42,7 @@ from chatmesh_common.clock import Clock, SystemClock
 from chatmesh_common.runner import Process
 from chatmesh_common.service import Health, Shutdown, drain
 from chatmesh_common.settings import BindError
-from gateway_ws import frames
+from gateway_ws import frames, web
 from gateway_ws.admission import Admission
 from gateway_ws.config import GatewayConfig
 from gateway_ws.metrics import FrameMetrics
@@ -229,6 +230,9 @@ async def start_gateway(
             if gateway is None or gateway.draining or gateway.stopping:
                 return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "stopping\n")
             return connection.respond(http.HTTPStatus.OK, "ok\n")
+        page = web.answer(config, request)
+        if page is not None:
+            return page
         return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
 
     def _admit(connection: ServerConnection, request: Request) -> Response | None:
@@ -304,6 +308,11 @@ class GatewayService:
     @property
     def health(self) -> Health:
         return self._health
+
+    @property
+    def running(self) -> bool:
+        """Started (and not yet stopped): `gateway`, `port` and `url` can be read."""
+        return self._gateway is not None and not self._gateway.stopping
 
     @property
     def gateway(self) -> Gateway:

@@ -1,0 +1,32 @@
+"""Fixtures of the web client tests: `chatmesh dev` in this process on free ports and a headless
+Debian chromium driven by Playwright (tests marked `browser`; a missing chromium fails in CI)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, async_playwright
+
+from tests.media.support import Dev, start_dev
+from tests.servers.binaries import require_binary
+
+
+@pytest.fixture
+async def dev(tmp_path: Path) -> AsyncIterator[Dev]:
+    async with start_dev(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    chromium = require_binary("chromium", "browser")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
