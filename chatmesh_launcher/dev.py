@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +43,6 @@ from presence_service.server import build_presence_service
 from search_service.access import GrpcSearchAccess, search_credential
 from search_service.config import SearchConfig
 from search_service.server import build_search_service
-
-from .media_cors import MediaCorsRelay
 
 
 @dataclass(frozen=True)
@@ -130,11 +127,8 @@ class DevSystem:
         notify_config: NotifyConfig | None = None,
         push_providers: Mapping[Platform, PushProvider] | None = None,
         media_config: MediaConfig | None = None,
-        media_relay: MediaCorsRelay | None = None,
     ) -> None:
         self.chat_config = chat_config
-        # The CORS front of the media URLs for the web client (chatmesh_launcher/media_cors.py).
-        self.media_relay = media_relay
         self._gateway_config = gateway_config
         self._clock = clock
         # The durable log lives in the data dir, so consumers resume after a restart.
@@ -216,13 +210,9 @@ class DevSystem:
         except BaseException:
             await self.grpc.stop()
             raise
-        if self.media_relay is not None and self.media is not None and self.media.http_port:
-            try:
-                await self.media_relay.start(self.media.http_port)
-            except BaseException:
-                await self._gateway.stop()
-                await self.grpc.stop()
-                raise
+        if self.media is not None and config.web_client:
+            # The web client uploads from the gateway's origin, known now it is bound.
+            self.media.allow_origins(self.web_origins())
 
     def web_origins(self) -> set[str]:
         """The origins the web client is served from (the gateway's port)."""
@@ -233,8 +223,6 @@ class DevSystem:
         return {f"http://{host}:{port}" for host in hosts}
 
     async def stop(self) -> None:
-        if self.media_relay is not None:
-            await self.media_relay.stop()
         if self._gateway is not None:
             await self._gateway.stop()
         await self.grpc.stop()
@@ -292,16 +280,6 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
         # Apps learn the media URLs from create_upload and get_download_url, so in dev the URL
         # server takes any free port (shown in the banner) rather than one that may be taken.
         media_env["CHATMESH_MEDIA_HTTP_BIND"] = f"{grpc_host}:0"
-    relay: MediaCorsRelay | None = None
-    web_client = read_one(GatewayConfig, "web_client", embedded)
-    fs_blobs = read_one(MediaConfig, "blobs", media_env) == "fs"
-    if web_client and fs_blobs and not source.get("CHATMESH_MEDIA_PUBLIC_URL"):
-        # The web client uploads from the gateway's origin: the media URLs go through a relay
-        # that answers CORS for it, bound now so that the URLs can name its port.
-        relay_socket = socket.create_server((grpc_host, 0))
-        relay_port = relay_socket.getsockname()[1]
-        media_env["CHATMESH_MEDIA_PUBLIC_URL"] = f"http://{grpc_host}:{relay_port}"
-        relay = MediaCorsRelay(relay_socket, grpc_host, lambda: system.web_origins())
     system = DevSystem(
         ChatConfig.from_env(embedded),
         PresenceConfig.from_env(embedded),
@@ -309,7 +287,6 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
         clock,
         SearchConfig.from_env({"CHATMESH_SEARCH_INDEX": str(data_dir / "search.db"), **embedded}),
         media_config=MediaConfig.from_env(media_env),
-        media_relay=relay,
         notify_config=NotifyConfig.from_env(
             {"CHATMESH_NOTIFY_DB": str(data_dir / "notify.db"), **embedded}
         ),
@@ -329,13 +306,7 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
             )
             + (
                 f"  media URLs http://{grpc_host}:{system.media.http_port}\n"
-                if system.media is not None and system.media.http_port and relay is None
-                else ""
-            )
-            + (
-                f"  media URLs http://{grpc_host}:{relay.port}"
-                f" (CORS for the web client, in front of :{system.media.http_port})\n"
-                if system.media is not None and relay is not None
+                if system.media is not None and system.media.http_port
                 else ""
             )
             + f"  metrics    http://{metrics_host}:{bound_metrics}/metrics\n"

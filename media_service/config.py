@@ -67,6 +67,11 @@ class MediaConfig:
         "",
         "the base URL apps reach the fs blob store at (default: http:// + the bound address)",
     )
+    cors_origins: str = setting(
+        "CHATMESH_MEDIA_CORS_ORIGINS",
+        "",
+        "comma-separated browser origins whose pages may use the fs store's URLs (CORS)",
+    )
     url_secret: str = setting(
         "CHATMESH_MEDIA_URL_SECRET",
         "",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import grpc
@@ -202,6 +202,12 @@ class MediaComponent:
             )
         ]
 
+    def allow_origins(self, origins: Collection[str]) -> None:
+        """Browser origins whose pages may upload to and download from the fs store's URLs
+        (with S3, the bucket's own CORS rules decide)."""
+        if self._http is not None:
+            self._http.allow_origins(origins)
+
     @property
     def http_port(self) -> int | None:
         """The fs store's URL server port (None with S3)."""
@@ -250,7 +256,8 @@ class FsHttp:
             Path(config.blob_dir), self._secret, config.public_url or "http://pending", self._clock
         )
         await store.open()
-        self._server = FsBlobHttpServer(store, host, port)
+        origins = [o.strip() for o in config.cors_origins.split(",") if o.strip()]
+        self._server = FsBlobHttpServer(store, host, port, cors_origins=origins)
         try:
             await self._server.start()
         except OSError as exc:
@@ -261,6 +268,10 @@ class FsHttp:
         if not config.public_url:
             store.base_url = f"http://{host}:{self.port}"
         return store
+
+    def allow_origins(self, origins: Collection[str]) -> None:
+        if self._server is not None:
+            self._server.cors_origins.update(origins)
 
     async def close(self) -> None:
         if self._server is not None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import IO, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -54,6 +54,8 @@ class _Conn:
         self.timeout = timeout
         self.h11 = h11.Connection(h11.SERVER)
         self.idle = True  # waiting for the next request: stop() may close it at once
+        # CORS headers for the current request's answer (empty: no allowed Origin).
+        self.cors: list[tuple[str, str]] = []
 
     async def next_event(self) -> h11.Event:
         while True:
@@ -88,6 +90,7 @@ class _Conn:
         ]
         if close:
             headers.append(("Connection", "close"))
+        headers += self.cors
         await self.send(h11.Response(status_code=status, headers=headers))
         await self.send(h11.Data(data=body))
         await self.send(h11.EndOfMessage())
@@ -125,8 +128,12 @@ class FsBlobHttpServer:
         port: int = 0,
         *,
         timeout: float = 30.0,
+        cors_origins: Collection[str] = (),
     ) -> None:
         self.store = store
+        # Browser origins allowed to upload and download from their pages (CORS), like an S3
+        # bucket's CORS rules; `chatmesh dev` sets its web client's once the gateway is bound.
+        self.cors_origins: set[str] = set(cors_origins)
         self.host = host
         self._port = port
         self.timeout = timeout
@@ -233,13 +240,36 @@ class FsBlobHttpServer:
                 raise _Refused(400, f"query parameter {name} given more than once")
             params[name] = values[0]
         method = request.method.decode("ascii", "replace")
-        if method == "PUT":
+        origin = next((v for n, v in request.headers if n.lower() == b"origin"), b"")
+        allowed = origin.decode("latin-1") in self.cors_origins
+        conn.cors = [("Access-Control-Allow-Origin", origin.decode("latin-1"))] if allowed else []
+        conn.cors += [("Vary", "Origin")]
+        if method == "OPTIONS":
+            await self._preflight(conn, allowed)
+        elif method == "PUT":
             await self._upload(conn, request, key, params)
         elif method in ("GET", "HEAD"):
             conn.skip_received_body()
             await self._download(conn, method, key, params)
         else:
-            raise _Refused(405, "method not allowed: use PUT, GET or HEAD")
+            raise _Refused(405, "method not allowed: use PUT, GET, HEAD or OPTIONS")
+
+    @staticmethod
+    async def _preflight(conn: _Conn, allowed: bool) -> None:
+        """A browser asks whether its page may PUT or GET here; the signature is checked on the
+        request that follows, not now."""
+        conn.skip_received_body()
+        if not allowed:
+            raise _Refused(403, "origin not allowed")
+        headers = [
+            ("Content-Length", "0"),
+            ("Access-Control-Allow-Methods", "PUT, GET, HEAD"),
+            ("Access-Control-Allow-Headers", "content-type"),
+            ("Access-Control-Max-Age", "600"),
+            *conn.cors,
+        ]
+        await conn.send(h11.Response(status_code=204, headers=headers))
+        await conn.send(h11.EndOfMessage())
 
     @staticmethod
     def _signed(params: dict[str, str], names: tuple[str, ...]) -> list[str]:
@@ -315,6 +345,7 @@ class FsBlobHttpServer:
                         ("Content-Disposition", attachment_disposition(file_name)),
                         ("X-Content-Type-Options", "nosniff"),
                         ("Cache-Control", "private"),
+                        *conn.cors,
                     ],
                 )
             )

@@ -1,18 +1,15 @@
-"""`chatmesh dev`'s CORS front of the media URLs (chatmesh_launcher/media_cors.py): preflights
-from the web client's origin are allowed, others refused; requests pass through with their
-signature checks intact."""
+"""CORS of the fs blob store's URLs (media_service/blobs/fs_http.py), which `chatmesh dev` opens
+to its web client's origin: preflights from it are allowed, others refused; uploads keep their
+signature checks and carry the CORS header only for an allowed origin."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 from chatmesh.media.v1 import media_service_pb2 as media_pb
 
-from chatmesh_launcher.media_cors import MediaCorsRelay
-from tests.media.support import Dev, start_dev
+from tests.media.support import Dev
 
 PNG_TYPE = "image/png"
 
@@ -22,14 +19,7 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
         yield part
 
 
-def relay_of(dev: Dev) -> MediaCorsRelay:
-    relay = dev.system.media_relay
-    assert relay is not None
-    return relay
-
-
-async def test_media_urls_point_at_the_relay(dev: Dev) -> None:
-    relay = relay_of(dev)
+async def test_the_web_clients_origin_may_upload_others_may_not(dev: Dev) -> None:
     client = await dev.connect("alice")
     cid = await client.create_group("bob")
     created = await client.call(
@@ -40,7 +30,6 @@ async def test_media_urls_point_at_the_relay(dev: Dev) -> None:
         content_type=PNG_TYPE,
     )
     upload: media_pb.PresignedUpload = created.create_upload.upload
-    assert upload.url.startswith(f"http://127.0.0.1:{relay.port}/blobs/")
     origin = f"http://127.0.0.1:{dev.system.gateway.port}"
     async with httpx.AsyncClient() as http:
         preflight = await http.options(
@@ -63,7 +52,7 @@ async def test_media_urls_point_at_the_relay(dev: Dev) -> None:
         assert elsewhere.status_code == 403
         assert "access-control-allow-origin" not in elsewhere.headers
 
-        # A tampered signature is still media_service's 403, now with the CORS header.
+        # A tampered signature is still refused, with the CORS header so the page can read why.
         tampered = await http.put(
             upload.url.replace("sig=", "sig=0"),
             content=b"0123456789",
@@ -90,30 +79,3 @@ async def test_media_urls_point_at_the_relay(dev: Dev) -> None:
         )
         assert chunked.status_code == 411
     await client.close()
-
-
-async def test_malformed_requests_get_no_answer_and_do_not_stop_the_relay(dev: Dev) -> None:
-    relay = relay_of(dev)
-    for request in (
-        b"PUT /blobs/x HTTP/1.1\r\nContent-Length: many\r\n\r\n",
-        b"GET /blobs/x HTTP/1.1\r\nX: " + b"y" * 70_000 + b"\r\n\r\n",
-    ):
-        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
-        writer.write(request)
-        await writer.drain()
-        assert await asyncio.wait_for(reader.read(), 5) == b""
-        writer.close()
-    async with httpx.AsyncClient() as http:
-        answer = await http.get(f"http://127.0.0.1:{relay.port}/blobs/missing")
-    assert answer.status_code in (400, 403)
-
-
-async def test_no_relay_when_media_urls_are_public_or_the_web_client_is_off(
-    tmp_path: Path,
-) -> None:
-    for env in (
-        {"CHATMESH_MEDIA_PUBLIC_URL": "http://media.example"},
-        {"CHATMESH_WS_WEB_CLIENT": "false"},
-    ):
-        async with start_dev(tmp_path / next(iter(env)), env) as dev:
-            assert dev.system.media_relay is None

@@ -177,8 +177,6 @@ async def test_settings_are_off_by_default_and_dev_turns_them_on(tmp_path: Path)
     system = dev_process(options, SystemClock(), {"CHATMESH_JWT_SECRET": SECRET}).service
     assert isinstance(system, DevSystem)
     assert system._gateway_config.web_client and system._gateway_config.dev_tokens
-    assert system.media_relay is not None  # the CORS front of the media URLs
-    await system.media_relay.stop()
     off = {
         "CHATMESH_JWT_SECRET": SECRET,
         "CHATMESH_WS_DEV_TOKENS": "false",
@@ -187,4 +185,3 @@ async def test_settings_are_off_by_default_and_dev_turns_them_on(tmp_path: Path)
     system = dev_process(options, SystemClock(), off).service
     assert isinstance(system, DevSystem)
     assert not system._gateway_config.dev_tokens and not system._gateway_config.web_client
-    assert system.media_relay is None
