@@ -8,6 +8,7 @@ import asyncio
 import json
 import ssl
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -211,3 +212,44 @@ async def test_a_plain_client_is_refused_by_the_tls_listener(edge: Edge) -> None
                 metadata=auth_metadata(issue_token(SECRET, "alice")),
                 timeout=3,
             )
+
+
+@pytest.fixture
+def limited(
+    tmp_path: Path, envoy_binary: str, tls_files: TlsFiles, edge: Edge
+) -> Iterator[EnvoyProxy]:
+    """A second Envoy on the same upstreams whose per-client bucket holds 3 requests."""
+    proxy = EnvoyProxy(
+        envoy_binary,
+        tmp_path / "limited",
+        tls_files,
+        chat=[edge.chat_target],
+        gateway=[f"127.0.0.1:{edge.gateway_port}"],
+        client_burst=3,
+        client_per_second=1,
+    )
+    with proxy:
+        proxy.wait_healthy("gateway", 1)
+        yield proxy
+
+
+async def test_rate_limit_is_per_client_address(limited: EnvoyProxy) -> None:
+    """A client over its bucket gets 429 (gRPC: RESOURCE_EXHAUSTED); another address is not
+    affected."""
+    async with httpx.AsyncClient(timeout=5) as first:
+        codes = [(await first.get(f"{limited.http_url}/healthz")).status_code for _ in range(5)]
+    assert codes[:3] == [200, 200, 200]
+    assert codes[3:] == [429, 429]
+
+    async with grpc.aio.insecure_channel(limited.plaintext_target) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await chat_service_pb2_grpc.ChatServiceStub(channel).ListConversations(
+                pb.ListConversationsRequest(),
+                metadata=auth_metadata(issue_token(SECRET, "alice")),
+                timeout=5,
+            )
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(transport=other, timeout=5) as second:
+        assert (await second.get(f"{limited.http_url}/healthz")).status_code == 200
