@@ -18,10 +18,10 @@ from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 
 from chatmesh_common.auth import auth_metadata, issue_token
-from tests.envoy.conftest import SECRET, Edge
+from tests.envoy.conftest import SECRET
 from tests.gateway.client import GatewayClient
 from tests.servers.binaries import require_binary
-from tests.servers.envoy import EnvoyProxy, TlsFiles, load_renderer
+from tests.servers.envoy import EdgeStack, EnvoyProxy, TlsFiles, load_renderer
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(90)]
 
@@ -76,7 +76,7 @@ def test_checked_in_config_is_the_template_rendered_with_defaults() -> None:
     assert (ENVOY_DIR / "envoy.yaml").read_text() == renderer.render()
 
 
-async def test_grpcurl_lists_services_and_creates_a_conversation(edge: Edge) -> None:
+async def test_grpcurl_lists_services_and_creates_a_conversation(edge: EdgeStack) -> None:
     """Reflection and a ChatService call go through Envoy's plaintext listener over HTTP/2."""
     target = edge.envoy.plaintext_target
     code, out, err = await _grpcurl("-plaintext", target, "list")
@@ -96,7 +96,7 @@ async def test_grpcurl_lists_services_and_creates_a_conversation(edge: Edge) -> 
     assert reply["conversation"]["peer_user_id"] == "bob"
 
 
-async def test_access_service_is_not_exposed(edge: Edge) -> None:
+async def test_access_service_is_not_exposed(edge: EdgeStack) -> None:
     """The internal AccessService is refused at the edge (Envoy answers, chat never sees it)."""
     code, _, err = await _grpcurl(
         "-plaintext",
@@ -108,7 +108,7 @@ async def test_access_service_is_not_exposed(edge: Edge) -> None:
     assert "Unimplemented" in err or "404" in err, err
 
 
-async def test_websocket_session_through_envoy(edge: Edge) -> None:
+async def test_websocket_session_through_envoy(edge: EdgeStack) -> None:
     """A socket upgraded through Envoy gets ready, and its own message comes back as an event."""
     client = await GatewayClient.connect(edge.envoy.ws_url, issue_token(SECRET, "alice"))
     try:
@@ -123,7 +123,7 @@ async def test_websocket_session_through_envoy(edge: Edge) -> None:
         await client.close()
 
 
-async def test_grpc_web_call_from_a_browser_like_client(edge: Edge) -> None:
+async def test_grpc_web_call_from_a_browser_like_client(edge: EdgeStack) -> None:
     """HTTP/1.1 POST of application/grpc-web+proto: CORS preflight allowed, the response frame
     decodes, and the trailers frame carries grpc-status 0."""
     url = f"{edge.envoy.http_url}/chatmesh.chat.v1.ChatService/CreateConversation"
@@ -163,7 +163,7 @@ async def test_grpc_web_call_from_a_browser_like_client(edge: Edge) -> None:
     assert created.conversation.conversation.title == "web"
 
 
-async def test_grpc_over_tls_with_the_test_ca(edge: Edge, tls_files: TlsFiles) -> None:
+async def test_grpc_over_tls_with_the_test_ca(edge: EdgeStack, tls_files: TlsFiles) -> None:
     """A gRPC client that trusts only the test CA calls ChatService through the TLS listener."""
     credentials = grpc.ssl_channel_credentials(root_certificates=tls_files.ca_pem)
     async with grpc.aio.secure_channel(edge.envoy.tls_target, credentials) as channel:
@@ -177,7 +177,7 @@ async def test_grpc_over_tls_with_the_test_ca(edge: Edge, tls_files: TlsFiles) -
     assert reply.conversation.peer_user_id == "carol"
 
 
-async def test_grpcurl_over_tls_with_the_test_ca(edge: Edge, tls_files: TlsFiles) -> None:
+async def test_grpcurl_over_tls_with_the_test_ca(edge: EdgeStack, tls_files: TlsFiles) -> None:
     """grpcurl verifies Envoy's certificate against the test CA and lists through reflection."""
     code, out, err = await _grpcurl(
         "-cacert", str(tls_files.ca_cert), edge.envoy.tls_target, "list"
@@ -186,7 +186,7 @@ async def test_grpcurl_over_tls_with_the_test_ca(edge: Edge, tls_files: TlsFiles
     assert "chatmesh.chat.v1.ChatService" in out.split()
 
 
-async def test_websocket_over_tls_with_the_test_ca(edge: Edge, tls_files: TlsFiles) -> None:
+async def test_websocket_over_tls_with_the_test_ca(edge: EdgeStack, tls_files: TlsFiles) -> None:
     """wss:// through Envoy's TLS listener, trusting only the test CA: ready, send, event."""
     context = ssl.create_default_context(cadata=tls_files.ca_pem.decode())
     client = await GatewayClient.connect(
@@ -203,7 +203,7 @@ async def test_websocket_over_tls_with_the_test_ca(edge: Edge, tls_files: TlsFil
         await client.close()
 
 
-async def test_a_plain_client_is_refused_by_the_tls_listener(edge: Edge) -> None:
+async def test_a_plain_client_is_refused_by_the_tls_listener(edge: EdgeStack) -> None:
     """The TLS port speaks only TLS: a plaintext gRPC call there fails."""
     async with grpc.aio.insecure_channel(edge.envoy.tls_target) as channel:
         with pytest.raises(grpc.aio.AioRpcError):
@@ -216,7 +216,7 @@ async def test_a_plain_client_is_refused_by_the_tls_listener(edge: Edge) -> None
 
 @pytest.fixture
 def limited(
-    tmp_path: Path, envoy_binary: str, tls_files: TlsFiles, edge: Edge
+    tmp_path: Path, envoy_binary: str, tls_files: TlsFiles, edge: EdgeStack
 ) -> Iterator[EnvoyProxy]:
     """A second Envoy on the same upstreams whose per-client bucket holds 3 requests."""
     proxy = EnvoyProxy(
