@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import string
 import sys
 from collections.abc import Sequence
@@ -67,6 +68,17 @@ def _endpoints(addresses: Sequence[str]) -> str:
     return "[" + ", ".join(items) + "]"
 
 
+def _cluster_type(addresses: Sequence[str]) -> str:
+    """STATIC when every host is an IP address; STRICT_DNS (resolved again every 5 s, each name
+    giving as many hosts as it has addresses) when any is a name."""
+    for address in addresses:
+        try:
+            ipaddress.ip_address(address.rpartition(":")[0].strip("[]"))
+        except ValueError:
+            return "STRICT_DNS"
+    return "STATIC"
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -97,6 +109,11 @@ def render(settings: EdgeSettings | None = None) -> str:
         "search_endpoints": _endpoints(s.search),
         "media_endpoints": _endpoints(s.media),
         "gateway_endpoints": _endpoints(s.gateway),
+        "chat_type": _cluster_type(s.chat),
+        "presence_type": _cluster_type(s.presence),
+        "search_type": _cluster_type(s.search),
+        "media_type": _cluster_type(s.media),
+        "gateway_type": _cluster_type(s.gateway),
         "listen_host": s.listen_host,
         "tls_port": str(s.tls_port),
         "tls_cert": s.tls_cert,

@@ -76,6 +76,27 @@ def test_checked_in_config_is_the_template_rendered_with_defaults() -> None:
     assert (ENVOY_DIR / "envoy.yaml").read_text() == renderer.render()
 
 
+def test_ip_upstreams_are_static_and_names_are_resolved(
+    tmp_path: Path, envoy_binary: str, tls_files: TlsFiles
+) -> None:
+    """Upstreams given as IP addresses make STATIC clusters; a name (a Kubernetes service)
+    makes a STRICT_DNS cluster; both validate."""
+    proxy = EnvoyProxy(
+        envoy_binary,
+        tmp_path,
+        tls_files,
+        chat=["127.0.0.1:50051", "127.0.0.2:50051"],
+        gateway=["localhost:8080"],
+    )
+    text = proxy.render()
+    chat = text[text.index("  - name: chat\n") :]
+    gateway = text[text.index("  - name: gateway\n") :]
+    assert "type: STATIC" in chat.split("- name: presence")[0]
+    assert "type: STRICT_DNS" in gateway
+    result = proxy.validate()
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 async def test_grpcurl_lists_services_and_creates_a_conversation(edge: EdgeStack) -> None:
     """Reflection and a ChatService call go through Envoy's plaintext listener over HTTP/2."""
     target = edge.envoy.plaintext_target

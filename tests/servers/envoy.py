@@ -32,6 +32,7 @@ from typing import Any
 
 from tests.servers.binaries import ServerProcess, read_line
 from tests.servers.ports import free_port
+from tests.servers.services import ChatmeshProcess, grpc_serving, http_ok
 
 REPO = Path(__file__).resolve().parents[2]
 RENDER_SCRIPT = REPO / "envoy" / "render.py"
@@ -264,6 +265,21 @@ class EnvoyProxy(ServerProcess):
                     hosts.append(f"{address['address']}:{address['port_value']}")
         return hosts
 
+    def host_counter(self, cluster: str, host: str, name: str) -> int:
+        """A per-host counter of `cluster` (e.g. cx_total: connections Envoy opened to it)."""
+        status = json.loads(self.admin("/clusters?format=json"))
+        for entry in status.get("cluster_statuses", []):
+            if entry["name"] != cluster:
+                continue
+            for status_of_host in entry.get("host_statuses", []):
+                address = status_of_host["address"]["socket_address"]
+                if f"{address['address']}:{address['port_value']}" != host:
+                    continue
+                for stat in status_of_host.get("stats", []):
+                    if stat.get("name") == name:
+                        return int(stat.get("value", 0))
+        return 0
+
     def wait_healthy(self, cluster: str, count: int, timeout_s: float = 20.0) -> None:
         """Blocks until exactly `count` hosts of `cluster` are healthy."""
         deadline = time.monotonic() + timeout_s
@@ -284,6 +300,30 @@ class EnvoyProxy(ServerProcess):
         return 0
 
 
+def gateway_process(
+    log_path: Path,
+    port: int,
+    chat_target: str,
+    secret: str,
+    env: Mapping[str, str] | None = None,
+) -> ChatmeshProcess:
+    """`chatmesh serve gateway` on 127.0.0.1:`port`; ready when its /healthz answers 200."""
+    return ChatmeshProcess(
+        ["serve", "gateway"],
+        {
+            "CHATMESH_JWT_SECRET": secret,
+            "CHATMESH_CHAT_TARGET": chat_target,
+            "CHATMESH_WS_HOST": "127.0.0.1",
+            "CHATMESH_WS_PORT": str(port),
+            "CHATMESH_WS_METRICS_PORT": "-1",
+            "CHATMESH_DRAIN_S": "0",
+            **(env or {}),
+        },
+        log_path,
+        http_ok(f"http://127.0.0.1:{port}/healthz"),
+    )
+
+
 class EdgeStack:
     """`chatmesh serve chat` (SQLite) and `chatmesh serve gateway`, with Envoy in front of both:
     the smallest setup where every kind of edge traffic has a real upstream. Blocking; a
@@ -299,8 +339,6 @@ class EdgeStack:
         gateway_env: Mapping[str, str] | None = None,
         **envoy_settings: Any,
     ) -> None:
-        from tests.servers.services import ChatmeshProcess, grpc_serving, http_ok
-
         self.chat_target = f"127.0.0.1:{free_port()}"
         self.gateway_port = free_port()
         self.chat = ChatmeshProcess(
@@ -316,19 +354,8 @@ class EdgeStack:
             directory / "chat.log",
             grpc_serving(self.chat_target),
         )
-        self.gateway = ChatmeshProcess(
-            ["serve", "gateway"],
-            {
-                "CHATMESH_JWT_SECRET": secret,
-                "CHATMESH_CHAT_TARGET": self.chat_target,
-                "CHATMESH_WS_HOST": "127.0.0.1",
-                "CHATMESH_WS_PORT": str(self.gateway_port),
-                "CHATMESH_WS_METRICS_PORT": "-1",
-                "CHATMESH_DRAIN_S": "0",
-                **(gateway_env or {}),
-            },
-            directory / "gateway.log",
-            http_ok(f"http://127.0.0.1:{self.gateway_port}/healthz"),
+        self.gateway = gateway_process(
+            directory / "gateway.log", self.gateway_port, self.chat_target, secret, gateway_env
         )
         self.envoy = EnvoyProxy(
             envoy_binary,
