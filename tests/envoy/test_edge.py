@@ -274,3 +274,25 @@ async def test_rate_limit_is_per_client_address(limited: EnvoyProxy) -> None:
     other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
     async with httpx.AsyncClient(transport=other, timeout=5) as second:
         assert (await second.get(f"{limited.http_url}/healthz")).status_code == 200
+
+
+async def test_grpc_web_error_status_reaches_the_browser(edge: EdgeStack) -> None:
+    """A gRPC-Web call without a token gets UNAUTHENTICATED (16) with its message, readable by
+    a browser (in the exposed headers of a trailers-only answer, or the trailers frame)."""
+    url = f"{edge.envoy.http_url}/chatmesh.chat.v1.ChatService/ListConversations"
+    async with httpx.AsyncClient(timeout=10) as http:
+        reply = await http.post(
+            url,
+            content=_grpc_web_frame(pb.ListConversationsRequest().SerializeToString()),
+            headers={
+                "content-type": "application/grpc-web+proto",
+                "x-grpc-web": "1",
+                "origin": "https://app.example",
+            },
+        )
+    assert reply.status_code == 200
+    _, trailers = _parse_grpc_web(reply.content)
+    status = reply.headers.get("grpc-status") or trailers.get("grpc-status")
+    message = reply.headers.get("grpc-message") or trailers.get("grpc-message")
+    assert status == str(grpc.StatusCode.UNAUTHENTICATED.value[0])
+    assert message
