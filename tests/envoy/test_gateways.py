@@ -65,6 +65,7 @@ async def _sends(client: GatewayClient, cid: str, client_msg_id: str) -> None:
     assert answer.send_message.message.body == "still here"
 
 
+@pytest.mark.slow
 async def test_a_draining_gateway_gets_no_new_sockets(gateways: TwoGateways) -> None:
     """SIGTERM one gateway: Envoy's health checks see its 503 and send every new socket to the
     other, while a socket already open on the draining one still sends."""
