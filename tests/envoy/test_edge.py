@@ -16,6 +16,7 @@ import httpx
 import pytest
 from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
+from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 
 from chatmesh_common.auth import auth_metadata, issue_token
 from tests.envoy.conftest import SECRET
@@ -296,3 +297,40 @@ async def test_grpc_web_error_status_reaches_the_browser(edge: EdgeStack) -> Non
     message = reply.headers.get("grpc-message") or trailers.get("grpc-message")
     assert status == str(grpc.StatusCode.UNAUTHENTICATED.value[0])
     assert message
+
+
+async def test_event_stream_through_envoy(edge: EdgeStack) -> None:
+    """SubscribeEvents (server streaming, no route deadline) through Envoy: caught_up, then the
+    live event of a message sent through Envoy too."""
+    metadata = auth_metadata(issue_token(SECRET, "frank"))
+    async with grpc.aio.insecure_channel(edge.envoy.plaintext_target) as channel:
+        chat = chat_service_pb2_grpc.ChatServiceStub(channel)
+        created = await chat.CreateConversation(
+            pb.CreateConversationRequest(
+                kind=types_pb2.CONVERSATION_KIND_GROUP, title="stream", member_ids=["gina"]
+            ),
+            metadata=metadata,
+            timeout=10,
+        )
+        cid = created.conversation.conversation.conversation_id
+        stream = event_service_pb2_grpc.EventServiceStub(channel).SubscribeEvents(
+            event_service_pb2.SubscribeEventsRequest(device_id="test"), metadata=metadata
+        )
+        try:
+            async with asyncio.timeout(10):
+                first = await stream.read()
+                assert isinstance(first, event_service_pb2.SubscribeEventsResponse)
+                assert first.WhichOneof("item") == "caught_up"
+                await chat.SendMessage(
+                    pb.SendMessageRequest(conversation_id=cid, client_msg_id="s-1", body="live"),
+                    metadata=metadata,
+                    timeout=10,
+                )
+                while True:
+                    item = await stream.read()
+                    assert isinstance(item, event_service_pb2.SubscribeEventsResponse)
+                    if item.event.WhichOneof("payload") == "message_created":
+                        break
+            assert item.event.message_created.message.body == "live"
+        finally:
+            stream.cancel()
