@@ -10,11 +10,14 @@ allow-list only binds browsers, and a missing Origin is let through.
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chatmesh_common.ratelimit import RateLimiter
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +102,35 @@ def _decrement(counts: dict[str, int], key: str) -> None:
         counts[key] = left
     else:
         counts.pop(key, None)
+
+
+def trusted_networks(spec: str) -> tuple[IPNetwork, ...]:
+    """`10.0.0.0/8,127.0.0.1`: the proxies whose X-Forwarded-For is believed."""
+    return tuple(
+        ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(",") if p.strip()
+    )
+
+
+def _trusted(ip: str, networks: Sequence[IPNetwork]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def client_address(
+    peer: str,
+    forwarded_for: str | None,
+    networks: Sequence[IPNetwork],
+) -> str:
+    """The address the per-address limits count: the peer, or behind trusted proxies (Envoy)
+    the nearest X-Forwarded-For hop that is not one of them. A client cannot pick its address
+    by sending the header itself: only hops appended by trusted proxies are read."""
+    if not networks or not forwarded_for or not _trusted(peer, networks):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, networks):
+            return hop
+    return hops[0] if hops else peer

@@ -22,6 +22,7 @@ from chatmesh_common.settings import (
     setting,
     validate,
 )
+from gateway_ws.admission import trusted_networks
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +169,14 @@ class GatewayConfig:
     max_sockets_per_ip: int = setting(
         "CHATMESH_WS_MAX_SOCKETS_PER_IP",
         1000,
-        "open sockets from one peer address (0: no limit; behind a proxy this is the proxy's)",
+        "open sockets from one client address (0: no limit; see CHATMESH_WS_TRUSTED_PROXIES)",
         minimum=0,
+    )
+    trusted_proxies: str = setting(
+        "CHATMESH_WS_TRUSTED_PROXIES",
+        "",
+        "addresses or CIDRs of proxies (Envoy) whose X-Forwarded-For names the client, for the"
+        " per-address limits; empty: the peer address is the client's",
     )
     max_sockets_per_user: int = setting(
         "CHATMESH_WS_MAX_SOCKETS_PER_USER", 20, "open sockets of one user (0: no limit)", minimum=0
@@ -204,6 +211,10 @@ class GatewayConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        try:
+            trusted_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"CHATMESH_WS_TRUSTED_PROXIES: {exc}") from exc
         if self.dev_tokens and self.mode == "cluster":
             raise ConfigError(
                 "CHATMESH_MODE=cluster refuses CHATMESH_WS_DEV_TOKENS: anyone reaching the port"

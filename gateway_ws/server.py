@@ -43,7 +43,7 @@ from chatmesh_common.runner import Process
 from chatmesh_common.service import Health, Shutdown, drain
 from chatmesh_common.settings import BindError
 from gateway_ws import frames, web
-from gateway_ws.admission import Admission
+from gateway_ws.admission import Admission, client_address, trusted_networks
 from gateway_ws.config import GatewayConfig
 from gateway_ws.metrics import FrameMetrics
 from gateway_ws.presence_link import PresenceMethods, heartbeat_loop
@@ -219,6 +219,7 @@ async def start_gateway(
             auth_failure_burst=config.auth_failure_burst,
             monotonic=clock.monotonic,
         ),
+        trusted_proxies=trusted_networks(config.trusted_proxies),
     )
     gateway: Gateway | None = None
 
@@ -240,9 +241,12 @@ async def start_gateway(
         admission = context.admission
         if admission is None:
             return None
-        refusal = admission.refuse_handshake(
-            str(remote[0]) if remote else "", request.headers.get("Origin")
+        ip = client_address(
+            str(remote[0]) if remote else "",
+            request.headers.get("X-Forwarded-For"),
+            context.trusted_proxies,
         )
+        refusal = admission.refuse_handshake(ip, request.headers.get("Origin"))
         if refusal is None:
             return None
         context.metrics.frame("handshake", f"refused {refusal.status}")

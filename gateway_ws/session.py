@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -37,7 +37,7 @@ from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.clock import Clock
 from chatmesh_common.logs import fields
 from gateway_ws import frames
-from gateway_ws.admission import Admission
+from gateway_ws.admission import Admission, IPNetwork, client_address
 from gateway_ws.config import GatewayConfig
 from gateway_ws.frames import ErrorCode
 from gateway_ws.metrics import FrameMetrics, close_code, close_reason
@@ -83,6 +83,8 @@ class GatewayContext:
     sessions: set[Session] = field(default_factory=set)
     # Origins, sockets per address and per user, failed authentications (None: no limits).
     admission: Admission | None = None
+    # Proxies whose X-Forwarded-For names the client (CHATMESH_WS_TRUSTED_PROXIES).
+    trusted_proxies: Sequence[IPNetwork] = ()
     # Event frames encoded once per event and encoding for all sockets.
     event_frames: frames.EventFrames = field(default_factory=frames.EventFrames)
 
@@ -137,7 +139,10 @@ class Session:
         self._online = ""
         # The peer address admission counts this socket under.
         remote = ws.remote_address
-        self._peer = str(remote[0]) if remote else ""
+        forwarded = ws.request.headers.get("X-Forwarded-For") if ws.request else None
+        self._peer = client_address(
+            str(remote[0]) if remote else "", forwarded, ctx.trusted_proxies
+        )
         self._admitted_user = ""
         self._inflight: set[asyncio.Task[None]] = set()
         self._stream: asyncio.Task[None] | None = None
