@@ -238,3 +238,17 @@ test("presence subscriptions are renewed after a reconnection", async (t) => {
   await gw.until(() => pushed.length === 2);
   assert.deepEqual(subscribes, [["bob", "carol"], ["bob", "carol"]]);
 });
+
+test("a token about to expire is refreshed on the open socket", async (t) => {
+  const gw = new FakeGateway();
+  const jwt = (expS) =>
+    `e30.${Buffer.from(JSON.stringify({ sub: "u", exp: expS })).toString("base64url")}.sig`;
+  const first = jwt(Math.floor(Date.now() / 1000) + 2);
+  const second = jwt(Math.floor(Date.now() / 1000) + 3600);
+  const c = client(gw, { token: first, refreshToken: async () => second });
+  t.after(() => c.close());
+  await c.connect();
+  await gw.until(() => gw.tokens.length === 2, 3000);
+  assert.deepEqual(gw.tokens, [first, second]);
+  assert.equal(gw.sockets.length, 1, "no reconnection");
+});
