@@ -26,6 +26,7 @@ import type {
 import {
   ConversationKind,
   type Conversation,
+  type ConversationView,
   type Member,
   type Message,
 } from "./gen/chatmesh/chat/v1/types_pb.js";
@@ -672,6 +673,21 @@ export class ChatmeshClient {
     options?: RequestOptions,
   ): Promise<ListConversationsResponse> {
     return this.request("listConversations", request, options);
+  }
+
+  /** All of the user's conversations (follows the pages). */
+  async allConversations(
+    request: { includeArchived?: boolean; pageSize?: number } = {},
+    options?: RequestOptions,
+  ): Promise<ConversationView[]> {
+    const views: ConversationView[] = [];
+    let pageToken = "";
+    do {
+      const page = await this.listConversations({ ...request, pageToken }, options);
+      views.push(...page.conversations);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return views;
   }
 
   /** One page of a conversation's members. */
