@@ -252,3 +252,14 @@ test("a token about to expire is refreshed on the open socket", async (t) => {
   assert.deepEqual(gw.tokens, [first, second]);
   assert.equal(gw.sockets.length, 1, "no reconnection");
 });
+
+test(
+  "without a global WebSocket or a transport the constructor says what to pass",
+  { skip: typeof globalThis.WebSocket === "function" && "a global WebSocket exists" },
+  () => {
+    assert.throws(
+      () => new ChatmeshClient({ url: "ws://127.0.0.1:1/v1/ws", token: "t" }),
+      /pass one as the `webSocket` option/,
+    );
+  },
+);

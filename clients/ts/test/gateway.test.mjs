@@ -1,11 +1,18 @@
 // The client against a real `chatmesh dev` started by the test (see dev-server.mjs).
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import WebSocket from "ws";
 
 import { ChatmeshClient, ChatmeshError, ErrorCode, HistoryDirection } from "../dist/index.js";
 import { DevServer } from "./dev-server.mjs";
 
+const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
+const hasGlobalWebSocket = typeof globalThis.WebSocket === "function";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function until(predicate, timeoutMs = 10_000, what = "condition") {
@@ -212,5 +219,44 @@ describe("ChatmeshClient against chatmesh dev", () => {
       [cid, 2, "b"],
       [cid, 3, "c"],
     ]);
+  });
+
+  test(
+    "the global WebSocket is used when no transport is given",
+    { skip: !hasGlobalWebSocket && "no global WebSocket" },
+    async () => {
+      const alice = connect("alice", { webSocket: undefined, deviceId: "global" });
+      const bob = connect("bob", { webSocket: undefined, deviceId: "global" });
+      const got = inbox(bob);
+      await Promise.all([alice.connect(), bob.connect()]);
+      const created = await alice.createConversation({ title: "global", memberIds: ["bob"] });
+      const cid = created.conversation.conversation.conversationId;
+      await alice.sendMessage(cid, "over the global WebSocket");
+      await until(() => got.length === 1, 5_000, "bob receives");
+      assert.deepEqual(got, [[cid, 1, "over the global WebSocket"]]);
+    },
+  );
+
+  test("the README example runs", async () => {
+    const readme = readFileSync(join(pkg, "README.md"), "utf8");
+    const match = readme.match(/```js\n([\s\S]*?)```/);
+    assert.ok(match, "a js block in README.md");
+    const code = match[1].replace("ws://127.0.0.1:8080/v1/ws", server.url);
+    // Inside the package, so that "@chatmesh/client" resolves to this package itself.
+    const file = join(pkg, "test", `.readme-example-${process.pid}.mjs`);
+    writeFileSync(file, code);
+    try {
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [file, server.token("alice", { deviceId: "readme" }), server.token("bob", { deviceId: "readme" })],
+        { timeout: 20_000 },
+      );
+      assert.match(stdout, /stored as seq 1/);
+      assert.match(stdout, /bob got #1 from alice: noon\?/);
+      assert.match(stdout, /alice is typing/);
+      assert.match(stdout, /refused: /);
+    } finally {
+      rmSync(file, { force: true });
+    }
   });
 });
