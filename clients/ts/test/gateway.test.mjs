@@ -237,6 +237,53 @@ describe("ChatmeshClient against chatmesh dev", () => {
     },
   );
 
+  test("a refused token fails connect() with UNAUTHENTICATED; a refresher recovers", async () => {
+    const forged = server.token("alice").replace(/\.[^.]+$/, ".AAAA");
+    const refused = connect("alice", { token: forged, deviceId: "forged" });
+    await assert.rejects(refused.connect(), (err) => {
+      assert.ok(err instanceof ChatmeshError);
+      assert.equal(err.code, ErrorCode.UNAUTHENTICATED);
+      return true;
+    });
+    const refreshed = connect("alice", {
+      token: forged,
+      deviceId: "forged",
+      refreshToken: () => server.token("alice", { deviceId: "forged" }),
+    });
+    assert.equal((await refreshed.connect()).userId, "alice");
+  });
+
+  test("a token about to expire is replaced on the open socket", async () => {
+    let refreshes = 0;
+    const drops = [];
+    const alice = connect("alice", {
+      token: server.token("alice", { deviceId: "short", ttlS: 3 }),
+      deviceId: "short",
+      refreshToken: () => {
+        refreshes++;
+        return server.token("alice", { deviceId: "short", ttlS: 3600 });
+      },
+    });
+    alice.on("disconnected", (d) => drops.push(d.code));
+    await alice.connect();
+    await sleep(3_500); // past the first token's expiry
+    assert.equal(refreshes, 1);
+    assert.ok((await alice.ping()) >= 0);
+    assert.deepEqual(drops, []);
+  });
+
+  test("sends over the rate limit wait and are all stored once", async () => {
+    const alice = connect("alice", { deviceId: "burst" });
+    const created = await alice.createConversation({ title: "burst", memberIds: ["bob"] });
+    const cid = created.conversation.conversation.conversationId;
+    const answers = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => alice.sendMessage(cid, `n${i}`)),
+    );
+    const seqs = answers.map((a) => Number(a.message.seq)).sort((a, b) => a - b);
+    assert.deepEqual(seqs, Array.from({ length: 60 }, (_, i) => i + 1));
+    assert.ok(answers.every((a) => !a.duplicate));
+  });
+
   test("the README example runs", async () => {
     const readme = readFileSync(join(pkg, "README.md"), "utf8");
     const match = readme.match(/```js\n([\s\S]*?)```/);
