@@ -840,7 +840,10 @@ export class ChatmeshClient {
     try {
       ws = this.factory(this.opts.url, ["chatmesh.v1"]);
     } catch (err) {
-      this.scheduleReconnect(this.localError(ErrorCode.UNAVAILABLE, `cannot open a socket: ${err}`));
+      const error = this.localError(ErrorCode.UNAVAILABLE, `cannot open a socket: ${err}`);
+      // A malformed URL (SyntaxError from browsers and `ws`) will not get better by trying again.
+      if ((err as { name?: unknown } | null)?.name === "SyntaxError") this.giveUp(error);
+      else this.scheduleReconnect(error);
       return;
     }
     this.ws = ws;

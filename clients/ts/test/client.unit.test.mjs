@@ -263,3 +263,15 @@ test(
     );
   },
 );
+
+test("a malformed URL fails connect() at once", async () => {
+  const c = new ChatmeshClient({
+    url: "not a url",
+    token: "t",
+    webSocket: (url) => {
+      throw new SyntaxError(`Invalid URL: ${url}`); // as browsers and ws do
+    },
+  });
+  await assert.rejects(c.connect(), (err) => err.code === ErrorCode.UNAVAILABLE);
+  assert.equal(c.state, "closed");
+});
