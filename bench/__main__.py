@@ -9,6 +9,7 @@ Scenarios (see docs/benchmarks.md for the figures and the machine they were meas
   history  newest-page read latency on a conversation with N messages
   media    a ~5 MiB JPEG, upload start to READY (thumbnails) p50/p99, completions/s with 8
            concurrent uploaders, and ping round trips on the gateway meanwhile
+  search   index messages/s and query p50/p99 over N messages, embedded engine (in-process)
   all      every scenario in turn
 
 Each run starts `chatmesh dev` on free ports with a temporary data dir, drives it through the
@@ -39,6 +40,7 @@ SMOKE: dict[str, dict[str, object]] = {
         "image_mib": 0.02,
         "idle_ping_s": 0.3,
     },
+    "search": {"messages": 2000, "conversations": 20, "group_size": 5, "requests": 40},
 }
 
 
@@ -75,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--devices", type=int, default=None, help="deliver: 1000, idle: 10000")
     # fanout
     parser.add_argument("--members", type=int, default=5000)
-    parser.add_argument("--messages", type=int, default=None, help="fanout: 5, history: 100000")
+    parser.add_argument(
+        "--messages", type=int, default=None, help="fanout: 5, history/search: 100000"
+    )
     parser.add_argument("--gap-s", type=float, default=3.0, help="fanout: between messages")
     # idle
     parser.add_argument("--steps", type=int, default=4, help="idle: connect in this many steps")
@@ -91,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=_ints, default=[1, 8])
     parser.add_argument("--page", type=int, default=50)
+    # search
+    parser.add_argument("--conversations", type=int, default=1000, help="search: to spread over")
     # media
     parser.add_argument("--uploads", type=int, default=None, help="media: 40 in all")
     parser.add_argument("--uploaders", type=int, default=None, help="media: 8 concurrent")
@@ -108,6 +114,7 @@ _DEFAULTS: dict[str, dict[str, object]] = {
     "idle": {"devices": 10000, "workers": 2},
     "history": {"messages": 100_000},
     "media": {"uploads": 40, "uploaders": 8},
+    "search": {"messages": 100_000, "group_size": 50, "requests": 2000, "page": 20},
 }
 
 

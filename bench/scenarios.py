@@ -1,5 +1,6 @@
-"""The scenarios (media's is in bench/media.py). Each starts `chatmesh dev`, sets up through
-gRPC, drives load through the WebSocket edge from worker processes, and returns a `Result`.
+"""The scenarios (media's is in bench/media.py, search's in bench/search.py). Each starts
+`chatmesh dev`, sets up through gRPC, drives load through the WebSocket edge from worker
+processes, and returns a `Result` (search runs in-process, see its module).
 
 Sizes come from the command line; `--smoke` shrinks every one of them to run in seconds (CI).
 """
@@ -18,6 +19,7 @@ from typing import Any
 from bench.loadgen import Device, Pool, floats
 from bench.media import scenario_media
 from bench.report import Result, merge_counters, percentile, summarize_profile
+from bench.search import scenario_search
 from bench.system import Admin, DevServer, raise_nofile, seed_history
 
 MS = 1000.0
@@ -542,4 +544,5 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "idle": scenario_idle,
     "history": scenario_history,
     "media": scenario_media,
+    "search": scenario_search,
 }

@@ -93,9 +93,16 @@ class Access:
     async def search_hits(
         self, user_id: str, refs: Sequence[tuple[str, int]]
     ) -> list[MessageRecord]:
-        """The current, undeleted messages among `refs` that `user_id` may read now."""
+        """The current, undeleted messages among `refs` that `user_id` may find now.
+
+        A message whose sender `user_id` has blocked is left out, in every kind of conversation
+        (the rule pushes follow: `blocked_sender`). History is unchanged, so a direct
+        conversation with a blocked user still shows in search through the searcher's own
+        messages; unblocking brings the other side's messages back.
+        """
         store = self._chat.store
         member_of: dict[str, bool] = {}
+        blocked: dict[str, bool] = {}
         found = []
         for conversation_id, seq in refs:
             if conversation_id not in member_of:
@@ -104,8 +111,15 @@ class Access:
             if not member_of[conversation_id]:
                 continue
             record = await store.get_message(conversation_id, seq)
-            if record is not None and not record.deleted:
-                found.append(record)
+            if record is None or record.deleted:
+                continue
+            sender = record.sender_id
+            if sender != user_id:
+                if sender not in blocked:
+                    blocked[sender] = await store.is_blocked(user_id, sender)
+                if blocked[sender]:
+                    continue
+            found.append(record)
         return found
 
     async def push_audience(

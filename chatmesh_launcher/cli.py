@@ -5,6 +5,7 @@ chatmesh serve chat|presence|gateway (settings from the environment)
 chatmesh migrate (the store's schema, settings from the environment)
 chatmesh token USER [--device D] [--ttl S] [--data-dir D]
 chatmesh config [--markdown] (every setting: current value, default, meaning)
+chatmesh search reindex [--conversation C] [--limit N] [--restart] [--data-dir D]
 """
 
 from __future__ import annotations
@@ -80,6 +81,27 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reindex(args: argparse.Namespace) -> int:
+    """Rebuilds the search index from the durable log; a rerun continues an interrupted one."""
+    from search_service.reindex import reindex_from_env
+
+    if args.limit is not None and args.limit <= 0:
+        print(
+            f"chatmesh: search reindex: --limit must be positive, got {args.limit}", file=sys.stderr
+        )
+        return CONFIG_ERROR_EXIT
+
+    async def main() -> None:
+        await reindex_from_env(
+            args.data_dir,
+            conversation_id=args.conversation or "",
+            limit=args.limit,
+            restart=args.restart,
+        )
+
+    return run_task("search reindex", main)
+
+
 def _version() -> str:
     try:
         return version("chatmesh")
@@ -126,6 +148,25 @@ def _parser() -> argparse.ArgumentParser:
         " secret, e.g. notify.admin",
     )
 
+    search = commands.add_parser("search", help="search index maintenance")
+    search_commands = search.add_subparsers(dest="search_command", required=True)
+    reindex = search_commands.add_parser(
+        "reindex",
+        help="rebuild the search index from the durable log (resumes an interrupted rebuild)",
+    )
+    reindex.add_argument("--conversation", help="only this conversation's messages")
+    reindex.add_argument(
+        "--limit", type=int, help="stop after about N messages (a rerun continues from there)"
+    )
+    reindex.add_argument(
+        "--restart", action="store_true", help="drop an unfinished rebuild's position first"
+    )
+    reindex.add_argument(
+        "--data-dir",
+        help="embedded: the data dir holding the durable log (default: CHATMESH_DATA_DIR or"
+        " ./chatmesh-data); the index is CHATMESH_SEARCH_INDEX or search.db in it",
+    )
+
     config = commands.add_parser(
         "config", help="list every setting: current value, default and meaning"
     )
@@ -147,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = run_service("dev", lambda clock: dev_process(options, clock))
     elif args.command == "migrate":
         code = run_task("migrate", _migrate)
+    elif args.command == "search":
+        code = _reindex(args)
     else:
         code = serve(args.service)
     sys.exit(code)

@@ -51,6 +51,21 @@ def document(event: events_pb2.ConversationEvent) -> Document | None:
     )
 
 
+async def apply_event(engine: SearchEngine, event: events_pb2.ConversationEvent) -> str:
+    """Applies one durable event to `engine` (idempotent); the event's payload kind."""
+    kind = event.WhichOneof("payload") or ""
+    if kind == "message_deleted":
+        message = event.message_deleted.message
+        await engine.remove(message.conversation_id, message.seq)
+    else:
+        doc = document(event)
+        if doc is not None and not (
+            kind == "message_created" and event.message_created.message.deleted
+        ):
+            await engine.upsert(doc)
+    return kind
+
+
 class Indexer:
     def __init__(self, bus: Bus, engine: SearchEngine, clock: Clock, *, batch: int = 100) -> None:
         self._engine = engine
@@ -58,16 +73,7 @@ class Indexer:
         self._consumer = EventConsumer(bus, CONSUMER_NAME, SEARCH_FILTERS, self.handle, batch=batch)
 
     async def handle(self, event: events_pb2.ConversationEvent) -> None:
-        kind = event.WhichOneof("payload") or ""
-        if kind == "message_deleted":
-            message = event.message_deleted.message
-            await self._engine.remove(message.conversation_id, message.seq)
-        else:
-            doc = document(event)
-            if doc is not None and not (
-                kind == "message_created" and event.message_created.message.deleted
-            ):
-                await self._engine.upsert(doc)
+        kind = await apply_event(self._engine, event)
         INDEXED.labels(kind or "unknown").inc()
         if event.HasField("occurred_at"):
             INDEX_LAG.set(max(0.0, self._clock.now() - event.occurred_at.ToMilliseconds() / 1000))

@@ -86,3 +86,17 @@ def test_cluster_mode_not_available_yet(tmp_path: Path, scenario: str) -> None:
     proc = _run(tmp_path, scenario, "--mode", "cluster")
     assert proc.returncode == 2
     assert "not available yet" in proc.stderr
+
+
+def test_search(tmp_path: Path) -> None:
+    data = _result(tmp_path, "search")
+    index, *queries = data["rows"]
+    assert index["messages"] == 2000 and index["messages_per_s"] > 0
+    assert [row["step"] for row in queries] == [
+        "query: frequent word",
+        "query: rare word",
+        "query: prefix",
+        "query: two words",
+    ]
+    assert all(row["samples"] == 10 and row["p50_ms"] > 0 for row in queries)
+    assert data["targets"][0]["target"] == "query p99 ms (every kind)"

@@ -155,3 +155,27 @@ async def test_deleted_or_edited_message_rechecked_while_the_index_lags(
     assert [h.seq for h in hits] == [third.message.seq]
     assert hits[0].snippet == "at dawn, by the harbour"
     assert [hits[0].snippet[x.start : x.end] for x in hits[0].highlights] == ["harbour"]
+
+
+async def test_blocked_senders_messages_leave_the_blockers_search(servers: Servers) -> None:
+    alice, bob, carol = Client(servers, "alice"), Client(servers, "bob"), Client(servers, "carol")
+    direct = await alice.direct(bob)
+    group = await alice.group(bob, carol)
+    await alice.send(direct, "picnic on sunday?")
+    await bob.send(direct, "picnic sounds great")
+    await bob.send(group, "picnic for everyone")
+    await carol.send(group, "picnic, count me in")
+    await servers.indexed(alice, "picnic", 4)
+    await alice.block(bob)
+    # Alice's own message keeps the direct conversation findable; bob's messages are gone
+    # from her search in the direct conversation and in the group alike.
+    hits = await servers.search(alice, "picnic")
+    assert sorted(h.sender_id for h in hits) == ["alice", "carol"]
+    only_direct = await servers.search(alice, "picnic", conversation_id=direct)
+    assert [h.sender_id for h in only_direct] == ["alice"]
+    assert await servers.search(alice, "picnic", sender_id="bob") == []
+    # The block is the blocker's choice: bob's search is unchanged, as his history is.
+    assert len(await servers.search(bob, "picnic")) == 4
+    assert len(await bob.all_messages(direct)) == 2
+    await alice.chat.UnblockUser(chat_pb.UnblockUserRequest(user_id="bob"), metadata=alice.md)
+    assert len(await servers.search(alice, "picnic")) == 4
