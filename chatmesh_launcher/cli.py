@@ -83,6 +83,7 @@ def _token(args: argparse.Namespace) -> int:
 
 def _reindex(args: argparse.Namespace) -> int:
     """Rebuilds the search index from the durable log; a rerun continues an interrupted one."""
+    from chat_service.config import ChatConfig
     from search_service.reindex import reindex_from_env
 
     if args.limit is not None and args.limit <= 0:
@@ -92,8 +93,9 @@ def _reindex(args: argparse.Namespace) -> int:
         return CONFIG_ERROR_EXIT
 
     async def main() -> None:
+        # chat_service's data dir holds the embedded durable log.
         await reindex_from_env(
-            args.data_dir,
+            args.data_dir or str(read_one(ChatConfig, "data_dir")),
             conversation_id=args.conversation or "",
             limit=args.limit,
             restart=args.restart,

@@ -280,12 +280,11 @@ async def reindex_from_env(
 ) -> ReindexResult:
     """`chatmesh search reindex`: the bus, log and index named by the environment.
 
-    Embedded (CHATMESH_BUS=inprocess): the durable log in the data dir (`data_dir`, else
-    CHATMESH_DATA_DIR), and the index at CHATMESH_SEARCH_INDEX, else `search.db` in the data
-    dir (where `chatmesh dev` keeps it). With CHATMESH_BUS=nats: JetStream, and the index at
-    CHATMESH_SEARCH_INDEX.
+    Embedded (CHATMESH_BUS=inprocess): the durable log in chat_service's data dir (`data_dir`,
+    which the launcher resolves from --data-dir or CHATMESH_DATA_DIR), and the index at
+    CHATMESH_SEARCH_INDEX, else `search.db` in the data dir (where `chatmesh dev` keeps it).
+    With CHATMESH_BUS=nats: JetStream, and the index at CHATMESH_SEARCH_INDEX.
     """
-    from chat_service.config import ChatConfig
     from chatmesh_common.bus import DURABLE_LOG_FILE, InProcessBus
     from chatmesh_common.bus.nats_settings import nats_settings_from_env
     from chatmesh_common.clock import SystemClock
@@ -307,7 +306,7 @@ async def reindex_from_env(
         bus = await NatsBus.connect(nats_settings_from_env(dict(environ(None))))
         position = JetStreamLogPosition(bus)
     else:
-        root = Path(data_dir or read_one(ChatConfig, "data_dir"))
+        root = Path(data_dir or "./chatmesh-data")
         log_path = root / DURABLE_LOG_FILE
         if not log_path.exists():
             raise ConfigError(f"no durable log at {log_path} (is the data dir right?)")
