@@ -93,11 +93,11 @@ def test_push(tmp_path: Path) -> None:
     assert row["duplicates"] == 0 and row["missing"] == 0 and not row["errors"]
     assert [r["step"].split(", ", 1)[1] for r in acks] == [
         "push off (no targets)",
-        "provider hanging",
         "provider down (refused)",
+        "provider hanging",
     ]
     assert all(r["lost"] == 0 and not r["errors"] and r["ack_p50_ms"] > 0 for r in acks)
-    assert acks[1]["pushes"].endswith(" held") and not acks[1]["pushes"].endswith(" 0 held")
+    assert acks[2]["pushes"].endswith(" held") and not acks[2]["pushes"].endswith(" 0 held")
 
 
 @pytest.mark.parametrize("scenario", ["send", "idle"])
