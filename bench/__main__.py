@@ -9,7 +9,13 @@ Scenarios (see docs/benchmarks.md for the figures and the machine they were meas
   history  newest-page read latency on a conversation with N messages
   media    a ~5 MiB JPEG, upload start to READY (thumbnails) p50/p99, completions/s with 8
            concurrent uploaders, and ping round trips on the gateway meanwhile
+<<<<<<< HEAD
   search   index messages/s and query p50/p99 over N messages, embedded engine (in-process)
+=======
+  push     pushes/s and push lag p50/p99 (send to webhook receiver) for a channel's offline
+           members and for steady group traffic with half the members offline; send-ack
+           latency with push off, a hanging provider and a provider down
+>>>>>>> bench-push
   all      every scenario in turn
 
 Each run starts `chatmesh dev` on free ports with a temporary data dir, drives it through the
@@ -40,7 +46,21 @@ SMOKE: dict[str, dict[str, object]] = {
         "image_mib": 0.02,
         "idle_ping_s": 0.3,
     },
+<<<<<<< HEAD
     "search": {"messages": 2000, "conversations": 20, "group_size": 5, "requests": 40},
+=======
+    "push": {
+        "members": 20,
+        "messages": 2,
+        "gap_s": 0.1,
+        "groups": 3,
+        "rates": [20],
+        "seconds": 1.0,
+        "ack_rate": 20,
+        "ack_seconds": 1.0,
+        "workers": 1,
+    },
+>>>>>>> bench-push
 }
 
 
@@ -104,6 +124,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-mib", type=float, default=5.0, help="media: JPEG size")
     parser.add_argument("--ping-ms", type=float, default=50.0, help="media: ping interval")
     parser.add_argument("--idle-ping-s", type=float, default=2.0, help="media: pings before")
+    # push (also --members, --messages, --gap-s, --rates, --seconds, --group-size)
+    parser.add_argument("--groups", type=int, default=100, help="push: steady-load groups")
+    parser.add_argument("--ack-rate", type=float, default=200.0, help="push: ack step sends/s")
+    parser.add_argument("--ack-seconds", type=float, default=5.0, help="push: per ack step")
+    parser.add_argument(
+        "--device-interval-s",
+        type=float,
+        default=0.0,
+        help="push: CHATMESH_NOTIFY_DEVICE_INTERVAL_S of the server (product default 1)",
+    )
     return parser
 
 
@@ -114,7 +144,11 @@ _DEFAULTS: dict[str, dict[str, object]] = {
     "idle": {"devices": 10000, "workers": 2},
     "history": {"messages": 100_000},
     "media": {"uploads": 40, "uploaders": 8},
+<<<<<<< HEAD
     "search": {"messages": 100_000, "group_size": 50, "requests": 2000, "page": 20},
+=======
+    "push": {"members": 1000, "messages": 3, "gap_s": 1.0, "rates": [200]},
+>>>>>>> bench-push
 }
 
 

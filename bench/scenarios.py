@@ -18,6 +18,7 @@ from typing import Any
 
 from bench.loadgen import Device, Pool, floats
 from bench.media import scenario_media
+from bench.push import scenario_push
 from bench.report import Result, merge_counters, percentile, summarize_profile
 from bench.search import scenario_search
 from bench.system import Admin, DevServer, raise_nofile, seed_history
@@ -544,5 +545,9 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "idle": scenario_idle,
     "history": scenario_history,
     "media": scenario_media,
+<<<<<<< HEAD
     "search": scenario_search,
+=======
+    "push": scenario_push,
+>>>>>>> bench-push
 }

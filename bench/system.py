@@ -68,8 +68,8 @@ def proc_cpu_seconds(pid: int) -> float:
 class DevServer(DevProcess):
     """`chatmesh dev` (the tests' launcher) on free ports, sampled from /proc; a context manager."""
 
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir, SECRET, log_path=data_dir.parent / "chatmesh-dev.log")
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        super().__init__(data_dir, SECRET, log_path=data_dir.parent / "chatmesh-dev.log", **env)
         self._profiler: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> DevServer:

@@ -81,6 +81,24 @@ def test_media(tmp_path: Path) -> None:
     assert data["targets"][0]["target"].startswith("ping p99 ms during uploads")
 
 
+def test_push(tmp_path: Path) -> None:
+    data = _result(tmp_path, "push")
+    channel = [r for r in data["rows"] if r["step"].startswith("channel")]
+    steady = [r for r in data["rows"] if r["step"].startswith("steady")]
+    acks = [r for r in data["rows"] if r["step"].startswith("acks")]
+    assert [r["pushes"] for r in channel] == ["20 / 20", "20 / 20"], channel
+    assert all(r["exactly_once"] and r["lag_p50_ms"] > 0 for r in channel), channel
+    # 20 msg/s into 3 groups coalesces some pushes by design; none may repeat or go missing.
+    (row,) = steady
+    assert row["duplicates"] == 0 and row["missing"] == 0 and not row["errors"], row
+    assert [r["step"].split(", ", 1)[1] for r in acks] == [
+        "push off (no targets)",
+        "provider down (refused)",
+        "provider hanging",
+    ]
+    assert all(r["lost"] == 0 and not r["errors"] and r["ack_p50_ms"] > 0 for r in acks), acks
+
+
 @pytest.mark.parametrize("scenario", ["send", "idle"])
 def test_cluster_mode_not_available_yet(tmp_path: Path, scenario: str) -> None:
     proc = _run(tmp_path, scenario, "--mode", "cluster")
