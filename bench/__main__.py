@@ -9,13 +9,10 @@ Scenarios (see docs/benchmarks.md for the figures and the machine they were meas
   history  newest-page read latency on a conversation with N messages
   media    a ~5 MiB JPEG, upload start to READY (thumbnails) p50/p99, completions/s with 8
            concurrent uploaders, and ping round trips on the gateway meanwhile
-<<<<<<< HEAD
   search   index messages/s and query p50/p99 over N messages, embedded engine (in-process)
-=======
   push     pushes/s and push lag p50/p99 (send to webhook receiver) for a channel's offline
            members and for steady group traffic with half the members offline; send-ack
            latency with push off, a hanging provider and a provider down
->>>>>>> bench-push
   all      every scenario in turn
 
 Each run starts `chatmesh dev` on free ports with a temporary data dir, drives it through the
@@ -46,9 +43,7 @@ SMOKE: dict[str, dict[str, object]] = {
         "image_mib": 0.02,
         "idle_ping_s": 0.3,
     },
-<<<<<<< HEAD
     "search": {"messages": 2000, "conversations": 20, "group_size": 5, "requests": 40},
-=======
     "push": {
         "members": 20,
         "messages": 2,
@@ -60,7 +55,6 @@ SMOKE: dict[str, dict[str, object]] = {
         "ack_seconds": 1.0,
         "workers": 1,
     },
->>>>>>> bench-push
 }
 
 
@@ -144,11 +138,8 @@ _DEFAULTS: dict[str, dict[str, object]] = {
     "idle": {"devices": 10000, "workers": 2},
     "history": {"messages": 100_000},
     "media": {"uploads": 40, "uploaders": 8},
-<<<<<<< HEAD
     "search": {"messages": 100_000, "group_size": 50, "requests": 2000, "page": 20},
-=======
     "push": {"members": 1000, "messages": 3, "gap_s": 1.0, "rates": [200]},
->>>>>>> bench-push
 }
 
 

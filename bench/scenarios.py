@@ -545,9 +545,6 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "idle": scenario_idle,
     "history": scenario_history,
     "media": scenario_media,
-<<<<<<< HEAD
     "search": scenario_search,
-=======
     "push": scenario_push,
->>>>>>> bench-push
 }
