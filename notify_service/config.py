@@ -140,11 +140,13 @@ class NotifyConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NotifyConfig:
         source = dict(environ(env))
-        config = read_env(cls, source)
-        if config.bus == "nats":
-            config = replace(config, nats=nats_settings_from_env(source))
-        return replace(
-            config,
+        # Providers first: the config checks the claim lease against their timeout.
+        config = read_env(
+            cls,
+            source,
             identity=IssuerSettings.from_env(source),
             providers=ProviderSettings.from_env(source),
         )
+        if config.bus == "nats":
+            config = replace(config, nats=nats_settings_from_env(source))
+        return config
