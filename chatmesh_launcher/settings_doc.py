@@ -82,9 +82,9 @@ def render_markdown() -> str:
         "malformed or out-of-range value stops the process with one line naming the variable",
         "(exit status 2). `chatmesh config` lists the same settings with the values the",
         "environment gives them. The ScyllaDB settings (`CHATMESH_SCYLLA_*`) are in",
-        "docs/storage.md. `CHATMESH_MODE=cluster` makes chat_service and presence_service",
-        "refuse the embedded backends; `chatmesh dev` always runs them (and so refuses cluster",
-        "mode).",
+        "docs/storage.md. `CHATMESH_MODE=cluster` makes chat_service, presence_service and",
+        "notify_service refuse the embedded backends; `chatmesh dev` always runs them (and so",
+        "refuses cluster mode).",
         "",
     ]
     for title, readers, config in SECTIONS:

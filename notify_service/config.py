@@ -38,10 +38,31 @@ class NotifyConfig:
         "CHATMESH_GRPC_BIND", "127.0.0.1:50055", "host:port of the gRPC server (port 0: any free)"
     )
     store: str = setting(
-        "CHATMESH_NOTIFY_STORE", "sqlite", "sqlite (embedded, one replica)", choices=("sqlite",)
+        "CHATMESH_NOTIFY_STORE",
+        "sqlite",
+        "sqlite (embedded, one replica) or redis (shared by every replica)",
+        choices=("sqlite", "redis"),
     )
     store_path: str = setting(
         "CHATMESH_NOTIFY_DB", "chatmesh-notify.db", "the SQLite file of the sqlite notify store"
+    )
+    # The same variable presence_service reads: one Redis may serve both (their prefixes differ).
+    redis_url: str = setting(
+        "CHATMESH_REDIS_URL",
+        "",
+        "the Redis of the redis notify store; it must persist (appendonly: docs/notify.md)",
+    )
+    redis_prefix: str = setting(
+        "CHATMESH_NOTIFY_REDIS_PREFIX",
+        "chatmesh:notify:",
+        "prefix of every Redis key the redis notify store writes",
+    )
+    lease_s: float = setting(
+        "CHATMESH_NOTIFY_LEASE_S",
+        120.0,
+        "seconds a replica holds a push it claimed (redis store); then another replica may send"
+        " it; above CHATMESH_PUSH_TIMEOUT_S",
+        positive=True,
     )
     # The bus chat_service writes its durable log to; the consumer reads it.
     bus: str = bus_setting()
@@ -104,18 +125,28 @@ class NotifyConfig:
         if self.service_secret == self.jwt_secret:
             raise ConfigError("CHATMESH_SERVICE_SECRET must differ from CHATMESH_JWT_SECRET")
         if self.store == "sqlite":
-            refuse_embedded(self.mode, "the sqlite notify store", "no cluster store exists yet")
+            refuse_embedded(self.mode, "the sqlite notify store", "set CHATMESH_NOTIFY_STORE=redis")
+        if self.store == "redis":
+            if not self.redis_url:
+                raise ConfigError("CHATMESH_REDIS_URL is required for the redis notify store")
+            if self.lease_s <= self.providers.timeout_s:
+                raise ConfigError(
+                    "CHATMESH_NOTIFY_LEASE_S must exceed CHATMESH_PUSH_TIMEOUT_S, or a slow push"
+                    " is claimed by another replica and sent twice"
+                )
         if self.bus == "inprocess":
             refuse_embedded(self.mode, "the in-process bus", "set CHATMESH_BUS=nats")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NotifyConfig:
         source = dict(environ(env))
-        config = read_env(cls, source)
-        if config.bus == "nats":
-            config = replace(config, nats=nats_settings_from_env(source))
-        return replace(
-            config,
+        # Providers first: the config checks the claim lease against their timeout.
+        config = read_env(
+            cls,
+            source,
             identity=IssuerSettings.from_env(source),
             providers=ProviderSettings.from_env(source),
         )
+        if config.bus == "nats":
+            config = replace(config, nats=nats_settings_from_env(source))
+        return config

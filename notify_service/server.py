@@ -42,6 +42,11 @@ SERVICE_NAMES = (SERVICE_NAME,)
 def build_store(config: NotifyConfig) -> NotifyStore:
     if config.store == "sqlite":
         return SqliteNotifyStore(config.store_path)
+    if config.store == "redis":
+        # Imported here: redis is a cluster extra, not needed by the embedded default.
+        from .store.redis import RedisNotifyStore
+
+        return RedisNotifyStore(config.redis_url, config.redis_prefix, lease_s=config.lease_s)
     raise ValueError(f"unknown notify store {config.store!r}")
 
 

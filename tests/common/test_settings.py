@@ -14,6 +14,7 @@ from chatmesh_common.settings import ConfigError, describe, read_env, setting, v
 from chatmesh_launcher.dev import DevOptions, dev_process
 from chatmesh_launcher.settings_doc import REGENERATE, SECTIONS, render_markdown
 from gateway_ws.config import GatewayConfig
+from notify_service.config import NotifyConfig
 from presence_service.config import PresenceConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
@@ -147,6 +148,10 @@ def test_the_token_leeway_is_at_most_the_spec_maximum() -> None:
         (PresenceConfig, {"CHATMESH_BUS": "nats", "CHATMESH_NATS_URLS": "nats://n:4222"},
          "the memory presence backend"),
         (PresenceConfig, {"CHATMESH_REDIS_URL": "redis://r:6379"}, "the in-process bus"),
+        (NotifyConfig, {"CHATMESH_BUS": "nats", "CHATMESH_NATS_URLS": "nats://n:4222"},
+         "the sqlite notify store"),
+        (NotifyConfig, {"CHATMESH_NOTIFY_STORE": "redis", "CHATMESH_REDIS_URL": "redis://r:6379"},
+         "the in-process bus"),
     ],
 )  # fmt: skip
 def test_cluster_mode_refuses_embedded_backends(
@@ -171,6 +176,21 @@ def test_cluster_mode_accepts_cluster_backends() -> None:
     assert (chat.store, chat.bus) == ("scylla", "nats")
     presence = PresenceConfig.from_env({**cluster, "CHATMESH_REDIS_URL": "redis://r:6379"})
     assert presence.backend == "redis"
+    notify = NotifyConfig.from_env(
+        {**cluster, "CHATMESH_NOTIFY_STORE": "redis", "CHATMESH_REDIS_URL": "redis://r:6379"}
+    )
+    assert (notify.store, notify.redis_url, notify.bus) == ("redis", "redis://r:6379", "nats")
+
+
+def test_the_redis_notify_store_needs_a_url_and_a_lease_above_the_push_timeout() -> None:
+    """Without CHATMESH_REDIS_URL, or with a lease a slow provider call outlives, notify stops."""
+    redis = {**SECRET, "CHATMESH_NOTIFY_STORE": "redis"}
+    with pytest.raises(ConfigError, match="CHATMESH_REDIS_URL"):
+        NotifyConfig.from_env(redis)
+    with pytest.raises(ConfigError, match="CHATMESH_NOTIFY_LEASE_S"):
+        NotifyConfig.from_env(
+            {**redis, "CHATMESH_REDIS_URL": "redis://r:6379", "CHATMESH_NOTIFY_LEASE_S": "5"}
+        )
 
 
 def test_dev_refuses_cluster_mode(tmp_path: Path) -> None:

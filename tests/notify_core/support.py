@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,16 +180,42 @@ def notify_config(tmp_path: Path, chat_port: int, presence_port: int, **kw: Any)
     )
 
 
+def notify_config_from_env(
+    env: Mapping[str, str], chat_port: int, presence_port: int
+) -> NotifyConfig:
+    """notify_service's config as `chatmesh serve notify` reads it from `env` (plus the secrets,
+    the other services' addresses and test-sized timings)."""
+    return NotifyConfig.from_env(
+        {
+            "CHATMESH_JWT_SECRET": SECRET,
+            "CHATMESH_SERVICE_SECRET": SERVICE_SECRET,
+            "CHATMESH_GRPC_BIND": "127.0.0.1:0",
+            "CHATMESH_CHAT_TARGET": f"127.0.0.1:{chat_port}",
+            "CHATMESH_PRESENCE_TARGET": f"127.0.0.1:{presence_port}",
+            "CHATMESH_NOTIFY_DEVICE_INTERVAL_S": "0",
+            "CHATMESH_NOTIFY_BACKOFF_BASE_S": "0.05",
+            "CHATMESH_NOTIFY_BACKOFF_MAX_S": "0.2",
+            "CHATMESH_NOTIFY_MAX_ATTEMPTS": "3",
+            "CHATMESH_SHUTDOWN_GRACE_S": "0.2",
+            "CHATMESH_DRAIN_S": "0",
+            "CHATMESH_METRICS_PORT": "-1",
+            **env,
+        }
+    )
+
+
 async def start_harness(
     tmp_path: Path,
     clock: Clock | None = None,
     bus: Bus | None = None,
     configured_providers: bool = False,
+    notify_env: Mapping[str, str] | None = None,
     **notify_settings: Any,
 ) -> AsyncIterator[Harness]:
     """The three servers on `bus` (a fresh in-process bus by default). notify_service pushes
     through the recording provider, or with `configured_providers` through the providers its
-    config's credentials build."""
+    config's credentials build. With `notify_env`, notify_service is configured from that
+    environment instead (notify_config_from_env) and builds its own bus and store from it."""
     bus = bus or InProcessBus()
     clock = clock or SystemClock()
     chat = build_chat_service(
@@ -205,10 +231,14 @@ async def start_harness(
     )  # fmt: skip
     await presence.start()
     provider = RecordingProvider()
+    if notify_env is None:
+        config = notify_config(tmp_path, chat.port, presence.port, **notify_settings)
+    else:
+        config = notify_config_from_env(notify_env, chat.port, presence.port)
     notify = build_notify_service(
-        notify_config(tmp_path, chat.port, presence.port, **notify_settings),
+        config,
         providers=None if configured_providers else {Platform.APNS: provider},
-        bus=bus,
+        bus=bus if notify_env is None else None,
         clock=clock,
     )
     await notify.start()

@@ -1,8 +1,11 @@
-"""The NotifyStore contract, run against every implementation (the embedded SQLite one today)."""
+"""The NotifyStore contract, run against every implementation: the embedded SQLite store and the
+cluster Redis store (a real redis-server, marker `redis`, a key prefix per test)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -24,9 +27,32 @@ pytestmark = pytest.mark.timeout(30)
 TARGET = PushTarget(Platform.APNS, "tok-1")
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[NotifyStore]:
-    store = SqliteNotifyStore(str(tmp_path / "notify.db"))
+# Seconds a claim of the Redis store stays inflight before another claim may take it again.
+LEASE_S = 60.0
+
+STORES = ["sqlite", pytest.param("redis", marks=pytest.mark.redis)]
+
+StoreFactory = Callable[[], NotifyStore]
+
+
+@pytest.fixture(params=STORES)
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Builds (unopened) stores on one fresh state: each call sees what the previous ones wrote."""
+    if request.param == "sqlite":
+        path = str(tmp_path / "notify.db")
+        return lambda: SqliteNotifyStore(path)
+    from notify_service.store.redis import RedisNotifyStore
+    from tests.servers.redis import RedisServer
+
+    redis_server: RedisServer = request.getfixturevalue("redis_server")
+    # A prefix per test: tests share one redis-server and never see each other's keys.
+    prefix = f"test:{uuid.uuid4().hex[:8]}:"
+    return lambda: RedisNotifyStore(redis_server.url, prefix=prefix, lease_s=LEASE_S)
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> AsyncIterator[NotifyStore]:
+    store = make_store()
     await store.open()
     try:
         yield store
@@ -82,19 +108,22 @@ async def test_a_key_is_queued_once_and_claimed_once(store: NotifyStore) -> None
     assert (await store.enqueue([push(1)], 0)).repeated == 1
 
 
-async def test_inflight_pushes_are_queued_again_on_open(tmp_path: Path) -> None:
-    """A push claimed by a process that died is claimable after the store reopens."""
-    path = str(tmp_path / "restart.db")
-    first = SqliteNotifyStore(path)
+async def test_inflight_pushes_are_queued_again_on_open(make_store: StoreFactory) -> None:
+    """A push claimed by a process that died is claimable again (SQLite: after the store
+    reopens; Redis: once the claim's lease passed, from any replica); never before."""
+    first = make_store()
     await first.open()
     await first.register_device("bob", "d1", TARGET, 1.0)
     await first.enqueue([push(1), push(2, conversation="c2")], 0)
     (claimed, _other) = await first.claim(100.0, 10)
     await first.mark_sent(claimed.push_id, 100.0)
     await first.close()
-    second = SqliteNotifyStore(path)
+    second = make_store()
     await second.open()
-    again = await second.claim(100.0, 10)
+    if not isinstance(second, SqliteNotifyStore):
+        # A claim another replica holds is not taken over before its lease passed.
+        assert await second.claim(100.0 + LEASE_S - 1, 10) == []
+    again = await second.claim(100.0 + LEASE_S, 10)
     assert [p.seq for p in again] == [2]
     assert again[0].attempts == 2
     await second.close()
@@ -189,3 +218,19 @@ async def test_purge_forgets_finished_pushes_but_not_queued_ones(store: NotifySt
     assert not await store.was_sent("bob", "d1", "c1", 1, PushKind.MESSAGE)
     assert len(await store.list_dead_letters(None, None, 10)) == 1
     assert [p.seq for p in await store.claim(500.0, 10)] == [3]
+
+
+async def test_replicas_claim_each_push_once(make_store: StoreFactory) -> None:
+    """Stores on one state claiming at once (replicas on one Redis) never claim a push twice."""
+    stores = [make_store() for _ in range(4)]
+    for s in stores:
+        await s.open()
+    try:
+        await stores[0].register_device("bob", "d1", TARGET, 1.0)
+        await stores[0].enqueue([push(i, conversation=f"c{i}") for i in range(1, 41)], 0)
+        batches = await asyncio.gather(*(s.claim(100.0, 3) for s in stores for _ in range(5)))
+        seqs = [p.seq for batch in batches for p in batch]
+        assert sorted(seqs) == list(range(1, 41))
+    finally:
+        for s in stores:
+            await s.close()
