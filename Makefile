@@ -104,6 +104,9 @@ system-deps:
 gen: $(STAMP)
 	$(call header,gen)
 	bash scripts/gen_protos.sh
+	@# The TypeScript SDK's types come from the same protos (tests/sdk checks they are fresh).
+	@if [ -d clients/ts/node_modules ]; then (cd clients/ts && npm run --silent generate); \
+	else echo "gen: clients/ts/src/gen not regenerated (run npm ci in clients/ts first)"; fi
 
 # Split so that `make -k` (used by `test`) reports every linter even if the first fails.
 lint: lint-py lint-format lint-proto lint-imports

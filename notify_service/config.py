@@ -92,6 +92,14 @@ class NotifyConfig:
     concurrency: int = setting(
         "CHATMESH_NOTIFY_CONCURRENCY", 16, "provider calls in flight at once", minimum=1
     )
+    slow_after_s: float = setting(
+        "CHATMESH_NOTIFY_SLOW_AFTER_S",
+        2.0,
+        "a provider call still waiting after this stops holding one of the CHATMESH_NOTIFY_"
+        "CONCURRENCY slots (up to 4 x that many slow calls), so a hanging target does not hold"
+        " up others",
+        positive=True,
+    )
     device_interval_s: float = setting(
         "CHATMESH_NOTIFY_DEVICE_INTERVAL_S",
         1.0,

@@ -3,7 +3,9 @@ the provider of its target's platform with at most `concurrency` calls at once, 
 outcome: sent (the sent set), a retry at a later not_before (exponential backoff with jitter, at
 least the provider's Retry-After), a dead letter after the last try or a FAILED outcome, or the
 target removed on GONE. A failing or slow target only holds its own row: every row has its own
-not_before, and a call in flight holds one slot of `concurrency`.
+not_before, and a call in flight holds one slot of `concurrency` until it has waited
+`slow_after_s`; then it is counted apart (at most `4 * concurrency` such slow calls), so a
+provider or endpoint that hangs until its timeout delays other pushes by seconds at most.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class Delivery:
         *,
         backoff: Backoff | None = None,
         concurrency: int = 16,
+        slow_after_s: float = 2.0,
         poll_s: float = 1.0,
         rand: Callable[[], float] = random.random,
         wake: asyncio.Event | None = None,
@@ -66,7 +69,12 @@ class Delivery:
         self._rand = rand
         self.wake = wake or asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        # Calls past slow_after_s: still running, no longer holding a slot.
+        self._slow: set[asyncio.Task[None]] = set()
+        self._slow_after_s = slow_after_s
+        self._max_slow = 4 * concurrency
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._retention_s = retention_s
         self._purge_every_s = purge_every_s
         self._next_purge = 0.0
@@ -145,7 +153,9 @@ class Delivery:
             log.info("finished pushes forgotten", extra=fields(rows=removed))
 
     async def _loop(self) -> None:
-        while True:
+        # The flag as well as cancel(): asyncio.wait_for (3.11) swallows a cancellation that
+        # arrives just as the wake-up event is set.
+        while not self._stopping:
             try:
                 await self._purge()
                 # Cleared before claiming: a wake-up (a new push, a freed slot) that comes while
@@ -153,18 +163,22 @@ class Delivery:
                 self.wake.clear()
                 free = self._concurrency - len(self._inflight)
                 pushes = await self._store.claim(self._clock.now(), free) if free > 0 else []
+                loop = asyncio.get_running_loop()
                 for push in pushes:
                     task = asyncio.create_task(self._deliver(push))
                     self._inflight.add(task)
                     task.add_done_callback(self._done)
+                    loop.call_later(self._slow_after_s, self._demote, task)
                 if free <= 0 or len(pushes) == free:
                     # More may be due: wait for a free slot, not for the next due time.
                     await self._wait(self._poll_s)
                     continue
                 due = await self._store.next_due()
                 wait = self._poll_s
-                if due is not None:
-                    wait = min(wait, max(0.0, due - self._clock.now()))
+                if due is not None and due > self._clock.now():
+                    wait = min(wait, due - self._clock.now())
+                # A row due now that the claim left (its device already has a call in flight)
+                # waits for a wake-up (that call finishing), never for a busy loop.
                 await self._wait(wait)
             except asyncio.CancelledError:
                 raise
@@ -172,8 +186,16 @@ class Delivery:
                 log.exception("delivery loop failed; continuing")
                 await asyncio.sleep(self._poll_s)
 
+    def _demote(self, task: asyncio.Task[None]) -> None:
+        """A call still waiting after slow_after_s gives its slot back (within the cap)."""
+        if task in self._inflight and len(self._slow) < self._max_slow:
+            self._inflight.discard(task)
+            self._slow.add(task)
+            self.wake.set()
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self._slow.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("push delivery failed", exc_info=task.exception())
         self.wake.set()
@@ -187,18 +209,22 @@ class Delivery:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="notify-delivery")
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Stops claiming; calls in flight get `grace_s` to finish (the rest are queued again
         on the next open)."""
         if self._task is not None:
+            self._stopping = True
+            self.wake.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._inflight:
-            _done, pending = await asyncio.wait(set(self._inflight), timeout=grace_s)
+        running = self._inflight | self._slow
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=grace_s)
             for task in pending:
                 task.cancel()
             if pending:

@@ -125,6 +125,7 @@ class NotifyComponent:
             self.clock,
             backoff=Backoff(config.backoff_base_s, config.backoff_max_s, config.max_attempts),
             concurrency=config.concurrency,
+            slow_after_s=config.slow_after_s,
             wake=wake,
             retention_s=config.retention_s,
         )

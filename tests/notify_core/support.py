@@ -57,6 +57,8 @@ class RecordingProvider:
     calls: list[tuple[PushTarget, float]] = field(default_factory=list)
     script: dict[str, deque[PushResult]] = field(default_factory=dict)
     delay_s: float = 0.0
+    # Tokens whose calls hang this long, as an endpoint that never answers until the timeout.
+    hang: dict[str, float] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def fail(self, token: str, *results: PushResult) -> None:
@@ -67,6 +69,8 @@ class RecordingProvider:
         self.calls.append((target, loop.time()))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if target.token in self.hang:
+            await asyncio.sleep(self.hang[target.token])
         queue = self.script.get(target.token)
         result = queue.popleft() if queue else PushResult(Outcome.SENT, status=200)
         if result.outcome is Outcome.SENT:

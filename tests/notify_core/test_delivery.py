@@ -3,7 +3,9 @@ and replayed over gRPC, gone targets pruned, and one failing target never holdin
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from pathlib import Path
 
 import grpc
 import pytest
@@ -11,7 +13,7 @@ from chatmesh.notify.v1 import notify_service_pb2 as pb
 
 from notify_service.providers.base import Outcome, PushResult
 
-from .support import Harness
+from .support import Harness, start_harness
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -116,3 +118,20 @@ async def test_a_failing_target_does_not_hold_up_others(harness: Harness) -> Non
     assert harness.provider.to("tok-bob") == []
     (push,) = await harness.provider.wait_for("tok-bob")
     assert (push.body, push.data["count"]) == ("alice: two", "2")
+
+
+async def test_a_hanging_target_does_not_hold_the_delivery_slots(tmp_path: Path) -> None:
+    """With one slot, a push whose endpoint hangs (until a 10 s timeout) gives its slot back
+    after slow_after_s: another member's push goes out in well under the hang."""
+    async for harness in start_harness(tmp_path, concurrency=1, slow_after_s=0.2):
+        alice, bob, carol = (harness.client(u) for u in ("alice", "bob", "carol"))
+        await harness.register(bob, "tok-bob")
+        await harness.register(carol, "tok-carol")
+        harness.provider.hang["tok-bob"] = 10.0
+        conversation = await alice.group(bob, carol)
+        await harness.send(alice, conversation, "one")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await harness.provider.wait_for("tok-carol")
+        assert loop.time() - started < 5.0
+        assert harness.provider.to("tok-bob") == []

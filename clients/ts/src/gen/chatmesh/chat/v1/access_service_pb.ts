@@ -11,7 +11,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { ConversationKind, Message as Message$1 } from "./types_pb.js";
+import type { Conversation, ConversationKind, Message as Message$1 } from "./types_pb.js";
 import { file_chatmesh_chat_v1_types } from "./types_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chatmesh/chat/v1/access_service.proto.
  */
 export const file_chatmesh_chat_v1_access_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVjaGF0bWVzaC9jaGF0L3YxL2FjY2Vzc19zZXJ2aWNlLnByb3RvEhBjaGF0bWVzaC5jaGF0LnYxIlEKHUZpbHRlclByZXNlbmNlQXVkaWVuY2VSZXF1ZXN0EhgKEHN1YmplY3RfdXNlcl9pZHMYASADKAkSFgoOdmlld2VyX3VzZXJfaWQYAiABKAkiOgoeRmlsdGVyUHJlc2VuY2VBdWRpZW5jZVJlc3BvbnNlEhgKEHZpc2libGVfdXNlcl9pZHMYASADKAkiRgoaQ2hlY2tUeXBpbmdBdWRpZW5jZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiNAobQ2hlY2tUeXBpbmdBdWRpZW5jZVJlc3BvbnNlEhUKDXJlY2lwaWVudF9pZHMYASADKAkiNQoiTGlzdFNlYXJjaGFibGVDb252ZXJzYXRpb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIj8KI0xpc3RTZWFyY2hhYmxlQ29udmVyc2F0aW9uc1Jlc3BvbnNlEhgKEGNvbnZlcnNhdGlvbl9pZHMYASADKAkiMgoKTWVzc2FnZVJlZhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEIlMKFEdldFNlYXJjaEhpdHNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSKgoEcmVmcxgCIAMoCzIcLmNoYXRtZXNoLmNoYXQudjEuTWVzc2FnZVJlZiJEChVHZXRTZWFyY2hIaXRzUmVzcG9uc2USKwoIbWVzc2FnZXMYASADKAsyGS5jaGF0bWVzaC5jaGF0LnYxLk1lc3NhZ2UiQgoWQ2hlY2tNZW1iZXJzaGlwUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhcKD2NvbnZlcnNhdGlvbl9pZBgCIAEoCSJbChdDaGVja01lbWJlcnNoaXBSZXNwb25zZRIOCgZtZW1iZXIYASABKAgSMAoEa2luZBgCIAEoDjIiLmNoYXRtZXNoLmNoYXQudjEuQ29udmVyc2F0aW9uS2luZDLXBAoNQWNjZXNzU2VydmljZRJ7ChZGaWx0ZXJQcmVzZW5jZUF1ZGllbmNlEi8uY2hhdG1lc2guY2hhdC52MS5GaWx0ZXJQcmVzZW5jZUF1ZGllbmNlUmVxdWVzdBowLmNoYXRtZXNoLmNoYXQudjEuRmlsdGVyUHJlc2VuY2VBdWRpZW5jZVJlc3BvbnNlEnIKE0NoZWNrVHlwaW5nQXVkaWVuY2USLC5jaGF0bWVzaC5jaGF0LnYxLkNoZWNrVHlwaW5nQXVkaWVuY2VSZXF1ZXN0Gi0uY2hhdG1lc2guY2hhdC52MS5DaGVja1R5cGluZ0F1ZGllbmNlUmVzcG9uc2USigEKG0xpc3RTZWFyY2hhYmxlQ29udmVyc2F0aW9ucxI0LmNoYXRtZXNoLmNoYXQudjEuTGlzdFNlYXJjaGFibGVDb252ZXJzYXRpb25zUmVxdWVzdBo1LmNoYXRtZXNoLmNoYXQudjEuTGlzdFNlYXJjaGFibGVDb252ZXJzYXRpb25zUmVzcG9uc2USYAoNR2V0U2VhcmNoSGl0cxImLmNoYXRtZXNoLmNoYXQudjEuR2V0U2VhcmNoSGl0c1JlcXVlc3QaJy5jaGF0bWVzaC5jaGF0LnYxLkdldFNlYXJjaEhpdHNSZXNwb25zZRJmCg9DaGVja01lbWJlcnNoaXASKC5jaGF0bWVzaC5jaGF0LnYxLkNoZWNrTWVtYmVyc2hpcFJlcXVlc3QaKS5jaGF0bWVzaC5jaGF0LnYxLkNoZWNrTWVtYmVyc2hpcFJlc3BvbnNlYgZwcm90bzM", [file_chatmesh_chat_v1_types]);
+  fileDesc("CiVjaGF0bWVzaC9jaGF0L3YxL2FjY2Vzc19zZXJ2aWNlLnByb3RvEhBjaGF0bWVzaC5jaGF0LnYxIlEKHUZpbHRlclByZXNlbmNlQXVkaWVuY2VSZXF1ZXN0EhgKEHN1YmplY3RfdXNlcl9pZHMYASADKAkSFgoOdmlld2VyX3VzZXJfaWQYAiABKAkiOgoeRmlsdGVyUHJlc2VuY2VBdWRpZW5jZVJlc3BvbnNlEhgKEHZpc2libGVfdXNlcl9pZHMYASADKAkiRgoaQ2hlY2tUeXBpbmdBdWRpZW5jZVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiNAobQ2hlY2tUeXBpbmdBdWRpZW5jZVJlc3BvbnNlEhUKDXJlY2lwaWVudF9pZHMYASADKAkiNQoiTGlzdFNlYXJjaGFibGVDb252ZXJzYXRpb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIj8KI0xpc3RTZWFyY2hhYmxlQ29udmVyc2F0aW9uc1Jlc3BvbnNlEhgKEGNvbnZlcnNhdGlvbl9pZHMYASADKAkiMgoKTWVzc2FnZVJlZhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEIlMKFEdldFNlYXJjaEhpdHNSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSKgoEcmVmcxgCIAMoCzIcLmNoYXRtZXNoLmNoYXQudjEuTWVzc2FnZVJlZiJEChVHZXRTZWFyY2hIaXRzUmVzcG9uc2USKwoIbWVzc2FnZXMYASADKAsyGS5jaGF0bWVzaC5jaGF0LnYxLk1lc3NhZ2UiPgoWR2V0UHVzaEF1ZGllbmNlUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEImMKElB1c2hBdWRpZW5jZU1lbWJlchIPCgd1c2VyX2lkGAEgASgJEhYKDmJsb2NrZWRfc2VuZGVyGAIgASgIEg0KBW11dGVkGAMgASgIEhUKDWxhc3RfcmVhZF9zZXEYBCABKAQisgEKF0dldFB1c2hBdWRpZW5jZVJlc3BvbnNlEjQKDGNvbnZlcnNhdGlvbhgBIAEoCzIeLmNoYXRtZXNoLmNoYXQudjEuQ29udmVyc2F0aW9uEioKB21lc3NhZ2UYAiABKAsyGS5jaGF0bWVzaC5jaGF0LnYxLk1lc3NhZ2USNQoHbWVtYmVycxgDIAMoCzIkLmNoYXRtZXNoLmNoYXQudjEuUHVzaEF1ZGllbmNlTWVtYmVyIioKFkdldFVucmVhZFRvdGFsc1JlcXVlc3QSEAoIdXNlcl9pZHMYASADKAkiLgoLVW5yZWFkVG90YWwSDwoHdXNlcl9pZBgBIAEoCRIOCgZ1bnJlYWQYAiABKAQiSAoXR2V0VW5yZWFkVG90YWxzUmVzcG9uc2USLQoGdG90YWxzGAEgAygLMh0uY2hhdG1lc2guY2hhdC52MS5VbnJlYWRUb3RhbCJCChZDaGVja01lbWJlcnNoaXBSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJIlsKF0NoZWNrTWVtYmVyc2hpcFJlc3BvbnNlEg4KBm1lbWJlchgBIAEoCBIwCgRraW5kGAIgASgOMiIuY2hhdG1lc2guY2hhdC52MS5Db252ZXJzYXRpb25LaW5kMqcGCg1BY2Nlc3NTZXJ2aWNlEnsKFkZpbHRlclByZXNlbmNlQXVkaWVuY2USLy5jaGF0bWVzaC5jaGF0LnYxLkZpbHRlclByZXNlbmNlQXVkaWVuY2VSZXF1ZXN0GjAuY2hhdG1lc2guY2hhdC52MS5GaWx0ZXJQcmVzZW5jZUF1ZGllbmNlUmVzcG9uc2UScgoTQ2hlY2tUeXBpbmdBdWRpZW5jZRIsLmNoYXRtZXNoLmNoYXQudjEuQ2hlY2tUeXBpbmdBdWRpZW5jZVJlcXVlc3QaLS5jaGF0bWVzaC5jaGF0LnYxLkNoZWNrVHlwaW5nQXVkaWVuY2VSZXNwb25zZRKKAQobTGlzdFNlYXJjaGFibGVDb252ZXJzYXRpb25zEjQuY2hhdG1lc2guY2hhdC52MS5MaXN0U2VhcmNoYWJsZUNvbnZlcnNhdGlvbnNSZXF1ZXN0GjUuY2hhdG1lc2guY2hhdC52MS5MaXN0U2VhcmNoYWJsZUNvbnZlcnNhdGlvbnNSZXNwb25zZRJgCg1HZXRTZWFyY2hIaXRzEiYuY2hhdG1lc2guY2hhdC52MS5HZXRTZWFyY2hIaXRzUmVxdWVzdBonLmNoYXRtZXNoLmNoYXQudjEuR2V0U2VhcmNoSGl0c1Jlc3BvbnNlEmYKD0dldFB1c2hBdWRpZW5jZRIoLmNoYXRtZXNoLmNoYXQudjEuR2V0UHVzaEF1ZGllbmNlUmVxdWVzdBopLmNoYXRtZXNoLmNoYXQudjEuR2V0UHVzaEF1ZGllbmNlUmVzcG9uc2USZgoPR2V0VW5yZWFkVG90YWxzEiguY2hhdG1lc2guY2hhdC52MS5HZXRVbnJlYWRUb3RhbHNSZXF1ZXN0GikuY2hhdG1lc2guY2hhdC52MS5HZXRVbnJlYWRUb3RhbHNSZXNwb25zZRJmCg9DaGVja01lbWJlcnNoaXASKC5jaGF0bWVzaC5jaGF0LnYxLkNoZWNrTWVtYmVyc2hpcFJlcXVlc3QaKS5jaGF0bWVzaC5jaGF0LnYxLkNoZWNrTWVtYmVyc2hpcFJlc3BvbnNlYgZwcm90bzM", [file_chatmesh_chat_v1_types]);
 
 /**
  * @generated from message chatmesh.chat.v1.FilterPresenceAudienceRequest
@@ -209,6 +209,159 @@ export const GetSearchHitsResponseSchema: GenMessage<GetSearchHitsResponse> = /*
   messageDesc(file_chatmesh_chat_v1_access_service, 8);
 
 /**
+ * @generated from message chatmesh.chat.v1.GetPushAudienceRequest
+ */
+export type GetPushAudienceRequest = Message<"chatmesh.chat.v1.GetPushAudienceRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * The message's seq. Required.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message chatmesh.chat.v1.GetPushAudienceRequest.
+ * Use `create(GetPushAudienceRequestSchema)` to create a new message.
+ */
+export const GetPushAudienceRequestSchema: GenMessage<GetPushAudienceRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_chat_v1_access_service, 9);
+
+/**
+ * @generated from message chatmesh.chat.v1.PushAudienceMember
+ */
+export type PushAudienceMember = Message<"chatmesh.chat.v1.PushAudienceMember"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The member has blocked the message's sender.
+   *
+   * @generated from field: bool blocked_sender = 2;
+   */
+  blockedSender: boolean;
+
+  /**
+   * The member muted the conversation (ChatService.UpdateMemberSettings).
+   *
+   * @generated from field: bool muted = 3;
+   */
+  muted: boolean;
+
+  /**
+   * @generated from field: uint64 last_read_seq = 4;
+   */
+  lastReadSeq: bigint;
+};
+
+/**
+ * Describes the message chatmesh.chat.v1.PushAudienceMember.
+ * Use `create(PushAudienceMemberSchema)` to create a new message.
+ */
+export const PushAudienceMemberSchema: GenMessage<PushAudienceMember> = /*@__PURE__*/
+  messageDesc(file_chatmesh_chat_v1_access_service, 10);
+
+/**
+ * @generated from message chatmesh.chat.v1.GetPushAudienceResponse
+ */
+export type GetPushAudienceResponse = Message<"chatmesh.chat.v1.GetPushAudienceResponse"> & {
+  /**
+   * @generated from field: chatmesh.chat.v1.Conversation conversation = 1;
+   */
+  conversation?: Conversation | undefined;
+
+  /**
+   * The message now: a deleted one is a tombstone (no body).
+   *
+   * @generated from field: chatmesh.chat.v1.Message message = 2;
+   */
+  message?: Message$1 | undefined;
+
+  /**
+   * Every member but the sender.
+   *
+   * @generated from field: repeated chatmesh.chat.v1.PushAudienceMember members = 3;
+   */
+  members: PushAudienceMember[];
+};
+
+/**
+ * Describes the message chatmesh.chat.v1.GetPushAudienceResponse.
+ * Use `create(GetPushAudienceResponseSchema)` to create a new message.
+ */
+export const GetPushAudienceResponseSchema: GenMessage<GetPushAudienceResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_chat_v1_access_service, 11);
+
+/**
+ * @generated from message chatmesh.chat.v1.GetUnreadTotalsRequest
+ */
+export type GetUnreadTotalsRequest = Message<"chatmesh.chat.v1.GetUnreadTotalsRequest"> & {
+  /**
+   * At most 1,000.
+   *
+   * @generated from field: repeated string user_ids = 1;
+   */
+  userIds: string[];
+};
+
+/**
+ * Describes the message chatmesh.chat.v1.GetUnreadTotalsRequest.
+ * Use `create(GetUnreadTotalsRequestSchema)` to create a new message.
+ */
+export const GetUnreadTotalsRequestSchema: GenMessage<GetUnreadTotalsRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_chat_v1_access_service, 12);
+
+/**
+ * @generated from message chatmesh.chat.v1.UnreadTotal
+ */
+export type UnreadTotal = Message<"chatmesh.chat.v1.UnreadTotal"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Unread messages over all the user's conversations (SPEC guarantee 7).
+   *
+   * @generated from field: uint64 unread = 2;
+   */
+  unread: bigint;
+};
+
+/**
+ * Describes the message chatmesh.chat.v1.UnreadTotal.
+ * Use `create(UnreadTotalSchema)` to create a new message.
+ */
+export const UnreadTotalSchema: GenMessage<UnreadTotal> = /*@__PURE__*/
+  messageDesc(file_chatmesh_chat_v1_access_service, 13);
+
+/**
+ * @generated from message chatmesh.chat.v1.GetUnreadTotalsResponse
+ */
+export type GetUnreadTotalsResponse = Message<"chatmesh.chat.v1.GetUnreadTotalsResponse"> & {
+  /**
+   * In the order asked.
+   *
+   * @generated from field: repeated chatmesh.chat.v1.UnreadTotal totals = 1;
+   */
+  totals: UnreadTotal[];
+};
+
+/**
+ * Describes the message chatmesh.chat.v1.GetUnreadTotalsResponse.
+ * Use `create(GetUnreadTotalsResponseSchema)` to create a new message.
+ */
+export const GetUnreadTotalsResponseSchema: GenMessage<GetUnreadTotalsResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_chat_v1_access_service, 14);
+
+/**
  * @generated from message chatmesh.chat.v1.CheckMembershipRequest
  */
 export type CheckMembershipRequest = Message<"chatmesh.chat.v1.CheckMembershipRequest"> & {
@@ -228,7 +381,7 @@ export type CheckMembershipRequest = Message<"chatmesh.chat.v1.CheckMembershipRe
  * Use `create(CheckMembershipRequestSchema)` to create a new message.
  */
 export const CheckMembershipRequestSchema: GenMessage<CheckMembershipRequest> = /*@__PURE__*/
-  messageDesc(file_chatmesh_chat_v1_access_service, 9);
+  messageDesc(file_chatmesh_chat_v1_access_service, 15);
 
 /**
  * @generated from message chatmesh.chat.v1.CheckMembershipResponse
@@ -252,7 +405,7 @@ export type CheckMembershipResponse = Message<"chatmesh.chat.v1.CheckMembershipR
  * Use `create(CheckMembershipResponseSchema)` to create a new message.
  */
 export const CheckMembershipResponseSchema: GenMessage<CheckMembershipResponse> = /*@__PURE__*/
-  messageDesc(file_chatmesh_chat_v1_access_service, 10);
+  messageDesc(file_chatmesh_chat_v1_access_service, 16);
 
 /**
  * @generated from service chatmesh.chat.v1.AccessService
@@ -301,6 +454,28 @@ export const AccessService: GenService<{
     methodKind: "unary";
     input: typeof GetSearchHitsRequestSchema;
     output: typeof GetSearchHitsResponseSchema;
+  },
+  /**
+   * Who a message may push to (notify_service): the conversation, the message as it stands now
+   * and every member but the sender, with whether they blocked the sender or muted the
+   * conversation. NOT_FOUND when the conversation or the message does not exist.
+   *
+   * @generated from rpc chatmesh.chat.v1.AccessService.GetPushAudience
+   */
+  getPushAudience: {
+    methodKind: "unary";
+    input: typeof GetPushAudienceRequestSchema;
+    output: typeof GetPushAudienceResponseSchema;
+  },
+  /**
+   * Each user's unread total over all their conversations (the badge of a push).
+   *
+   * @generated from rpc chatmesh.chat.v1.AccessService.GetUnreadTotals
+   */
+  getUnreadTotals: {
+    methodKind: "unary";
+    input: typeof GetUnreadTotalsRequestSchema;
+    output: typeof GetUnreadTotalsResponseSchema;
   },
   /**
    * Whether the user is a member of the conversation now, and its kind (media uploads and
