@@ -96,7 +96,6 @@ async def test_two_replicas_on_one_redis_push_each_message_once(
             await second.stop()
 
 
-@pytest.mark.skip(reason="hangs now and then after the lease takeover; under investigation")
 async def test_a_push_a_dead_replica_held_is_sent_by_another_after_its_lease(
     tmp_path: Path, nats_bus: NatsBus, cluster_env: dict[str, str]
 ) -> None:
