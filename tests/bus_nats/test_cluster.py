@@ -208,8 +208,8 @@ async def test_a_socket_that_stops_reading_is_cut_off_without_slowing_others(
         "slow",
         a.target,
         tmp_path_factory.mktemp("slow"),
-        CHATMESH_WS_OUTBOUND_QUEUE_MAX="16",
-        CHATMESH_WS_SEND_STALL_TIMEOUT_S="1",
+        CHATMESH_WS_OUTBOUND_QUEUE_MAX="32",
+        CHATMESH_WS_SEND_STALL_TIMEOUT_S="2",
     )
     await g1.start()
     try:
@@ -220,9 +220,17 @@ async def test_a_socket_that_stops_reading_is_cut_off_without_slowing_others(
         body = "x" * 15_000
         alice = Api(a, "alice")
         count = 600
+        # A few sends in flight, not all 600: a flooded harness loop would read carol's socket
+        # late, and under load the gateway would rightly cut her off too.
+        in_flight = asyncio.Semaphore(8)
+
+        async def send(i: int) -> None:
+            async with in_flight:
+                await alice.send(group, f"m-{i}", body)
+
         await asyncio.gather(
-            *(alice.send(group, f"m-{i}", body) for i in range(count)),
-            carol.wait_for({group: count}, timeout_s=30),
+            *(send(i) for i in range(count)),
+            carol.wait_for({group: count}, timeout_s=60),
         )
         stalled.client.ws.transport.resume_reading()
         code, _reason = await stalled.client.closed(timeout_s=15)
