@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,10 +12,9 @@ from chat_service.config import ChatConfig
 from chat_service.server import ChatService, build_chat_service
 from chatmesh_common.auth import issue_token
 from chatmesh_common.clock import SystemClock
-from tests.servers.binaries import require_binary
+from tests.servers.grpcurl import grpcurl
 
 SECRET = "grpcurl-test-secret-of-thirty-two-bytes"
-TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
 
 
 @pytest.fixture
@@ -31,12 +29,7 @@ async def server(tmp_path: Path) -> AsyncIterator[ChatService]:
 
 
 async def _grpcurl(*args: str) -> tuple[int, str, str]:
-    binary = require_binary("grpcurl", "grpcurl", [TOOLS])
-    process = await asyncio.create_subprocess_exec(
-        binary, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
+    return await grpcurl(*args, marker="grpcurl")
 
 
 async def test_list_shows_every_service(server: ChatService) -> None:

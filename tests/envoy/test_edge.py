@@ -21,22 +21,16 @@ from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 from chatmesh_common.auth import auth_metadata, issue_token
 from tests.envoy.conftest import SECRET
 from tests.gateway.client import GatewayClient
-from tests.servers.binaries import require_binary
 from tests.servers.envoy import EdgeStack, EnvoyProxy, TlsFiles, load_renderer
+from tests.servers.grpcurl import grpcurl
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(90)]
 
-TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
 ENVOY_DIR = Path(__file__).resolve().parents[2] / "envoy"
 
 
 async def _grpcurl(*args: str) -> tuple[int, str, str]:
-    binary = require_binary("grpcurl", "envoy", [TOOLS])
-    process = await asyncio.create_subprocess_exec(
-        binary, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
+    return await grpcurl(*args, marker="envoy")
 
 
 def _grpc_web_frame(message: bytes) -> bytes:

@@ -163,10 +163,17 @@ async def test_writers_in_separate_processes_take_gapless_seqs(
         for sender in senders
     ]
     seqs: list[int] = []
-    for proc in procs:
-        out, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()[-2000:]
-        seqs.extend(json.loads(out.decode().strip().splitlines()[-1]))
+    try:
+        for proc in procs:
+            # Bounded: a writer stuck on the server must fail this test, not outlive it.
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+            assert proc.returncode == 0, err.decode()[-2000:]
+            seqs.extend(json.loads(out.decode().strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
     assert sorted(seqs) == list(range(1, 121))
     assert [e.seq for e in await a.events_after(cid, 0, 1000)] == list(range(1, 121))
 
