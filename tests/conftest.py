@@ -7,7 +7,12 @@ Server fixtures are session-scoped and opt-in: a test that uses one carries the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import faulthandler
+import os
+import threading
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,6 +24,66 @@ from tests.servers.redis import RedisServer
 
 if TYPE_CHECKING:
     from tests.servers.seaweedfs import SeaweedServer
+
+
+# Past its own timeout a test gets this long to finish its teardown (pytest-timeout arms once:
+# a teardown stuck after it fired would otherwise hang the whole run, silently).
+WATCHDOG_GRACE_S = 180
+# Where the stacks of a hung run go (pytest captures fd 2 during a test, and an exiting process
+# loses what was captured); .ci/run prints it when the run fails.
+HANG_REPORT = Path(__file__).resolve().parents[1] / ".pytest-hang.log"
+
+
+class _Watchdog:
+    """A thread of its own, not faulthandler's timer: pytest cancels that one whenever a test
+    fails, which is exactly when a stuck teardown follows."""
+
+    def __init__(self) -> None:
+        self._deadline: float | None = None
+        self._nodeid = ""
+        self._lock = threading.Lock()
+        threading.Thread(target=self._watch, name="test-watchdog", daemon=True).start()
+
+    def arm(self, nodeid: str, limit_s: float) -> None:
+        with self._lock:
+            self._nodeid, self._deadline = nodeid, time.monotonic() + limit_s
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._deadline = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(1)
+            with self._lock:
+                overdue = self._deadline is not None and time.monotonic() > self._deadline
+                nodeid = self._nodeid
+            if overdue:
+                with HANG_REPORT.open("w") as report:
+                    report.write(f"{nodeid} is stuck past its timeout; its threads:\n")
+                    report.flush()
+                    faulthandler.dump_traceback(file=report, all_threads=True)
+                os._exit(3)
+
+
+_watchdog: _Watchdog | None = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    """Every thread's stack, then exit, for a test still running well past its timeout."""
+    global _watchdog
+    marker = item.get_closest_marker("timeout")
+    timeout_s = float(marker.args[0]) if marker and marker.args else 0.0
+    timeout_s = timeout_s or float(item.config.getini("timeout") or 0)
+    if timeout_s > 0:
+        _watchdog = _watchdog or _Watchdog()
+        _watchdog.arm(item.nodeid, timeout_s + WATCHDOG_GRACE_S)
+    try:
+        yield
+    finally:
+        if _watchdog is not None:
+            _watchdog.disarm()
 
 
 @pytest.fixture(scope="session")

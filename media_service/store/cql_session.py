@@ -13,6 +13,11 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
+from chatmesh_common.detached import run_detached
+
+# A driver stuck on a dead or frozen server must not hang the stop of the process using it.
+CLOSE_TIMEOUT_S = 15.0
+
 
 class CqlSession:
     """One driver cluster and session, with the given statements prepared by name."""
@@ -75,7 +80,9 @@ class CqlSession:
     async def close(self) -> None:
         if self._cluster is not None:
             cluster, self._cluster, self._session = self._cluster, None, None
-            await asyncio.to_thread(cluster.shutdown)
+            await run_detached(
+                cluster.shutdown, timeout_s=CLOSE_TIMEOUT_S, what="CQL driver shutdown"
+            )
 
     def bind(self, name: str, params: Sequence[Any] = (), *, fetch_size: int = 0) -> Any:
         if self._session is None:

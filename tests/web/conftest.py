@@ -19,12 +19,25 @@ async def dev(tmp_path: Path) -> AsyncIterator[Dev]:
         yield running
 
 
+# Offline: without these, Chromium keeps dialing Google's hosts (updates, sync, QUIC probes),
+# which a closed network may let hang instead of refusing.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     chromium = require_binary("chromium", "browser")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=["--no-sandbox"]
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
         )
         try:
             yield launched

@@ -119,12 +119,19 @@ class RoundEngine:
         # own rounds that change no membership; any other head means it is stale.
         self._members_at: dict[str, tuple[int, set[str]]] = {}
 
-    async def wait_idle(self) -> None:
-        """Lets every round in progress finish (its callers get their answers)."""
-        for committer in list(self._committers.values()):
-            if committer.task is not None:
-                with contextlib.suppress(Exception):
-                    await committer.task
+    async def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Lets every round in progress finish (its callers get their answers); rounds still
+        running after `timeout_s` (a server that stopped answering) are cancelled."""
+        tasks = [c.task for c in self._committers.values() if c.task is not None]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            log.warning("a write round still running at close is cancelled")
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(BaseException):
+                await task
 
     # The writes that take seqs
 

@@ -11,8 +11,13 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chatmesh_common.detached import run_detached
+
 from .schema import migrate
 from .statements import STATEMENTS, idempotent, qualified
+
+# A driver stuck on a dead or frozen server must not hang the stop of the process using it.
+CLOSE_TIMEOUT_S = 15.0
 
 
 def idempotent_only_retry_policy() -> Any:
@@ -140,7 +145,9 @@ class CqlSession:
     async def close(self) -> None:
         if self._cluster is not None:
             cluster, self._cluster, self._session = self._cluster, None, None
-            await asyncio.to_thread(cluster.shutdown)
+            await run_detached(
+                cluster.shutdown, timeout_s=CLOSE_TIMEOUT_S, what="CQL driver shutdown"
+            )
 
     def bind(self, name: str, params: Sequence[Any] = ()) -> Any:
         return self._ps[name].bind(params)
