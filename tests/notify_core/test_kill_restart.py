@@ -1,5 +1,6 @@
 """notify_service killed (SIGKILL) with events unacked and pushes in flight, then restarted on
-its store: every push is sent, and none twice.
+its store: every push is sent, and none twice but those a provider took in the instant before the
+kill (the window docs/notify.md names).
 
 notify_service runs as its own process (tests.notify_core.notify_process) on the durable log
 file the test's chat_service writes, with a provider that appends each accepted push to a file.
@@ -93,7 +94,7 @@ async def _until(predicate: Callable[[], bool], timeout_s: float) -> None:
 
 
 async def test_sigkill_mid_batch_then_restart_sends_every_push_once(tmp_path: Path) -> None:
-    """Pushes accepted before the kill are not sent again; the rest are sent after restart."""
+    """Every push is sent after the restart; only a call in flight at the kill can repeat."""
     clock = SystemClock()
     log_file = tmp_path / "durable.db"
     record = tmp_path / "pushes.txt"
@@ -152,7 +153,12 @@ async def test_sigkill_mid_batch_then_restart_sends_every_push_once(tmp_path: Pa
         await asyncio.sleep(2.5)
         counts = collections.Counter(_records(record))
         assert set(counts) == expected
-        assert [k for k, n in counts.items() if n > 1] == []
+        # The one documented window (docs/notify.md): a provider accepted a push just before
+        # the kill, before `sent` was written. Only such pushes may come twice: ones recorded
+        # before the kill, at most one call per delivery slot, never a third time.
+        repeated = {k: n for k, n in counts.items() if n > 1}
+        assert set(repeated) <= set(before), f"pushed again after the restart: {repeated}"
+        assert len(repeated) <= 4 and all(n == 2 for n in repeated.values()), repeated
     finally:
         notify.stop()
         await channel.close(None)
