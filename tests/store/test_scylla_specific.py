@@ -164,11 +164,13 @@ async def test_writers_in_separate_processes_take_gapless_seqs(
     ]
     seqs: list[int] = []
     try:
-        for proc in procs:
-            # Bounded: a writer stuck on the server must fail this test, not outlive it.
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
-            assert proc.returncode == 0, err.decode()[-2000:]
-            seqs.extend(json.loads(out.decode().strip().splitlines()[-1]))
+        # Bounded below the test's timeout: a writer stuck on the server fails this test
+        # cleanly (and is killed), rather than by pytest-timeout's signal at a random point.
+        async with asyncio.timeout(90):
+            for proc in procs:
+                out, err = await proc.communicate()
+                assert proc.returncode == 0, err.decode()[-2000:]
+                seqs.extend(json.loads(out.decode().strip().splitlines()[-1]))
     finally:
         for proc in procs:
             if proc.returncode is None:
