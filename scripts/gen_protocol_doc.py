@@ -217,6 +217,8 @@ class Writer:
         self.enums = enums
         self.queue: list[str] = []
         self.enum_queue: list[str] = []
+        client = messages[f"{GATEWAY}.ClientFrame"].proto
+        self.client_cases = {f.name for f in client.field if f.HasField("oneof_index")}
 
     def _type(self, field: FieldProto) -> str:
         if field.type in (FieldProto.TYPE_MESSAGE, FieldProto.TYPE_ENUM):
@@ -266,11 +268,14 @@ class Writer:
             if not field.HasField("oneof_index") or field.oneof_index != oneof:
                 continue
             lines += [f"### `{field.json_name}` ({field.number})", ""]
+            comment = doc.comments.get((*doc.path, 2, i))
+            if not comment and not client and field.name in self.client_cases:
+                comment = f"Answers a `{field.json_name}` client frame."
             carried = f"Carries {self._type(field)}."
             pushed = not client and field.name in PUSHED
             if pushed:
                 carried += " Pushed by the server: its `requestId` is empty."
-            lines += [f"{doc.comments.get((*doc.path, 2, i))} {carried}".strip(), ""]
+            lines += [f"{comment} {carried}".strip(), ""]
             example = sample(request_id="" if pushed else "r1")
             payload = getattr(example, field.name)
             _fill(payload, payload.DESCRIPTOR, 0)

@@ -34,11 +34,15 @@ export const file_chatmesh_presence_v1_presence_service: GenFile = /*@__PURE__*/
  */
 export type UserPresence = Message<"chatmesh.presence.v1.UserPresence"> & {
   /**
+   * Whose presence this is.
+   *
    * @generated from field: string user_id = 1;
    */
   userId: string;
 
   /**
+   * Online, away or offline, as the caller may see it.
+   *
    * @generated from field: chatmesh.presence.v1.PresenceState state = 2;
    */
   state: PresenceState;
@@ -80,11 +84,15 @@ export const UserPresenceSchema: GenMessage<UserPresence> = /*@__PURE__*/
  */
 export type TypingEvent = Message<"chatmesh.presence.v1.TypingEvent"> & {
   /**
+   * Where the user is typing.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * Who is typing.
+   *
    * @generated from field: string user_id = 2;
    */
   userId: string;
@@ -267,6 +275,8 @@ export const SetStatusRequestSchema: GenMessage<SetStatusRequest> = /*@__PURE__*
  */
 export type SetStatusResponse = Message<"chatmesh.presence.v1.SetStatusResponse"> & {
   /**
+   * The caller's own presence after the change.
+   *
    * @generated from field: chatmesh.presence.v1.UserPresence presence = 1;
    */
   presence?: UserPresence | undefined;
@@ -374,6 +384,8 @@ export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
  */
 export type SendTypingRequest = Message<"chatmesh.presence.v1.SendTypingRequest"> & {
   /**
+   * A conversation the caller is a member of.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -398,6 +410,8 @@ export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE_
  */
 export type SendTypingResponse = Message<"chatmesh.presence.v1.SendTypingResponse"> & {
   /**
+   * When the signal expires unless renewed.
+   *
    * @generated from field: google.protobuf.Timestamp expires_at = 1;
    */
   expiresAt?: Timestamp | undefined;
