@@ -89,7 +89,7 @@ class Conversation:
 
 
 def message_line(message: types_pb2.Message, marker: str = "") -> str:
-    """`HH:MM sender: body` (UTC), with a marker for edits and a placeholder for deletes."""
+    """`HH:MM sender: body` (local time), with a marker for edits and a placeholder for deletes."""
     at = _clock(message.created_at)
     if message.deleted:
         return f"{at} {message.sender_id}: (deleted)"
@@ -100,7 +100,7 @@ def message_line(message: types_pb2.Message, marker: str = "") -> str:
 
 
 def _clock(stamp: Timestamp) -> str:
-    return datetime.fromtimestamp(stamp.seconds, UTC).strftime("%H:%M")
+    return datetime.fromtimestamp(stamp.seconds, UTC).astimezone().strftime("%H:%M")
 
 
 def _error_line(error: gateway_pb2.Error) -> str:
