@@ -117,10 +117,11 @@ def _tail(args: argparse.Namespace) -> int:
     async def main() -> None:
         if args.since is not None and args.since < 0:
             raise ConfigError(f"--since must be a seq (0 or more), got {args.since}")
+        mint_user_token(args.user, args.device, args.data_dir)  # refuses before connecting
         options = TailOptions(
             user=args.user,
             target=args.target or read_one(GatewayConfig, "chat_target"),
-            token=mint_user_token(args.user, args.device, args.data_dir),
+            token=lambda: mint_user_token(args.user, args.device, args.data_dir),
             device=args.device,
             conversations=args.conversation or (),
             since=args.since,

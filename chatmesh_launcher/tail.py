@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -39,7 +39,8 @@ RESUBSCRIBE_DELAY_S = 0.5
 class TailOptions:
     user: str
     target: str
-    token: str
+    # Mints a token for each subscription.
+    token: Callable[[], str]
     device: str = "tail"
     conversations: Sequence[str] = ()
     since: int | None = None
@@ -106,42 +107,51 @@ def _failure(exc: grpc.aio.AioRpcError, target: str) -> CommandError:
 
 async def tail(options: TailOptions, out: TextIO = sys.stdout) -> None:
     """Prints the user's events until cancelled; CommandError when the server refuses."""
-    metadata: Metadata = (("authorization", f"Bearer {options.token}"),)
     positions = _Positions()
     async with grpc.aio.insecure_channel(options.target) as channel:
         try:
             if options.since is not None:
                 conversations = list(options.conversations) or await _all_conversations(
-                    channel, metadata
+                    channel, _metadata(options)
                 )
                 positions.seqs = dict.fromkeys(conversations, options.since)
         except grpc.aio.AioRpcError as exc:
             raise _failure(exc, options.target) from None
         events = event_service_pb2_grpc.EventServiceStub(channel)
-        started = False
+        started = broken = False
         while True:
             request = event_service_pb2.SubscribeEventsRequest(
                 cursors=positions.cursors(), device_id=options.device
             )
-            call = events.SubscribeEvents(request, metadata=metadata)
+            # A fresh token each time: a long tail outlives the first one.
+            call = events.SubscribeEvents(request, metadata=_metadata(options))
             try:
                 async for item in call:
+                    if broken:
+                        _note("subscribed again")
+                        broken = False
                     started = True
                     positions.saw(item)
                     if wanted(item, options.conversations):
                         out.write(event_line(item) + "\n")
                         out.flush()
-                # The server ended the stream (it is stopping).
-                print("chatmesh: tail: the server ended the stream", file=sys.stderr, flush=True)
-                return
+                reason = "the server ended the stream"
             except grpc.aio.AioRpcError as exc:
+                # Only a stream that once worked is followed across a restart of the server.
                 if not started or exc.code() is not grpc.StatusCode.UNAVAILABLE:
                     raise _failure(exc, options.target) from None
-                print(
-                    f"chatmesh: tail: stream broke ({exc.details()}); subscribing again",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                reason = f"the stream broke ({exc.details()})"
             finally:
                 call.cancel()
+            if not broken:
+                _note(f"{reason}; subscribing again from the last seqs seen (Ctrl-C stops)")
+                broken = True
             await asyncio.sleep(RESUBSCRIBE_DELAY_S)
+
+
+def _metadata(options: TailOptions) -> Metadata:
+    return (("authorization", f"Bearer {options.token()}"),)
+
+
+def _note(message: str) -> None:
+    print(f"chatmesh: tail: {message}", file=sys.stderr, flush=True)

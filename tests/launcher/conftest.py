@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -40,11 +41,15 @@ class Dev:
         return await GatewayClient.connect(self.ws_url, issue_token(self.secret, user, device))
 
 
+def dev_process(data_dir: Path) -> DevProcess:
+    """`chatmesh dev` on free ports; an empty CHATMESH_JWT_SECRET is unset, so dev makes and
+    keeps its secrets in the data dir."""
+    return DevProcess(data_dir, "", CHATMESH_JWT_SECRET="", CHATMESH_SERVICE_SECRET="")
+
+
 @pytest.fixture(scope="package")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
-    data_dir = tmp_path_factory.mktemp("launcher") / "data"
-    # An empty CHATMESH_JWT_SECRET is unset: dev makes and keeps one in the data dir.
-    process = DevProcess(data_dir, "", CHATMESH_JWT_SECRET="", CHATMESH_SERVICE_SECRET="")
+    process = dev_process(tmp_path_factory.mktemp("launcher") / "data")
     process.start(wait_s=60)
     try:
         yield Dev(process)
@@ -80,6 +85,14 @@ class Command:
             while text not in (line := await self.line(timeout_s)):
                 pass
         return line
+
+    async def error_line(self, timeout_s: float = LINE_TIMEOUT_S) -> str:
+        """The next line of stderr."""
+        assert self.process.stderr is not None
+        async with asyncio.timeout(timeout_s):
+            raw = await self.process.stderr.readline()
+        assert raw, "stderr ended"
+        return raw.decode().rstrip("\n")
 
     async def type(self, *lines: str) -> None:
         assert self.process.stdin is not None

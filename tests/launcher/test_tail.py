@@ -4,15 +4,17 @@ server is not there."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.servers.ports import free_port
 
-from .conftest import Dev, chatmesh
+from .conftest import Dev, chatmesh, dev_process
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -84,3 +86,33 @@ async def test_an_unreachable_server_is_one_line_naming_it(dev: Dev) -> None:
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"chatmesh: tail: cannot reach the chat service at {target}")
     assert "--target" in lines[0]
+
+
+async def test_tail_follows_the_stream_across_a_crash_and_restart_of_the_server(tmp_path: Path) -> None:
+    """It says so on stderr, subscribes again from the last seq it printed, and goes on."""
+    process = dev_process(tmp_path / "data")
+    await asyncio.to_thread(process.start, 60)
+    try:
+        dev = Dev(process)
+        alice = await dev.connect("alice")
+        cid = await alice.create_group("bob")
+        await alice.call("send_message", conversation_id=cid, client_msg_id="m1", body="m1")
+        await alice.ws.close()
+        async with chatmesh(*_tail_args(dev, "bob", "--since", "0")) as tail:
+            replayed = await _next_json(tail)
+            assert replayed["event"]["messageCreated"]["message"]["body"] == "m1"
+            assert "caughtUp" in await _next_json(tail)
+            await asyncio.to_thread(process.kill)  # a crash: no goodbye on the stream
+            assert "subscribing again" in await tail.error_line()
+            await asyncio.to_thread(process.start, 60)
+            assert "subscribed again" in await tail.error_line(30)
+            # The replay starts after m1 (nothing repeated), then live events go on.
+            assert await _next_json(tail) == {"caughtUp": {}}
+            alice = await dev.connect("alice")
+            await alice.call("send_message", conversation_id=cid, client_msg_id="m2", body="m2")
+            await alice.ws.close()
+            after = await _next_json(tail)
+            assert after["event"]["messageCreated"]["message"]["body"] == "m2"
+            assert await tail.stop() == 0
+    finally:
+        await asyncio.to_thread(process.stop)
