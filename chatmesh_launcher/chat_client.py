@@ -75,7 +75,7 @@ class _Session:
         self.screen = screen
         self.ws = ws
         self.out = out
-        # Set while no request waits for its answer (and the first frame has arrived).
+        # Set once signed in, while no request waits for its answer.
         self.settled = asyncio.Event()
 
     async def apply(self, update: Update) -> None:
@@ -85,10 +85,10 @@ class _Session:
         for frame in update.frames:
             await self.ws.send(encode(frame))
         # Checked after the sends: an answer may have come in meanwhile.
-        if self.screen.busy:
-            self.settled.clear()
-        else:
+        if self.screen.signed_in and not self.screen.busy:
             self.settled.set()
+        else:
+            self.settled.clear()
 
     async def read_socket(self) -> None:
         async for message in self.ws:
@@ -131,15 +131,19 @@ async def chat(
             for task in (reader, typist):
                 task.cancel()
             await asyncio.gather(reader, typist, return_exceptions=True)
-        if typist not in done:
-            await _socket_ended(reader, ws)
+        if typist in done and typist.exception() is None:
+            return  # the user left
+        _socket_ended(reader, typist, ws)
 
 
-async def _socket_ended(reader: asyncio.Task[None], ws: ClientConnection) -> None:
-    """The gateway closed the socket before the user left: say why."""
-    error = reader.exception() if not reader.cancelled() else None
-    if error is not None and not isinstance(error, ConnectionClosed):
-        raise error
+def _socket_ended(
+    reader: asyncio.Task[None], typist: asyncio.Task[None], ws: ClientConnection
+) -> None:
+    """The socket closed before the user left (an error of the socket's is the same): why."""
+    for task in (reader, typist):
+        error = None if task.cancelled() else task.exception()
+        if error is not None and not isinstance(error, ConnectionClosed):
+            raise error
     code = ws.close_code
     reason = ws.close_reason or "no reason given"
     raise CommandError(f"the gateway closed the connection ({code}: {reason})")

@@ -120,6 +120,8 @@ class ChatScreen:
     ) -> None:
         self.user_id = user_id
         self.history = history
+        # Set by `ready`: typed lines wait for it.
+        self.signed_in = False
         self.conversations: dict[str, Conversation] = {}
         self.open_id: str | None = None
         # The order /list showed, so `/open 2` means its second line.
@@ -254,6 +256,7 @@ class ChatScreen:
         return Update()
 
     def _ready(self, ready: gateway_pb2.Ready) -> Update:
+        self.signed_in = True
         update = Update(
             lines=[f"signed in as {ready.user_id} ({ready.device_id}); /help lists the commands"]
         )

@@ -5,6 +5,7 @@ presence."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from chatmesh.events.v1 import events_pb2
@@ -82,3 +83,19 @@ async def test_a_piped_script_runs_in_order_and_its_end_quits(dev: Dev) -> None:
         assert event.message_created.message.body == "hello from a pipe"
     finally:
         await carol.ws.close()
+
+
+async def test_a_refused_token_is_the_gateways_reason_and_a_failure(
+    dev: Dev, tmp_path: Path
+) -> None:
+    """Signed with another secret: the error frame, then one line on stderr, exit status 1."""
+    (tmp_path / "jwt-secret").write_text("another-secret-of-at-least-thirty-two-bytes\n")
+    args = ["chat", "mallory", "--url", dev.ws_url, "--data-dir", str(tmp_path)]
+    async with chatmesh(*args) as chat:
+        async with asyncio.timeout(30):
+            out, err = await chat.process.communicate(b"/list\n")
+    assert chat.process.returncode == 1
+    assert out.decode().startswith("! UNAUTHENTICATED: ")
+    assert err.decode().splitlines() == [
+        "chatmesh: chat: the gateway closed the connection (1008: authentication failed)"
+    ]

@@ -88,8 +88,9 @@ async def test_an_unreachable_server_is_one_line_naming_it(dev: Dev) -> None:
     assert "--target" in lines[0]
 
 
-async def test_tail_follows_the_stream_across_a_crash_and_restart_of_the_server(tmp_path: Path) -> None:
-    """It says so on stderr, subscribes again from the last seq it printed, and goes on."""
+async def test_tail_follows_the_stream_across_a_server_crash(tmp_path: Path) -> None:
+    """After a kill and a restart of the server, it says so on stderr, subscribes again from
+    the last seq it printed, and goes on."""
     process = dev_process(tmp_path / "data")
     await asyncio.to_thread(process.start, 60)
     try:
