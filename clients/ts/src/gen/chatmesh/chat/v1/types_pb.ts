@@ -178,6 +178,8 @@ export type Attachment = Message$1<"chatmesh.chat.v1.Attachment"> & {
   width: number;
 
   /**
+   * Pixels, for images; 0 otherwise.
+   *
    * @generated from field: uint32 height = 6;
    */
   height: number;
@@ -454,16 +456,22 @@ export enum Role {
   UNSPECIFIED = 0,
 
   /**
+   * A group's or channel's creator: all an admin can, and promotes or demotes admins.
+   *
    * @generated from enum value: ROLE_OWNER = 1;
    */
   OWNER = 1,
 
   /**
+   * Adds and removes members and deletes any message.
+   *
    * @generated from enum value: ROLE_ADMIN = 2;
    */
   ADMIN = 2,
 
   /**
+   * Reads and writes (in a channel: reads).
+   *
    * @generated from enum value: ROLE_MEMBER = 3;
    */
   MEMBER = 3,
@@ -485,16 +493,22 @@ export enum MessageKind {
   UNSPECIFIED = 0,
 
   /**
+   * A text message.
+   *
    * @generated from enum value: MESSAGE_KIND_TEXT = 1;
    */
   TEXT = 1,
 
   /**
+   * A message with attachments (and maybe text).
+   *
    * @generated from enum value: MESSAGE_KIND_MEDIA = 2;
    */
   MEDIA = 2,
 
   /**
+   * Written by the server; clients cannot send it.
+   *
    * @generated from enum value: MESSAGE_KIND_SYSTEM = 3;
    */
   SYSTEM = 3,

@@ -347,21 +347,29 @@ export enum MembershipChange {
   UNSPECIFIED = 0,
 
   /**
+   * The user was added.
+   *
    * @generated from enum value: MEMBERSHIP_CHANGE_ADDED = 1;
    */
   ADDED = 1,
 
   /**
+   * An owner or admin removed the user.
+   *
    * @generated from enum value: MEMBERSHIP_CHANGE_REMOVED = 2;
    */
   REMOVED = 2,
 
   /**
+   * The user left.
+   *
    * @generated from enum value: MEMBERSHIP_CHANGE_LEFT = 3;
    */
   LEFT = 3,
 
   /**
+   * The user's role changed (see role).
+   *
    * @generated from enum value: MEMBERSHIP_CHANGE_ROLE_CHANGED = 4;
    */
   ROLE_CHANGED = 4,

@@ -510,16 +510,22 @@ export enum Platform {
   UNSPECIFIED = 0,
 
   /**
+   * Apple Push Notification service.
+   *
    * @generated from enum value: PLATFORM_APNS = 1;
    */
   APNS = 1,
 
   /**
+   * Firebase Cloud Messaging.
+   *
    * @generated from enum value: PLATFORM_FCM = 2;
    */
   FCM = 2,
 
   /**
+   * Web Push (RFC 8030) to a browser's subscription.
+   *
    * @generated from enum value: PLATFORM_WEBPUSH = 3;
    */
   WEBPUSH = 3,
@@ -600,6 +606,8 @@ export enum NotifyLevel {
   UNSPECIFIED = 0,
 
   /**
+   * Every message.
+   *
    * @generated from enum value: NOTIFY_LEVEL_ALL = 1;
    */
   ALL = 1,
@@ -612,6 +620,8 @@ export enum NotifyLevel {
   MENTIONS = 2,
 
   /**
+   * No pushes.
+   *
    * @generated from enum value: NOTIFY_LEVEL_NONE = 3;
    */
   NONE = 3,

@@ -474,11 +474,15 @@ export enum UserStatus {
   UNSPECIFIED = 0,
 
   /**
+   * Online as usual.
+   *
    * @generated from enum value: USER_STATUS_AVAILABLE = 1;
    */
   AVAILABLE = 1,
 
   /**
+   * Others see PRESENCE_STATE_AWAY while a device is connected.
+   *
    * @generated from enum value: USER_STATUS_AWAY = 2;
    */
   AWAY = 2,
@@ -509,6 +513,8 @@ export enum PresenceState {
   UNSPECIFIED = 0,
 
   /**
+   * A device of the user is connected.
+   *
    * @generated from enum value: PRESENCE_STATE_ONLINE = 1;
    */
   ONLINE = 1,
@@ -521,6 +527,8 @@ export enum PresenceState {
   AWAY = 2,
 
   /**
+   * No device connected, or not visible to the caller.
+   *
    * @generated from enum value: PRESENCE_STATE_OFFLINE = 3;
    */
   OFFLINE = 3,
