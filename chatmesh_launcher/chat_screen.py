@@ -134,7 +134,7 @@ class ChatScreen:
         self._shown: set[tuple[str, int]] = set()
         self.presence: dict[str, int] = {}
         self._watched: set[str] = set()
-        # user_id -> when their typing signal expires (seconds since the epoch).
+        # (conversation_id, user_id) -> when their typing signal expires (epoch seconds).
         self._typing: dict[tuple[str, str], float] = {}
 
     @property
