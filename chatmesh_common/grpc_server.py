@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -20,10 +20,12 @@ from grpc_reflection.v1alpha import reflection
 
 from chatmesh_common.logs import fields
 from chatmesh_common.metrics import GRPC_HANDLED, GRPC_LATENCY
+from chatmesh_common.request_id import request_id_of
 from chatmesh_common.settings import BindError
 
 log = logging.getLogger(__name__)
-# One JSON line per unary call (method, code, duration, peer) when CHATMESH_ACCESS_LOG is on.
+# One JSON line per unary call (method, code, duration, peer, request id) when
+# CHATMESH_ACCESS_LOG is on.
 access_log = logging.getLogger("chatmesh.access")
 
 if TYPE_CHECKING:
@@ -35,6 +37,26 @@ else:
 
 # A function like `chat_service_pb2_grpc.add_ChatServiceServicer_to_server`, with its servicer.
 Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any]
+
+
+def log_access(
+    method: str,
+    code: str,
+    elapsed_s: float,
+    peer: str,
+    metadata: Iterable[tuple[str, str | bytes]] | None,
+) -> None:
+    """The access log line of one unary call; `request_id` when the call carries one."""
+    entry: dict[str, object] = {
+        "method": method,
+        "code": code,
+        "duration_ms": round(elapsed_s * 1000, 3),
+        "peer": peer,
+    }
+    request_id = request_id_of(metadata)
+    if request_id:
+        entry["request_id"] = request_id
+    access_log.info("rpc", extra=fields(**entry))
 
 
 class _MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
@@ -49,6 +71,7 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type
         if handler is None or handler.unary_unary is None:
             return handler
         method = handler_call_details.method
+        metadata = handler_call_details.invocation_metadata
         inner = handler.unary_unary
 
         async def timed(request: Any, context: Context) -> Any:
@@ -65,15 +88,7 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type
                 GRPC_LATENCY.labels(method).observe(elapsed)
                 GRPC_HANDLED.labels(method, code).inc()
                 if access_log.isEnabledFor(logging.INFO):
-                    access_log.info(
-                        "rpc",
-                        extra=fields(
-                            method=method,
-                            code=code,
-                            duration_ms=round(elapsed * 1000, 3),
-                            peer=context.peer(),
-                        ),
-                    )
+                    log_access(method, code, elapsed, context.peer(), metadata)
 
         return grpc.unary_unary_rpc_method_handler(
             timed,

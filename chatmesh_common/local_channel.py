@@ -31,7 +31,10 @@ from typing import Any, Final
 
 import grpc
 
+from chatmesh_common.grpc_server import access_log, log_access
+from chatmesh_common.logs import fields
 from chatmesh_common.metrics import GRPC_HANDLED, GRPC_LATENCY
+from chatmesh_common.request_id import request_id_of
 
 log = logging.getLogger(__name__)
 
@@ -261,13 +264,20 @@ class LocalUnaryUnary(_LocalMethod):
             raise
         except Exception as exc:
             if not isinstance(exc, _Abort):
-                log.exception("unexpected error in local call %s", self._method)
+                log.exception(
+                    "unexpected error in local call %s",
+                    self._method,
+                    extra=fields(request_id=request_id_of(metadata)),
+                )
             error = _error(context, exc)
             code = error.code().name
             raise error from None
         finally:
             context._done = True
             self._metrics.observe(started, code)
+            # As the server interceptor does: `chatmesh dev`'s calls never reach a gRPC server.
+            if access_log.isEnabledFor(logging.INFO):
+                log_access(self._method, code, time.perf_counter() - started, PEER, metadata)
         if context.code() not in (None, grpc.StatusCode.OK):
             error = _error(context, None)
             code = error.code().name

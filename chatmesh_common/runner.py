@@ -45,7 +45,7 @@ class RunnerConfig:
     access_log: bool = setting(
         "CHATMESH_ACCESS_LOG",
         False,
-        "write one JSON line per gRPC call (method, code, duration_ms, peer)",
+        "write one JSON line per gRPC call (method, code, duration_ms, peer, request_id)",
     )
 
     def __post_init__(self) -> None:

@@ -6,6 +6,8 @@ chatmesh migrate (the store's schema, settings from the environment)
 chatmesh token USER [--device D] [--ttl S] [--data-dir D]
 chatmesh config [--markdown] (every setting: current value, default, meaning)
 chatmesh search reindex [--conversation C] [--limit N] [--restart] [--data-dir D]
+chatmesh tail USER [--target HOST:PORT] [--conversation C] [--since SEQ] [--data-dir D]
+chatmesh chat USER [--url WS_URL] [--history N] [--data-dir D]
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from chatmesh_common.limits import LIMITS
 from chatmesh_common.runner import CONFIG_ERROR_EXIT, run_service, run_task
 from chatmesh_common.settings import ConfigError, read_one
 
-from .dev import DevOptions, dev_process, dev_secret
+from .dev import DevConfig, DevOptions, dev_process, dev_secret
 from .serve import SERVICES, serve
 from .settings_doc import render_markdown, render_text
+from .terminal import run_command
 
 
 async def _migrate() -> None:
@@ -104,6 +107,47 @@ def _reindex(args: argparse.Namespace) -> int:
     return run_task("search reindex", main)
 
 
+def _tail(args: argparse.Namespace) -> int:
+    """Prints USER's events as JSON lines until Ctrl-C."""
+    from gateway_ws.config import GatewayConfig
+
+    from .local_token import mint_user_token
+    from .tail import TailOptions, tail
+
+    async def main() -> None:
+        if args.since is not None and args.since < 0:
+            raise ConfigError(f"--since must be a seq (0 or more), got {args.since}")
+        mint_user_token(args.user, args.device, args.data_dir)  # refuses before connecting
+        options = TailOptions(
+            user=args.user,
+            target=args.target or read_one(GatewayConfig, "chat_target"),
+            token=lambda: mint_user_token(args.user, args.device, args.data_dir),
+            device=args.device,
+            conversations=args.conversation or (),
+            since=args.since,
+        )
+        await tail(options)
+
+    return run_command("tail", main)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    """The terminal chat client until /quit, Ctrl-D or Ctrl-C."""
+    from .chat_client import ChatOptions, chat
+    from .local_token import mint_user_token
+
+    async def main() -> None:
+        if not 1 <= args.history <= LIMITS.max_page:
+            raise ConfigError(
+                f"--history must be 1 to {LIMITS.max_page} messages, got {args.history}"
+            )
+        url = args.url or f"ws://{read_one(DevConfig, 'ws_bind')}/v1/ws"
+        token = mint_user_token(args.user, args.device, args.data_dir)
+        await chat(ChatOptions(args.user, url, token, args.history))
+
+    return run_command("chat", main)
+
+
 def _version() -> str:
     try:
         return version("chatmesh")
@@ -169,6 +213,46 @@ def _parser() -> argparse.ArgumentParser:
         " ./chatmesh-data); the index is CHATMESH_SEARCH_INDEX or search.db in it",
     )
 
+    data_dir_help = (
+        "where `chatmesh dev` keeps its token secret, used when CHATMESH_JWT_SECRET is unset"
+        " (default: CHATMESH_DATA_DIR or ./chatmesh-data)"
+    )
+    tail_cmd = commands.add_parser(
+        "tail", help="print a user's events as JSON lines (debugging), until Ctrl-C"
+    )
+    tail_cmd.add_argument("user")
+    tail_cmd.add_argument(
+        "--target",
+        help="chat_service's gRPC HOST:PORT, default: CHATMESH_CHAT_TARGET or 127.0.0.1:50051",
+    )
+    tail_cmd.add_argument(
+        "--conversation", action="append", help="only this conversation's events (repeatable)"
+    )
+    tail_cmd.add_argument(
+        "--since",
+        type=int,
+        metavar="SEQ",
+        help="first replay the events after SEQ (of the --conversations, else of every"
+        " conversation of USER); 0 replays from the start",
+    )
+    tail_cmd.add_argument("--device", default="tail", help="device id (default: tail)")
+    tail_cmd.add_argument("--data-dir", help=data_dir_help)
+
+    chat_cmd = commands.add_parser(
+        "chat", help="a small terminal chat client over the WebSocket edge"
+    )
+    chat_cmd.add_argument("user")
+    chat_cmd.add_argument(
+        "--url",
+        help="the gateway's WebSocket URL, default: ws://CHATMESH_WS_BIND/v1/ws or"
+        " ws://127.0.0.1:8080/v1/ws",
+    )
+    chat_cmd.add_argument(
+        "--history", type=int, default=20, help="messages shown on /open (default: 20)"
+    )
+    chat_cmd.add_argument("--device", default="chat", help="device id (default: chat)")
+    chat_cmd.add_argument("--data-dir", help=data_dir_help)
+
     config = commands.add_parser(
         "config", help="list every setting: current value, default and meaning"
     )
@@ -190,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = run_service("dev", lambda clock: dev_process(options, clock))
     elif args.command == "migrate":
         code = run_task("migrate", _migrate)
+    elif args.command == "tail":
+        code = _tail(args)
+    elif args.command == "chat":
+        code = _chat(args)
     elif args.command == "search":
         code = _reindex(args)
     else:

@@ -27,6 +27,7 @@ from chatmesh.presence.v1 import presence_service_pb2 as pb
 from google.protobuf.message import Message
 
 from chatmesh_common.limits import LIMITS
+from chatmesh_common.request_id import request_id_metadata
 from gateway_ws import frames
 from gateway_ws.config import GatewayConfig
 from gateway_ws.frames import Encoded, ErrorCode
@@ -361,6 +362,8 @@ class PresenceLink:
         request_id = frame.request_id
         answer = gateway_pb2.ServerFrame(request_id=request_id)
         timeout = self._config.rpc_timeout_s
+        # With the client's request id, so presence_service's logs show it.
+        metadata = self._metadata + request_id_metadata(request_id)
         try:
             if kind == "presence_subscribe":
                 user_ids = list(frame.presence_subscribe.user_ids)
@@ -368,7 +371,7 @@ class PresenceLink:
                 if user_ids:
                     got = await methods.get_presence(
                         pb.GetPresenceRequest(user_ids=user_ids),
-                        metadata=self._metadata,
+                        metadata=metadata,
                         timeout=timeout,
                     )
                     # Checked again: another subscribe may have finished meanwhile.
@@ -380,15 +383,13 @@ class PresenceLink:
                     answer.presence_subscribe.presences.extend(got.presences)
             elif kind == "set_status":
                 status = await methods.set_status(
-                    frame.set_status, metadata=self._metadata, timeout=timeout
+                    frame.set_status, metadata=metadata, timeout=timeout
                 )
                 if status.presence.status:
                     self._status = status.presence.status
                 answer.set_status.CopyFrom(status)
             else:  # typing
-                typing = await methods.send_typing(
-                    frame.typing, metadata=self._metadata, timeout=timeout
-                )
+                typing = await methods.send_typing(frame.typing, metadata=metadata, timeout=timeout)
                 answer.typing.CopyFrom(typing)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()

@@ -36,6 +36,7 @@ from websockets.headers import parse_subprotocol
 from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.clock import Clock
 from chatmesh_common.logs import fields
+from chatmesh_common.request_id import request_id_metadata
 from gateway_ws import frames
 from gateway_ws.admission import Admission, IPNetwork, client_address
 from gateway_ws.config import GatewayConfig
@@ -336,8 +337,10 @@ class Session:
     async def _call(self, call: CallRpc) -> None:
         protocol = self._protocol
         try:
+            # The client's request id goes along, so the services' logs show it.
+            metadata = self._metadata + request_id_metadata(call.request_id)
             answer = await call.route.method(
-                call.payload, metadata=self._metadata, timeout=self._ctx.config.rpc_timeout_s
+                call.payload, metadata=metadata, timeout=self._ctx.config.rpc_timeout_s
             )
         except grpc.aio.AioRpcError as exc:
             actions = protocol.rpc_failed(
@@ -347,7 +350,12 @@ class Session:
             # The channel is closing (gateway shutdown) or broken.
             actions = protocol.rpc_failed(call, grpc.StatusCode.UNAVAILABLE, f"chat service: {exc}")
         except Exception:
-            log.exception("%s call of %s failed", call.route.frame, protocol.user_id)
+            log.exception(
+                "%s call of %s failed",
+                call.route.frame,
+                protocol.user_id,
+                extra=fields(request_id=call.request_id),
+            )
             actions = protocol.rpc_failed(call, grpc.StatusCode.INTERNAL, "gateway error")
         else:
             actions = protocol.rpc_done(call, answer)

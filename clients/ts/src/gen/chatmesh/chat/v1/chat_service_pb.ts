@@ -25,11 +25,15 @@ export const file_chatmesh_chat_v1_chat_service: GenFile = /*@__PURE__*/
  */
 export type CreateConversationRequest = Message<"chatmesh.chat.v1.CreateConversationRequest"> & {
   /**
+   * Direct, group or channel.
+   *
    * @generated from field: chatmesh.chat.v1.ConversationKind kind = 1;
    */
   kind: ConversationKind;
 
   /**
+   * Groups and channels; ignored for direct conversations.
+   *
    * @generated from field: string title = 2;
    */
   title: string;
@@ -54,6 +58,8 @@ export const CreateConversationRequestSchema: GenMessage<CreateConversationReque
  */
 export type CreateConversationResponse = Message<"chatmesh.chat.v1.CreateConversationResponse"> & {
   /**
+   * The conversation as the caller sees it.
+   *
    * @generated from field: chatmesh.chat.v1.ConversationView conversation = 1;
    */
   conversation?: ConversationView | undefined;
@@ -78,6 +84,8 @@ export const CreateConversationResponseSchema: GenMessage<CreateConversationResp
  */
 export type GetConversationRequest = Message<"chatmesh.chat.v1.GetConversationRequest"> & {
   /**
+   * A conversation the caller is a member of.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -95,6 +103,8 @@ export const GetConversationRequestSchema: GenMessage<GetConversationRequest> = 
  */
 export type GetConversationResponse = Message<"chatmesh.chat.v1.GetConversationResponse"> & {
   /**
+   * The conversation as the caller sees it.
+   *
    * @generated from field: chatmesh.chat.v1.ConversationView conversation = 1;
    */
   conversation?: ConversationView | undefined;
@@ -119,11 +129,15 @@ export type ListConversationsRequest = Message<"chatmesh.chat.v1.ListConversatio
   pageSize: number;
 
   /**
+   * The next_page_token of the page before; empty for the first page.
+   *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
 
   /**
+   * Also list archived conversations.
+   *
    * @generated from field: bool include_archived = 3;
    */
   includeArchived: boolean;
@@ -141,6 +155,8 @@ export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest
  */
 export type ListConversationsResponse = Message<"chatmesh.chat.v1.ListConversationsResponse"> & {
   /**
+   * Most recently active first.
+   *
    * @generated from field: repeated chatmesh.chat.v1.ConversationView conversations = 1;
    */
   conversations: ConversationView[];
@@ -165,6 +181,8 @@ export const ListConversationsResponseSchema: GenMessage<ListConversationsRespon
  */
 export type UpdateConversationRequest = Message<"chatmesh.chat.v1.UpdateConversationRequest"> & {
   /**
+   * The conversation to change.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -194,6 +212,8 @@ export const UpdateConversationRequestSchema: GenMessage<UpdateConversationReque
  */
 export type UpdateConversationResponse = Message<"chatmesh.chat.v1.UpdateConversationResponse"> & {
   /**
+   * The conversation after the change.
+   *
    * @generated from field: chatmesh.chat.v1.Conversation conversation = 1;
    */
   conversation?: Conversation | undefined;
@@ -211,6 +231,8 @@ export const UpdateConversationResponseSchema: GenMessage<UpdateConversationResp
  */
 export type ListMembersRequest = Message<"chatmesh.chat.v1.ListMembersRequest"> & {
   /**
+   * A conversation the caller is a member of.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -223,6 +245,8 @@ export type ListMembersRequest = Message<"chatmesh.chat.v1.ListMembersRequest"> 
   pageSize: number;
 
   /**
+   * The next_page_token of the page before; empty for the first page.
+   *
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
@@ -240,11 +264,15 @@ export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PUR
  */
 export type ListMembersResponse = Message<"chatmesh.chat.v1.ListMembersResponse"> & {
   /**
+   * One page of members.
+   *
    * @generated from field: repeated chatmesh.chat.v1.Member members = 1;
    */
   members: Member[];
 
   /**
+   * Empty on the last page.
+   *
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
@@ -262,11 +290,15 @@ export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__P
  */
 export type AddMembersRequest = Message<"chatmesh.chat.v1.AddMembersRequest"> & {
   /**
+   * A group or channel.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * The users to add.
+   *
    * @generated from field: repeated string user_ids = 2;
    */
   userIds: string[];
@@ -317,11 +349,15 @@ export const AddMembersResponseSchema: GenMessage<AddMembersResponse> = /*@__PUR
  */
 export type RemoveMemberRequest = Message<"chatmesh.chat.v1.RemoveMemberRequest"> & {
   /**
+   * A group or channel.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * The member to remove.
+   *
    * @generated from field: string user_id = 2;
    */
   userId: string;
@@ -339,6 +375,8 @@ export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__P
  */
 export type RemoveMemberResponse = Message<"chatmesh.chat.v1.RemoveMemberResponse"> & {
   /**
+   * The seq of the membership event.
+   *
    * @generated from field: uint64 seq = 1;
    */
   seq: bigint;
@@ -356,16 +394,22 @@ export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@_
  */
 export type SetMemberRoleRequest = Message<"chatmesh.chat.v1.SetMemberRoleRequest"> & {
   /**
+   * A group or channel.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * The member whose role changes.
+   *
    * @generated from field: string user_id = 2;
    */
   userId: string;
 
   /**
+   * The new role.
+   *
    * @generated from field: chatmesh.chat.v1.Role role = 3;
    */
   role: Role;
@@ -383,11 +427,15 @@ export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@_
  */
 export type SetMemberRoleResponse = Message<"chatmesh.chat.v1.SetMemberRoleResponse"> & {
   /**
+   * The member after the change.
+   *
    * @generated from field: chatmesh.chat.v1.Member member = 1;
    */
   member?: Member | undefined;
 
   /**
+   * The seq of the membership event.
+   *
    * @generated from field: uint64 seq = 2;
    */
   seq: bigint;
@@ -405,6 +453,8 @@ export const SetMemberRoleResponseSchema: GenMessage<SetMemberRoleResponse> = /*
  */
 export type LeaveConversationRequest = Message<"chatmesh.chat.v1.LeaveConversationRequest"> & {
   /**
+   * The conversation the caller leaves.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -422,6 +472,8 @@ export const LeaveConversationRequestSchema: GenMessage<LeaveConversationRequest
  */
 export type LeaveConversationResponse = Message<"chatmesh.chat.v1.LeaveConversationResponse"> & {
   /**
+   * The seq of the membership event.
+   *
    * @generated from field: uint64 seq = 1;
    */
   seq: bigint;
@@ -439,6 +491,8 @@ export const LeaveConversationResponseSchema: GenMessage<LeaveConversationRespon
  */
 export type UpdateMemberSettingsRequest = Message<"chatmesh.chat.v1.UpdateMemberSettingsRequest"> & {
   /**
+   * A conversation the caller is a member of.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -461,6 +515,8 @@ export const UpdateMemberSettingsRequestSchema: GenMessage<UpdateMemberSettingsR
  */
 export type UpdateMemberSettingsResponse = Message<"chatmesh.chat.v1.UpdateMemberSettingsResponse"> & {
   /**
+   * The setting after the call.
+   *
    * @generated from field: bool muted = 1;
    */
   muted: boolean;
@@ -478,6 +534,8 @@ export const UpdateMemberSettingsResponseSchema: GenMessage<UpdateMemberSettings
  */
 export type SendMessageRequest = Message<"chatmesh.chat.v1.SendMessageRequest"> & {
   /**
+   * A conversation the caller may write to.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -511,6 +569,8 @@ export type SendMessageRequest = Message<"chatmesh.chat.v1.SendMessageRequest"> 
   attachments: string[];
 
   /**
+   * The seq of the message this one answers; 0 for none.
+   *
    * @generated from field: uint64 reply_to_seq = 6;
    */
   replyToSeq: bigint;
@@ -535,6 +595,8 @@ export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PUR
  */
 export type SendMessageResponse = Message<"chatmesh.chat.v1.SendMessageResponse"> & {
   /**
+   * The stored message with its seq and message_id.
+   *
    * @generated from field: chatmesh.chat.v1.Message message = 1;
    */
   message?: Message$1 | undefined;
@@ -559,16 +621,22 @@ export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__P
  */
 export type EditMessageRequest = Message<"chatmesh.chat.v1.EditMessageRequest"> & {
   /**
+   * The message's conversation.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * The seq of the message to edit.
+   *
    * @generated from field: uint64 message_seq = 2;
    */
   messageSeq: bigint;
 
   /**
+   * The new body; at most 16 KiB of UTF-8.
+   *
    * @generated from field: string body = 3;
    */
   body: string;
@@ -586,6 +654,8 @@ export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PUR
  */
 export type EditMessageResponse = Message<"chatmesh.chat.v1.EditMessageResponse"> & {
   /**
+   * The message after the edit.
+   *
    * @generated from field: chatmesh.chat.v1.Message message = 1;
    */
   message?: Message$1 | undefined;
@@ -610,11 +680,15 @@ export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__P
  */
 export type DeleteMessageRequest = Message<"chatmesh.chat.v1.DeleteMessageRequest"> & {
   /**
+   * The message's conversation.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * The seq of the message to delete.
+   *
    * @generated from field: uint64 message_seq = 2;
    */
   messageSeq: bigint;
@@ -632,6 +706,8 @@ export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@_
  */
 export type DeleteMessageResponse = Message<"chatmesh.chat.v1.DeleteMessageResponse"> & {
   /**
+   * The tombstone.
+   *
    * @generated from field: chatmesh.chat.v1.Message message = 1;
    */
   message?: Message$1 | undefined;
@@ -656,6 +732,8 @@ export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*
  */
 export type GetHistoryRequest = Message<"chatmesh.chat.v1.GetHistoryRequest"> & {
   /**
+   * A conversation the caller is a member of.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -704,6 +782,8 @@ export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE_
  */
 export type GetHistoryResponse = Message<"chatmesh.chat.v1.GetHistoryResponse"> & {
   /**
+   * In the order of the request's direction.
+   *
    * @generated from field: repeated chatmesh.chat.v1.Message messages = 1;
    */
   messages: Message$1[];
@@ -716,6 +796,8 @@ export type GetHistoryResponse = Message<"chatmesh.chat.v1.GetHistoryResponse"> 
   hasMore: boolean;
 
   /**
+   * The conversation's newest seq.
+   *
    * @generated from field: uint64 last_seq = 3;
    */
   lastSeq: bigint;
@@ -733,11 +815,15 @@ export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PUR
  */
 export type MarkReadRequest = Message<"chatmesh.chat.v1.MarkReadRequest"> & {
   /**
+   * A conversation the caller is a member of.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * The newest seq read; an older one leaves the marker where it is.
+   *
    * @generated from field: uint64 seq = 2;
    */
   seq: bigint;
@@ -762,6 +848,8 @@ export type MarkReadResponse = Message<"chatmesh.chat.v1.MarkReadResponse"> & {
   lastReadSeq: bigint;
 
   /**
+   * The caller's unread messages after the call.
+   *
    * @generated from field: uint64 unread_count = 2;
    */
   unreadCount: bigint;
@@ -779,11 +867,15 @@ export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*
  */
 export type MarkDeliveredRequest = Message<"chatmesh.chat.v1.MarkDeliveredRequest"> & {
   /**
+   * A conversation the caller is a member of.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * The newest seq delivered to the device; the marker only moves forward.
+   *
    * @generated from field: uint64 seq = 2;
    */
   seq: bigint;
@@ -801,6 +893,8 @@ export const MarkDeliveredRequestSchema: GenMessage<MarkDeliveredRequest> = /*@_
  */
 export type MarkDeliveredResponse = Message<"chatmesh.chat.v1.MarkDeliveredResponse"> & {
   /**
+   * The marker after the call; it never moves back.
+   *
    * @generated from field: uint64 last_delivered_seq = 1;
    */
   lastDeliveredSeq: bigint;
@@ -818,6 +912,8 @@ export const MarkDeliveredResponseSchema: GenMessage<MarkDeliveredResponse> = /*
  */
 export type BlockUserRequest = Message<"chatmesh.chat.v1.BlockUserRequest"> & {
   /**
+   * The user to block.
+   *
    * @generated from field: string user_id = 1;
    */
   userId: string;
@@ -848,6 +944,8 @@ export const BlockUserResponseSchema: GenMessage<BlockUserResponse> = /*@__PURE_
  */
 export type UnblockUserRequest = Message<"chatmesh.chat.v1.UnblockUserRequest"> & {
   /**
+   * The user to unblock.
+   *
    * @generated from field: string user_id = 1;
    */
   userId: string;
@@ -891,6 +989,8 @@ export const ListBlockedUsersRequestSchema: GenMessage<ListBlockedUsersRequest> 
  */
 export type ListBlockedUsersResponse = Message<"chatmesh.chat.v1.ListBlockedUsersResponse"> & {
   /**
+   * The users the caller blocked.
+   *
    * @generated from field: repeated string user_ids = 1;
    */
   userIds: string[];

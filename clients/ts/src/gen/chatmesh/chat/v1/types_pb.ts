@@ -23,6 +23,8 @@ export const file_chatmesh_chat_v1_types: GenFile = /*@__PURE__*/
  */
 export type Message = Message$1<"chatmesh.chat.v1.Message"> & {
   /**
+   * The conversation the message belongs to.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -42,16 +44,22 @@ export type Message = Message$1<"chatmesh.chat.v1.Message"> & {
   messageId: string;
 
   /**
+   * The user who sent it.
+   *
    * @generated from field: string sender_id = 4;
    */
   senderId: string;
 
   /**
+   * Server time of the send.
+   *
    * @generated from field: google.protobuf.Timestamp created_at = 5;
    */
   createdAt?: Timestamp | undefined;
 
   /**
+   * Text, media or system.
+   *
    * @generated from field: chatmesh.chat.v1.MessageKind kind = 6;
    */
   kind: MessageKind;
@@ -135,6 +143,8 @@ export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
  */
 export type Attachment = Message$1<"chatmesh.chat.v1.Attachment"> & {
   /**
+   * The MediaService id (the message's `attachments` entry).
+   *
    * @generated from field: string media_id = 1;
    */
   mediaId: string;
@@ -147,11 +157,15 @@ export type Attachment = Message$1<"chatmesh.chat.v1.Attachment"> & {
   contentType: string;
 
   /**
+   * The stored object's size.
+   *
    * @generated from field: uint64 size_bytes = 3;
    */
   sizeBytes: bigint;
 
   /**
+   * The uploader's file name.
+   *
    * @generated from field: string file_name = 4;
    */
   fileName: string;
@@ -164,6 +178,8 @@ export type Attachment = Message$1<"chatmesh.chat.v1.Attachment"> & {
   width: number;
 
   /**
+   * Pixels, for images; 0 otherwise.
+   *
    * @generated from field: uint32 height = 6;
    */
   height: number;
@@ -195,16 +211,22 @@ export const AttachmentSchema: GenMessage<Attachment> = /*@__PURE__*/
  */
 export type Member = Message$1<"chatmesh.chat.v1.Member"> & {
   /**
+   * The member.
+   *
    * @generated from field: string user_id = 1;
    */
   userId: string;
 
   /**
+   * Owner, admin or member (ROLE_MEMBER in direct conversations).
+   *
    * @generated from field: chatmesh.chat.v1.Role role = 2;
    */
   role: Role;
 
   /**
+   * When the user became a member.
+   *
    * @generated from field: google.protobuf.Timestamp joined_at = 3;
    */
   joinedAt?: Timestamp | undefined;
@@ -222,26 +244,36 @@ export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
  */
 export type Conversation = Message$1<"chatmesh.chat.v1.Conversation"> & {
   /**
+   * Server id, time-sortable.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * Direct, group or channel.
+   *
    * @generated from field: chatmesh.chat.v1.ConversationKind kind = 2;
    */
   kind: ConversationKind;
 
   /**
+   * Empty for direct conversations.
+   *
    * @generated from field: string title = 3;
    */
   title: string;
 
   /**
+   * The user who created it.
+   *
    * @generated from field: string created_by = 4;
    */
   createdBy: string;
 
   /**
+   * Server time of the creation.
+   *
    * @generated from field: google.protobuf.Timestamp created_at = 5;
    */
   createdAt?: Timestamp | undefined;
@@ -254,6 +286,8 @@ export type Conversation = Message$1<"chatmesh.chat.v1.Conversation"> & {
   lastSeq: bigint;
 
   /**
+   * Members now, the owner included.
+   *
    * @generated from field: uint32 member_count = 7;
    */
   memberCount: number;
@@ -280,6 +314,8 @@ export const ConversationSchema: GenMessage<Conversation> = /*@__PURE__*/
  */
 export type ConversationView = Message$1<"chatmesh.chat.v1.ConversationView"> & {
   /**
+   * The conversation itself.
+   *
    * @generated from field: chatmesh.chat.v1.Conversation conversation = 1;
    */
   conversation?: Conversation | undefined;
@@ -306,16 +342,22 @@ export type ConversationView = Message$1<"chatmesh.chat.v1.ConversationView"> & 
   unreadCount: bigint;
 
   /**
+   * The caller's read marker.
+   *
    * @generated from field: uint64 last_read_seq = 5;
    */
   lastReadSeq: bigint;
 
   /**
+   * The caller's delivered marker.
+   *
    * @generated from field: uint64 last_delivered_seq = 6;
    */
   lastDeliveredSeq: bigint;
 
   /**
+   * The caller muted it (UpdateMemberSettings).
+   *
    * @generated from field: bool muted = 7;
    */
   muted: boolean;
@@ -342,6 +384,8 @@ export const ConversationViewSchema: GenMessage<ConversationView> = /*@__PURE__*
  */
 export type ConversationCursor = Message$1<"chatmesh.chat.v1.ConversationCursor"> & {
   /**
+   * The conversation to replay.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -412,16 +456,22 @@ export enum Role {
   UNSPECIFIED = 0,
 
   /**
+   * A group's or channel's creator: all an admin can, and promotes or demotes admins.
+   *
    * @generated from enum value: ROLE_OWNER = 1;
    */
   OWNER = 1,
 
   /**
+   * Adds and removes members and deletes any message.
+   *
    * @generated from enum value: ROLE_ADMIN = 2;
    */
   ADMIN = 2,
 
   /**
+   * Reads and writes (in a channel: reads).
+   *
    * @generated from enum value: ROLE_MEMBER = 3;
    */
   MEMBER = 3,
@@ -443,16 +493,22 @@ export enum MessageKind {
   UNSPECIFIED = 0,
 
   /**
+   * A text message.
+   *
    * @generated from enum value: MESSAGE_KIND_TEXT = 1;
    */
   TEXT = 1,
 
   /**
+   * A message with attachments (and maybe text).
+   *
    * @generated from enum value: MESSAGE_KIND_MEDIA = 2;
    */
   MEDIA = 2,
 
   /**
+   * Written by the server; clients cannot send it.
+   *
    * @generated from enum value: MESSAGE_KIND_SYSTEM = 3;
    */
   SYSTEM = 3,

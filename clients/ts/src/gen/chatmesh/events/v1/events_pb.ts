@@ -30,16 +30,22 @@ export const file_chatmesh_events_v1_events: GenFile = /*@__PURE__*/
  */
 export type ConversationEvent = Message<"chatmesh.events.v1.ConversationEvent"> & {
   /**
+   * The conversation that changed.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * The event's place in the conversation's log; 0 for live signals (never replayed).
+   *
    * @generated from field: uint64 seq = 2;
    */
   seq: bigint;
 
   /**
+   * Server time of the change.
+   *
    * @generated from field: google.protobuf.Timestamp occurred_at = 3;
    */
   occurredAt?: Timestamp | undefined;
@@ -119,6 +125,8 @@ export const ConversationEventSchema: GenMessage<ConversationEvent> = /*@__PURE_
  */
 export type MessageCreated = Message<"chatmesh.events.v1.MessageCreated"> & {
   /**
+   * The message as created.
+   *
    * @generated from field: chatmesh.chat.v1.Message message = 1;
    */
   message?: Message$1 | undefined;
@@ -138,6 +146,8 @@ export const MessageCreatedSchema: GenMessage<MessageCreated> = /*@__PURE__*/
  */
 export type MessageEdited = Message<"chatmesh.events.v1.MessageEdited"> & {
   /**
+   * The message after the edit.
+   *
    * @generated from field: chatmesh.chat.v1.Message message = 1;
    */
   message?: Message$1 | undefined;
@@ -157,6 +167,8 @@ export const MessageEditedSchema: GenMessage<MessageEdited> = /*@__PURE__*/
  */
 export type MessageDeleted = Message<"chatmesh.events.v1.MessageDeleted"> & {
   /**
+   * The tombstone: body and attachments gone, deleted set.
+   *
    * @generated from field: chatmesh.chat.v1.Message message = 1;
    */
   message?: Message$1 | undefined;
@@ -174,11 +186,15 @@ export const MessageDeletedSchema: GenMessage<MessageDeleted> = /*@__PURE__*/
  */
 export type MembershipChanged = Message<"chatmesh.events.v1.MembershipChanged"> & {
   /**
+   * What happened to the member.
+   *
    * @generated from field: chatmesh.events.v1.MembershipChange change = 1;
    */
   change: MembershipChange;
 
   /**
+   * The member it happened to (the actor is the event's actor_id).
+   *
    * @generated from field: string user_id = 2;
    */
   userId: string;
@@ -213,16 +229,22 @@ export const MembershipChangedSchema: GenMessage<MembershipChanged> = /*@__PURE_
  */
 export type ReceiptMoved = Message<"chatmesh.events.v1.ReceiptMoved"> & {
   /**
+   * Whose markers moved.
+   *
    * @generated from field: string user_id = 1;
    */
   userId: string;
 
   /**
+   * The user's read marker now.
+   *
    * @generated from field: uint64 last_read_seq = 2;
    */
   lastReadSeq: bigint;
 
   /**
+   * The user's delivered marker now.
+   *
    * @generated from field: uint64 last_delivered_seq = 3;
    */
   lastDeliveredSeq: bigint;
@@ -242,6 +264,8 @@ export const ReceiptMovedSchema: GenMessage<ReceiptMoved> = /*@__PURE__*/
  */
 export type ConversationCreated = Message<"chatmesh.events.v1.ConversationCreated"> & {
   /**
+   * The new conversation.
+   *
    * @generated from field: chatmesh.chat.v1.Conversation conversation = 1;
    */
   conversation?: Conversation | undefined;
@@ -261,6 +285,8 @@ export const ConversationCreatedSchema: GenMessage<ConversationCreated> = /*@__P
  */
 export type ConversationUpdated = Message<"chatmesh.events.v1.ConversationUpdated"> & {
   /**
+   * The conversation after the change.
+   *
    * @generated from field: chatmesh.chat.v1.Conversation conversation = 1;
    */
   conversation?: Conversation | undefined;
@@ -321,21 +347,29 @@ export enum MembershipChange {
   UNSPECIFIED = 0,
 
   /**
+   * The user was added.
+   *
    * @generated from enum value: MEMBERSHIP_CHANGE_ADDED = 1;
    */
   ADDED = 1,
 
   /**
+   * An owner or admin removed the user.
+   *
    * @generated from enum value: MEMBERSHIP_CHANGE_REMOVED = 2;
    */
   REMOVED = 2,
 
   /**
+   * The user left.
+   *
    * @generated from enum value: MEMBERSHIP_CHANGE_LEFT = 3;
    */
   LEFT = 3,
 
   /**
+   * The user's role changed (see role).
+   *
    * @generated from enum value: MEMBERSHIP_CHANGE_ROLE_CHANGED = 4;
    */
   ROLE_CHANGED = 4,

@@ -34,11 +34,14 @@ export const file_chatmesh_gateway_v1_gateway: GenFile = /*@__PURE__*/
   fileDesc("CiFjaGF0bWVzaC9nYXRld2F5L3YxL2dhdGV3YXkucHJvdG8SE2NoYXRtZXNoLmdhdGV3YXkudjEikhMKC0NsaWVudEZyYW1lEhIKCnJlcXVlc3RfaWQYASABKAkSMAoEYXV0aBgKIAEoCzIgLmNoYXRtZXNoLmdhdGV3YXkudjEuQXV0aFJlcXVlc3RIABIwCgRwaW5nGAsgASgLMiAuY2hhdG1lc2guZ2F0ZXdheS52MS5QaW5nUmVxdWVzdEgAEjQKBnJlc3VtZRgMIAEoCzIiLmNoYXRtZXNoLmdhdGV3YXkudjEuUmVzdW1lUmVxdWVzdEgAEjwKDHNlbmRfbWVzc2FnZRgUIAEoCzIkLmNoYXRtZXNoLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0SAASPAoMZWRpdF9tZXNzYWdlGBUgASgLMiQuY2hhdG1lc2guY2hhdC52MS5FZGl0TWVzc2FnZVJlcXVlc3RIABJACg5kZWxldGVfbWVzc2FnZRgWIAEoCzImLmNoYXRtZXNoLmNoYXQudjEuRGVsZXRlTWVzc2FnZVJlcXVlc3RIABI6CgtnZXRfaGlzdG9yeRgXIAEoCzIjLmNoYXRtZXNoLmNoYXQudjEuR2V0SGlzdG9yeVJlcXVlc3RIABI2CgltYXJrX3JlYWQYGCABKAsyIS5jaGF0bWVzaC5jaGF0LnYxLk1hcmtSZWFkUmVxdWVzdEgAEkAKDm1hcmtfZGVsaXZlcmVkGBkgASgLMiYuY2hhdG1lc2guY2hhdC52MS5NYXJrRGVsaXZlcmVkUmVxdWVzdEgAEkoKE2NyZWF0ZV9jb252ZXJzYXRpb24YGiABKAsyKy5jaGF0bWVzaC5jaGF0LnYxLkNyZWF0ZUNvbnZlcnNhdGlvblJlcXVlc3RIABJEChBnZXRfY29udmVyc2F0aW9uGBsgASgLMiguY2hhdG1lc2guY2hhdC52MS5HZXRDb252ZXJzYXRpb25SZXF1ZXN0SAASSAoSbGlzdF9jb252ZXJzYXRpb25zGBwgASgLMiouY2hhdG1lc2guY2hhdC52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3RIABJKChN1cGRhdGVfY29udmVyc2F0aW9uGB0gASgLMisuY2hhdG1lc2guY2hhdC52MS5VcGRhdGVDb252ZXJzYXRpb25SZXF1ZXN0SAASPAoMbGlzdF9tZW1iZXJzGB4gASgLMiQuY2hhdG1lc2guY2hhdC52MS5MaXN0TWVtYmVyc1JlcXVlc3RIABI6CgthZGRfbWVtYmVycxgfIAEoCzIjLmNoYXRtZXNoLmNoYXQudjEuQWRkTWVtYmVyc1JlcXVlc3RIABI+Cg1yZW1vdmVfbWVtYmVyGCAgASgLMiUuY2hhdG1lc2guY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0SAASQQoPc2V0X21lbWJlcl9yb2xlGCEgASgLMiYuY2hhdG1lc2guY2hhdC52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdEgAEkgKEmxlYXZlX2NvbnZlcnNhdGlvbhgiIAEoCzIqLmNoYXRtZXNoLmNoYXQudjEuTGVhdmVDb252ZXJzYXRpb25SZXF1ZXN0SAASTwoWdXBkYXRlX21lbWJlcl9zZXR0aW5ncxgjIAEoCzItLmNoYXRtZXNoLmNoYXQudjEuVXBkYXRlTWVtYmVyU2V0dGluZ3NSZXF1ZXN0SAASOAoKYmxvY2tfdXNlchgkIAEoCzIiLmNoYXRtZXNoLmNoYXQudjEuQmxvY2tVc2VyUmVxdWVzdEgAEjwKDHVuYmxvY2tfdXNlchglIAEoCzIkLmNoYXRtZXNoLmNoYXQudjEuVW5ibG9ja1VzZXJSZXF1ZXN0SAASRwoSbGlzdF9ibG9ja2VkX3VzZXJzGCYgASgLMikuY2hhdG1lc2guY2hhdC52MS5MaXN0QmxvY2tlZFVzZXJzUmVxdWVzdEgAEksKEnByZXNlbmNlX3N1YnNjcmliZRgoIAEoCzItLmNoYXRtZXNoLmdhdGV3YXkudjEuUHJlc2VuY2VTdWJzY3JpYmVSZXF1ZXN0SAASTwoUcHJlc2VuY2VfdW5zdWJzY3JpYmUYKSABKAsyLy5jaGF0bWVzaC5nYXRld2F5LnYxLlByZXNlbmNlVW5zdWJzY3JpYmVSZXF1ZXN0SAASPAoKc2V0X3N0YXR1cxgqIAEoCzImLmNoYXRtZXNoLnByZXNlbmNlLnYxLlNldFN0YXR1c1JlcXVlc3RIABI5CgZ0eXBpbmcYKyABKAsyJy5jaGF0bWVzaC5wcmVzZW5jZS52MS5TZW5kVHlwaW5nUmVxdWVzdEgAEj8KDWNyZWF0ZV91cGxvYWQYPCABKAsyJi5jaGF0bWVzaC5tZWRpYS52MS5DcmVhdGVVcGxvYWRSZXF1ZXN0SAASQwoPY29tcGxldGVfdXBsb2FkGD0gASgLMiguY2hhdG1lc2gubWVkaWEudjEuQ29tcGxldGVVcGxvYWRSZXF1ZXN0SAASNwoJZ2V0X21lZGlhGD4gASgLMiIuY2hhdG1lc2gubWVkaWEudjEuR2V0TWVkaWFSZXF1ZXN0SAASRAoQZ2V0X2Rvd25sb2FkX3VybBg/IAEoCzIoLmNoYXRtZXNoLm1lZGlhLnYxLkdldERvd25sb2FkVXJsUmVxdWVzdEgAEkQKD3JlZ2lzdGVyX2RldmljZRhQIAEoCzIpLmNoYXRtZXNoLm5vdGlmeS52MS5SZWdpc3RlckRldmljZVJlcXVlc3RIABJIChF1bnJlZ2lzdGVyX2RldmljZRhRIAEoCzIrLmNoYXRtZXNoLm5vdGlmeS52MS5VbnJlZ2lzdGVyRGV2aWNlUmVxdWVzdEgAEj4KDGxpc3RfZGV2aWNlcxhSIAEoCzImLmNoYXRtZXNoLm5vdGlmeS52MS5MaXN0RGV2aWNlc1JlcXVlc3RIABJXChlnZXRfbm90aWZpY2F0aW9uX3NldHRpbmdzGFMgASgLMjIuY2hhdG1lc2gubm90aWZ5LnYxLkdldE5vdGlmaWNhdGlvblNldHRpbmdzUmVxdWVzdEgAEl0KHHVwZGF0ZV9ub3RpZmljYXRpb25fc2V0dGluZ3MYVCABKAsyNS5jaGF0bWVzaC5ub3RpZnkudjEuVXBkYXRlTm90aWZpY2F0aW9uU2V0dGluZ3NSZXF1ZXN0SAASMwoGc2VhcmNoGFogASgLMiEuY2hhdG1lc2guc2VhcmNoLnYxLlNlYXJjaFJlcXVlc3RIAEIHCgVmcmFtZSKPFQoLU2VydmVyRnJhbWUSEgoKcmVxdWVzdF9pZBgBIAEoCRIrCgVlcnJvchgKIAEoCzIaLmNoYXRtZXNoLmdhdGV3YXkudjEuRXJyb3JIABIrCgVyZWFkeRgLIAEoCzIaLmNoYXRtZXNoLmdhdGV3YXkudjEuUmVhZHlIABIxCgRwb25nGAwgASgLMiEuY2hhdG1lc2guZ2F0ZXdheS52MS5QaW5nUmVzcG9uc2VIABI2CgdyZXN1bWVkGA0gASgLMiMuY2hhdG1lc2guZ2F0ZXdheS52MS5SZXN1bWVSZXNwb25zZUgAEjYKBWV2ZW50GA4gASgLMiUuY2hhdG1lc2guZXZlbnRzLnYxLkNvbnZlcnNhdGlvbkV2ZW50SAASPQoMc2VuZF9tZXNzYWdlGBQgASgLMiUuY2hhdG1lc2guY2hhdC52MS5TZW5kTWVzc2FnZVJlc3BvbnNlSAASPQoMZWRpdF9tZXNzYWdlGBUgASgLMiUuY2hhdG1lc2guY2hhdC52MS5FZGl0TWVzc2FnZVJlc3BvbnNlSAASQQoOZGVsZXRlX21lc3NhZ2UYFiABKAsyJy5jaGF0bWVzaC5jaGF0LnYxLkRlbGV0ZU1lc3NhZ2VSZXNwb25zZUgAEjsKC2dldF9oaXN0b3J5GBcgASgLMiQuY2hhdG1lc2guY2hhdC52MS5HZXRIaXN0b3J5UmVzcG9uc2VIABI3CgltYXJrX3JlYWQYGCABKAsyIi5jaGF0bWVzaC5jaGF0LnYxLk1hcmtSZWFkUmVzcG9uc2VIABJBCg5tYXJrX2RlbGl2ZXJlZBgZIAEoCzInLmNoYXRtZXNoLmNoYXQudjEuTWFya0RlbGl2ZXJlZFJlc3BvbnNlSAASSwoTY3JlYXRlX2NvbnZlcnNhdGlvbhgaIAEoCzIsLmNoYXRtZXNoLmNoYXQudjEuQ3JlYXRlQ29udmVyc2F0aW9uUmVzcG9uc2VIABJFChBnZXRfY29udmVyc2F0aW9uGBsgASgLMikuY2hhdG1lc2guY2hhdC52MS5HZXRDb252ZXJzYXRpb25SZXNwb25zZUgAEkkKEmxpc3RfY29udmVyc2F0aW9ucxgcIAEoCzIrLmNoYXRtZXNoLmNoYXQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZUgAEksKE3VwZGF0ZV9jb252ZXJzYXRpb24YHSABKAsyLC5jaGF0bWVzaC5jaGF0LnYxLlVwZGF0ZUNvbnZlcnNhdGlvblJlc3BvbnNlSAASPQoMbGlzdF9tZW1iZXJzGB4gASgLMiUuY2hhdG1lc2guY2hhdC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlSAASOwoLYWRkX21lbWJlcnMYHyABKAsyJC5jaGF0bWVzaC5jaGF0LnYxLkFkZE1lbWJlcnNSZXNwb25zZUgAEj8KDXJlbW92ZV9tZW1iZXIYICABKAsyJi5jaGF0bWVzaC5jaGF0LnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlSAASQgoPc2V0X21lbWJlcl9yb2xlGCEgASgLMicuY2hhdG1lc2guY2hhdC52MS5TZXRNZW1iZXJSb2xlUmVzcG9uc2VIABJJChJsZWF2ZV9jb252ZXJzYXRpb24YIiABKAsyKy5jaGF0bWVzaC5jaGF0LnYxLkxlYXZlQ29udmVyc2F0aW9uUmVzcG9uc2VIABJQChZ1cGRhdGVfbWVtYmVyX3NldHRpbmdzGCMgASgLMi4uY2hhdG1lc2guY2hhdC52MS5VcGRhdGVNZW1iZXJTZXR0aW5nc1Jlc3BvbnNlSAASOQoKYmxvY2tfdXNlchgkIAEoCzIjLmNoYXRtZXNoLmNoYXQudjEuQmxvY2tVc2VyUmVzcG9uc2VIABI9Cgx1bmJsb2NrX3VzZXIYJSABKAsyJS5jaGF0bWVzaC5jaGF0LnYxLlVuYmxvY2tVc2VyUmVzcG9uc2VIABJIChJsaXN0X2Jsb2NrZWRfdXNlcnMYJiABKAsyKi5jaGF0bWVzaC5jaGF0LnYxLkxpc3RCbG9ja2VkVXNlcnNSZXNwb25zZUgAEkwKEnByZXNlbmNlX3N1YnNjcmliZRgoIAEoCzIuLmNoYXRtZXNoLmdhdGV3YXkudjEuUHJlc2VuY2VTdWJzY3JpYmVSZXNwb25zZUgAElAKFHByZXNlbmNlX3Vuc3Vic2NyaWJlGCkgASgLMjAuY2hhdG1lc2guZ2F0ZXdheS52MS5QcmVzZW5jZVVuc3Vic2NyaWJlUmVzcG9uc2VIABI9CgpzZXRfc3RhdHVzGCogASgLMicuY2hhdG1lc2gucHJlc2VuY2UudjEuU2V0U3RhdHVzUmVzcG9uc2VIABI6CgZ0eXBpbmcYKyABKAsyKC5jaGF0bWVzaC5wcmVzZW5jZS52MS5TZW5kVHlwaW5nUmVzcG9uc2VIABI8Cg5wcmVzZW5jZV9ldmVudBgsIAEoCzIiLmNoYXRtZXNoLnByZXNlbmNlLnYxLlVzZXJQcmVzZW5jZUgAEjkKDHR5cGluZ19ldmVudBgtIAEoCzIhLmNoYXRtZXNoLnByZXNlbmNlLnYxLlR5cGluZ0V2ZW50SAASQAoNY3JlYXRlX3VwbG9hZBg8IAEoCzInLmNoYXRtZXNoLm1lZGlhLnYxLkNyZWF0ZVVwbG9hZFJlc3BvbnNlSAASRAoPY29tcGxldGVfdXBsb2FkGD0gASgLMikuY2hhdG1lc2gubWVkaWEudjEuQ29tcGxldGVVcGxvYWRSZXNwb25zZUgAEjgKCWdldF9tZWRpYRg+IAEoCzIjLmNoYXRtZXNoLm1lZGlhLnYxLkdldE1lZGlhUmVzcG9uc2VIABJFChBnZXRfZG93bmxvYWRfdXJsGD8gASgLMikuY2hhdG1lc2gubWVkaWEudjEuR2V0RG93bmxvYWRVcmxSZXNwb25zZUgAEkUKD3JlZ2lzdGVyX2RldmljZRhQIAEoCzIqLmNoYXRtZXNoLm5vdGlmeS52MS5SZWdpc3RlckRldmljZVJlc3BvbnNlSAASSQoRdW5yZWdpc3Rlcl9kZXZpY2UYUSABKAsyLC5jaGF0bWVzaC5ub3RpZnkudjEuVW5yZWdpc3RlckRldmljZVJlc3BvbnNlSAASPwoMbGlzdF9kZXZpY2VzGFIgASgLMicuY2hhdG1lc2gubm90aWZ5LnYxLkxpc3REZXZpY2VzUmVzcG9uc2VIABJYChlnZXRfbm90aWZpY2F0aW9uX3NldHRpbmdzGFMgASgLMjMuY2hhdG1lc2gubm90aWZ5LnYxLkdldE5vdGlmaWNhdGlvblNldHRpbmdzUmVzcG9uc2VIABJeChx1cGRhdGVfbm90aWZpY2F0aW9uX3NldHRpbmdzGFQgASgLMjYuY2hhdG1lc2gubm90aWZ5LnYxLlVwZGF0ZU5vdGlmaWNhdGlvblNldHRpbmdzUmVzcG9uc2VIABI0CgZzZWFyY2gYWiABKAsyIi5jaGF0bWVzaC5zZWFyY2gudjEuU2VhcmNoUmVzcG9uc2VIAEIHCgVmcmFtZSJSCgtBdXRoUmVxdWVzdBINCgV0b2tlbhgBIAEoCRI0CgZyZXN1bWUYAiADKAsyJC5jaGF0bWVzaC5jaGF0LnYxLkNvbnZlcnNhdGlvbkN1cnNvciINCgtQaW5nUmVxdWVzdCIOCgxQaW5nUmVzcG9uc2UiRgoNUmVzdW1lUmVxdWVzdBI1CgdjdXJzb3JzGAEgAygLMiQuY2hhdG1lc2guY2hhdC52MS5Db252ZXJzYXRpb25DdXJzb3IiMgoOUmVzdW1lUmVzcG9uc2USIAoYcmV2b2tlZF9jb252ZXJzYXRpb25faWRzGAEgAygJIiwKGFByZXNlbmNlU3Vic2NyaWJlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJSChlQcmVzZW5jZVN1YnNjcmliZVJlc3BvbnNlEjUKCXByZXNlbmNlcxgBIAMoCzIiLmNoYXRtZXNoLnByZXNlbmNlLnYxLlVzZXJQcmVzZW5jZSIuChpQcmVzZW5jZVVuc3Vic2NyaWJlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSIdChtQcmVzZW5jZVVuc3Vic2NyaWJlUmVzcG9uc2UiYwoFUmVhZHkSDwoHdXNlcl9pZBgBIAEoCRIRCglkZXZpY2VfaWQYAiABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAMgASgNEhcKD21heF9mcmFtZV9ieXRlcxgEIAEoDSJeCgVFcnJvchIsCgRjb2RlGAEgASgOMh4uY2hhdG1lc2guZ2F0ZXdheS52MS5FcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgDIAEoDSqABAoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIYChRFUlJPUl9DT0RFX0NBTkNFTExFRBABEhYKEkVSUk9SX0NPREVfVU5LTk9XThACEh8KG0VSUk9SX0NPREVfSU5WQUxJRF9BUkdVTUVOVBADEiAKHEVSUk9SX0NPREVfREVBRExJTkVfRVhDRUVERUQQBBIYChRFUlJPUl9DT0RFX05PVF9GT1VORBAFEh0KGUVSUk9SX0NPREVfQUxSRUFEWV9FWElTVFMQBhIgChxFUlJPUl9DT0RFX1BFUk1JU1NJT05fREVOSUVEEAcSIQodRVJST1JfQ09ERV9SRVNPVVJDRV9FWEhBVVNURUQQCBIiCh5FUlJPUl9DT0RFX0ZBSUxFRF9QUkVDT05ESVRJT04QCRIWChJFUlJPUl9DT0RFX0FCT1JURUQQChIbChdFUlJPUl9DT0RFX09VVF9PRl9SQU5HRRALEhwKGEVSUk9SX0NPREVfVU5JTVBMRU1FTlRFRBAMEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQDRIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEA4SGAoURVJST1JfQ09ERV9EQVRBX0xPU1MQDxIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAQYgZwcm90bzM", [file_chatmesh_chat_v1_chat_service, file_chatmesh_chat_v1_types, file_chatmesh_events_v1_events, file_chatmesh_media_v1_media_service, file_chatmesh_notify_v1_notify_service, file_chatmesh_presence_v1_presence_service, file_chatmesh_search_v1_search_service]);
 
 /**
+ * What an app sends: one request, named by request_id, answered by one ServerFrame.
+ *
  * @generated from message chatmesh.gateway.v1.ClientFrame
  */
 export type ClientFrame = Message<"chatmesh.gateway.v1.ClientFrame"> & {
   /**
-   * Chosen by the client; echoed by the answer. At most 64 characters.
+   * Chosen by the client; echoed by the answer. At most 64 characters. The gateway passes it
+   * to the services it calls (gRPC metadata `x-request-id`), so their logs show it.
    *
    * @generated from field: string request_id = 1;
    */
@@ -49,156 +52,208 @@ export type ClientFrame = Message<"chatmesh.gateway.v1.ClientFrame"> & {
    */
   frame: {
     /**
+     * Authenticates the socket (when the token is not in the subprotocol) or renews its token.
+     *
      * @generated from field: chatmesh.gateway.v1.AuthRequest auth = 10;
      */
     value: AuthRequest;
     case: "auth";
   } | {
     /**
+     * An app-level heartbeat; answered by `pong`.
+     *
      * @generated from field: chatmesh.gateway.v1.PingRequest ping = 11;
      */
     value: PingRequest;
     case: "ping";
   } | {
     /**
+     * Replays the events after each cursor; answered by `resumed` once the replay is delivered.
+     *
      * @generated from field: chatmesh.gateway.v1.ResumeRequest resume = 12;
      */
     value: ResumeRequest;
     case: "resume";
   } | {
     /**
+     * ChatService.SendMessage: answered after the durable write.
+     *
      * @generated from field: chatmesh.chat.v1.SendMessageRequest send_message = 20;
      */
     value: SendMessageRequest;
     case: "sendMessage";
   } | {
     /**
+     * ChatService.EditMessage (the sender only).
+     *
      * @generated from field: chatmesh.chat.v1.EditMessageRequest edit_message = 21;
      */
     value: EditMessageRequest;
     case: "editMessage";
   } | {
     /**
+     * ChatService.DeleteMessage: leaves a tombstone.
+     *
      * @generated from field: chatmesh.chat.v1.DeleteMessageRequest delete_message = 22;
      */
     value: DeleteMessageRequest;
     case: "deleteMessage";
   } | {
     /**
+     * ChatService.GetHistory: one page of messages.
+     *
      * @generated from field: chatmesh.chat.v1.GetHistoryRequest get_history = 23;
      */
     value: GetHistoryRequest;
     case: "getHistory";
   } | {
     /**
+     * ChatService.MarkRead: moves the caller's read marker forward.
+     *
      * @generated from field: chatmesh.chat.v1.MarkReadRequest mark_read = 24;
      */
     value: MarkReadRequest;
     case: "markRead";
   } | {
     /**
+     * ChatService.MarkDelivered: moves the caller's delivered marker forward.
+     *
      * @generated from field: chatmesh.chat.v1.MarkDeliveredRequest mark_delivered = 25;
      */
     value: MarkDeliveredRequest;
     case: "markDelivered";
   } | {
     /**
+     * ChatService.CreateConversation (an existing direct conversation is returned as it is).
+     *
      * @generated from field: chatmesh.chat.v1.CreateConversationRequest create_conversation = 26;
      */
     value: CreateConversationRequest;
     case: "createConversation";
   } | {
     /**
+     * ChatService.GetConversation.
+     *
      * @generated from field: chatmesh.chat.v1.GetConversationRequest get_conversation = 27;
      */
     value: GetConversationRequest;
     case: "getConversation";
   } | {
     /**
+     * ChatService.ListConversations: most recently active first, with unread counts.
+     *
      * @generated from field: chatmesh.chat.v1.ListConversationsRequest list_conversations = 28;
      */
     value: ListConversationsRequest;
     case: "listConversations";
   } | {
     /**
+     * ChatService.UpdateConversation: title and archive state (owner and admins).
+     *
      * @generated from field: chatmesh.chat.v1.UpdateConversationRequest update_conversation = 29;
      */
     value: UpdateConversationRequest;
     case: "updateConversation";
   } | {
     /**
+     * ChatService.ListMembers.
+     *
      * @generated from field: chatmesh.chat.v1.ListMembersRequest list_members = 30;
      */
     value: ListMembersRequest;
     case: "listMembers";
   } | {
     /**
+     * ChatService.AddMembers (owner and admins).
+     *
      * @generated from field: chatmesh.chat.v1.AddMembersRequest add_members = 31;
      */
     value: AddMembersRequest;
     case: "addMembers";
   } | {
     /**
+     * ChatService.RemoveMember (owner and admins).
+     *
      * @generated from field: chatmesh.chat.v1.RemoveMemberRequest remove_member = 32;
      */
     value: RemoveMemberRequest;
     case: "removeMember";
   } | {
     /**
+     * ChatService.SetMemberRole (the owner alone changes admins).
+     *
      * @generated from field: chatmesh.chat.v1.SetMemberRoleRequest set_member_role = 33;
      */
     value: SetMemberRoleRequest;
     case: "setMemberRole";
   } | {
     /**
+     * ChatService.LeaveConversation.
+     *
      * @generated from field: chatmesh.chat.v1.LeaveConversationRequest leave_conversation = 34;
      */
     value: LeaveConversationRequest;
     case: "leaveConversation";
   } | {
     /**
+     * ChatService.UpdateMemberSettings: the caller's own settings (mute).
+     *
      * @generated from field: chatmesh.chat.v1.UpdateMemberSettingsRequest update_member_settings = 35;
      */
     value: UpdateMemberSettingsRequest;
     case: "updateMemberSettings";
   } | {
     /**
+     * ChatService.BlockUser.
+     *
      * @generated from field: chatmesh.chat.v1.BlockUserRequest block_user = 36;
      */
     value: BlockUserRequest;
     case: "blockUser";
   } | {
     /**
+     * ChatService.UnblockUser.
+     *
      * @generated from field: chatmesh.chat.v1.UnblockUserRequest unblock_user = 37;
      */
     value: UnblockUserRequest;
     case: "unblockUser";
   } | {
     /**
+     * ChatService.ListBlockedUsers.
+     *
      * @generated from field: chatmesh.chat.v1.ListBlockedUsersRequest list_blocked_users = 38;
      */
     value: ListBlockedUsersRequest;
     case: "listBlockedUsers";
   } | {
     /**
+     * Watches users' presence on this socket.
+     *
      * @generated from field: chatmesh.gateway.v1.PresenceSubscribeRequest presence_subscribe = 40;
      */
     value: PresenceSubscribeRequest;
     case: "presenceSubscribe";
   } | {
     /**
+     * Stops watching users' presence.
+     *
      * @generated from field: chatmesh.gateway.v1.PresenceUnsubscribeRequest presence_unsubscribe = 41;
      */
     value: PresenceUnsubscribeRequest;
     case: "presenceUnsubscribe";
   } | {
     /**
+     * PresenceService.SetStatus: available, away or invisible, and a custom text.
+     *
      * @generated from field: chatmesh.presence.v1.SetStatusRequest set_status = 42;
      */
     value: SetStatusRequest;
     case: "setStatus";
   } | {
     /**
+     * PresenceService.SendTyping: at most 2 per second per device.
+     *
      * @generated from field: chatmesh.presence.v1.SendTypingRequest typing = 43;
      */
     value: SendTypingRequest;
@@ -280,6 +335,9 @@ export const ClientFrameSchema: GenMessage<ClientFrame> = /*@__PURE__*/
   messageDesc(file_chatmesh_gateway_v1_gateway, 0);
 
 /**
+ * What the gateway sends: the answer to one ClientFrame (same request_id, the case of the same
+ * name or `error`), or a pushed frame (empty request_id).
+ *
  * @generated from message chatmesh.gateway.v1.ServerFrame
  */
 export type ServerFrame = Message<"chatmesh.gateway.v1.ServerFrame"> & {
@@ -295,30 +353,42 @@ export type ServerFrame = Message<"chatmesh.gateway.v1.ServerFrame"> & {
    */
   frame: {
     /**
+     * The request failed. With an empty request_id: a frame whose request_id could not be
+     * read, or why the socket is being closed.
+     *
      * @generated from field: chatmesh.gateway.v1.Error error = 10;
      */
     value: Error;
     case: "error";
   } | {
     /**
+     * The socket is authenticated: after a subprotocol token at once, else answering `auth`.
+     *
      * @generated from field: chatmesh.gateway.v1.Ready ready = 11;
      */
     value: Ready;
     case: "ready";
   } | {
     /**
+     * Answers `ping`.
+     *
      * @generated from field: chatmesh.gateway.v1.PingResponse pong = 12;
      */
     value: PingResponse;
     case: "pong";
   } | {
     /**
+     * Answers `resume` once its replay has been delivered.
+     *
      * @generated from field: chatmesh.gateway.v1.ResumeResponse resumed = 13;
      */
     value: ResumeResponse;
     case: "resumed";
   } | {
     /**
+     * Pushed: one event of a conversation of the user (messages, edits, deletes, membership,
+     * receipts, typing), in seq order per conversation.
+     *
      * @generated from field: chatmesh.events.v1.ConversationEvent event = 14;
      */
     value: ConversationEvent;
@@ -557,6 +627,8 @@ export const ServerFrameSchema: GenMessage<ServerFrame> = /*@__PURE__*/
  */
 export type AuthRequest = Message<"chatmesh.gateway.v1.AuthRequest"> & {
   /**
+   * The user's JWT (not the `bearer.` subprotocol form).
+   *
    * @generated from field: string token = 1;
    */
   token: string;
@@ -577,6 +649,8 @@ export const AuthRequestSchema: GenMessage<AuthRequest> = /*@__PURE__*/
   messageDesc(file_chatmesh_gateway_v1_gateway, 2);
 
 /**
+ * An app-level heartbeat; the gateway also sends WebSocket pings of its own.
+ *
  * @generated from message chatmesh.gateway.v1.PingRequest
  */
 export type PingRequest = Message<"chatmesh.gateway.v1.PingRequest"> & {
@@ -590,6 +664,8 @@ export const PingRequestSchema: GenMessage<PingRequest> = /*@__PURE__*/
   messageDesc(file_chatmesh_gateway_v1_gateway, 3);
 
 /**
+ * Answers a PingRequest.
+ *
  * @generated from message chatmesh.gateway.v1.PingResponse
  */
 export type PingResponse = Message<"chatmesh.gateway.v1.PingResponse"> & {
@@ -610,6 +686,8 @@ export const PingResponseSchema: GenMessage<PingResponse> = /*@__PURE__*/
  */
 export type ResumeRequest = Message<"chatmesh.gateway.v1.ResumeRequest"> & {
   /**
+   * One per conversation to replay: the last seq the device saw in it.
+   *
    * @generated from field: repeated chatmesh.chat.v1.ConversationCursor cursors = 1;
    */
   cursors: ConversationCursor[];
@@ -652,6 +730,8 @@ export const ResumeResponseSchema: GenMessage<ResumeResponse> = /*@__PURE__*/
  */
 export type PresenceSubscribeRequest = Message<"chatmesh.gateway.v1.PresenceSubscribeRequest"> & {
   /**
+   * Users to watch (each 1 to 128 characters).
+   *
    * @generated from field: repeated string user_ids = 1;
    */
   userIds: string[];
@@ -665,11 +745,13 @@ export const PresenceSubscribeRequestSchema: GenMessage<PresenceSubscribeRequest
   messageDesc(file_chatmesh_gateway_v1_gateway, 7);
 
 /**
+ * Answers a PresenceSubscribeRequest.
+ *
  * @generated from message chatmesh.gateway.v1.PresenceSubscribeResponse
  */
 export type PresenceSubscribeResponse = Message<"chatmesh.gateway.v1.PresenceSubscribeResponse"> & {
   /**
-   * In the order asked.
+   * The watched users' presence now, in the order asked.
    *
    * @generated from field: repeated chatmesh.presence.v1.UserPresence presences = 1;
    */
@@ -690,6 +772,8 @@ export const PresenceSubscribeResponseSchema: GenMessage<PresenceSubscribeRespon
  */
 export type PresenceUnsubscribeRequest = Message<"chatmesh.gateway.v1.PresenceUnsubscribeRequest"> & {
   /**
+   * Users to stop watching.
+   *
    * @generated from field: repeated string user_ids = 1;
    */
   userIds: string[];
@@ -703,6 +787,8 @@ export const PresenceUnsubscribeRequestSchema: GenMessage<PresenceUnsubscribeReq
   messageDesc(file_chatmesh_gateway_v1_gateway, 9);
 
 /**
+ * Answers a PresenceUnsubscribeRequest.
+ *
  * @generated from message chatmesh.gateway.v1.PresenceUnsubscribeResponse
  */
 export type PresenceUnsubscribeResponse = Message<"chatmesh.gateway.v1.PresenceUnsubscribeResponse"> & {
@@ -722,11 +808,15 @@ export const PresenceUnsubscribeResponseSchema: GenMessage<PresenceUnsubscribeRe
  */
 export type Ready = Message<"chatmesh.gateway.v1.Ready"> & {
   /**
+   * The token's user (`sub`).
+   *
    * @generated from field: string user_id = 1;
    */
   userId: string;
 
   /**
+   * The token's device (`did`).
+   *
    * @generated from field: string device_id = 2;
    */
   deviceId: string;
@@ -740,6 +830,8 @@ export type Ready = Message<"chatmesh.gateway.v1.Ready"> & {
   heartbeatIntervalMs: number;
 
   /**
+   * The largest frame the client may send; a larger one closes the socket with 1009.
+   *
    * @generated from field: uint32 max_frame_bytes = 4;
    */
   maxFrameBytes: number;
@@ -753,15 +845,21 @@ export const ReadySchema: GenMessage<Ready> = /*@__PURE__*/
   messageDesc(file_chatmesh_gateway_v1_gateway, 11);
 
 /**
+ * A refused or failed request; the socket stays open unless the close follows.
+ *
  * @generated from message chatmesh.gateway.v1.Error
  */
 export type Error = Message<"chatmesh.gateway.v1.Error"> & {
   /**
+   * The gRPC status of the failure, as an ErrorCode (same numbers).
+   *
    * @generated from field: chatmesh.gateway.v1.ErrorCode code = 1;
    */
   code: ErrorCode;
 
   /**
+   * What went wrong, naming the field or rule.
+   *
    * @generated from field: string message = 2;
    */
   message: string;

@@ -34,21 +34,29 @@ export const file_chatmesh_media_v1_media_service: GenFile = /*@__PURE__*/
  */
 export type Media = Message<"chatmesh.media.v1.Media"> & {
   /**
+   * Server id of the upload.
+   *
    * @generated from field: string media_id = 1;
    */
   mediaId: string;
 
   /**
+   * The conversation it was uploaded for.
+   *
    * @generated from field: string conversation_id = 2;
    */
   conversationId: string;
 
   /**
+   * The user who uploaded it.
+   *
    * @generated from field: string uploader_id = 3;
    */
   uploaderId: string;
 
   /**
+   * Where the upload stands (pending, ready, rejected).
+   *
    * @generated from field: chatmesh.media.v1.MediaState state = 4;
    */
   state: MediaState;
@@ -84,6 +92,8 @@ export type Media = Message<"chatmesh.media.v1.Media"> & {
   sha256: string;
 
   /**
+   * When the upload was created.
+   *
    * @generated from field: google.protobuf.Timestamp created_at = 9;
    */
   createdAt?: Timestamp | undefined;
@@ -111,21 +121,29 @@ export type PresignedUpload = Message<"chatmesh.media.v1.PresignedUpload"> & {
   method: string;
 
   /**
+   * Where to send the bytes.
+   *
    * @generated from field: string url = 2;
    */
   url: string;
 
   /**
+   * POST: the form fields to send before the file.
+   *
    * @generated from field: map<string, string> fields = 3;
    */
   fields: { [key: string]: string };
 
   /**
+   * PUT: the headers to set.
+   *
    * @generated from field: map<string, string> headers = 4;
    */
   headers: { [key: string]: string };
 
   /**
+   * The URL stops working at this time.
+   *
    * @generated from field: google.protobuf.Timestamp expires_at = 5;
    */
   expiresAt?: Timestamp | undefined;
@@ -150,6 +168,8 @@ export const PresignedUploadSchema: GenMessage<PresignedUpload> = /*@__PURE__*/
  */
 export type CreateUploadRequest = Message<"chatmesh.media.v1.CreateUploadRequest"> & {
   /**
+   * A conversation the caller may write to.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -188,11 +208,15 @@ export const CreateUploadRequestSchema: GenMessage<CreateUploadRequest> = /*@__P
  */
 export type CreateUploadResponse = Message<"chatmesh.media.v1.CreateUploadResponse"> & {
   /**
+   * The new record (pending until complete_upload).
+   *
    * @generated from field: chatmesh.media.v1.Media media = 1;
    */
   media?: Media | undefined;
 
   /**
+   * How to send the bytes.
+   *
    * @generated from field: chatmesh.media.v1.PresignedUpload upload = 2;
    */
   upload?: PresignedUpload | undefined;
@@ -210,6 +234,8 @@ export const CreateUploadResponseSchema: GenMessage<CreateUploadResponse> = /*@_
  */
 export type CompleteUploadRequest = Message<"chatmesh.media.v1.CompleteUploadRequest"> & {
   /**
+   * The upload whose bytes have been sent.
+   *
    * @generated from field: string media_id = 1;
    */
   mediaId: string;
@@ -227,6 +253,8 @@ export const CompleteUploadRequestSchema: GenMessage<CompleteUploadRequest> = /*
  */
 export type CompleteUploadResponse = Message<"chatmesh.media.v1.CompleteUploadResponse"> & {
   /**
+   * The record after the check: ready or rejected.
+   *
    * @generated from field: chatmesh.media.v1.Media media = 1;
    */
   media?: Media | undefined;
@@ -244,6 +272,8 @@ export const CompleteUploadResponseSchema: GenMessage<CompleteUploadResponse> = 
  */
 export type GetMediaRequest = Message<"chatmesh.media.v1.GetMediaRequest"> & {
   /**
+   * An upload of the caller, or attached to a message the caller can read.
+   *
    * @generated from field: string media_id = 1;
    */
   mediaId: string;
@@ -261,6 +291,8 @@ export const GetMediaRequestSchema: GenMessage<GetMediaRequest> = /*@__PURE__*/
  */
 export type GetMediaResponse = Message<"chatmesh.media.v1.GetMediaResponse"> & {
   /**
+   * The record.
+   *
    * @generated from field: chatmesh.media.v1.Media media = 1;
    */
   media?: Media | undefined;
@@ -278,6 +310,8 @@ export const GetMediaResponseSchema: GenMessage<GetMediaResponse> = /*@__PURE__*
  */
 export type GetDownloadUrlRequest = Message<"chatmesh.media.v1.GetDownloadUrlRequest"> & {
   /**
+   * The media to download.
+   *
    * @generated from field: string media_id = 1;
    */
   mediaId: string;
@@ -311,11 +345,15 @@ export const GetDownloadUrlRequestSchema: GenMessage<GetDownloadUrlRequest> = /*
  */
 export type GetDownloadUrlResponse = Message<"chatmesh.media.v1.GetDownloadUrlResponse"> & {
   /**
+   * A signed URL, valid until expires_at.
+   *
    * @generated from field: string url = 1;
    */
   url: string;
 
   /**
+   * When the URL stops working (minutes from now).
+   *
    * @generated from field: google.protobuf.Timestamp expires_at = 2;
    */
   expiresAt?: Timestamp | undefined;

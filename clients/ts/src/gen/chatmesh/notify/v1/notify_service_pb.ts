@@ -28,6 +28,8 @@ export const file_chatmesh_notify_v1_notify_service: GenFile = /*@__PURE__*/
  */
 export type PushTarget = Message<"chatmesh.notify.v1.PushTarget"> & {
   /**
+   * Where pushes go: APNs, FCM, Web Push or a webhook.
+   *
    * @generated from field: chatmesh.notify.v1.Platform platform = 1;
    */
   platform: Platform;
@@ -67,16 +69,22 @@ export const PushTargetSchema: GenMessage<PushTarget> = /*@__PURE__*/
  */
 export type Device = Message<"chatmesh.notify.v1.Device"> & {
   /**
+   * The device the target belongs to.
+   *
    * @generated from field: string device_id = 1;
    */
   deviceId: string;
 
   /**
+   * Where its pushes go.
+   *
    * @generated from field: chatmesh.notify.v1.PushTarget target = 2;
    */
   target?: PushTarget | undefined;
 
   /**
+   * When the target was registered.
+   *
    * @generated from field: google.protobuf.Timestamp registered_at = 3;
    */
   registeredAt?: Timestamp | undefined;
@@ -94,6 +102,8 @@ export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
  */
 export type RegisterDeviceRequest = Message<"chatmesh.notify.v1.RegisterDeviceRequest"> & {
   /**
+   * The push target of the socket's device.
+   *
    * @generated from field: chatmesh.notify.v1.PushTarget target = 1;
    */
   target?: PushTarget | undefined;
@@ -111,6 +121,8 @@ export const RegisterDeviceRequestSchema: GenMessage<RegisterDeviceRequest> = /*
  */
 export type RegisterDeviceResponse = Message<"chatmesh.notify.v1.RegisterDeviceResponse"> & {
   /**
+   * The registered device.
+   *
    * @generated from field: chatmesh.notify.v1.Device device = 1;
    */
   device?: Device | undefined;
@@ -179,6 +191,8 @@ export const ListDevicesRequestSchema: GenMessage<ListDevicesRequest> = /*@__PUR
  */
 export type ListDevicesResponse = Message<"chatmesh.notify.v1.ListDevicesResponse"> & {
   /**
+   * The caller's devices with a push target.
+   *
    * @generated from field: repeated chatmesh.notify.v1.Device devices = 1;
    */
   devices: Device[];
@@ -198,11 +212,15 @@ export const ListDevicesResponseSchema: GenMessage<ListDevicesResponse> = /*@__P
  */
 export type ConversationSettings = Message<"chatmesh.notify.v1.ConversationSettings"> & {
   /**
+   * The conversation these settings are for.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * Which messages notify.
+   *
    * @generated from field: chatmesh.notify.v1.NotifyLevel level = 2;
    */
   level: NotifyLevel;
@@ -215,6 +233,8 @@ export type ConversationSettings = Message<"chatmesh.notify.v1.ConversationSetti
   mutedUntil?: Timestamp | undefined;
 
   /**
+   * Muted until unmuted.
+   *
    * @generated from field: bool muted_forever = 4;
    */
   mutedForever: boolean;
@@ -245,6 +265,8 @@ export const GetNotificationSettingsRequestSchema: GenMessage<GetNotificationSet
  */
 export type GetNotificationSettingsResponse = Message<"chatmesh.notify.v1.GetNotificationSettingsResponse"> & {
   /**
+   * How much of a message pushes show.
+   *
    * @generated from field: chatmesh.notify.v1.PreviewLevel preview = 1;
    */
   preview: PreviewLevel;
@@ -296,11 +318,15 @@ export const UpdateNotificationSettingsRequestSchema: GenMessage<UpdateNotificat
  */
 export type UpdateNotificationSettingsResponse = Message<"chatmesh.notify.v1.UpdateNotificationSettingsResponse"> & {
   /**
+   * The preview level after the change.
+   *
    * @generated from field: chatmesh.notify.v1.PreviewLevel preview = 1;
    */
   preview: PreviewLevel;
 
   /**
+   * The conversations with settings of their own, after the change.
+   *
    * @generated from field: repeated chatmesh.notify.v1.ConversationSettings conversations = 2;
    */
   conversations: ConversationSettings[];
@@ -484,16 +510,22 @@ export enum Platform {
   UNSPECIFIED = 0,
 
   /**
+   * Apple Push Notification service.
+   *
    * @generated from enum value: PLATFORM_APNS = 1;
    */
   APNS = 1,
 
   /**
+   * Firebase Cloud Messaging.
+   *
    * @generated from enum value: PLATFORM_FCM = 2;
    */
   FCM = 2,
 
   /**
+   * Web Push (RFC 8030) to a browser's subscription.
+   *
    * @generated from enum value: PLATFORM_WEBPUSH = 3;
    */
   WEBPUSH = 3,
@@ -574,6 +606,8 @@ export enum NotifyLevel {
   UNSPECIFIED = 0,
 
   /**
+   * Every message.
+   *
    * @generated from enum value: NOTIFY_LEVEL_ALL = 1;
    */
   ALL = 1,
@@ -586,6 +620,8 @@ export enum NotifyLevel {
   MENTIONS = 2,
 
   /**
+   * No pushes.
+   *
    * @generated from enum value: NOTIFY_LEVEL_NONE = 3;
    */
   NONE = 3,

@@ -34,11 +34,15 @@ export const file_chatmesh_presence_v1_presence_service: GenFile = /*@__PURE__*/
  */
 export type UserPresence = Message<"chatmesh.presence.v1.UserPresence"> & {
   /**
+   * Whose presence this is.
+   *
    * @generated from field: string user_id = 1;
    */
   userId: string;
 
   /**
+   * Online, away or offline, as the caller may see it.
+   *
    * @generated from field: chatmesh.presence.v1.PresenceState state = 2;
    */
   state: PresenceState;
@@ -80,11 +84,15 @@ export const UserPresenceSchema: GenMessage<UserPresence> = /*@__PURE__*/
  */
 export type TypingEvent = Message<"chatmesh.presence.v1.TypingEvent"> & {
   /**
+   * Where the user is typing.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * Who is typing.
+   *
    * @generated from field: string user_id = 2;
    */
   userId: string;
@@ -267,6 +275,8 @@ export const SetStatusRequestSchema: GenMessage<SetStatusRequest> = /*@__PURE__*
  */
 export type SetStatusResponse = Message<"chatmesh.presence.v1.SetStatusResponse"> & {
   /**
+   * The caller's own presence after the change.
+   *
    * @generated from field: chatmesh.presence.v1.UserPresence presence = 1;
    */
   presence?: UserPresence | undefined;
@@ -374,6 +384,8 @@ export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
  */
 export type SendTypingRequest = Message<"chatmesh.presence.v1.SendTypingRequest"> & {
   /**
+   * A conversation the caller is a member of.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
@@ -398,6 +410,8 @@ export const SendTypingRequestSchema: GenMessage<SendTypingRequest> = /*@__PURE_
  */
 export type SendTypingResponse = Message<"chatmesh.presence.v1.SendTypingResponse"> & {
   /**
+   * When the signal expires unless renewed.
+   *
    * @generated from field: google.protobuf.Timestamp expires_at = 1;
    */
   expiresAt?: Timestamp | undefined;
@@ -460,11 +474,15 @@ export enum UserStatus {
   UNSPECIFIED = 0,
 
   /**
+   * Online as usual.
+   *
    * @generated from enum value: USER_STATUS_AVAILABLE = 1;
    */
   AVAILABLE = 1,
 
   /**
+   * Others see PRESENCE_STATE_AWAY while a device is connected.
+   *
    * @generated from enum value: USER_STATUS_AWAY = 2;
    */
   AWAY = 2,
@@ -495,6 +513,8 @@ export enum PresenceState {
   UNSPECIFIED = 0,
 
   /**
+   * A device of the user is connected.
+   *
    * @generated from enum value: PRESENCE_STATE_ONLINE = 1;
    */
   ONLINE = 1,
@@ -507,6 +527,8 @@ export enum PresenceState {
   AWAY = 2,
 
   /**
+   * No device connected, or not visible to the caller.
+   *
    * @generated from enum value: PRESENCE_STATE_OFFLINE = 3;
    */
   OFFLINE = 3,

@@ -64,6 +64,8 @@ export type SearchRequest = Message<"chatmesh.search.v1.SearchRequest"> & {
   sentBefore?: Timestamp | undefined;
 
   /**
+   * Newest first (the default) or best match first.
+   *
    * @generated from field: chatmesh.search.v1.SearchOrder order = 6;
    */
   order: SearchOrder;
@@ -97,11 +99,15 @@ export const SearchRequestSchema: GenMessage<SearchRequest> = /*@__PURE__*/
  */
 export type Highlight = Message<"chatmesh.search.v1.Highlight"> & {
   /**
+   * First code point of the range.
+   *
    * @generated from field: int32 start = 1;
    */
   start: number;
 
   /**
+   * The code point after the range.
+   *
    * @generated from field: int32 end = 2;
    */
   end: number;
@@ -119,21 +125,29 @@ export const HighlightSchema: GenMessage<Highlight> = /*@__PURE__*/
  */
 export type SearchHit = Message<"chatmesh.search.v1.SearchHit"> & {
   /**
+   * The conversation of the message.
+   *
    * @generated from field: string conversation_id = 1;
    */
   conversationId: string;
 
   /**
+   * The message's seq (open the history there).
+   *
    * @generated from field: int64 seq = 2;
    */
   seq: bigint;
 
   /**
+   * Who sent the message.
+   *
    * @generated from field: string sender_id = 3;
    */
   senderId: string;
 
   /**
+   * When it was sent.
+   *
    * @generated from field: google.protobuf.Timestamp sent_at = 4;
    */
   sentAt?: Timestamp | undefined;
@@ -165,6 +179,8 @@ export const SearchHitSchema: GenMessage<SearchHit> = /*@__PURE__*/
  */
 export type SearchResponse = Message<"chatmesh.search.v1.SearchResponse"> & {
   /**
+   * One page of matches, in the order asked.
+   *
    * @generated from field: repeated chatmesh.search.v1.SearchHit hits = 1;
    */
   hits: SearchHit[];
@@ -198,11 +214,15 @@ export enum SearchOrder {
   UNSPECIFIED = 0,
 
   /**
+   * Newest first.
+   *
    * @generated from enum value: SEARCH_ORDER_NEWEST = 1;
    */
   NEWEST = 1,
 
   /**
+   * Best match first.
+   *
    * @generated from enum value: SEARCH_ORDER_RELEVANCE = 2;
    */
   RELEVANCE = 2,
