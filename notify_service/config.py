@@ -92,6 +92,13 @@ class NotifyConfig:
     concurrency: int = setting(
         "CHATMESH_NOTIFY_CONCURRENCY", 16, "provider calls in flight at once", minimum=1
     )
+    consumer_lanes: int = setting(
+        "CHATMESH_NOTIFY_CONSUMER_LANES",
+        8,
+        "conversations whose events are turned into pushes at once (each conversation's in"
+        " log order)",
+        minimum=1,
+    )
     slow_after_s: float = setting(
         "CHATMESH_NOTIFY_SLOW_AFTER_S",
         2.0,

@@ -61,6 +61,7 @@ class PushConsumer:
         min_interval_s: float = 0.0,
         batch: int = 50,
         ack_wait_s: float = 30.0,
+        lanes: int = 1,
         on_queued: asyncio.Event | None = None,
     ) -> None:
         self._store = store
@@ -71,7 +72,7 @@ class PushConsumer:
         # A failing handler (chat or presence unavailable) naks: the event comes back later.
         self._consumer = EventConsumer(
             bus, CONSUMER_NAME, PUSH_FILTERS, self._handle_logged, batch=batch,
-            retry_delay_s=RETRY_DELAY_S, ack_wait_s=ack_wait_s,
+            retry_delay_s=RETRY_DELAY_S, ack_wait_s=ack_wait_s, lanes=lanes,
         )  # fmt: skip
 
     async def handle(self, event: events_pb2.ConversationEvent) -> int:

@@ -136,6 +136,7 @@ class NotifyComponent:
             self.clock,
             min_interval_s=config.device_interval_s,
             ack_wait_s=config.ack_wait_s,
+            lanes=config.consumer_lanes,
             on_queued=wake,
         )
         self._delivery.start()
