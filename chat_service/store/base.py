@@ -351,9 +351,11 @@ class ChatStore(Protocol):
         ...
 
     async def delete_message(
-        self, conversation_id: str, seq: int, actor_id: str, at: float
+        self, conversation_id: str, seq: int, actor_id: str, at: float, *, moderated: bool = False
     ) -> EventRecord:
-        """Tombstones the message (body and attachments gone); deleting twice is a no-op event."""
+        """Tombstones the message (body and attachments gone); deleting twice is a no-op event.
+        NotMemberError when the actor is no longer a member, unless `moderated` (a
+        moderator's delete: the actor need not be a member)."""
         ...
 
     async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None: ...

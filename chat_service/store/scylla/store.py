@@ -257,9 +257,9 @@ class ScyllaChatStore:
         return await self._rounds.edit(conversation_id, seq, actor_id, body, at)
 
     async def delete_message(
-        self, conversation_id: str, seq: int, actor_id: str, at: float
+        self, conversation_id: str, seq: int, actor_id: str, at: float, *, moderated: bool = False
     ) -> EventRecord:
-        return await self._rounds.delete(conversation_id, seq, actor_id, at)
+        return await self._rounds.delete(conversation_id, seq, actor_id, at, moderated)
 
     async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None:
         # The head and the row in parallel; the row is only trusted when this process knew,

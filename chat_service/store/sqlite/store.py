@@ -133,12 +133,19 @@ class SqliteChatStore:
         )
 
     async def delete_message(
-        self, conversation_id: str, seq: int, actor_id: str, at: float
+        self, conversation_id: str, seq: int, actor_id: str, at: float, *, moderated: bool = False
     ) -> EventRecord:
         return await self._writer.submit(
             "delete_message",
             lambda conn: transactions.change_message(
-                conn, conversation_id, seq, actor_id, at, EventKind.MESSAGE_DELETED, None
+                conn,
+                conversation_id,
+                seq,
+                actor_id,
+                at,
+                EventKind.MESSAGE_DELETED,
+                None,
+                moderated=moderated,
             ),
         )
 
