@@ -81,7 +81,7 @@ async def test_resolve_moves_a_report_from_open_to_resolved(
     )
     assert resolved.report.resolution == "warned" and resolved.report.HasField("resolved_at")
 
-    async def listed(status: int) -> list[str]:
+    async def listed(status: types_pb2.ReportStatus) -> list[str]:
         ids: list[str] = []
         token = ""
         while True:

@@ -4,6 +4,7 @@ second report of the same target returns the first."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -88,13 +89,13 @@ async def test_non_member_cannot_report_a_message(
     ],
 )
 async def test_bad_report_is_invalid_argument_naming_the_field(
-    client: Callable[[str], Client], request_fields: dict[str, object], named: str
+    client: Callable[[str], Client], request_fields: dict[str, Any], named: str
 ) -> None:
     """Each bad field is refused with its name in the message."""
     alice, bob = client("alice"), client("bob")
     cid = await alice.group(bob)
     await alice.send(cid)
-    fields: dict[str, object] = {"conversation_id": cid, "message_seq": 1, "reason": SPAM}
+    fields: dict[str, Any] = {"conversation_id": cid, "message_seq": 1, "reason": SPAM}
     fields.update(request_fields)
     details = await expect_code(
         INVALID, bob.chat.ReportMessage(pb.ReportMessageRequest(**fields), metadata=bob.md)
@@ -121,7 +122,7 @@ async def test_report_user_checks_conversation_and_target(
     alice, bob, mallory = client("alice"), client("bob"), client("mallory")
     cid = await alice.group(bob)
 
-    def report(who: Client, target: str, conversation_id: str = "") -> object:
+    def report(who: Client, target: str, conversation_id: str = "") -> Any:
         return who.chat.ReportUser(
             pb.ReportUserRequest(user_id=target, conversation_id=conversation_id, reason=SPAM),
             metadata=who.md,
@@ -132,8 +133,6 @@ async def test_report_user_checks_conversation_and_target(
     first = await report(bob, "alice", cid)
     again = await report(bob, "alice", cid)
     elsewhere = await report(bob, "alice")
-    assert isinstance(first, pb.ReportUserResponse) and isinstance(again, pb.ReportUserResponse)
-    assert isinstance(elsewhere, pb.ReportUserResponse)
     assert again.duplicate and again.report.report_id == first.report.report_id
     assert not elsewhere.duplicate and elsewhere.report.report_id != first.report.report_id
 

@@ -8,19 +8,24 @@ test's own reporters.
 from __future__ import annotations
 
 import asyncio
+import time
+
+import pytest
 
 from chat_service.store.base import (
     BanRecord,
     ChatStore,
+    EventKind,
     NewReport,
     NotFoundError,
+    NotMemberError,
     ReportRecord,
     ReportStatus,
     SuspensionRecord,
 )
 from chatmesh_common.ids import new_id
 
-from .contract import user
+from .contract import group_with, log_of, send_many, user
 
 SPAM, HARASSMENT = 1, 2
 
@@ -178,3 +183,22 @@ class ModerationContract:
         assert await store.get_suspension(user("erin")) is None
         await store.remove_suspension(dave)
         assert await store.get_suspension(dave) is None
+
+    async def test_moderated_delete_needs_no_membership(self, store: ChatStore) -> None:
+        """A moderator's delete (moderated) tombstones a message of a conversation the actor is
+        not in, as a logged delete event; without the flag a non-member is refused."""
+        alice = user("alice")
+        conversation = await group_with(store, alice, [user("bob")])
+        cid = conversation.conversation_id
+        [message] = await send_many(store, cid, alice, 1)
+        with pytest.raises(NotMemberError):
+            await store.delete_message(cid, message.seq, "ops", time.time())
+        record = await store.delete_message(cid, message.seq, "ops", time.time(), moderated=True)
+        assert (record.kind, record.actor_id, record.seq) == (EventKind.MESSAGE_DELETED, "ops", 2)
+        assert record.message is not None and record.message.deleted
+        stored = await store.get_message(cid, message.seq)
+        assert stored is not None and stored.deleted and stored.body == ""
+        assert [e.kind for e in await log_of(store, cid)] == [
+            EventKind.MESSAGE_CREATED,
+            EventKind.MESSAGE_DELETED,
+        ]
