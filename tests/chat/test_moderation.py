@@ -71,6 +71,8 @@ async def test_resolve_moves_a_report_from_open_to_resolved(
     for _ in range(3):
         await alice.send(cid)
     reports = [(await report_message(bob, cid, seq)).report for seq in (1, 2, 3)]
+    # Oldest first is by report id: time to the millisecond, then its random part.
+    reports.sort(key=lambda r: r.report_id)
     resolved = await moderator.moderation.ResolveReport(
         mpb.ResolveReportRequest(report_id=reports[0].report_id, resolution="warned"),
         metadata=moderator.md,

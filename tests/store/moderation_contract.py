@@ -129,6 +129,8 @@ class ModerationContract:
         for seq in range(1, 6):
             record, _ = await store.add_report(message_report(carol, new_id(), seq))
             made.append(record)
+        # Report ids sort by time to the millisecond; within one, by their random part.
+        made.sort(key=lambda r: r.report_id)
         resolved = await store.resolve_report(made[1].report_id, "ops", "removed", 2000.0)
         assert resolved.status == ReportStatus.RESOLVED
         mine = {r.report_id for r in made}
