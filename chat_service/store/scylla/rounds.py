@@ -512,9 +512,9 @@ class RoundEngine:
             return applied
         # An edit or a delete of message op.seq, by a member (or a moderator).
         cached = self._members_at.get(conversation_id)
-        if op.moderated:
-            pass
-        elif cached is None or cached[0] != last or op.actor_id not in cached[1]:
+        if not op.moderated and (
+            cached is None or cached[0] != last or op.actor_id not in cached[1]
+        ):
             actor = await self._session.run("member", (conversation_id, op.actor_id))
             if not actor or actor[0].role is None:
                 raise NotMemberError(f"not a member of conversation {conversation_id}")
