@@ -380,7 +380,20 @@ class Chat:
                 )
         _charge(self._invites, user_id, len(wanted), "members added")
         changes = [MembershipChange(uid, EventKind.MEMBER_ADDED, Role(role)) for uid in wanted]
-        return await self._apply_membership(conversation, user_id, changes)
+        events = await self._apply_membership(conversation, user_id, changes)
+        await self._undo_banned_adds(conversation, events)
+        return events
+
+    async def _undo_banned_adds(
+        self, conversation: ConversationRecord, events: Sequence[EventRecord]
+    ) -> None:
+        """A ban that landed between the check above and the add: the ban's own removal saw no
+        member, so the add removes the user again (in the moderator's name)."""
+        for event in events:
+            ban = await self._store.get_ban(conversation.conversation_id, event.member_user_id)
+            if ban is not None:
+                removal = [MembershipChange(event.member_user_id, EventKind.MEMBER_REMOVED)]
+                await self._apply_membership(conversation, ban.banned_by, removal)
 
     async def remove_member(self, user_id: str, conversation_id: str, target: str) -> int:
         conversation, member = await self.require_writer(conversation_id, user_id)

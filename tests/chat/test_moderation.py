@@ -245,3 +245,20 @@ async def test_suspended_user_is_refused_and_their_stream_ends(
     )
     sent = await bob.send(cid, "back")
     assert sent.message.seq == 1
+
+
+async def test_an_add_racing_a_ban_leaves_the_user_out(
+    client: Callable[[str], Client], moderator: Moderator
+) -> None:
+    """Whichever of a ban and an add of the same user lands first, the user ends up out."""
+    alice, carol = client("alice"), client("carol")
+    for trial in range(15):
+        cid = await alice.group(client(f"bob{trial}"))
+        ban = moderator.moderation.BanMember(
+            mpb.BanMemberRequest(conversation_id=cid, user_id="carol"), metadata=moderator.md
+        )
+        outcomes = await asyncio.gather(ban, alice.add(cid, carol), return_exceptions=True)
+        assert not isinstance(outcomes[0], BaseException), outcomes[0]
+        if isinstance(outcomes[1], grpc.aio.AioRpcError):
+            assert outcomes[1].code() == DENIED
+        assert "carol" not in await alice.members(cid), f"trial {trial}"
