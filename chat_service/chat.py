@@ -32,6 +32,7 @@ from . import convert
 from .attachments import Attachments, NoMedia
 from .events import EventSink
 from .fanout import Fanout
+from .screening import AllowAll, MessageScreen
 from .store.base import (
     AppendResult,
     ChatStore,
@@ -90,10 +91,13 @@ class Chat:
         limits: Limits | None = None,
         clock: Clock | None = None,
         attachments: Attachments | None = None,
+        screen: MessageScreen | None = None,
     ) -> None:
         self._store = store
         self._events = events
         self._attachments = attachments or NoMedia()
+        # Channel messages are screened before they are written (chat_service.screening).
+        self._screen: MessageScreen = screen or AllowAll()
         self._limits = limits = limits or LIMITS
         self._clock = clock = clock or SystemClock()
         self._creations = _hourly(limits.conversations_per_hour, limits.conversation_burst, clock)
@@ -106,6 +110,14 @@ class Chat:
     @property
     def fanout(self) -> Fanout:
         return self._events.fanout
+
+    @property
+    def events(self) -> EventSink:
+        return self._events
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     # Access checks
 
@@ -121,6 +133,30 @@ class Chat:
         if member is None or conversation is None:
             raise _denied(f"not a member of conversation {conversation_id}")
         return conversation, member
+
+    async def require_active(self, user_id: str) -> None:
+        """PERMISSION_DENIED naming the suspension when a moderator suspended the user."""
+        suspension = await self._store.get_suspension(user_id)
+        if suspension is not None:
+            reason = f": {suspension.reason}" if suspension.reason else ""
+            raise _denied(f"user {user_id} is suspended by the moderators{reason}")
+
+    async def require_writer(
+        self, conversation_id: str, user_id: str
+    ) -> tuple[ConversationRecord, MemberRecord]:
+        """`require_member` for a write: the user must not be suspended either (both read at
+        once, so the suspension check costs a send no extra round trip)."""
+        (conversation, member), _active = await asyncio.gather(
+            self.require_member(conversation_id, user_id), self.require_active(user_id)
+        )
+        return conversation, member
+
+    async def _screen_body(self, conversation: ConversationRecord, user_id: str, body: str) -> None:
+        if conversation.kind != Kind.CHANNEL:
+            return
+        verdict = await self._screen.check(conversation, user_id, body)
+        if not verdict.allowed:
+            raise _invalid(f"message rejected by moderation: {verdict.reason}")
 
     async def _peer(self, conversation: ConversationRecord, user_id: str) -> str:
         if conversation.kind != Kind.DIRECT:
@@ -199,6 +235,7 @@ class Chat:
                 created_at=now,
                 members=[(user_id, Role.OWNER), *((u, Role.MEMBER) for u in others)],
             )
+        await self.require_active(user_id)
         _charge(self._creations, user_id, 1, "conversations created")
         _charge(self._invites, user_id, len(others), "members added")
         conversation, created = await self._store.create_conversation(new)
@@ -266,7 +303,7 @@ class Chat:
     async def update_conversation(
         self, user_id: str, conversation_id: str, title: str | None, archived: bool | None
     ) -> ConversationRecord:
-        conversation, member = await self.require_member(conversation_id, user_id)
+        conversation, member = await self.require_writer(conversation_id, user_id)
         self._require_manager(conversation, member)
         if title is not None and len(title) > self._limits.max_title_chars:
             raise _invalid(f"title must be at most {self._limits.max_title_chars} characters")
@@ -312,7 +349,7 @@ class Chat:
     async def add_members(
         self, user_id: str, conversation_id: str, user_ids: Sequence[str], role: int
     ) -> list[EventRecord]:
-        conversation, member = await self.require_member(conversation_id, user_id)
+        conversation, member = await self.require_writer(conversation_id, user_id)
         self._require_manager(conversation, member)
         if conversation.archived:
             raise _precondition(f"conversation {conversation_id} is archived")
@@ -336,12 +373,30 @@ class Chat:
         for uid in wanted:
             if await self._store.is_blocked(uid, user_id):
                 raise _denied(f"{uid} has blocked you")
+            if await self._store.get_ban(conversation_id, uid) is not None:
+                raise _denied(
+                    f"user_ids: {uid} is banned from conversation {conversation_id} by the"
+                    " moderators"
+                )
         _charge(self._invites, user_id, len(wanted), "members added")
         changes = [MembershipChange(uid, EventKind.MEMBER_ADDED, Role(role)) for uid in wanted]
-        return await self._apply_membership(conversation, user_id, changes)
+        events = await self._apply_membership(conversation, user_id, changes)
+        await self._undo_banned_adds(conversation, events)
+        return events
+
+    async def _undo_banned_adds(
+        self, conversation: ConversationRecord, events: Sequence[EventRecord]
+    ) -> None:
+        """A ban that landed between the check above and the add: the ban's own removal saw no
+        member, so the add removes the user again (in the moderator's name)."""
+        for event in events:
+            ban = await self._store.get_ban(conversation.conversation_id, event.member_user_id)
+            if ban is not None:
+                removal = [MembershipChange(event.member_user_id, EventKind.MEMBER_REMOVED)]
+                await self._apply_membership(conversation, ban.banned_by, removal)
 
     async def remove_member(self, user_id: str, conversation_id: str, target: str) -> int:
-        conversation, member = await self.require_member(conversation_id, user_id)
+        conversation, member = await self.require_writer(conversation_id, user_id)
         self._require_manager(conversation, member)
         _check_id("user_id", target)
         if target == user_id:
@@ -361,7 +416,7 @@ class Chat:
     async def set_member_role(
         self, user_id: str, conversation_id: str, target: str, role: int
     ) -> tuple[MemberRecord, int]:
-        conversation, member = await self.require_member(conversation_id, user_id)
+        conversation, member = await self.require_writer(conversation_id, user_id)
         self._require_manager(conversation, member)
         _check_id("user_id", target)
         if role not in (Role.OWNER, Role.ADMIN, Role.MEMBER):
@@ -386,18 +441,31 @@ class Chat:
         conversation, member = await self.require_member(conversation_id, user_id)
         if conversation.kind == Kind.DIRECT:
             raise _precondition("a direct conversation cannot be left; block the user instead")
-        changes: list[MembershipChange] = []
-        if member.role == Role.OWNER:
-            # The group keeps an owner: the longest-serving admin, else the longest member.
-            others = [m for m in await self._all_members(conversation_id) if m.user_id != user_id]
-            if others:
-                heir = min(others, key=lambda m: (m.role != Role.ADMIN, m.joined_at, m.user_id))
-                changes.append(
-                    MembershipChange(heir.user_id, EventKind.MEMBER_ROLE_CHANGED, Role.OWNER)
-                )
+        changes = await self.handover(member)
         changes.append(MembershipChange(user_id, EventKind.MEMBER_LEFT))
         events = await self._apply_membership(conversation, user_id, changes)
         return events[-1].seq if events else 0
+
+    async def handover(self, leaving: MemberRecord) -> list[MembershipChange]:
+        """When the owner goes (leaves or is removed by a moderator), the group keeps an owner:
+        the longest-serving admin, else the longest member."""
+        if leaving.role != Role.OWNER:
+            return []
+        members = await self._all_members(leaving.conversation_id)
+        others = [m for m in members if m.user_id != leaving.user_id]
+        if not others:
+            return []
+        heir = min(others, key=lambda m: (m.role != Role.ADMIN, m.joined_at, m.user_id))
+        return [MembershipChange(heir.user_id, EventKind.MEMBER_ROLE_CHANGED, Role.OWNER)]
+
+    async def apply_membership(
+        self,
+        conversation: ConversationRecord,
+        actor_id: str,
+        changes: Sequence[MembershipChange],
+    ) -> list[EventRecord]:
+        """Writes membership changes and hands their events to the sink (moderators' too)."""
+        return await self._apply_membership(conversation, actor_id, changes)
 
     async def _all_members(self, conversation_id: str) -> list[MemberRecord]:
         members: list[MemberRecord] = []
@@ -449,7 +517,7 @@ class Chat:
             raise _invalid(f"mentions: at most {self._limits.max_mentions} users")
         for mentioned_id in mentioned:
             _check_id("mentions", mentioned_id)
-        conversation, member = await self.require_member(conversation_id, user_id)
+        conversation, member = await self.require_writer(conversation_id, user_id)
         await self._require_writable(conversation, member)
         if conversation.kind == Kind.CHANNEL and member.role == Role.MEMBER:
             raise _denied("only the owner and admins post in a channel")
@@ -460,6 +528,7 @@ class Chat:
         for mentioned_id in mentioned:
             if await self._store.get_member(conversation_id, mentioned_id) is None:
                 raise _invalid(f"mentions: {mentioned_id} is not a member of this conversation")
+        await self._screen_body(conversation, user_id, body)
         info = await self._attachments.resolve(user_id, conversation_id, attachments)
         now = self._clock.now()
         result = await self._store.append_message(
@@ -494,7 +563,7 @@ class Chat:
     ) -> tuple[ConversationRecord, MemberRecord, MessageRecord]:
         if seq <= 0:
             raise _invalid("message_seq is required")
-        conversation, member = await self.require_member(conversation_id, user_id)
+        conversation, member = await self.require_writer(conversation_id, user_id)
         message = await self._store.get_message(conversation_id, min(seq, MAX_SEQ))
         if message is None:
             raise ChatError(grpc.StatusCode.NOT_FOUND, f"message {seq} not found")
@@ -508,6 +577,7 @@ class Chat:
         if message.deleted:
             raise _precondition(f"message {seq} is deleted")
         await self._require_writable(conversation, member)
+        await self._screen_body(conversation, user_id, body)
         record = await self._store.edit_message(
             conversation_id, seq, user_id, body, self._clock.now()
         )

@@ -141,6 +141,24 @@ class ChatConfig:
         "how often the retention sweeper runs",
         positive=True,
     )
+    # The built-in screen of channel messages (chat_service.screening; docs/moderation.md).
+    blocked_words: tuple[str, ...] = setting(
+        "CHATMESH_MODERATION_BLOCKED_WORDS",
+        (),
+        "words refused in channel messages, comma-separated, any case (empty: none)",
+    )
+    blocked_domains: tuple[str, ...] = setting(
+        "CHATMESH_MODERATION_BLOCKED_DOMAINS",
+        (),
+        "link domains refused in channel messages, subdomains included, comma-separated"
+        " (empty: none)",
+    )
+    reports_per_hour: float = setting(
+        "CHATMESH_REPORTS_PER_HOUR",
+        30.0,
+        "reports one user may file per hour, in bursts of 10 (0: no limit)",
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         validate(self)

@@ -14,6 +14,7 @@ from .store.base import (
     EventRecord,
     MemberRecord,
     MessageRecord,
+    ReportRecord,
 )
 
 _MEMBERSHIP_CHANGES = {
@@ -112,4 +113,24 @@ def event(record: EventRecord) -> events_pb2.ConversationEvent:
         change.user_id = record.member_user_id
         change.role = int(record.member_role) if record.member_role else 0  # type: ignore[assignment]
         change.member_count = record.member_count
+    return out
+
+
+def report(record: ReportRecord) -> types_pb2.Report:
+    out = types_pb2.Report(
+        report_id=record.report_id,
+        reporter_id=record.reporter_id,
+        reason=record.reason,  # type: ignore[arg-type]
+        details=record.details,
+        conversation_id=record.conversation_id,
+        message_seq=record.message_seq,
+        message_id=record.message_id,
+        user_id=record.user_id,
+        created_at=timestamp(record.created_at),
+        status=int(record.status),  # type: ignore[arg-type]
+        resolved_by=record.resolved_by,
+        resolution=record.resolution,
+    )
+    if record.resolved_at is not None:
+        out.resolved_at.CopyFrom(timestamp(record.resolved_at))
     return out

@@ -31,8 +31,12 @@ from .chat import Chat
 from .config import ChatConfig
 from .events import EventSink
 from .fanout import Fanout
+from .moderation import Moderation
+from .moderation_servicer import SERVICE_NAME as MODERATION_SERVICE_NAME
+from .moderation_servicer import moderation_registration
 from .relay import Relay
 from .retention import RetentionSweeper, retention_periods
+from .screening import Blocklist
 from .servicer import ChatServicer, EventServicer
 from .store.base import ChatStore
 from .store.sqlite import SqliteChatStore
@@ -43,6 +47,7 @@ SERVICE_NAMES = (
     chat_service_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     ACCESS_SERVICE_NAME,
+    MODERATION_SERVICE_NAME,
 )
 
 
@@ -83,6 +88,7 @@ class ChatParts:
     chat: Chat
     relay: Relay
     sweeper: RetentionSweeper
+    moderation: Moderation
 
 
 def build_authenticator(config: ChatConfig, clock: Clock) -> Authenticator:
@@ -159,11 +165,13 @@ class ChatComponent:
             attachments = GrpcAttachments(
                 chat_credential(config.service_secret), self._media_channel
             )
-        chat = Chat(store, sink, limits, clock=self.clock, attachments=attachments)
+        screen = Blocklist(config.blocked_words, config.blocked_domains)
+        chat = Chat(store, sink, limits, clock=self.clock, attachments=attachments, screen=screen)
+        moderation = Moderation(chat, bus, config.reports_per_hour)
         sweeper = RetentionSweeper(
             store, retention_periods(config), interval_s=config.retention_sweep_s, clock=self.clock
         )
-        self._parts = ChatParts(store, bus, chat, relay, sweeper)
+        self._parts = ChatParts(store, bus, chat, relay, sweeper, moderation)
         # The relay's first sweep publishes whatever an earlier process left; the sweeper is
         # idle when no kind has a retention.
         await relay.start()
@@ -171,13 +179,14 @@ class ChatComponent:
         return [
             (
                 chat_service_pb2_grpc.add_ChatServiceServicer_to_server,
-                ChatServicer(chat, authenticator),
+                ChatServicer(chat, moderation, authenticator),
             ),
             (
                 event_service_pb2_grpc.add_EventServiceServicer_to_server,
                 EventServicer(chat, bus, authenticator),
             ),
             access_registration(chat, authenticator),
+            moderation_registration(moderation, authenticator),
         ]
 
     async def before_stop(self) -> None:

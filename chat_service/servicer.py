@@ -16,8 +16,9 @@ from chatmesh_common.rpc import Authenticator, RpcServicer, check_id, stream, un
 
 from . import convert
 from .chat import Chat, ConversationState
+from .moderation import Moderation
 from .store.base import EventRecord, MessageRecord, NotFoundError, NotMemberError, StoreError
-from .streams import EventStream, StreamOverflow
+from .streams import EventStream, StreamOverflow, UserSuspended
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,10 @@ class ChatServicer(RpcServicer, chat_service_pb2_grpc.ChatServiceServicer):
     SERVICE = pb.DESCRIPTOR.services_by_name["ChatService"].full_name
     ERRORS = STORE_ERRORS
 
-    def __init__(self, chat: Chat, authenticator: Authenticator) -> None:
+    def __init__(self, chat: Chat, moderation: Moderation, authenticator: Authenticator) -> None:
         super().__init__(authenticator)
         self.chat = chat
+        self.moderation = moderation
 
     @unary
     async def CreateConversation(
@@ -245,10 +247,37 @@ class ChatServicer(RpcServicer, chat_service_pb2_grpc.ChatServiceServicer):
     ) -> pb.ListBlockedUsersResponse:
         return pb.ListBlockedUsersResponse(user_ids=await self.chat.list_blocked(who.user_id))
 
+    @unary
+    async def ReportMessage(
+        self, request: pb.ReportMessageRequest, who: Identity
+    ) -> pb.ReportMessageResponse:
+        report, created = await self.moderation.report_message(
+            who.user_id,
+            request.conversation_id,
+            request.message_seq,
+            request.message_id,
+            request.reason,
+            request.details,
+        )
+        return pb.ReportMessageResponse(report=convert.report(report), duplicate=not created)
+
+    @unary
+    async def ReportUser(
+        self, request: pb.ReportUserRequest, who: Identity
+    ) -> pb.ReportUserResponse:
+        report, created = await self.moderation.report_user(
+            who.user_id, request.user_id, request.conversation_id, request.reason, request.details
+        )
+        return pb.ReportUserResponse(report=convert.report(report), duplicate=not created)
+
 
 class EventServicer(RpcServicer, event_service_pb2_grpc.EventServiceServicer):
     SERVICE = event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
-    ERRORS = {**STORE_ERRORS, StreamOverflow: grpc.StatusCode.RESOURCE_EXHAUSTED}
+    ERRORS = {
+        **STORE_ERRORS,
+        StreamOverflow: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        UserSuspended: grpc.StatusCode.PERMISSION_DENIED,
+    }
 
     def __init__(self, chat: Chat, bus: Bus, authenticator: Authenticator) -> None:
         super().__init__(authenticator)

@@ -11,6 +11,10 @@ the threshold upward (then reads the log for what was published meanwhile), and 
 the count falls back. When the bus reconnects (NATS restarted, a network cut), live events may
 have been lost with no later event to reveal the gap, so the stream re-reads the log of every
 conversation of the user after the last seq it sent (or after its start).
+
+A suspended user gets no stream, and a stream open when a moderator suspends its user ends
+(`UserSuspended`): the stream follows the user's suspension subject from before it checks the
+stored suspension, so a suspension is either seen at the start or arrives on the subject.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from chatmesh.chat.v1 import types_pb2
 from chatmesh.events.v1 import event_service_pb2, events_pb2
 
 from chatmesh_common.bus import Bus, Subscription
-from chatmesh_common.subjects import conversation_subject, user_subject
+from chatmesh_common.subjects import conversation_subject, suspension_subject, user_subject
 
 from . import convert
 from .chat import MAX_SEQ, Chat
@@ -56,9 +60,14 @@ class StreamOverflow(Exception):
     """The consumer fell too far behind; it must resume from its last seqs."""
 
 
+class UserSuspended(Exception):
+    """The stream's user is suspended by the moderators."""
+
+
 class _Signal(enum.Enum):
     OVERFLOW = 1
     RESYNC = 2
+    SUSPENDED = 3
 
 
 class EventStream:
@@ -90,6 +99,9 @@ class EventStream:
             return
         self._queue.put_nowait(parse_shared(payload))
 
+    def _on_suspended(self, _subject: str, _payload: bytes) -> None:
+        self._queue.put_nowait(_Signal.SUSPENDED)
+
     def _on_reconnect(self) -> None:
         if not self._resync_queued and not self._overflowed:
             self._resync_queued = True
@@ -116,6 +128,9 @@ class EventStream:
         self, cursors: Sequence[types_pb2.ConversationCursor]
     ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
         store = self._chat.store
+        suspended = suspension_subject(self._user_id)
+        self._subscriptions[suspended] = await self._bus.subscribe(suspended, self._on_suspended)
+        await self._require_active()
         await self._subscribe(user_subject(self._user_id))
         for membership in await store.user_conversations(self._user_id):
             conversation = await store.get_conversation(membership.conversation_id)
@@ -147,6 +162,9 @@ class EventStream:
                 raise StreamOverflow(
                     f"more than {self._max_queued} events waiting; resume from the last seqs"
                 )
+            if live is _Signal.SUSPENDED:
+                await self._require_active()
+                continue  # unsuspended again meanwhile
             if live is _Signal.RESYNC:
                 self._resync_queued = False
                 async for item in self._resync():
@@ -155,6 +173,12 @@ class EventStream:
             assert isinstance(live, events_pb2.ConversationEvent)
             async for item in self._deliver(live):
                 yield item
+
+    async def _require_active(self) -> None:
+        suspension = await self._chat.store.get_suspension(self._user_id)
+        if suspension is not None:
+            reason = f": {suspension.reason}" if suspension.reason else ""
+            raise UserSuspended(f"user {self._user_id} is suspended by the moderators{reason}")
 
     async def _resync(self) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
         """After a bus reconnect: the log of each conversation after what was sent."""

@@ -58,6 +58,8 @@ SCOPE_PRESENCE_ONLINE = "presence.online"
 SCOPE_NOTIFY_ADMIN = "notify.admin"
 # Checking and describing the media a sender attaches (chat_service asks media_service).
 SCOPE_MEDIA_ATTACH = "media.attach"
+# Moderating chat: the report queue, deletes, removals, bans and suspensions in any conversation.
+SCOPE_CHAT_MODERATE = "chat.moderate"
 
 # Full service name -> method name -> requirement.
 RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
@@ -81,6 +83,18 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "BlockUser": USER,
         "UnblockUser": USER,
         "ListBlockedUsers": USER,
+        "ReportMessage": USER,
+        "ReportUser": USER,
+    },
+    "chatmesh.moderation.v1.ModerationService": {
+        "ListReports": service(SCOPE_CHAT_MODERATE),
+        "ResolveReport": service(SCOPE_CHAT_MODERATE),
+        "DeleteMessage": service(SCOPE_CHAT_MODERATE),
+        "RemoveMember": service(SCOPE_CHAT_MODERATE),
+        "BanMember": service(SCOPE_CHAT_MODERATE),
+        "UnbanMember": service(SCOPE_CHAT_MODERATE),
+        "SuspendUser": service(SCOPE_CHAT_MODERATE),
+        "UnsuspendUser": service(SCOPE_CHAT_MODERATE),
     },
     "chatmesh.events.v1.EventService": {
         "SubscribeEvents": USER,

@@ -7,6 +7,8 @@ No subject string is built anywhere else. Live subjects (at most once, core NATS
   stream of that user (chat_service/streams.py) subscribes it.
 * `conversation_subject(conversation)`: the events of a conversation that fans out on read.
 * `presence_subject(user)`: a user's presence changes, between presence_service replicas.
+* `suspension_subject(user)`: a moderator suspended the user; every event stream of that user
+  (on any chat_service replica) ends.
 
 Durable subjects (the event log for later consumers, JetStream's stream in a cluster):
 `chatmesh.events.<conversation>.<kind>` (`durable_subject`), so a consumer filters by kind
@@ -53,6 +55,10 @@ def conversation_subject(conversation_id: str) -> str:
 
 def presence_subject(user_id: str) -> str:
     return f"chatmesh.presence.{_token(user_id)}"
+
+
+def suspension_subject(user_id: str) -> str:
+    return f"chatmesh.suspended.{_token(user_id)}"
 
 
 def durable_subject(conversation_id: str, kind: DurableKind) -> str:

@@ -191,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         help="a service token for USER with this scope (repeatable), signed with the service"
-        " secret, e.g. notify.admin",
+        " secret, e.g. notify.admin or chat.moderate",
     )
 
     search = commands.add_parser("search", help="search index maintenance")

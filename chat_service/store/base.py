@@ -153,6 +153,73 @@ class EventRecord:
     member_count: int = 0
 
 
+class ReportStatus(enum.IntEnum):
+    """Where a report stands; values match chatmesh.chat.v1.ReportStatus."""
+
+    OPEN = 1
+    RESOLVED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class NewReport:
+    """A member's report of a message (message_seq > 0) or of a user (message_seq 0)."""
+
+    report_id: str
+    reporter_id: str
+    reason: int
+    details: str
+    conversation_id: str
+    message_seq: int
+    message_id: str
+    # The reported user: the sender of a reported message.
+    user_id: str
+    created_at: float
+
+    def target_key(self) -> str:
+        """What is reported: one report per reporter and key (reports are idempotent)."""
+        if self.message_seq:
+            return f"m/{self.conversation_id}/{self.message_seq}"
+        return f"u/{self.user_id}/{self.conversation_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    report_id: str
+    reporter_id: str
+    reason: int
+    details: str
+    conversation_id: str
+    message_seq: int
+    message_id: str
+    user_id: str
+    created_at: float
+    status: ReportStatus
+    resolved_by: str = ""
+    resolved_at: float | None = None
+    resolution: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BanRecord:
+    """A user kept out of one conversation until unbanned."""
+
+    conversation_id: str
+    user_id: str
+    banned_by: str
+    banned_at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SuspensionRecord:
+    """A user whose sends and writes are refused in every conversation until unsuspended."""
+
+    user_id: str
+    suspended_by: str
+    suspended_at: float
+    reason: str
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
     """Events of one conversation written but not yet confirmed in the durable event stream.
@@ -284,9 +351,11 @@ class ChatStore(Protocol):
         ...
 
     async def delete_message(
-        self, conversation_id: str, seq: int, actor_id: str, at: float
+        self, conversation_id: str, seq: int, actor_id: str, at: float, *, moderated: bool = False
     ) -> EventRecord:
-        """Tombstones the message (body and attachments gone); deleting twice is a no-op event."""
+        """Tombstones the message (body and attachments gone); deleting twice is a no-op event.
+        NotMemberError when the actor is no longer a member, unless `moderated` (a
+        moderator's delete: the actor need not be a member)."""
         ...
 
     async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None: ...
@@ -373,3 +442,41 @@ class ChatStore(Protocol):
         ...
 
     async def list_blocked(self, user_id: str) -> list[str]: ...
+
+    # Moderation: reports, bans and suspensions (no seq; the actions they lead to write events)
+    async def add_report(self, new: NewReport) -> tuple[ReportRecord, bool]:
+        """Stores the report, or returns the reporter's earlier report of the same target
+        (`NewReport.target_key`) and False; concurrent duplicates store one."""
+        ...
+
+    async def get_report(self, report_id: str) -> ReportRecord | None: ...
+
+    async def list_reports(
+        self, status: ReportStatus | None, after_report_id: str, limit: int
+    ) -> list[ReportRecord]:
+        """Up to `limit` reports with report_id > after_report_id, by report_id (oldest
+        first); `status` None: every report."""
+        ...
+
+    async def resolve_report(
+        self, report_id: str, resolved_by: str, resolution: str, at: float
+    ) -> ReportRecord:
+        """Marks the report resolved; NotFoundError when there is none. A resolved report is
+        returned as it is (the first resolution stays)."""
+        ...
+
+    async def set_ban(self, ban: BanRecord) -> None:
+        """Bans the user from the conversation (a ban that exists is replaced)."""
+        ...
+
+    async def remove_ban(self, conversation_id: str, user_id: str) -> None: ...
+
+    async def get_ban(self, conversation_id: str, user_id: str) -> BanRecord | None: ...
+
+    async def set_suspension(self, suspension: SuspensionRecord) -> None:
+        """Suspends the user (a suspension that exists is replaced)."""
+        ...
+
+    async def remove_suspension(self, user_id: str) -> None: ...
+
+    async def get_suspension(self, user_id: str) -> SuspensionRecord | None: ...

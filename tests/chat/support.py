@@ -172,6 +172,16 @@ class Client:
     async def block(self, other: Client) -> None:
         await self.chat.BlockUser(pb.BlockUserRequest(user_id=other.user_id), metadata=self.md)
 
+    async def subscribe_error(self) -> grpc.aio.AioRpcError:
+        """The error a new event stream is refused with (fails the test if it opens)."""
+        reader = EventReader(self)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await reader.read_replay()
+        finally:
+            reader.close()
+        return info.value
+
     async def subscribe(self, *cursors: tuple[str, int]) -> EventReader:
         """Opens an event stream and reads through CaughtUp (so live delivery is set up)."""
         reader = EventReader(self, cursors)

@@ -29,6 +29,11 @@ TABLES = {
     "blocks",
     "outbox_index",
     "outbox_relayed",
+    "reports",
+    "report_keys",
+    "report_queue",
+    "bans",
+    "suspensions",
 }
 
 

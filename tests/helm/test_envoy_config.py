@@ -34,8 +34,9 @@ SERVED_BY = {
     "chatmesh.search.v1": "search",
     "chatmesh.media.v1": "media",
     "chatmesh.notify.v1": "notify",
+    "chatmesh.moderation.v1": "chat",
 }
-INTERNAL = {"chatmesh.chat.v1.AccessService"}
+INTERNAL = {"chatmesh.chat.v1.AccessService", "chatmesh.moderation.v1.ModerationService"}
 
 
 def proto_services() -> dict[str, str]:

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 
 from chat_service.store.base import (
     AppendResult,
+    BanRecord,
     ChatStore,
     ConflictError,
     ConversationRecord,
@@ -32,9 +33,11 @@ from chat_service.store.base import (
     MessageRecord,
     NewConversation,
     NewMessage,
+    NewReport,
     NotMemberError,
     Role,
     StoreError,
+    SuspensionRecord,
 )
 from chat_service.store.metrics import OPERATIONS
 from chatmesh_common.ids import new_id
@@ -138,6 +141,22 @@ async def send_many(
 
 async def log_of(store: ChatStore, conversation_id: str) -> list[EventRecord]:
     return await store.events_after(conversation_id, 0, 10_000)
+
+
+async def exercise_moderation(store: ChatStore, conversation_id: str, user_id: str) -> None:
+    """Calls each moderation operation once (reports, bans, suspensions)."""
+    report, _ = await store.add_report(
+        NewReport(new_id(), user_id, 1, "", conversation_id, 0, "", user("dave"), time.time())
+    )
+    await store.get_report(report.report_id)
+    await store.list_reports(None, "", 1)
+    await store.resolve_report(report.report_id, "ops", "", time.time())
+    await store.set_ban(BanRecord(conversation_id, user_id, "ops", time.time(), ""))
+    await store.get_ban(conversation_id, user_id)
+    await store.remove_ban(conversation_id, user_id)
+    await store.set_suspension(SuspensionRecord(user_id, "ops", time.time(), ""))
+    await store.get_suspension(user_id)
+    await store.remove_suspension(user_id)
 
 
 def timed_count(store_label: str, op: str) -> float:
@@ -1008,6 +1027,7 @@ class ChatStoreContract:
         await store.set_block(alice, bob, True)
         await store.is_blocked(alice, bob)
         await store.list_blocked(alice)
+        await exercise_moderation(store, cid, bob)
         untimed = [op for op in OPERATIONS if timed_count(label, op) <= before[op]]
         assert untimed == []
 

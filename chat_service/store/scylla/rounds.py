@@ -94,6 +94,8 @@ class Op:
     seq: int = 0
     body: str = ""
     size: int = 0
+    # A moderator's delete: the actor need not be a member.
+    moderated: bool = False
 
 
 @dataclass(slots=True)
@@ -163,10 +165,11 @@ class RoundEngine:
         )
         return result
 
-    async def delete(self, conversation_id: str, seq: int, actor_id: str, at: float) -> EventRecord:
-        result: EventRecord = await self._submit(
-            conversation_id, Op("delete", _future(), actor_id=actor_id, at=at, seq=seq)
-        )
+    async def delete(
+        self, conversation_id: str, seq: int, actor_id: str, at: float, moderated: bool = False
+    ) -> EventRecord:
+        op = Op("delete", _future(), actor_id=actor_id, at=at, seq=seq, moderated=moderated)
+        result: EventRecord = await self._submit(conversation_id, op)
         return result
 
     # The head and its hints
@@ -514,9 +517,11 @@ class RoundEngine:
             if applied:
                 op.future.set_result(results)
             return applied
-        # An edit or a delete of message op.seq, by a member.
+        # An edit or a delete of message op.seq, by a member (or a moderator).
         cached = self._members_at.get(conversation_id)
-        if cached is None or cached[0] != last or op.actor_id not in cached[1]:
+        if not op.moderated and (
+            cached is None or cached[0] != last or op.actor_id not in cached[1]
+        ):
             actor = await self._session.run("member", (conversation_id, op.actor_id))
             if not actor or actor[0].role is None:
                 raise NotMemberError(f"not a member of conversation {conversation_id}")

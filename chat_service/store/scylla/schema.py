@@ -175,6 +175,64 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE {ks}.conversations ADD first_seq bigint STATIC",
         ),
     ),
+    Migration(
+        4,
+        "moderation",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.reports (
+              report_id text PRIMARY KEY,
+              reporter_id text,
+              reason int,
+              details text,
+              conversation_id text,
+              message_seq bigint,
+              message_id text,
+              user_id text,
+              created_at double,
+              status int,
+              resolved_by text,
+              resolved_at double,
+              resolution text
+            )
+            """,
+            # One report per reporter and target: claimed with an LWT after the report is written.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.report_keys (
+              reporter_id text,
+              target_key text,
+              report_id text,
+              PRIMARY KEY (reporter_id, target_key)
+            )
+            """,
+            # The moderators' queue by status (0: every report), oldest report id first.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.report_queue (
+              status int,
+              report_id text,
+              PRIMARY KEY (status, report_id)
+            ) WITH CLUSTERING ORDER BY (report_id ASC)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.bans (
+              conversation_id text,
+              user_id text,
+              banned_by text,
+              banned_at double,
+              reason text,
+              PRIMARY KEY (conversation_id, user_id)
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.suspensions (
+              user_id text PRIMARY KEY,
+              suspended_by text,
+              suspended_at double,
+              reason text
+            )
+            """,
+        ),
+    ),
 )
 
 OUTBOX_SHARDS = 16

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from .. import extras
 from ..base import ConversationRecord, Kind, MemberRecord, MessageRecord, Role
+from .moderation_cql import MODERATION_STATEMENTS
 from .schema import BUCKET_SIZE, OUTBOX_SHARDS
 
 MESSAGE_COLUMNS = (
@@ -130,6 +131,8 @@ STATEMENTS: Final[Mapping[str, str]] = {
     " WHERE conversation_id = ?",
     "events_scan": "SELECT seq, kind, occurred_at FROM events WHERE conversation_id = ?"
     " AND bucket = ? AND seq >= ? AND seq <= ? LIMIT ?",
+    # Reports, bans and suspensions (moderation_cql)
+    **MODERATION_STATEMENTS,
 }
 
 _TABLE = re.compile(r"\b(FROM|INTO|UPDATE)\s+(\w+)")

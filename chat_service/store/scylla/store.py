@@ -17,6 +17,7 @@ from typing import Any
 
 from ..base import (
     AppendResult,
+    BanRecord,
     ConflictError,
     ConversationRecord,
     EventKind,
@@ -28,12 +29,17 @@ from ..base import (
     MessageRecord,
     NewConversation,
     NewMessage,
+    NewReport,
     NotFoundError,
     OutboxEntry,
+    ReportRecord,
+    ReportStatus,
     Role,
     StoreError,
+    SuspensionRecord,
 )
 from ..metrics import timed_operations
+from .moderation import Moderation
 from .retention import Retention
 from .rounds import RoundEngine
 from .schema import OUTBOX_SHARDS, valid_keyspace
@@ -85,6 +91,7 @@ class ScyllaChatStore:
         )
         self._rounds = RoundEngine(self._session, idempotency_ttl)
         self._retention = Retention(self._session, self._rounds)
+        self._moderation = Moderation(self._session)
 
     # Lifecycle
 
@@ -250,9 +257,9 @@ class ScyllaChatStore:
         return await self._rounds.edit(conversation_id, seq, actor_id, body, at)
 
     async def delete_message(
-        self, conversation_id: str, seq: int, actor_id: str, at: float
+        self, conversation_id: str, seq: int, actor_id: str, at: float, *, moderated: bool = False
     ) -> EventRecord:
-        return await self._rounds.delete(conversation_id, seq, actor_id, at)
+        return await self._rounds.delete(conversation_id, seq, actor_id, at, moderated)
 
     async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None:
         # The head and the row in parallel; the row is only trusted when this process knew,
@@ -449,3 +456,39 @@ class ScyllaChatStore:
 
     async def list_blocked(self, user_id: str) -> list[str]:
         return [r.blocked_user_id for r in await self._session.run("list_blocked", (user_id,))]
+
+    # Moderation (see `moderation`)
+
+    async def add_report(self, new: NewReport) -> tuple[ReportRecord, bool]:
+        return await self._moderation.add_report(new)
+
+    async def get_report(self, report_id: str) -> ReportRecord | None:
+        return await self._moderation.get_report(report_id)
+
+    async def list_reports(
+        self, status: ReportStatus | None, after_report_id: str, limit: int
+    ) -> list[ReportRecord]:
+        return await self._moderation.list_reports(status, after_report_id, limit)
+
+    async def resolve_report(
+        self, report_id: str, resolved_by: str, resolution: str, at: float
+    ) -> ReportRecord:
+        return await self._moderation.resolve_report(report_id, resolved_by, resolution, at)
+
+    async def set_ban(self, ban: BanRecord) -> None:
+        await self._moderation.set_ban(ban)
+
+    async def remove_ban(self, conversation_id: str, user_id: str) -> None:
+        await self._moderation.remove_ban(conversation_id, user_id)
+
+    async def get_ban(self, conversation_id: str, user_id: str) -> BanRecord | None:
+        return await self._moderation.get_ban(conversation_id, user_id)
+
+    async def set_suspension(self, suspension: SuspensionRecord) -> None:
+        await self._moderation.set_suspension(suspension)
+
+    async def remove_suspension(self, user_id: str) -> None:
+        await self._moderation.remove_suspension(user_id)
+
+    async def get_suspension(self, user_id: str) -> SuspensionRecord | None:
+        return await self._moderation.get_suspension(user_id)

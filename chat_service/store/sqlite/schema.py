@@ -1,5 +1,8 @@
 """The SQLite schema of the embedded store, its connection settings and its migrations.
 
+Tables that only add to the schema (the moderation tables: reports, bans, suspensions) are
+created by `CREATE ... IF NOT EXISTS` on every open, so they need no version step.
+
 `migrate` creates a new file at SCHEMA_VERSION and upgrades a file of an older version in one
 transaction; a file of a newer version is refused (an older build must not write it).
 """
@@ -75,6 +78,38 @@ CREATE TABLE IF NOT EXISTS blocks (
   blocked_user_id TEXT NOT NULL,
   created_at REAL NOT NULL,
   PRIMARY KEY (user_id, blocked_user_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reports (
+  report_id TEXT PRIMARY KEY,
+  reporter_id TEXT NOT NULL,
+  target_key TEXT NOT NULL,
+  reason INTEGER NOT NULL,
+  details TEXT NOT NULL,
+  conversation_id TEXT NOT NULL,
+  message_seq INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  created_at REAL NOT NULL,
+  status INTEGER NOT NULL,
+  resolved_by TEXT NOT NULL DEFAULT '',
+  resolved_at REAL,
+  resolution TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS reports_by_target ON reports (reporter_id, target_key);
+CREATE INDEX IF NOT EXISTS reports_by_status ON reports (status, report_id);
+CREATE TABLE IF NOT EXISTS bans (
+  conversation_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  banned_by TEXT NOT NULL,
+  banned_at REAL NOT NULL,
+  reason TEXT NOT NULL,
+  PRIMARY KEY (conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS suspensions (
+  user_id TEXT PRIMARY KEY,
+  suspended_by TEXT NOT NULL,
+  suspended_at REAL NOT NULL,
+  reason TEXT NOT NULL
 ) WITHOUT ROWID;
 """
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..base import (
     AppendResult,
+    BanRecord,
     ConversationRecord,
     EventKind,
     EventRecord,
@@ -28,10 +29,14 @@ from ..base import (
     MessageRecord,
     NewConversation,
     NewMessage,
+    NewReport,
     OutboxEntry,
+    ReportRecord,
+    ReportStatus,
+    SuspensionRecord,
 )
 from ..metrics import timed_operations
-from . import queries, transactions
+from . import moderation, queries, transactions
 from .schema import connect, migrate
 from .writer import GroupCommitWriter
 
@@ -128,12 +133,19 @@ class SqliteChatStore:
         )
 
     async def delete_message(
-        self, conversation_id: str, seq: int, actor_id: str, at: float
+        self, conversation_id: str, seq: int, actor_id: str, at: float, *, moderated: bool = False
     ) -> EventRecord:
         return await self._writer.submit(
             "delete_message",
             lambda conn: transactions.change_message(
-                conn, conversation_id, seq, actor_id, at, EventKind.MESSAGE_DELETED, None
+                conn,
+                conversation_id,
+                seq,
+                actor_id,
+                at,
+                EventKind.MESSAGE_DELETED,
+                None,
+                moderated=moderated,
             ),
         )
 
@@ -209,3 +221,50 @@ class SqliteChatStore:
 
     async def list_blocked(self, user_id: str) -> list[str]:
         return queries.list_blocked(self._r, user_id)
+
+    # Moderation
+
+    async def add_report(self, new: NewReport) -> tuple[ReportRecord, bool]:
+        return await self._writer.submit(
+            "add_report", lambda conn: moderation.add_report(conn, new)
+        )
+
+    async def get_report(self, report_id: str) -> ReportRecord | None:
+        return moderation.get_report(self._r, report_id)
+
+    async def list_reports(
+        self, status: ReportStatus | None, after_report_id: str, limit: int
+    ) -> list[ReportRecord]:
+        return moderation.list_reports(self._r, status, after_report_id, limit)
+
+    async def resolve_report(
+        self, report_id: str, resolved_by: str, resolution: str, at: float
+    ) -> ReportRecord:
+        return await self._writer.submit(
+            "resolve_report",
+            lambda conn: moderation.resolve_report(conn, report_id, resolved_by, resolution, at),
+        )
+
+    async def set_ban(self, ban: BanRecord) -> None:
+        await self._writer.submit("set_ban", lambda conn: moderation.set_ban(conn, ban))
+
+    async def remove_ban(self, conversation_id: str, user_id: str) -> None:
+        await self._writer.submit(
+            "remove_ban", lambda conn: moderation.remove_ban(conn, conversation_id, user_id)
+        )
+
+    async def get_ban(self, conversation_id: str, user_id: str) -> BanRecord | None:
+        return moderation.get_ban(self._r, conversation_id, user_id)
+
+    async def set_suspension(self, suspension: SuspensionRecord) -> None:
+        await self._writer.submit(
+            "set_suspension", lambda conn: moderation.set_suspension(conn, suspension)
+        )
+
+    async def remove_suspension(self, user_id: str) -> None:
+        await self._writer.submit(
+            "remove_suspension", lambda conn: moderation.remove_suspension(conn, user_id)
+        )
+
+    async def get_suspension(self, user_id: str) -> SuspensionRecord | None:
+        return moderation.get_suspension(self._r, user_id)

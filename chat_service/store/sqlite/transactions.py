@@ -302,9 +302,13 @@ def change_message(
     at: float,
     kind: EventKind,
     body: str | None,
+    *,
+    moderated: bool = False,
 ) -> EventRecord:
-    """An edit (kind MESSAGE_EDITED, with the new body) or a delete of message `seq`."""
-    _require_member(conn, conversation_id, actor_id)
+    """An edit (kind MESSAGE_EDITED, with the new body) or a delete of message `seq`; by a
+    member, or by a moderator (`moderated`) who need not be one."""
+    if not moderated:
+        _require_member(conn, conversation_id, actor_id)
     current = get_message(conn, conversation_id, seq)
     if current is None:
         raise NotFoundError(f"message {seq} not found")

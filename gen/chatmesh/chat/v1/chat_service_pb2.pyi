@@ -318,3 +318,45 @@ class ListBlockedUsersResponse(_message.Message):
     USER_IDS_FIELD_NUMBER: _ClassVar[int]
     user_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReportMessageRequest(_message.Message):
+    __slots__ = ("conversation_id", "message_seq", "message_id", "reason", "details")
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    conversation_id: str
+    message_seq: int
+    message_id: str
+    reason: _types_pb2.ReportReason
+    details: str
+    def __init__(self, conversation_id: _Optional[str] = ..., message_seq: _Optional[int] = ..., message_id: _Optional[str] = ..., reason: _Optional[_Union[_types_pb2.ReportReason, str]] = ..., details: _Optional[str] = ...) -> None: ...
+
+class ReportMessageResponse(_message.Message):
+    __slots__ = ("report", "duplicate")
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    report: _types_pb2.Report
+    duplicate: bool
+    def __init__(self, report: _Optional[_Union[_types_pb2.Report, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class ReportUserRequest(_message.Message):
+    __slots__ = ("user_id", "conversation_id", "reason", "details")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    conversation_id: str
+    reason: _types_pb2.ReportReason
+    details: str
+    def __init__(self, user_id: _Optional[str] = ..., conversation_id: _Optional[str] = ..., reason: _Optional[_Union[_types_pb2.ReportReason, str]] = ..., details: _Optional[str] = ...) -> None: ...
+
+class ReportUserResponse(_message.Message):
+    __slots__ = ("report", "duplicate")
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    report: _types_pb2.Report
+    duplicate: bool
+    def __init__(self, report: _Optional[_Union[_types_pb2.Report, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...

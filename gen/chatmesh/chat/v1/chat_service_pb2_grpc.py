@@ -129,6 +129,16 @@ class ChatServiceStub:
                 request_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListBlockedUsersRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListBlockedUsersResponse.FromString,
                 _registered_method=True)
+        self.ReportMessage = channel.unary_unary(
+                '/chatmesh.chat.v1.ChatService/ReportMessage',
+                request_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportMessageRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportMessageResponse.FromString,
+                _registered_method=True)
+        self.ReportUser = channel.unary_unary(
+                '/chatmesh.chat.v1.ChatService/ReportUser',
+                request_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportUserRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportUserResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -256,6 +266,23 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportMessage(self, request, context):
+        """Reports a message of a conversation the caller can read to the moderators
+        (chatmesh.moderation.v1.ModerationService). Reporting the same message again returns the
+        first report and stores nothing new.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportUser(self, request, context):
+        """Reports a user to the moderators, optionally in a conversation of the caller's. Reporting
+        the same user (in the same conversation) again returns the first report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -353,6 +380,16 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.ListBlockedUsers,
                     request_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListBlockedUsersRequest.FromString,
                     response_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListBlockedUsersResponse.SerializeToString,
+            ),
+            'ReportMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportMessage,
+                    request_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportMessageRequest.FromString,
+                    response_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportMessageResponse.SerializeToString,
+            ),
+            'ReportUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportUser,
+                    request_deserializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportUserRequest.FromString,
+                    response_serializer=chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -868,6 +905,60 @@ class ChatService:
             '/chatmesh.chat.v1.ChatService/ListBlockedUsers',
             chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListBlockedUsersRequest.SerializeToString,
             chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ListBlockedUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.chat.v1.ChatService/ReportMessage',
+            chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportMessageRequest.SerializeToString,
+            chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.chat.v1.ChatService/ReportUser',
+            chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportUserRequest.SerializeToString,
+            chatmesh_dot_chat_dot_v1_dot_chat__service__pb2.ReportUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

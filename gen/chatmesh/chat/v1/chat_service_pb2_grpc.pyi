@@ -64,6 +64,15 @@ class ChatServiceStub:
     BlockUser: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.BlockUserRequest, _chat_service_pb2.BlockUserResponse]
     UnblockUser: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.UnblockUserRequest, _chat_service_pb2.UnblockUserResponse]
     ListBlockedUsers: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.ListBlockedUsersRequest, _chat_service_pb2.ListBlockedUsersResponse]
+    ReportMessage: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.ReportMessageRequest, _chat_service_pb2.ReportMessageResponse]
+    """Reports a message of a conversation the caller can read to the moderators
+    (chatmesh.moderation.v1.ModerationService). Reporting the same message again returns the
+    first report and stores nothing new.
+    """
+    ReportUser: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.ReportUserRequest, _chat_service_pb2.ReportUserResponse]
+    """Reports a user to the moderators, optionally in a conversation of the caller's. Reporting
+    the same user (in the same conversation) again returns the first report.
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -96,6 +105,15 @@ class ChatServiceAsyncStub(ChatServiceStub):
     BlockUser: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.BlockUserRequest, _chat_service_pb2.BlockUserResponse]  # type: ignore[assignment]
     UnblockUser: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.UnblockUserRequest, _chat_service_pb2.UnblockUserResponse]  # type: ignore[assignment]
     ListBlockedUsers: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListBlockedUsersRequest, _chat_service_pb2.ListBlockedUsersResponse]  # type: ignore[assignment]
+    ReportMessage: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ReportMessageRequest, _chat_service_pb2.ReportMessageResponse]  # type: ignore[assignment]
+    """Reports a message of a conversation the caller can read to the moderators
+    (chatmesh.moderation.v1.ModerationService). Reporting the same message again returns the
+    first report and stores nothing new.
+    """
+    ReportUser: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ReportUserRequest, _chat_service_pb2.ReportUserResponse]  # type: ignore[assignment]
+    """Reports a user to the moderators, optionally in a conversation of the caller's. Reporting
+    the same user (in the same conversation) again returns the first report.
+    """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -239,5 +257,26 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_service_pb2.ListBlockedUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_service_pb2.ListBlockedUsersResponse, _abc.Awaitable[_chat_service_pb2.ListBlockedUsersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReportMessage(
+        self,
+        request: _chat_service_pb2.ReportMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_service_pb2.ReportMessageResponse, _abc.Awaitable[_chat_service_pb2.ReportMessageResponse]]:
+        """Reports a message of a conversation the caller can read to the moderators
+        (chatmesh.moderation.v1.ModerationService). Reporting the same message again returns the
+        first report and stores nothing new.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportUser(
+        self,
+        request: _chat_service_pb2.ReportUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_service_pb2.ReportUserResponse, _abc.Awaitable[_chat_service_pb2.ReportUserResponse]]:
+        """Reports a user to the moderators, optionally in a conversation of the caller's. Reporting
+        the same user (in the same conversation) again returns the first report.
+        """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

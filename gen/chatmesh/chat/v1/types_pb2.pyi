@@ -30,6 +30,23 @@ class MessageKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MESSAGE_KIND_TEXT: _ClassVar[MessageKind]
     MESSAGE_KIND_MEDIA: _ClassVar[MessageKind]
     MESSAGE_KIND_SYSTEM: _ClassVar[MessageKind]
+
+class ReportReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPORT_REASON_UNSPECIFIED: _ClassVar[ReportReason]
+    REPORT_REASON_SPAM: _ClassVar[ReportReason]
+    REPORT_REASON_HARASSMENT: _ClassVar[ReportReason]
+    REPORT_REASON_HATE: _ClassVar[ReportReason]
+    REPORT_REASON_VIOLENCE: _ClassVar[ReportReason]
+    REPORT_REASON_SEXUAL: _ClassVar[ReportReason]
+    REPORT_REASON_ILLEGAL: _ClassVar[ReportReason]
+    REPORT_REASON_OTHER: _ClassVar[ReportReason]
+
+class ReportStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPORT_STATUS_UNSPECIFIED: _ClassVar[ReportStatus]
+    REPORT_STATUS_OPEN: _ClassVar[ReportStatus]
+    REPORT_STATUS_RESOLVED: _ClassVar[ReportStatus]
 CONVERSATION_KIND_UNSPECIFIED: ConversationKind
 CONVERSATION_KIND_DIRECT: ConversationKind
 CONVERSATION_KIND_GROUP: ConversationKind
@@ -42,6 +59,17 @@ MESSAGE_KIND_UNSPECIFIED: MessageKind
 MESSAGE_KIND_TEXT: MessageKind
 MESSAGE_KIND_MEDIA: MessageKind
 MESSAGE_KIND_SYSTEM: MessageKind
+REPORT_REASON_UNSPECIFIED: ReportReason
+REPORT_REASON_SPAM: ReportReason
+REPORT_REASON_HARASSMENT: ReportReason
+REPORT_REASON_HATE: ReportReason
+REPORT_REASON_VIOLENCE: ReportReason
+REPORT_REASON_SEXUAL: ReportReason
+REPORT_REASON_ILLEGAL: ReportReason
+REPORT_REASON_OTHER: ReportReason
+REPORT_STATUS_UNSPECIFIED: ReportStatus
+REPORT_STATUS_OPEN: ReportStatus
+REPORT_STATUS_RESOLVED: ReportStatus
 
 class Message(_message.Message):
     __slots__ = ("conversation_id", "seq", "message_id", "sender_id", "created_at", "kind", "body", "attachments", "reply_to_seq", "version", "edited_at", "deleted", "client_msg_id", "attachment_info", "mentions")
@@ -154,3 +182,33 @@ class ConversationCursor(_message.Message):
     conversation_id: str
     seq: int
     def __init__(self, conversation_id: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("report_id", "reporter_id", "reason", "details", "conversation_id", "message_seq", "message_id", "user_id", "created_at", "status", "resolved_by", "resolved_at", "resolution")
+    REPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_BY_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    report_id: str
+    reporter_id: str
+    reason: ReportReason
+    details: str
+    conversation_id: str
+    message_seq: int
+    message_id: str
+    user_id: str
+    created_at: _timestamp_pb2.Timestamp
+    status: ReportStatus
+    resolved_by: str
+    resolved_at: _timestamp_pb2.Timestamp
+    resolution: str
+    def __init__(self, report_id: _Optional[str] = ..., reporter_id: _Optional[str] = ..., reason: _Optional[_Union[ReportReason, str]] = ..., details: _Optional[str] = ..., conversation_id: _Optional[str] = ..., message_seq: _Optional[int] = ..., message_id: _Optional[str] = ..., user_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[ReportStatus, str]] = ..., resolved_by: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution: _Optional[str] = ...) -> None: ...

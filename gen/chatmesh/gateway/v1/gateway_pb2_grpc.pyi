@@ -6,7 +6,8 @@ The WebSocket protocol between apps and the gateway at /v1/ws.
 Text frames carry proto3 JSON, binary frames carry binary protobuf; the server answers in the
 encoding of the request (pushed events follow the encoding of the connection's last frame).
 Every request names a request_id that its answer echoes. Field ranges left for later areas:
-40-59 presence and typing, 60-79 media, 80-89 push devices and settings, 90-99 search.
+40-59 presence and typing, 60-79 media, 80-89 push devices and settings, 90-99 search,
+100-109 reports to the moderators.
 """
 
 from collections import abc as _abc

@@ -14,7 +14,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file chatmesh/chat/v1/types.proto.
  */
 export const file_chatmesh_chat_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChxjaGF0bWVzaC9jaGF0L3YxL3R5cGVzLnByb3RvEhBjaGF0bWVzaC5jaGF0LnYxIp0DCgdNZXNzYWdlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQSEgoKbWVzc2FnZV9pZBgDIAEoCRIRCglzZW5kZXJfaWQYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoEa2luZBgGIAEoDjIdLmNoYXRtZXNoLmNoYXQudjEuTWVzc2FnZUtpbmQSDAoEYm9keRgHIAEoCRITCgthdHRhY2htZW50cxgIIAMoCRIUCgxyZXBseV90b19zZXEYCSABKAQSDwoHdmVyc2lvbhgKIAEoDRItCgllZGl0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYDCABKAgSFQoNY2xpZW50X21zZ19pZBgNIAEoCRI1Cg9hdHRhY2htZW50X2luZm8YDiADKAsyHC5jaGF0bWVzaC5jaGF0LnYxLkF0dGFjaG1lbnQSEAoIbWVudGlvbnMYDyADKAkioAEKCkF0dGFjaG1lbnQSEAoIbWVkaWFfaWQYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEhIKCnNpemVfYnl0ZXMYAyABKAQSEQoJZmlsZV9uYW1lGAQgASgJEg0KBXdpZHRoGAUgASgNEg4KBmhlaWdodBgGIAEoDRIQCghibHVyaGFzaBgHIAEoCRISCgp0aHVtYm5haWxzGAggAygJIm4KBk1lbWJlchIPCgd1c2VyX2lkGAEgASgJEiQKBHJvbGUYAiABKA4yFi5jaGF0bWVzaC5jaGF0LnYxLlJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLmAQoMQ29udmVyc2F0aW9uEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIwCgRraW5kGAIgASgOMiIuY2hhdG1lc2guY2hhdC52MS5Db252ZXJzYXRpb25LaW5kEg0KBXRpdGxlGAMgASgJEhIKCmNyZWF0ZWRfYnkYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbGFzdF9zZXEYBiABKAQSFAoMbWVtYmVyX2NvdW50GAcgASgNEhAKCGFyY2hpdmVkGAggASgIIo0CChBDb252ZXJzYXRpb25WaWV3EjQKDGNvbnZlcnNhdGlvbhgBIAEoCzIeLmNoYXRtZXNoLmNoYXQudjEuQ29udmVyc2F0aW9uEiQKBHJvbGUYAiABKA4yFi5jaGF0bWVzaC5jaGF0LnYxLlJvbGUSLwoMbGFzdF9tZXNzYWdlGAMgASgLMhkuY2hhdG1lc2guY2hhdC52MS5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgEIAEoBBIVCg1sYXN0X3JlYWRfc2VxGAUgASgEEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgGIAEoBBINCgVtdXRlZBgHIAEoCBIUCgxwZWVyX3VzZXJfaWQYCCABKAkiOgoSQ29udmVyc2F0aW9uQ3Vyc29yEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQqjwEKEENvbnZlcnNhdGlvbktpbmQSIQodQ09OVkVSU0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIcChhDT05WRVJTQVRJT05fS0lORF9ESVJFQ1QQARIbChdDT05WRVJTQVRJT05fS0lORF9HUk9VUBACEh0KGUNPTlZFUlNBVElPTl9LSU5EX0NIQU5ORUwQAypNCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIOCgpST0xFX09XTkVSEAESDgoKUk9MRV9BRE1JThACEg8KC1JPTEVfTUVNQkVSEAMqcwoLTWVzc2FnZUtpbmQSHAoYTUVTU0FHRV9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRTUVTU0FHRV9LSU5EX1RFWFQQARIWChJNRVNTQUdFX0tJTkRfTUVESUEQAhIXChNNRVNTQUdFX0tJTkRfU1lTVEVNEANiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChxjaGF0bWVzaC9jaGF0L3YxL3R5cGVzLnByb3RvEhBjaGF0bWVzaC5jaGF0LnYxIp0DCgdNZXNzYWdlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQSEgoKbWVzc2FnZV9pZBgDIAEoCRIRCglzZW5kZXJfaWQYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoEa2luZBgGIAEoDjIdLmNoYXRtZXNoLmNoYXQudjEuTWVzc2FnZUtpbmQSDAoEYm9keRgHIAEoCRITCgthdHRhY2htZW50cxgIIAMoCRIUCgxyZXBseV90b19zZXEYCSABKAQSDwoHdmVyc2lvbhgKIAEoDRItCgllZGl0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYDCABKAgSFQoNY2xpZW50X21zZ19pZBgNIAEoCRI1Cg9hdHRhY2htZW50X2luZm8YDiADKAsyHC5jaGF0bWVzaC5jaGF0LnYxLkF0dGFjaG1lbnQSEAoIbWVudGlvbnMYDyADKAkioAEKCkF0dGFjaG1lbnQSEAoIbWVkaWFfaWQYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEhIKCnNpemVfYnl0ZXMYAyABKAQSEQoJZmlsZV9uYW1lGAQgASgJEg0KBXdpZHRoGAUgASgNEg4KBmhlaWdodBgGIAEoDRIQCghibHVyaGFzaBgHIAEoCRISCgp0aHVtYm5haWxzGAggAygJIm4KBk1lbWJlchIPCgd1c2VyX2lkGAEgASgJEiQKBHJvbGUYAiABKA4yFi5jaGF0bWVzaC5jaGF0LnYxLlJvbGUSLQoJam9pbmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLmAQoMQ29udmVyc2F0aW9uEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIwCgRraW5kGAIgASgOMiIuY2hhdG1lc2guY2hhdC52MS5Db252ZXJzYXRpb25LaW5kEg0KBXRpdGxlGAMgASgJEhIKCmNyZWF0ZWRfYnkYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbGFzdF9zZXEYBiABKAQSFAoMbWVtYmVyX2NvdW50GAcgASgNEhAKCGFyY2hpdmVkGAggASgIIo0CChBDb252ZXJzYXRpb25WaWV3EjQKDGNvbnZlcnNhdGlvbhgBIAEoCzIeLmNoYXRtZXNoLmNoYXQudjEuQ29udmVyc2F0aW9uEiQKBHJvbGUYAiABKA4yFi5jaGF0bWVzaC5jaGF0LnYxLlJvbGUSLwoMbGFzdF9tZXNzYWdlGAMgASgLMhkuY2hhdG1lc2guY2hhdC52MS5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgEIAEoBBIVCg1sYXN0X3JlYWRfc2VxGAUgASgEEhoKEmxhc3RfZGVsaXZlcmVkX3NlcRgGIAEoBBINCgVtdXRlZBgHIAEoCBIUCgxwZWVyX3VzZXJfaWQYCCABKAkiOgoSQ29udmVyc2F0aW9uQ3Vyc29yEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQi/gIKBlJlcG9ydBIRCglyZXBvcnRfaWQYASABKAkSEwoLcmVwb3J0ZXJfaWQYAiABKAkSLgoGcmVhc29uGAMgASgOMh4uY2hhdG1lc2guY2hhdC52MS5SZXBvcnRSZWFzb24SDwoHZGV0YWlscxgEIAEoCRIXCg9jb252ZXJzYXRpb25faWQYBSABKAkSEwoLbWVzc2FnZV9zZXEYBiABKAQSEgoKbWVzc2FnZV9pZBgHIAEoCRIPCgd1c2VyX2lkGAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KBnN0YXR1cxgKIAEoDjIeLmNoYXRtZXNoLmNoYXQudjEuUmVwb3J0U3RhdHVzEhMKC3Jlc29sdmVkX2J5GAsgASgJEi8KC3Jlc29sdmVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXNvbHV0aW9uGA0gASgJKo8BChBDb252ZXJzYXRpb25LaW5kEiEKHUNPTlZFUlNBVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYQ09OVkVSU0FUSU9OX0tJTkRfRElSRUNUEAESGwoXQ09OVkVSU0FUSU9OX0tJTkRfR1JPVVAQAhIdChlDT05WRVJTQVRJT05fS0lORF9DSEFOTkVMEAMqTQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDgoKUk9MRV9PV05FUhABEg4KClJPTEVfQURNSU4QAhIPCgtST0xFX01FTUJFUhADKnMKC01lc3NhZ2VLaW5kEhwKGE1FU1NBR0VfS0lORF9VTlNQRUNJRklFRBAAEhUKEU1FU1NBR0VfS0lORF9URVhUEAESFgoSTUVTU0FHRV9LSU5EX01FRElBEAISFwoTTUVTU0FHRV9LSU5EX1NZU1RFTRADKuUBCgxSZXBvcnRSZWFzb24SHQoZUkVQT1JUX1JFQVNPTl9VTlNQRUNJRklFRBAAEhYKElJFUE9SVF9SRUFTT05fU1BBTRABEhwKGFJFUE9SVF9SRUFTT05fSEFSQVNTTUVOVBACEhYKElJFUE9SVF9SRUFTT05fSEFURRADEhoKFlJFUE9SVF9SRUFTT05fVklPTEVOQ0UQBBIYChRSRVBPUlRfUkVBU09OX1NFWFVBTBAFEhkKFVJFUE9SVF9SRUFTT05fSUxMRUdBTBAGEhcKE1JFUE9SVF9SRUFTT05fT1RIRVIQByphCgxSZXBvcnRTdGF0dXMSHQoZUkVQT1JUX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElJFUE9SVF9TVEFUVVNfT1BFThABEhoKFlJFUE9SVF9TVEFUVVNfUkVTT0xWRUQQAmIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * A message, known by the seq of the event that created it.
@@ -406,6 +406,90 @@ export const ConversationCursorSchema: GenMessage<ConversationCursor> = /*@__PUR
   messageDesc(file_chatmesh_chat_v1_types, 5);
 
 /**
+ * A report to the moderators: of a message (conversation_id and message_seq set) or of a user
+ * (message_seq 0; conversation_id set when the report names one).
+ *
+ * @generated from message chatmesh.chat.v1.Report
+ */
+export type Report = Message$1<"chatmesh.chat.v1.Report"> & {
+  /**
+   * @generated from field: string report_id = 1;
+   */
+  reportId: string;
+
+  /**
+   * @generated from field: string reporter_id = 2;
+   */
+  reporterId: string;
+
+  /**
+   * @generated from field: chatmesh.chat.v1.ReportReason reason = 3;
+   */
+  reason: ReportReason;
+
+  /**
+   * @generated from field: string details = 4;
+   */
+  details: string;
+
+  /**
+   * @generated from field: string conversation_id = 5;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: uint64 message_seq = 6;
+   */
+  messageSeq: bigint;
+
+  /**
+   * @generated from field: string message_id = 7;
+   */
+  messageId: string;
+
+  /**
+   * The reported user; for a message, its sender.
+   *
+   * @generated from field: string user_id = 8;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 9;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: chatmesh.chat.v1.ReportStatus status = 10;
+   */
+  status: ReportStatus;
+
+  /**
+   * Set once resolved.
+   *
+   * @generated from field: string resolved_by = 11;
+   */
+  resolvedBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp resolved_at = 12;
+   */
+  resolvedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string resolution = 13;
+   */
+  resolution: string;
+};
+
+/**
+ * Describes the message chatmesh.chat.v1.Report.
+ * Use `create(ReportSchema)` to create a new message.
+ */
+export const ReportSchema: GenMessage<Report> = /*@__PURE__*/
+  messageDesc(file_chatmesh_chat_v1_types, 6);
+
+/**
  * The three shapes of conversation (SPEC "Words").
  *
  * @generated from enum chatmesh.chat.v1.ConversationKind
@@ -519,4 +603,85 @@ export enum MessageKind {
  */
 export const MessageKindSchema: GenEnum<MessageKind> = /*@__PURE__*/
   enumDesc(file_chatmesh_chat_v1_types, 2);
+
+/**
+ * Why a member reports a message or a user.
+ *
+ * @generated from enum chatmesh.chat.v1.ReportReason
+ */
+export enum ReportReason {
+  /**
+   * @generated from enum value: REPORT_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: REPORT_REASON_SPAM = 1;
+   */
+  SPAM = 1,
+
+  /**
+   * @generated from enum value: REPORT_REASON_HARASSMENT = 2;
+   */
+  HARASSMENT = 2,
+
+  /**
+   * @generated from enum value: REPORT_REASON_HATE = 3;
+   */
+  HATE = 3,
+
+  /**
+   * @generated from enum value: REPORT_REASON_VIOLENCE = 4;
+   */
+  VIOLENCE = 4,
+
+  /**
+   * @generated from enum value: REPORT_REASON_SEXUAL = 5;
+   */
+  SEXUAL = 5,
+
+  /**
+   * @generated from enum value: REPORT_REASON_ILLEGAL = 6;
+   */
+  ILLEGAL = 6,
+
+  /**
+   * @generated from enum value: REPORT_REASON_OTHER = 7;
+   */
+  OTHER = 7,
+}
+
+/**
+ * Describes the enum chatmesh.chat.v1.ReportReason.
+ */
+export const ReportReasonSchema: GenEnum<ReportReason> = /*@__PURE__*/
+  enumDesc(file_chatmesh_chat_v1_types, 3);
+
+/**
+ * @generated from enum chatmesh.chat.v1.ReportStatus
+ */
+export enum ReportStatus {
+  /**
+   * @generated from enum value: REPORT_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for a moderator.
+   *
+   * @generated from enum value: REPORT_STATUS_OPEN = 1;
+   */
+  OPEN = 1,
+
+  /**
+   * @generated from enum value: REPORT_STATUS_RESOLVED = 2;
+   */
+  RESOLVED = 2,
+}
+
+/**
+ * Describes the enum chatmesh.chat.v1.ReportStatus.
+ */
+export const ReportStatusSchema: GenEnum<ReportStatus> = /*@__PURE__*/
+  enumDesc(file_chatmesh_chat_v1_types, 4);
 
