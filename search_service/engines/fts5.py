@@ -154,24 +154,17 @@ class Fts5Engine:
             where.append("d.sent_at_ms<?")
             args.append(query.before_ms)
         order = (
-            "score, d.sent_at_ms DESC"
+            "bm25(docs_fts), d.sent_at_ms DESC"
             if query.order is Order.RELEVANCE
             else "d.sent_at_ms DESC, d.conversation_id, d.seq DESC"
         )
-        # The page is chosen first and snippets made for its rows only: with the snippet in
-        # the ranked query, SQLite builds one for every match before sorting (thousands for a
-        # frequent word), which was most of such a query's time.
         sql = (
-            "WITH page AS (SELECT d.rowid AS rid, bm25(docs_fts) AS score"
-            " FROM docs_fts JOIN docs d ON d.rowid = docs_fts.rowid"
-            f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ? OFFSET ?)"
-            " SELECT d.conversation_id, d.seq, d.sender_id, d.sent_at_ms, d.version,"
+            "SELECT d.conversation_id, d.seq, d.sender_id, d.sent_at_ms, d.version,"
             f" snippet(docs_fts, 0, '{_OPEN}', '{_CLOSE}', '…', 24)"
-            " FROM page JOIN docs_fts ON docs_fts.rowid = page.rid"
-            " JOIN docs d ON d.rowid = page.rid"
-            " WHERE docs_fts MATCH ? ORDER BY " + order.replace("score", "page.score")
+            " FROM docs_fts JOIN docs d ON d.rowid = docs_fts.rowid"
+            f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ? OFFSET ?"
         )
-        args.extend((query.limit, query.offset, match))
+        args.extend((query.limit, query.offset))
         async with self._lock:
             rows = self.db.execute(sql, args).fetchall()
         hits = []
