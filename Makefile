@@ -51,7 +51,7 @@ help:
 	@echo "make typecheck         mypy (strict, config in pyproject.toml)"
 	@echo "make pytest            pytest only (PYTEST_ARGS=...); selecting no test fails"
 	@echo "make test              every step ($(TEST_STEPS)): the one test command"
-	@echo "make run               chatmesh dev"
+	@echo "make run               install what running needs, then chatmesh dev (ARGS='...' passes flags)"
 	@echo "make fmt               ruff format + ruff check --fix"
 
 venv install: $(STAMP)
@@ -176,8 +176,27 @@ test: $(STAMP) system-deps tools cql-jars
 	if [ $${#failed[@]} -gt 0 ]; then printf '\n==> test FAILED in: %s\n' "$${failed[*]}"; exit 1; fi; \
 	printf '\n==> test: all steps passed (%s)\n' '$(TEST_STEPS)'
 
-run: $(STAMP)
-	$(BIN)/chatmesh dev
+# What running needs and nothing else (no linters, stubs, test servers or cluster drivers), with
+# the installer's own progress shown; `make test` adds the dev and cluster extras. Either stamp
+# up to date makes the other install unnecessary for running.
+RUN_STAMP := $(VENV)/.installed-run
+$(RUN_STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ] && [ $(STAMP) -nt $(CONSTRAINTS) ]; then \
+	  touch $@; exit 0; fi; \
+	printf '\n==> install for running (%s): the packages `chatmesh dev` needs\n' '$(INSTALLER)'; \
+	if [ '$(INSTALLER)' = uv ]; then \
+	  $(PY) -m pip install --disable-pip-version-check --progress-bar on -c $(CONSTRAINTS) uv && \
+	  $(BIN)/uv pip install --python $(PY) -c $(CONSTRAINTS) -e .; \
+	else \
+	  $(PY) -m pip install --disable-pip-version-check -c $(CONSTRAINTS) -e .; \
+	fi
+	touch $@
+
+# `make run ARGS='--ws 127.0.0.1:9090'` passes flags to `chatmesh dev` (see `chatmesh dev --help`).
+ARGS ?=
+run: $(RUN_STAMP)
+	$(call header,chatmesh dev $(ARGS))
+	$(BIN)/chatmesh dev $(ARGS)
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
