@@ -1,0 +1,99 @@
+"""Fixtures of the fault tests: the load profile, the figures reporter and the clusters.
+
+The NATS cluster is the one of tests/bus_nats (chat replicas on one SQLite file and one
+nats-server, gateways in front), with a FaultProxy between gateway g1 and replica a. The CQL
+cluster is the same on a fresh keyspace of the session's Cassandra (tests/cql/support.py).
+Each run's figures are printed in a "fault figures" section at the end of the pytest output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.bus_nats.cluster import SECRET, ChatProcess, GatewayProcess
+from tests.cql.support import fresh_keyspace, run_migrate, scylla_env
+from tests.servers.cassandra import CassandraServer
+from tests.servers.nats import NatsServer
+
+from .check import Figures
+from .profile import Profile, current_profile
+from .proxy import FaultProxy
+from .scenario import Cluster
+
+_FIGURES = pytest.StashKey[list[str]]()
+# No send limit: the load is the test's own, and a 429 would only add retries.
+_GATEWAY_ENV = {"CHATMESH_WS_SEND_BURST": "100000", "CHATMESH_WS_SEND_RATE_PER_S": "100000"}
+
+
+@pytest.fixture
+def profile() -> Profile:
+    return current_profile()
+
+
+@pytest.fixture
+def record_figures(request: pytest.FixtureRequest) -> Callable[[Figures], None]:
+    """Keeps a run's figures line for the summary section."""
+    lines = request.config.stash.setdefault(_FIGURES, [])
+
+    def record(figures: Figures) -> None:
+        lines.append(f"{figures.line()} profile={current_profile().name}")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = terminalreporter.config.stash.get(_FIGURES, [])
+    if lines:
+        terminalreporter.write_sep("-", "fault figures")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+async def _start_cluster(
+    nats_url: str, tmp_path: Path, chat_env: Mapping[str, str]
+) -> AsyncIterator[Cluster]:
+    data_dir = tmp_path / "chat-data"
+    chats = [ChatProcess(n, data_dir, nats_url, tmp_path, **chat_env) for n in ("a", "b")]
+    proxy = FaultProxy(chats[0].port)
+    gateways = [
+        GatewayProcess("g1", proxy.target, tmp_path, **_GATEWAY_ENV),
+        GatewayProcess("g2", chats[1].target, tmp_path, **_GATEWAY_ENV),
+    ]
+    try:
+        await proxy.start()
+        for chat in chats:  # one after the other: the first one creates the schema
+            await chat.start()
+        await asyncio.gather(*(g.start() for g in gateways))
+        yield Cluster(chats, gateways, proxy)
+    finally:
+        for gateway in gateways:
+            await gateway.kill()
+        for chat in chats:
+            await chat.kill()
+            await chat.channel.close(None)
+        await proxy.stop()
+
+
+@pytest.fixture
+async def nats_cluster(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async for cluster in _start_cluster(nats_server.url, tmp_path, {}):
+        yield cluster
+
+
+@pytest.fixture
+async def cql_cluster(
+    nats_server: NatsServer, cassandra_server: CassandraServer, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    """The same cluster on the Scylla store: a fresh, migrated keyspace of the session's CQL
+    server, signed with the cluster's secret."""
+    env = scylla_env(cassandra_server, fresh_keyspace("faults"), tmp_path / "chat-data")
+    result = await run_migrate(env)
+    assert result.returncode == 0, result.output
+    chat_env = {k: v for k, v in env.items() if k.startswith(("CHATMESH_SCYLLA", "CHATMESH_STORE"))}
+    chat_env["CHATMESH_JWT_SECRET"] = SECRET
+    async for cluster in _start_cluster(nats_server.url, tmp_path, chat_env):
+        yield cluster
