@@ -57,7 +57,7 @@ def _devices(groups: Sequence[Group], gateways: Sequence[GatewayProcess]) -> lis
     """Each user's phone, and the owner's laptop; spread over the gateways in turn (a device
     that loses its socket moves on to the next gateway of its list)."""
     urls = [g.url for g in gateways]
-    devices = []
+    devices: list[Device] = []
     for group in groups:
         for user, device_id in [*((u, "phone") for u in group.members), (group.owner, "laptop")]:
             home = len(devices) % len(urls)
