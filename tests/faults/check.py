@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chatmesh.chat.v1 import chat_service_pb2 as pb
@@ -74,12 +74,15 @@ class Figures:
     repeats: int
     recover_s: float
     load_s: float
+    extra: Mapping[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
+        more = "".join(f" {k}={v:.1f}" for k, v in self.extra.items())
         return (
             f"{self.fault}: devices={self.devices} acked={self.acked} lost={self.lost}"
             f" gaps={self.gaps} retries={self.retries} reconnects={self.reconnects}"
             f" repeats={self.repeats} recover_s={self.recover_s:.1f} load_s={self.load_s:.1f}"
+            f"{more}"
         )
 
 
@@ -89,6 +92,7 @@ def verify(
     store: Mapping[str, StoredConversation],
     recover_s: float,
     load_s: float,
+    extra: Mapping[str, float],
 ) -> tuple[Figures, list[str]]:
     """The run's figures, and every broken promise found (empty: the run passed)."""
     problems: list[str] = []
@@ -133,5 +137,6 @@ def verify(
         repeats=sum(s.duplicates for d in driver.devices for s in d.seen.values()),
         recover_s=recover_s,
         load_s=load_s,
+        extra=dict(extra),
     )
     return figures, problems

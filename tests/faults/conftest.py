@@ -9,6 +9,7 @@ Each run's figures are printed in a "fault figures" section at the end of the py
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
@@ -18,12 +19,16 @@ from tests.bus_nats.cluster import SECRET, ChatProcess, GatewayProcess
 from tests.cql.support import fresh_keyspace, run_migrate, scylla_env
 from tests.servers.cassandra import CassandraServer
 from tests.servers.nats import NatsServer
+from tests.servers.redis import RedisServer
+from tests.servers.services import PresenceServiceProcess
 
 from .check import Figures
 from .profile import Profile, current_profile
 from .proxy import FaultProxy
 from .scenario import Cluster
 
+# Signs presence_service's AccessService calls to chat_service; differs from SECRET.
+SERVICE_SECRET = "faults-tests-service-secret-of-32-bytes-or-more"
 _FIGURES = pytest.StashKey[list[str]]()
 # No send limit: the load is the test's own, and a 429 would only add retries.
 _GATEWAY_ENV = {"CHATMESH_WS_SEND_BURST": "100000", "CHATMESH_WS_SEND_RATE_PER_S": "100000"}
@@ -54,24 +59,35 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 async def _start_cluster(
-    nats_url: str, tmp_path: Path, chat_env: Mapping[str, str]
+    nats_url: str,
+    tmp_path: Path,
+    chat_env: Mapping[str, str],
+    presence: PresenceServiceProcess | None = None,
 ) -> AsyncIterator[Cluster]:
     data_dir = tmp_path / "chat-data"
     chats = [ChatProcess(n, data_dir, nats_url, tmp_path, **chat_env) for n in ("a", "b")]
     proxy = FaultProxy(chats[0].port)
+    gateway_env = dict(_GATEWAY_ENV)
+    if presence is not None:
+        gateway_env["CHATMESH_PRESENCE_TARGET"] = presence.target
+        presence.env["CHATMESH_CHAT_TARGET"] = chats[1].target  # its AccessService calls
     gateways = [
-        GatewayProcess("g1", proxy.target, tmp_path, **_GATEWAY_ENV),
-        GatewayProcess("g2", chats[1].target, tmp_path, **_GATEWAY_ENV),
+        GatewayProcess("g1", proxy.target, tmp_path, **gateway_env),
+        GatewayProcess("g2", chats[1].target, tmp_path, **gateway_env),
     ]
     try:
         await proxy.start()
         for chat in chats:  # one after the other: the first one creates the schema
             await chat.start()
+        if presence is not None:
+            await presence.start()
         await asyncio.gather(*(g.start() for g in gateways))
         yield Cluster(chats, gateways, proxy)
     finally:
         for gateway in gateways:
             await gateway.kill()
+        if presence is not None:
+            await presence.kill()
         for chat in chats:
             await chat.kill()
             await chat.channel.close(None)
@@ -96,4 +112,27 @@ async def cql_cluster(
     chat_env = {k: v for k, v in env.items() if k.startswith(("CHATMESH_SCYLLA", "CHATMESH_STORE"))}
     chat_env["CHATMESH_JWT_SECRET"] = SECRET
     async for cluster in _start_cluster(nats_server.url, tmp_path, chat_env):
+        yield cluster
+
+
+@pytest.fixture
+async def presence_cluster(
+    nats_server: NatsServer, redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    """The NATS cluster with presence_service on the session's Redis (its own key prefix) and a
+    short TTL, so a heartbeat comes every 2 s; both gateways use it."""
+    presence = PresenceServiceProcess(
+        {
+            "CHATMESH_JWT_SECRET": SECRET,
+            "CHATMESH_SERVICE_SECRET": SERVICE_SECRET,
+            "CHATMESH_BUS": "nats",
+            "CHATMESH_NATS_URLS": nats_server.url,
+            "CHATMESH_REDIS_URL": redis_server.url,
+            "CHATMESH_REDIS_PREFIX": f"faults:{uuid.uuid4().hex[:8]}:",
+            "CHATMESH_PRESENCE_TTL_S": "6",
+        },
+        tmp_path / "presence.log",
+    )
+    chat_env = {"CHATMESH_SERVICE_SECRET": SERVICE_SECRET}
+    async for cluster in _start_cluster(nats_server.url, tmp_path, chat_env, presence):
         yield cluster

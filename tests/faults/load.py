@@ -127,9 +127,16 @@ class Device:
 
     async def connect(self) -> None:
         """A socket to the current gateway that resumes from the cursors (0: from the start)."""
-        self.client = await GatewayClient.connect(
-            self.url, token(self.user, self.device_id), resume=self.cursors(), timeout_s=15
+        client = await GatewayClient.connect(
+            self.url, token(self.user, self.device_id), timeout_s=15
         )
+        try:
+            await client.resume(self.cursors(), timeout_s=15)
+        except BaseException:
+            # Not left open: a user may hold only so many sockets on one gateway.
+            await client.close()
+            raise
+        self.client = client
 
     async def ensure_connected(self) -> None:
         """Replaces a closed socket: the next gateway in the list, resuming where it stopped."""

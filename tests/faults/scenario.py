@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+import pytest
 
 from tests.bus_nats.cluster import Api, ChatProcess, GatewayProcess
 
@@ -67,10 +69,17 @@ def _devices(groups: Sequence[Group], gateways: Sequence[GatewayProcess]) -> lis
 
 
 async def _wait_recovered(driver: LoadDriver, fault_at: float) -> float:
-    async with asyncio.timeout(RECOVERY_GUARD_S):
-        while not driver.acked_since(fault_at):
-            driver.raise_failures()
-            await asyncio.sleep(0.05)
+    try:
+        async with asyncio.timeout(RECOVERY_GUARD_S):
+            while not driver.acked_since(fault_at):
+                driver.raise_failures()
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        stuck = [d for d in driver.devices if not any(a.first_try_at >= fault_at for a in d.acks)]
+        pytest.fail(
+            f"not recovered after {RECOVERY_GUARD_S:.0f} s (a hang guard):"
+            + "".join(f"\n  {d.name} on {d.url}: {d.errors[-3:]}" for d in stuck)
+        )
     return (
         max(min(a.acked_at for a in d.acks if a.first_try_at >= fault_at) for d in driver.devices)
         - fault_at
@@ -83,8 +92,10 @@ async def run_fault(
     name: str,
     fault: Fault,
     record: Callable[[Figures], None],
-) -> None:
-    """Drives the load, injects `fault`, checks the run against the store, records its figures."""
+    extra: Mapping[str, float] | None = None,
+) -> Figures:
+    """Drives the load, injects `fault`, checks the run against the store, records its figures
+    (with `extra` ones the fault filled in)."""
     reader_chat = cluster.chats[-1]
     groups = await _create_groups(reader_chat, profile)
     devices = _devices(groups, cluster.gateways)
@@ -106,10 +117,11 @@ async def run_fault(
             for g in groups
         }
         await driver.catch_up({cid: c.last_seq for cid, c in store.items()})
-        figures, problems = verify(name, driver, store, recover_s, load_s)
+        figures, problems = verify(name, driver, store, recover_s, load_s, extra or {})
         record(figures)
         assert not problems, "\n".join(problems[:30])
         assert figures.acked > 0
+        return figures
     finally:
         await driver.cancel()
         await asyncio.gather(*(d.close() for d in devices))
