@@ -77,11 +77,14 @@ async def _start_cluster(
     ]
     try:
         await proxy.start()
-        for chat in chats:  # one after the other: the first one creates the schema
-            await chat.start()
-        if presence is not None:
-            await presence.start()
-        await asyncio.gather(*(g.start() for g in gateways))
+
+        async def start_chats() -> None:
+            for chat in chats:  # one after the other: the first one creates the schema
+                await chat.start()
+
+        # Gateways and presence_service start without their upstreams; they connect on demand.
+        others = [*([presence] if presence is not None else []), *gateways]
+        await asyncio.gather(start_chats(), *(p.start() for p in others))
         yield Cluster(chats, gateways, proxy)
     finally:
         for gateway in gateways:

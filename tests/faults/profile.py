@@ -20,6 +20,7 @@ class Profile:
     outage_s: float  # how long a fault lasts where it has a length (down, paused, cut off)
     after_s: float  # load after every device recovered
     redis_outage_s: float  # how long Redis (presence) is down
+    timeout_s: float  # pytest's hang guard for one fault test (cluster start-up included)
 
     @property
     def devices(self) -> int:
@@ -28,9 +29,9 @@ class Profile:
 
 PROFILES = {
     "ci": Profile("ci", groups=3, users_per_group=3, interval_s=0.25, warmup_s=2.0,
-                  outage_s=2.0, after_s=2.0, redis_outage_s=10.0),
+                  outage_s=2.0, after_s=2.0, redis_outage_s=10.0, timeout_s=150),
     "long": Profile("long", groups=6, users_per_group=4, interval_s=0.2, warmup_s=10.0,
-                    outage_s=8.0, after_s=15.0, redis_outage_s=10.0),
+                    outage_s=8.0, after_s=15.0, redis_outage_s=10.0, timeout_s=400),
 }  # fmt: skip
 
 

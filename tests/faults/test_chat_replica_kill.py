@@ -9,10 +9,14 @@ from collections.abc import Callable
 import pytest
 
 from .check import Figures
-from .profile import Profile
+from .profile import Profile, current_profile
 from .scenario import Cluster, run_fault
 
-pytestmark = [pytest.mark.faults, pytest.mark.nats, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.nats,
+    pytest.mark.timeout(current_profile().timeout_s),
+]
 
 
 async def test_sigkill_of_a_chat_replica_loses_no_acknowledged_message(

@@ -13,10 +13,15 @@ import pytest
 from tests.servers.cassandra import CassandraServer
 
 from .check import Figures
-from .profile import Profile
+from .profile import Profile, current_profile
 from .scenario import Cluster, run_fault
 
-pytestmark = [pytest.mark.faults, pytest.mark.cql, pytest.mark.nats, pytest.mark.timeout(150)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.cql,
+    pytest.mark.nats,
+    pytest.mark.timeout(current_profile().timeout_s),
+]
 
 
 async def test_cql_server_paused_loses_no_acknowledged_message(

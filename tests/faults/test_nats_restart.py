@@ -11,10 +11,14 @@ import pytest
 from tests.servers.nats import NatsServer
 
 from .check import Figures
-from .profile import Profile
+from .profile import Profile, current_profile
 from .scenario import Cluster, run_fault
 
-pytestmark = [pytest.mark.faults, pytest.mark.nats, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.nats,
+    pytest.mark.timeout(current_profile().timeout_s),
+]
 
 
 async def test_nats_restart_loses_no_event(

@@ -9,10 +9,14 @@ from collections.abc import Callable
 import pytest
 
 from .check import Figures
-from .profile import Profile
+from .profile import Profile, current_profile
 from .scenario import Cluster, run_fault
 
-pytestmark = [pytest.mark.faults, pytest.mark.nats, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.nats,
+    pytest.mark.timeout(current_profile().timeout_s),
+]
 
 
 async def test_cut_and_slow_gateway_to_chat_links_lose_nothing(

@@ -15,10 +15,15 @@ from tests.gateway.client import GatewayClient, ServerError
 from tests.servers.redis import RedisServer
 
 from .check import Figures
-from .profile import Profile
+from .profile import Profile, current_profile
 from .scenario import Cluster, run_fault
 
-pytestmark = [pytest.mark.faults, pytest.mark.nats, pytest.mark.redis, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.nats,
+    pytest.mark.redis,
+    pytest.mark.timeout(current_profile().timeout_s),
+]
 
 # Users of the first group of every run (scenario._create_groups): they share a conversation,
 # so each may see the other's presence.
