@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from chat_service.store.sqlite.schema import migrate
 from tests.bus_nats.cluster import SECRET, ChatProcess, GatewayProcess
 from tests.cql.support import fresh_keyspace, run_migrate, scylla_env
 from tests.servers.cassandra import CassandraServer
@@ -77,14 +78,13 @@ async def _start_cluster(
     ]
     try:
         await proxy.start()
-
-        async def start_chats() -> None:
-            for chat in chats:  # one after the other: the first one creates the schema
-                await chat.start()
-
+        if "CHATMESH_STORE" not in chat_env:
+            # The schema first, so the replicas can start at once (the CQL one is migrated).
+            data_dir.mkdir(parents=True, exist_ok=True)
+            migrate(str(data_dir / "chat.sqlite3"))
         # Gateways and presence_service start without their upstreams; they connect on demand.
-        others = [*([presence] if presence is not None else []), *gateways]
-        await asyncio.gather(start_chats(), *(p.start() for p in others))
+        processes = [*chats, *([presence] if presence is not None else []), *gateways]
+        await asyncio.gather(*(p.start() for p in processes))
         yield Cluster(chats, gateways, proxy)
     finally:
         for gateway in gateways:

@@ -154,9 +154,14 @@ class Device:
                         await self.connect()
                         self.reconnects += 1
                         return
+                    except ServerError as exc:
+                        # e.g. the resume answered UNAVAILABLE: the replica behind is down
+                        if exc.code not in RETRYABLE:
+                            raise
+                        self.errors.append(f"resume on {self.url}: {exc}"[:200])
                     except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
                         self.errors.append(f"connect {self.url}: {exc!r}"[:200])
-                        await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.2)
 
     async def close(self) -> None:
         if self.client is not None:

@@ -28,8 +28,8 @@ class Profile:
 
 
 PROFILES = {
-    "ci": Profile("ci", groups=3, users_per_group=3, interval_s=0.25, warmup_s=2.0,
-                  outage_s=2.0, after_s=2.0, redis_outage_s=10.0, timeout_s=150),
+    "ci": Profile("ci", groups=3, users_per_group=3, interval_s=0.25, warmup_s=1.5,
+                  outage_s=2.0, after_s=1.5, redis_outage_s=6.0, timeout_s=150),
     "long": Profile("long", groups=6, users_per_group=4, interval_s=0.2, warmup_s=10.0,
                     outage_s=8.0, after_s=15.0, redis_outage_s=10.0, timeout_s=400),
 }  # fmt: skip
