@@ -70,6 +70,7 @@ class Figures:
     lost: int
     gaps: int
     retries: int
+    deduped: int
     reconnects: int
     repeats: int
     recover_s: float
@@ -80,7 +81,8 @@ class Figures:
         more = "".join(f" {k}={v:.1f}" for k, v in self.extra.items())
         return (
             f"{self.fault}: devices={self.devices} acked={self.acked} lost={self.lost}"
-            f" gaps={self.gaps} retries={self.retries} reconnects={self.reconnects}"
+            f" gaps={self.gaps} retries={self.retries} deduped={self.deduped}"
+            f" reconnects={self.reconnects}"
             f" repeats={self.repeats} recover_s={self.recover_s:.1f} load_s={self.load_s:.1f}"
             f"{more}"
         )
@@ -133,6 +135,7 @@ def verify(
         lost=lost,
         gaps=gaps,
         retries=sum(d.retries for d in driver.devices),
+        deduped=sum(a.duplicate for a in acks),
         reconnects=sum(d.reconnects for d in driver.devices),
         repeats=sum(s.duplicates for d in driver.devices for s in d.seen.values()),
         recover_s=recover_s,

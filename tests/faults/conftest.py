@@ -30,6 +30,8 @@ from .scenario import Cluster
 
 # Signs presence_service's AccessService calls to chat_service; differs from SECRET.
 SERVICE_SECRET = "faults-tests-service-secret-of-32-bytes-or-more"
+# g1's deadline per call in the short-deadline cluster.
+SHORT_DEADLINE_S = 1.0
 _FIGURES = pytest.StashKey[list[str]]()
 # No send limit: the load is the test's own, and a 429 would only add retries.
 _GATEWAY_ENV = {"CHATMESH_WS_SEND_BURST": "100000", "CHATMESH_WS_SEND_RATE_PER_S": "100000"}
@@ -64,6 +66,7 @@ async def _start_cluster(
     tmp_path: Path,
     chat_env: Mapping[str, str],
     presence: PresenceServiceProcess | None = None,
+    g1_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Cluster]:
     data_dir = tmp_path / "chat-data"
     chats = [ChatProcess(n, data_dir, nats_url, tmp_path, **chat_env) for n in ("a", "b")]
@@ -73,7 +76,7 @@ async def _start_cluster(
         gateway_env["CHATMESH_PRESENCE_TARGET"] = presence.target
         presence.env["CHATMESH_CHAT_TARGET"] = chats[1].target  # its AccessService calls
     gateways = [
-        GatewayProcess("g1", proxy.target, tmp_path, **gateway_env),
+        GatewayProcess("g1", proxy.target, tmp_path, **gateway_env, **(g1_env or {})),
         GatewayProcess("g2", chats[1].target, tmp_path, **gateway_env),
     ]
     try:
@@ -100,6 +103,14 @@ async def _start_cluster(
 @pytest.fixture
 async def nats_cluster(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Cluster]:
     async for cluster in _start_cluster(nats_server.url, tmp_path, {}):
+        yield cluster
+
+
+@pytest.fixture
+async def short_deadline_cluster(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """The NATS cluster with a 1 s deadline on g1's calls to a, so proxy latency can outlast it."""
+    g1_env = {"CHATMESH_WS_RPC_TIMEOUT_S": str(SHORT_DEADLINE_S)}
+    async for cluster in _start_cluster(nats_server.url, tmp_path, {}, g1_env=g1_env):
         yield cluster
 
 

@@ -56,6 +56,8 @@ class Ack:
     attempts: int
     first_try_at: float
     acked_at: float
+    # Answered as a retry of a send already stored (same key): the original message came back.
+    duplicate: bool = False
 
 
 @dataclass
@@ -201,6 +203,7 @@ class Device:
                     attempt,
                     first_try_at,
                     time.monotonic(),
+                    answer.send_message.duplicate,
                 )
                 self.acks.append(ack)
                 return ack

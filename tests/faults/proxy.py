@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from dataclasses import dataclass
 
 from tests.servers.ports import free_port
@@ -40,15 +41,35 @@ class _Link:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Latency is a delay per chunk, taken in order: a later chunk never overtakes one before.
+        """Forwards one direction. Latency is a delay from arrival, not a pause per chunk: each
+        chunk is written `latency_s` after it was read, in order, however many are in flight."""
+        due: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        delivering = asyncio.ensure_future(self._deliver(due, writer))
+        self.tasks.append(delivering)
         try:
             while data := await reader.read(_CHUNK):
-                if self.proxy.latency_s > 0:
-                    await asyncio.sleep(self.proxy.latency_s)
+                due.put_nowait((time.monotonic() + self.proxy.latency_s, data))
+            due.put_nowait((time.monotonic() + self.proxy.latency_s, b""))  # end of stream
+            await delivering
+        except (ConnectionError, OSError):
+            self.reset()
+
+    async def _deliver(
+        self, due: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            while True:
+                at, data = await due.get()
+                # Switching latency off applies at once, also to what is already queued.
+                delay = min(at - time.monotonic(), self.proxy.latency_s)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if not data:
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    return
                 writer.write(data)
                 await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
         except (ConnectionError, OSError):
             self.reset()
 
