@@ -2,7 +2,9 @@
 
 The NATS cluster is the one of tests/bus_nats (chat replicas on one SQLite file and one
 nats-server, gateways in front), with a FaultProxy between gateway g1 and replica a. The CQL
-cluster is the same on a fresh keyspace of the session's Cassandra (tests/cql/support.py).
+cluster is the same on a fresh keyspace of the session's Cassandra (tests/cql/support.py); the
+presence cluster adds presence_service on the session's Redis; the short-deadline cluster gives
+g1 a 1 s deadline per call.
 Each run's figures are printed in a "fault figures" section at the end of the pytest output.
 """
 
@@ -26,12 +28,10 @@ from tests.servers.services import PresenceServiceProcess
 from .check import Figures
 from .profile import Profile, current_profile
 from .proxy import FaultProxy
-from .scenario import Cluster
+from .scenario import SHORT_DEADLINE_S, Cluster
 
 # Signs presence_service's AccessService calls to chat_service; differs from SECRET.
 SERVICE_SECRET = "faults-tests-service-secret-of-32-bytes-or-more"
-# g1's deadline per call in the short-deadline cluster.
-SHORT_DEADLINE_S = 1.0
 _FIGURES = pytest.StashKey[list[str]]()
 # No send limit: the load is the test's own, and a 429 would only add retries.
 _GATEWAY_ENV = {"CHATMESH_WS_SEND_BURST": "100000", "CHATMESH_WS_SEND_RATE_PER_S": "100000"}

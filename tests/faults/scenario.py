@@ -25,6 +25,8 @@ from .proxy import FaultProxy
 
 GROUP = 2
 RECOVERY_GUARD_S = 60.0
+# g1's deadline per call in the short-deadline cluster (conftest.short_deadline_cluster).
+SHORT_DEADLINE_S = 1.0
 
 Fault = Callable[[], Awaitable[None]]
 

@@ -10,9 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from .check import Figures
-from .conftest import SHORT_DEADLINE_S
 from .profile import Profile, current_profile
-from .scenario import Cluster, run_fault
+from .scenario import SHORT_DEADLINE_S, Cluster, run_fault
 
 pytestmark = [
     pytest.mark.faults,
