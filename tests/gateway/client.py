@@ -102,6 +102,11 @@ class GatewayClient:
                 await client.resume(resume, timeout_s=timeout_s)
         return client
 
+    @property
+    def is_open(self) -> bool:
+        """False once the socket closed (nothing more will arrive)."""
+        return not self._reader.done()
+
     # -- sending ----------------------------------------------------------------------------
 
     def next_request_id(self) -> str:

@@ -1,0 +1,152 @@
+"""Fixtures of the fault tests: the load profile, the figures reporter and the clusters.
+
+The NATS cluster is the one of tests/bus_nats (chat replicas on one SQLite file and one
+nats-server, gateways in front), with a FaultProxy between gateway g1 and replica a. The CQL
+cluster is the same on a fresh keyspace of the session's Cassandra (tests/cql/support.py); the
+presence cluster adds presence_service on the session's Redis; the short-deadline cluster gives
+g1 a 1 s deadline per call.
+Each run's figures are printed in a "fault figures" section at the end of the pytest output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+from chat_service.store.sqlite.schema import migrate
+from tests.bus_nats.cluster import SECRET, ChatProcess, GatewayProcess
+from tests.cql.support import fresh_keyspace, run_migrate, scylla_env
+from tests.servers.cassandra import CassandraServer
+from tests.servers.nats import NatsServer
+from tests.servers.redis import RedisServer
+from tests.servers.services import PresenceServiceProcess
+
+from .check import Figures
+from .profile import Profile, current_profile
+from .proxy import FaultProxy
+from .scenario import SHORT_DEADLINE_S, Cluster
+
+# Signs presence_service's AccessService calls to chat_service; differs from SECRET.
+SERVICE_SECRET = "faults-tests-service-secret-of-32-bytes-or-more"
+_FIGURES = pytest.StashKey[list[str]]()
+# No send limit: the load is the test's own, and a 429 would only add retries.
+_GATEWAY_ENV = {"CHATMESH_WS_SEND_BURST": "100000", "CHATMESH_WS_SEND_RATE_PER_S": "100000"}
+
+
+@pytest.fixture
+def profile() -> Profile:
+    return current_profile()
+
+
+@pytest.fixture
+def record_figures(request: pytest.FixtureRequest) -> Callable[[Figures], None]:
+    """Keeps a run's figures line for the summary section."""
+    lines = request.config.stash.setdefault(_FIGURES, [])
+
+    def record(figures: Figures) -> None:
+        lines.append(f"{figures.line()} profile={current_profile().name}")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = terminalreporter.config.stash.get(_FIGURES, [])
+    if lines:
+        terminalreporter.write_sep("-", "fault figures")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+async def _start_cluster(
+    nats_url: str,
+    tmp_path: Path,
+    chat_env: Mapping[str, str],
+    presence: PresenceServiceProcess | None = None,
+    g1_env: Mapping[str, str] | None = None,
+) -> AsyncIterator[Cluster]:
+    data_dir = tmp_path / "chat-data"
+    chats = [ChatProcess(n, data_dir, nats_url, tmp_path, **chat_env) for n in ("a", "b")]
+    proxy = FaultProxy(chats[0].port)
+    gateway_env = dict(_GATEWAY_ENV)
+    if presence is not None:
+        gateway_env["CHATMESH_PRESENCE_TARGET"] = presence.target
+        presence.env["CHATMESH_CHAT_TARGET"] = chats[1].target  # its AccessService calls
+    gateways = [
+        GatewayProcess("g1", proxy.target, tmp_path, **gateway_env, **(g1_env or {})),
+        GatewayProcess("g2", chats[1].target, tmp_path, **gateway_env),
+    ]
+    try:
+        await proxy.start()
+        if "CHATMESH_STORE" not in chat_env:
+            # The schema first, so the replicas can start at once (the CQL one is migrated).
+            data_dir.mkdir(parents=True, exist_ok=True)
+            migrate(str(data_dir / "chat.sqlite3"))
+        # Gateways and presence_service start without their upstreams; they connect on demand.
+        processes = [*chats, *([presence] if presence is not None else []), *gateways]
+        await asyncio.gather(*(p.start() for p in processes))
+        yield Cluster(chats, gateways, proxy)
+    finally:
+        for gateway in gateways:
+            await gateway.kill()
+        if presence is not None:
+            await presence.kill()
+        for chat in chats:
+            await chat.kill()
+            await chat.channel.close(None)
+        await proxy.stop()
+
+
+@pytest.fixture
+async def nats_cluster(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async for cluster in _start_cluster(nats_server.url, tmp_path, {}):
+        yield cluster
+
+
+@pytest.fixture
+async def short_deadline_cluster(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """The NATS cluster with a 1 s deadline on g1's calls to a, so proxy latency can outlast it."""
+    g1_env = {"CHATMESH_WS_RPC_TIMEOUT_S": str(SHORT_DEADLINE_S)}
+    async for cluster in _start_cluster(nats_server.url, tmp_path, {}, g1_env=g1_env):
+        yield cluster
+
+
+@pytest.fixture
+async def cql_cluster(
+    nats_server: NatsServer, cassandra_server: CassandraServer, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    """The same cluster on the Scylla store: a fresh, migrated keyspace of the session's CQL
+    server, signed with the cluster's secret."""
+    env = scylla_env(cassandra_server, fresh_keyspace("faults"), tmp_path / "chat-data")
+    result = await run_migrate(env)
+    assert result.returncode == 0, result.output
+    chat_env = {k: v for k, v in env.items() if k.startswith(("CHATMESH_SCYLLA", "CHATMESH_STORE"))}
+    chat_env["CHATMESH_JWT_SECRET"] = SECRET
+    async for cluster in _start_cluster(nats_server.url, tmp_path, chat_env):
+        yield cluster
+
+
+@pytest.fixture
+async def presence_cluster(
+    nats_server: NatsServer, redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    """The NATS cluster with presence_service on the session's Redis (its own key prefix) and a
+    short TTL, so a heartbeat comes every 2 s; both gateways use it."""
+    presence = PresenceServiceProcess(
+        {
+            "CHATMESH_JWT_SECRET": SECRET,
+            "CHATMESH_SERVICE_SECRET": SERVICE_SECRET,
+            "CHATMESH_BUS": "nats",
+            "CHATMESH_NATS_URLS": nats_server.url,
+            "CHATMESH_REDIS_URL": redis_server.url,
+            "CHATMESH_REDIS_PREFIX": f"faults:{uuid.uuid4().hex[:8]}:",
+            "CHATMESH_PRESENCE_TTL_S": "6",
+        },
+        tmp_path / "presence.log",
+    )
+    chat_env = {"CHATMESH_SERVICE_SECRET": SERVICE_SECRET}
+    async for cluster in _start_cluster(nats_server.url, tmp_path, chat_env, presence):
+        yield cluster
