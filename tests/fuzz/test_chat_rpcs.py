@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from tests.chat.support import ChatHarness
 
+from . import tally
 from .strategies import FUZZ_EXAMPLES, KNOWN_IDS, messages
 
 pytestmark = pytest.mark.timeout(600)
@@ -126,6 +127,7 @@ def test_every_rpc_answers_random_requests_clearly(live_chat: LiveChat) -> None:
     def check(case: tuple[str, Any]) -> None:
         method, request = case
         before = live_chat.snapshot()
+        tally.example("chat RPCs")
         try:
             live_chat.call(method, request)
         except grpc.RpcError as error:
@@ -134,6 +136,7 @@ def test_every_rpc_answers_random_requests_clearly(live_chat: LiveChat) -> None:
             assert error.details(), f"{method}: {code.name} without a message"  # type: ignore[attr-defined]
             assert live_chat.snapshot() == before, f"refused {method} changed what is stored"
             seen.add((method, code.name))
+            tally.refusal("chat RPCs", f"{method} {code.name}")
 
     check()
     # The service still serves after all of it.

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from gateway_ws.protocol import CallPresence, CallRpc, Close, Send
 from tests.gateway.test_protocol import Socket
 
+from . import tally
 from .strategies import FUZZ_EXAMPLES, messages
 
 FUZZ = settings(
@@ -42,6 +43,10 @@ def _decoded(socket: Socket, actions: list[Any], binary: bool) -> list[gateway_p
             else:
                 json_format.Parse(action.data, frame)
             out.append(frame)
+            if frame.WhichOneof("frame") == "error":
+                code = gateway_pb2.ErrorCode.Name(frame.error.code)
+                tally.refusal("gateway core", code, frame.error.message)
+    tally.example("gateway core")
     return out
 
 
