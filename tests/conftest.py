@@ -8,6 +8,7 @@ Server fixtures are session-scoped and opt-in: a test that uses one carries the 
 from __future__ import annotations
 
 import faulthandler
+import importlib
 import os
 import threading
 import time
@@ -24,6 +25,19 @@ from tests.servers.redis import RedisServer
 
 if TYPE_CHECKING:
     from tests.servers.seaweedfs import SeaweedServer
+
+
+def pytest_configure() -> None:
+    """Keeps grpc.aio's engine up for the whole run.
+
+    grpc.aio shuts its engine down, joining its poller thread, whenever the last aio object of
+    the process is freed. In a test run that happens between tests, on whatever thread the
+    garbage collector happens to run in. Once that was the CQL driver's reactor thread: the join
+    never returned, every later CQL request waited on the stuck reactor, and each CQL test
+    failed on its timeout (a CI run spent its whole time limit this way). A service process never
+    gets there, since its server holds the engine while it runs; one reference held here does
+    the same for the test run."""
+    importlib.import_module("grpc._cython.cygrpc").init_grpc_aio()
 
 
 # Past its own timeout a test gets this long to finish its teardown (pytest-timeout arms once:
