@@ -127,6 +127,15 @@ def _decode_text(text: str) -> ClientFrame | FrameError:
             "frame is nested too deeply",
             _request_id_from_obj(obj),
         )
+    # json_format takes an empty array for a message field (as an empty message); proto3 JSON
+    # does not. Only a frame with an empty array pays for the shape check.
+    if _EMPTY_ARRAY.search(text):
+        found = _find_shape_error(obj, _CLIENT_DESC, "")
+        if found is not None:
+            reason, message = found
+            return FrameError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, reason, message, frame.request_id
+            )
     if frame.WhichOneof(_FRAME_ONEOF) is None:
         return FrameError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
@@ -135,6 +144,9 @@ def _decode_text(text: str) -> ClientFrame | FrameError:
             frame.request_id,
         )
     return frame
+
+
+_EMPTY_ARRAY = re.compile(r"\[\s*\]")
 
 
 def _decode_binary(data: bytes) -> ClientFrame | FrameError:

@@ -119,6 +119,23 @@ def test_message_field_with_a_scalar_is_a_wrong_type() -> None:
     assert error.message == "sendMessage must be a JSON object, not a string"
 
 
+def test_message_field_with_an_empty_array_is_a_wrong_type() -> None:
+    """json_format would take `[]` as an empty message; proto3 JSON (and this edge) does not."""
+    for text, name in [
+        ('{"requestId":"r","resume":[]}', "resume"),
+        ('{"requestId":"r","sendMessage":{"conversationId":"c","clientMsgId":"k","body":"b",'
+         '"mentions":[],"attachments":[ ]}}', None),
+    ]:  # fmt: skip
+        decoded = frames.decode_client_frame(text)
+        if name is None:
+            assert not isinstance(decoded, frames.FrameError), decoded
+            continue
+        error = _error(decoded)
+        assert error.reason == frames.WRONG_TYPE
+        assert error.message == f"{name} must be a JSON object, not an array"
+        assert error.request_id == "r"
+
+
 def test_repeated_field_with_a_scalar_is_a_wrong_type() -> None:
     """A repeated field needs an array."""
     text = '{"requestId":"r","addMembers":{"conversationId":"c","userIds":"bob"}}'
