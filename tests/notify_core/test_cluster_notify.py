@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nats
 import pytest
 
 from chatmesh_common.bus.nats import NatsBus, NatsSettings
@@ -27,8 +28,16 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.nats, pytest.mark.redis]
 
 @pytest.fixture
 async def nats_bus(nats_server: NatsServer) -> AsyncIterator[NatsBus]:
-    bus = await NatsBus.connect(NatsSettings(urls=(nats_server.url,), reconnect_wait_s=0.1))
+    settings = NatsSettings(urls=(nats_server.url,), reconnect_wait_s=0.1)
+    bus = await NatsBus.connect(settings)
     await bus.ensure_stream()
+    # The session's stream holds every earlier test's events, and notify's consumer starts at
+    # the beginning of the log: without a purge it would first work through thousands of them.
+    client = await nats.connect(nats_server.url)
+    try:
+        await client.jetstream().purge_stream(settings.stream)
+    finally:
+        await client.close()
     try:
         yield bus
     finally:
