@@ -11,6 +11,7 @@ Register it next to ChatService with `access_registration(chat, authenticator)`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from chatmesh.chat.v1 import access_service_pb2 as pb
@@ -31,6 +32,9 @@ MAX_SEARCH_REFS = 100
 
 # The most users one GetUnreadTotals call counts for.
 MAX_UNREAD_USERS = 1000
+# Members read per page for a push audience (and block checks asked at once).
+_AUDIENCE_PAGE = 100
+_UNREAD_AT_ONCE = 20
 
 ACCESS_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AccessService"].full_name
 
@@ -132,21 +136,25 @@ class Access:
         if conversation is None or message is None:
             raise NotFoundError(f"no message {seq} in conversation {conversation_id!r}")
         sender = message.sender_id
-        members = []
-        for user_id in await store.member_ids(conversation_id):
-            if user_id == sender:
-                continue
-            member = await store.get_member(conversation_id, user_id)
-            if member is None:
-                continue
-            members.append(
+        members: list[pb.PushAudienceMember] = []
+        # Pages of member records: one read per page, not one per member.
+        after = ""
+        while page := await store.list_members(conversation_id, after, _AUDIENCE_PAGE):
+            after = page[-1].user_id
+            others = [m for m in page if m.user_id != sender]
+            # Asked together: on a cluster store each is a round trip of its own.
+            blocked = await asyncio.gather(*(store.is_blocked(m.user_id, sender) for m in others))
+            members.extend(
                 pb.PushAudienceMember(
-                    user_id=user_id,
-                    blocked_sender=await store.is_blocked(user_id, sender),
-                    muted=member.muted,
-                    last_read_seq=member.last_read_seq,
+                    user_id=m.user_id,
+                    blocked_sender=b,
+                    muted=m.muted,
+                    last_read_seq=m.last_read_seq,
                 )
+                for m, b in zip(others, blocked, strict=True)
             )
+            if len(page) < _AUDIENCE_PAGE:
+                break
         return conversation, message, members
 
     async def unread_total(self, user_id: str) -> int:
@@ -240,11 +248,15 @@ class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer)
     ) -> pb.GetUnreadTotalsResponse:
         if len(request.user_ids) > MAX_UNREAD_USERS:
             raise invalid(f"user_ids must hold at most {MAX_UNREAD_USERS} ids")
-        totals = []
         for user_id in request.user_ids:
             check_id("user_ids", user_id)
-            totals.append(
-                pb.UnreadTotal(user_id=user_id, unread=await self.access.unread_total(user_id))
+        totals: list[pb.UnreadTotal] = []
+        # A few users at once: on a cluster store each total is several round trips.
+        for start in range(0, len(request.user_ids), _UNREAD_AT_ONCE):
+            chunk = request.user_ids[start : start + _UNREAD_AT_ONCE]
+            counts = await asyncio.gather(*(self.access.unread_total(u) for u in chunk))
+            totals.extend(
+                pb.UnreadTotal(user_id=u, unread=n) for u, n in zip(chunk, counts, strict=True)
             )
         return pb.GetUnreadTotalsResponse(totals=totals)
 

@@ -109,6 +109,7 @@ class PushConsumer:
         event_at = (
             event.occurred_at.ToMilliseconds() / 1000 if event.HasField("occurred_at") else now
         )
+        devices = await self._store.devices_of(list(recipients))
         pushes = []
         for user_id, preview in recipients.items():
             payload = message_push(
@@ -122,7 +123,7 @@ class PushConsumer:
                 body=audience.message.body,
                 badge=badges.get(user_id, 0),
             )
-            for device in await self._store.list_devices(user_id):
+            for device in devices.get(user_id, ()):
                 pushes.append(
                     NewPush(user_id, device.device_id, conversation.conversation_id,
                             message.seq, PushKind.MESSAGE, payload, event_at, now)

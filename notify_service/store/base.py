@@ -161,6 +161,11 @@ class NotifyStore(Protocol):
 
     async def list_devices(self, user_id: str) -> list[DeviceRecord]: ...
 
+    async def devices_of(self, user_ids: Sequence[str]) -> dict[str, list[DeviceRecord]]:
+        """`list_devices` of several users in one round trip (the consumer asks it per message);
+        a user with no device is absent."""
+        ...
+
     async def get_device(self, user_id: str, device_id: str) -> DeviceRecord | None: ...
 
     async def remove_target(self, user_id: str, device_id: str, token: str) -> bool:

@@ -546,6 +546,25 @@ class RedisNotifyStore:
                 out.append(device)
         return out
 
+    async def devices_of(self, user_ids: Sequence[str]) -> dict[str, list[DeviceRecord]]:
+        wanted = list(dict.fromkeys(user_ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in wanted:
+                pipe.smembers(f"{self._p}devs:{_enc(user_id)}")
+            id_sets = await pipe.execute()
+        keys = [(u, _text(d)) for u, ids in zip(wanted, id_sets, strict=True) for d in sorted(ids)]
+        if not keys:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id, device_id in keys:
+                pipe.hgetall(f"{self._p}dev:{_enc(user_id)}:{_enc(device_id)}")
+            raws = await pipe.execute()
+        out: dict[str, list[DeviceRecord]] = {}
+        for (user_id, device_id), raw in zip(keys, raws, strict=True):
+            if raw:
+                out.setdefault(user_id, []).append(_device(user_id, device_id, _fields(raw)))
+        return out
+
     async def get_device(self, user_id: str, device_id: str) -> DeviceRecord | None:
         raw = await self._redis.hgetall(f"{self._p}dev:{_enc(user_id)}:{_enc(device_id)}")
         return _device(user_id, device_id, _fields(raw)) if raw else None

@@ -272,6 +272,24 @@ class SqliteNotifyStore:
             ).fetchall()
         return [_device(r) for r in rows]
 
+    async def devices_of(self, user_ids: Sequence[str]) -> dict[str, list[DeviceRecord]]:
+        wanted = list(dict.fromkeys(user_ids))
+        out: dict[str, list[DeviceRecord]] = {}
+        async with self._lock:
+            # SQLite's default limit is 999 bound parameters per statement.
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = self.db.execute(
+                    "SELECT user_id, device_id, platform, token, keys, app_id, registered_at"
+                    f" FROM devices WHERE user_id IN ({','.join('?' * len(chunk))})"
+                    " ORDER BY user_id, device_id",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    device = _device(row)
+                    out.setdefault(device.user_id, []).append(device)
+        return out
+
     async def get_device(self, user_id: str, device_id: str) -> DeviceRecord | None:
         async with self._lock:
             row = self.db.execute(

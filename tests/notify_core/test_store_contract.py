@@ -80,6 +80,21 @@ async def test_register_moves_a_token_and_replaces_a_target(store: NotifyStore) 
     assert not await store.unregister_device("carol", "d9")
 
 
+async def test_devices_of_several_users_at_once(store: NotifyStore) -> None:
+    """One call for a message's recipients: each user's devices in device order, none absent."""
+    webpush = PushTarget(Platform.WEBPUSH, "https://p/y", {"auth": "a", "p256dh": "k"})
+    await store.register_device("bob", "d2", TARGET, 1.0)
+    await store.register_device("bob", "d1", webpush, 2.0)
+    other = PushTarget(Platform.WEBPUSH, "https://p/z", {"auth": "a", "p256dh": "k"})
+    await store.register_device("carol", "d9", other, 3.0)
+    devices = await store.devices_of(["bob", "carol", "dave", "bob"])
+    assert sorted(devices) == ["bob", "carol"]
+    assert devices["bob"] == await store.list_devices("bob")
+    assert [d.device_id for d in devices["bob"]] == ["d1", "d2"]
+    assert devices["carol"] == await store.list_devices("carol")
+    assert await store.devices_of([]) == {}
+
+
 async def test_settings_defaults_and_replacement(store: NotifyStore) -> None:
     """Unset users get FULL and default levels; a default conversation setting is removed."""
     assert (await store.get_settings("bob")).preview is Preview.FULL
