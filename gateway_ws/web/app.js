@@ -1,8 +1,19 @@
-// The chatmesh web client: plain DOM over ChatmeshSocket (the protocol lives in
-// chatmesh-socket.js only). Served by the gateway when CHATMESH_WS_WEB_CLIENT is on.
+// The chatmesh web client: plain DOM over the TypeScript SDK's ChatmeshClient (clients/ts,
+// bundled as chatmesh-sdk.js), which owns the protocol: request correlation, reconnecting and
+// resuming, de-duplication. Served by the gateway when CHATMESH_WS_WEB_CLIENT is on.
 
 import { blurhashDataUrl } from "./blurhash.js";
-import { ChatmeshSocket, num } from "./chatmesh-socket.js";
+import {
+  ChatmeshClient,
+  ConversationKind,
+  ErrorCode,
+  HistoryDirection,
+  MediaState,
+  MembershipChange,
+  PresenceState,
+  timestampDate,
+  timestampMs,
+} from "./chatmesh-sdk.js";
 
 const PAGE = 30;
 const TYPING_EVERY_MS = 3000;
@@ -29,14 +40,19 @@ function randomId() {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
+// seq and the other 64-bit integers are bigints in the SDK's messages.
+function num(value) {
+  return value === undefined || value === null ? 0 : Number(value);
+}
+
 function timeOf(timestamp) {
   if (!timestamp) return "";
-  return new Date(timestamp).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return timestampDate(timestamp).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
 const state = {
   me: "",
-  sock: null,
+  client: null, // the ChatmeshClient
   conversations: new Map(), // id -> ConversationView
   open: null, // the open conversation: {id, messages: Map seq -> Message, oldest, hasMore, ...}
   presences: new Map(), // user id -> UserPresence
@@ -51,7 +67,7 @@ function status(text) {
 }
 
 function fail(err) {
-  status(`${err.code || "error"}: ${err.message}`);
+  status(`${err.codeName || "error"}: ${err.message}`);
 }
 
 // ---- signing in -------------------------------------------------------------------------
@@ -68,28 +84,54 @@ async function signIn(user) {
   await fetchToken(user, device); // fails early with a readable message
   state.me = user;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const sock = new ChatmeshSocket(`${scheme}://${location.host}/v1/ws`, () =>
-    fetchToken(user, device),
-  );
-  state.sock = sock;
-  sock.addEventListener("state", (e) => onSocketState(e.detail));
-  sock.addEventListener("event", (e) => onEvent(e.detail));
-  sock.addEventListener("presence", (e) => onPresence(e.detail));
-  sock.addEventListener("revoked", (e) => forget(e.detail.conversationId));
+  // A token per connection attempt, and a fresh one when the server refuses it or it is about
+  // to expire (sent on the open socket).
+  const token = () => fetchToken(user, device);
+  const client = new ChatmeshClient({
+    url: `${scheme}://${location.host}/v1/ws`,
+    token,
+    refreshToken: token,
+    requestTimeoutMs: 15000,
+    reconnect: { initialDelayMs: 500, maxDelayMs: 10000 },
+  });
+  state.client = client;
+  client.on("state", (now) => {
+    if (now !== "open") showConnection(now);
+  });
+  client.on("ready", onReady);
+  client.on("resumed", ({ revokedConversationIds }) => revokedConversationIds.forEach(forget));
+  client.onMessage((message, event) => onMessageEvent(message, event, "created"));
+  client.onMessageEdited((message, event) => onMessageEvent(message, event, "edited"));
+  client.onMessageDeleted((message, event) => onMessageEvent(message, event, "deleted"));
+  client.onReceipt(onReceipt);
+  client.onMembershipChanged(onMembershipChanged);
+  client.on("conversationCreated", (_conversation, event) => refreshConversation(event.conversationId));
+  client.on("conversationUpdated", (_conversation, event) => refreshConversation(event.conversationId));
+  client.onEvent((event) => {
+    // A kind of event newer than this page: re-read the conversation.
+    if (event.payload.case === undefined) refreshConversation(event.conversationId);
+  });
+  client.onTyping(onTyping);
+  client.onPresence(onPresence);
   $("signin").hidden = true;
   $("app").hidden = false;
   $("me").textContent = user;
   document.title = `chatmesh · ${user}`;
-  sock.connect();
+  // Rejects only when the client gives up (e.g. a refused token, again and again).
+  client.connect().catch(fail);
 }
 
-function onSocketState({ state: now }) {
+function showConnection(now) {
   $("conn").textContent = now === "ready" ? "online" : now;
   $("conn").dataset.state = now;
-  if (now === "ready") {
-    loadConversations().catch(fail);
-    if (state.open) subscribeMembers(state.open.id).catch(() => {});
-  }
+}
+
+// Authenticated, on the first connection and after every reconnection (the client resumes the
+// event streams itself and subscribes the watched users' presence again).
+function onReady() {
+  showConnection("ready");
+  loadConversations().catch(fail);
+  if (state.open) subscribeMembers(state.open.id).catch(() => {});
 }
 
 // ---- conversation list ------------------------------------------------------------------
@@ -100,14 +142,9 @@ function titleOf(view) {
 }
 
 async function loadConversations() {
-  let pageToken = "";
-  do {
-    const page = await state.sock.request("listConversations", { pageSize: 100, pageToken });
-    for (const view of page.conversations || []) {
-      state.conversations.set(view.conversation.conversationId, view);
-    }
-    pageToken = page.nextPageToken || "";
-  } while (pageToken);
+  for (const view of await state.client.allConversations({ pageSize: 100 })) {
+    state.conversations.set(view.conversation.conversationId, view);
+  }
   renderConversations();
 }
 
@@ -119,31 +156,32 @@ function refreshConversation(id) {
     setTimeout(async () => {
       state.refreshing.delete(id);
       try {
-        const answer = await state.sock.request("getConversation", { conversationId: id });
+        const answer = await state.client.getConversation(id);
         state.conversations.set(id, answer.conversation);
         if (state.open && state.open.id === id) state.open.view = answer.conversation;
         renderConversations();
       } catch (err) {
-        if (["ERROR_CODE_NOT_FOUND", "ERROR_CODE_PERMISSION_DENIED"].includes(err.code)) {
-          forget(id);
-        }
+        if ([ErrorCode.NOT_FOUND, ErrorCode.PERMISSION_DENIED].includes(err.code)) forget(id);
       }
     }, 150),
   );
 }
 
 function forget(id) {
+  state.client.forgetCursor(id);
   state.conversations.delete(id);
   if (state.open && state.open.id === id) closeConversation();
   renderConversations();
 }
 
+// When a conversation last saw a message (or was created), in ms.
+function lastActivity(view) {
+  const at = (view.lastMessage && view.lastMessage.createdAt) || view.conversation.createdAt;
+  return at ? timestampMs(at) : 0;
+}
+
 function renderConversations() {
-  const views = [...state.conversations.values()].sort((a, b) => {
-    const at = (a.lastMessage && a.lastMessage.createdAt) || a.conversation.createdAt || "";
-    const bt = (b.lastMessage && b.lastMessage.createdAt) || b.conversation.createdAt || "";
-    return bt.localeCompare(at);
-  });
+  const views = [...state.conversations.values()].sort((a, b) => lastActivity(b) - lastActivity(a));
   const list = $("conversations");
   list.replaceChildren(
     ...views.map((view) => {
@@ -166,8 +204,8 @@ function renderConversations() {
 }
 
 async function createGroup(title, memberIds) {
-  const answer = await state.sock.request("createConversation", {
-    kind: "CONVERSATION_KIND_GROUP",
+  const answer = await state.client.createConversation({
+    kind: ConversationKind.GROUP,
     title,
     memberIds,
   });
@@ -222,15 +260,16 @@ async function openConversation(id) {
   $("composer").hidden = false;
   renderConversations();
   if (previous && previous.members.length) {
-    state.sock.request("presenceUnsubscribe", { userIds: previous.members }).catch(() => {});
+    state.client.presenceUnsubscribe(previous.members).catch(() => {});
   }
-  const page = await state.sock.request("getHistory", {
+  const page = await state.client.getHistory({
     conversationId: id,
-    direction: "HISTORY_DIRECTION_BACKWARD",
+    direction: HistoryDirection.BACKWARD,
     limit: PAGE,
   });
   if (!state.open || state.open.id !== id) return;
-  state.sock.advance(id, page.lastSeq);
+  // The page holds the conversation up to lastSeq: a resume starts there, older events are repeats.
+  state.client.setCursor(id, page.lastSeq);
   addPage(page);
   scrollToBottom();
   fillViewport();
@@ -240,7 +279,7 @@ async function openConversation(id) {
 
 function addPage(page) {
   const open = state.open;
-  for (const message of page.messages || []) {
+  for (const message of page.messages) {
     const seq = num(message.seq);
     open.oldest = open.oldest ? Math.min(open.oldest, seq) : seq;
     upsertMessage(message);
@@ -255,10 +294,10 @@ async function loadOlder() {
   const list = $("messages");
   const fromBottom = list.scrollHeight - list.scrollTop;
   try {
-    const page = await state.sock.request("getHistory", {
+    const page = await state.client.getHistory({
       conversationId: open.id,
-      direction: "HISTORY_DIRECTION_BACKWARD",
-      beforeSeq: String(open.oldest),
+      direction: HistoryDirection.BACKWARD,
+      beforeSeq: BigInt(open.oldest),
       limit: PAGE,
     });
     if (state.open !== open) return;
@@ -284,15 +323,16 @@ function scrollToBottom() {
 }
 
 async function subscribeMembers(id) {
-  const answer = await state.sock.request("listMembers", { conversationId: id, pageSize: 200 });
+  const answer = await state.client.listMembers(id, { pageSize: 200 });
   if (!state.open || state.open.id !== id) return;
-  const others = (answer.members || []).map((m) => m.userId).filter((u) => u !== state.me);
+  const others = answer.members.map((m) => m.userId).filter((u) => u !== state.me);
   state.open.members = others;
   renderMembers();
   if (!others.length) return;
   try {
-    const watched = await state.sock.request("presenceSubscribe", { userIds: others });
-    for (const presence of watched.presences || []) state.presences.set(presence.userId, presence);
+    for (const presence of await state.client.presenceSubscribe(others)) {
+      state.presences.set(presence.userId, presence);
+    }
     renderMembers();
   } catch {
     // Presence is best effort.
@@ -304,8 +344,8 @@ function renderMembers() {
   $("members").replaceChildren(
     ...state.open.members.map((user) => {
       const presence = state.presences.get(user);
-      const now = presence ? presence.state : "PRESENCE_STATE_OFFLINE";
-      const kind = { PRESENCE_STATE_ONLINE: "online", PRESENCE_STATE_AWAY: "away" }[now] || "offline";
+      const now = presence ? presence.state : PresenceState.OFFLINE;
+      const kind = { [PresenceState.ONLINE]: "online", [PresenceState.AWAY]: "away" }[now] || "offline";
       return el(
         "li",
         { dataset: { user, presence: kind, testid: "member" }, title: kind },
@@ -377,7 +417,7 @@ function renderMessage(message) {
 }
 
 function renderAttachments(message) {
-  const infos = message.attachmentInfo || [];
+  const infos = message.attachmentInfo;
   if (!infos.length) return null;
   return el(
     "div",
@@ -404,7 +444,7 @@ function renderAttachments(message) {
       });
       const placeholder = info.blurhash ? blurhashDataUrl(info.blurhash) : "";
       if (placeholder) thumb.style.backgroundImage = `url(${placeholder})`;
-      const variant = (info.thumbnails || []).includes("small") ? "small" : "";
+      const variant = info.thumbnails.includes("small") ? "small" : "";
       downloadUrl(message, info, variant)
         .then((url) => thumb.append(el("img", { src: url, alt: info.fileName || "image" })))
         .catch(() => {});
@@ -414,16 +454,16 @@ function renderAttachments(message) {
 }
 
 async function downloadUrl(message, info, variant) {
-  const answer = await state.sock.request("getDownloadUrl", {
+  const answer = await state.client.getDownloadUrl({
     mediaId: info.mediaId,
     variant,
-    messageSeq: String(message.seq),
+    messageSeq: message.seq,
   });
   return answer.url;
 }
 
 async function download(message, info, variant) {
-  const large = variant && (info.thumbnails || []).includes(variant) ? variant : "";
+  const large = variant && info.thumbnails.includes(variant) ? variant : "";
   window.open(await downloadUrl(message, info, large), "_blank", "noopener");
 }
 
@@ -449,12 +489,12 @@ function markRead() {
   const seq = open.visibleMax;
   if (seq <= open.markedRead) return;
   open.markedRead = seq;
-  state.sock
-    .request("markRead", { conversationId: open.id, seq: String(seq) })
+  state.client
+    .markRead(open.id, seq)
     .then((answer) => {
       const view = state.conversations.get(open.id);
       if (view) {
-        view.unreadCount = answer.unreadCount || "0";
+        view.unreadCount = answer.unreadCount;
         view.lastReadSeq = answer.lastReadSeq;
         renderConversations();
       }
@@ -468,13 +508,8 @@ function markRead() {
 
 async function sendText(text, attachments = []) {
   const open = state.open;
-  const answer = await state.sock.request("sendMessage", {
-    conversationId: open.id,
-    clientMsgId: randomId(),
-    body: text,
-    kind: attachments.length ? "MESSAGE_KIND_MEDIA" : "MESSAGE_KIND_TEXT",
-    attachments,
-  });
+  // A media message when it has attachments; the client keeps one idempotency key per send.
+  const answer = await state.client.sendMessage(open.id, text, { attachments });
   if (state.open === open) {
     upsertMessage(answer.message);
     scrollToBottom();
@@ -485,27 +520,27 @@ async function sendText(text, attachments = []) {
 async function uploadFile(file) {
   const open = state.open;
   status(`uploading ${file.name}…`);
-  const created = await state.sock.request("createUpload", {
+  const created = await state.client.createUpload({
     conversationId: open.id,
     fileName: file.name,
-    sizeBytes: String(file.size),
+    sizeBytes: file.size,
     contentType: file.type || "application/octet-stream",
   });
   const upload = created.upload;
   let reply;
   if (upload.method === "POST") {
     const form = new FormData();
-    for (const [name, value] of Object.entries(upload.fields || {})) form.append(name, value);
+    for (const [name, value] of Object.entries(upload.fields)) form.append(name, value);
     form.append("file", file);
     reply = await fetch(upload.url, { method: "POST", body: form });
   } else {
-    reply = await fetch(upload.url, { method: "PUT", headers: upload.headers || {}, body: file });
+    reply = await fetch(upload.url, { method: "PUT", headers: upload.headers, body: file });
   }
   if (!reply.ok) throw new Error(`upload refused: ${reply.status}`);
-  const done = await state.sock.request("completeUpload", { mediaId: created.media.mediaId });
+  const done = await state.client.completeUpload(created.media.mediaId);
   const media = done.media;
-  if (media.state !== "MEDIA_STATE_READY") {
-    throw new Error(`${file.name} was refused: ${media.rejectReason || media.state}`);
+  if (media.state !== MediaState.READY) {
+    throw new Error(`${file.name} was refused: ${media.rejectReason || MediaState[media.state]}`);
   }
   const caption = $("text").value.trim();
   $("text").value = "";
@@ -522,8 +557,8 @@ function startEdit(message, body) {
     e.preventDefault();
     const text = input.value.trim();
     if (!text) return;
-    state.sock
-      .request("editMessage", { conversationId: message.conversationId, messageSeq: String(message.seq), body: text })
+    state.client
+      .editMessage(message.conversationId, message.seq, text)
       .then((answer) => upsertMessage(answer.message))
       .catch(fail);
   });
@@ -532,10 +567,7 @@ function startEdit(message, body) {
 }
 
 async function deleteMessage(message) {
-  const answer = await state.sock.request("deleteMessage", {
-    conversationId: message.conversationId,
-    messageSeq: String(message.seq),
-  });
+  const answer = await state.client.deleteMessage(message.conversationId, message.seq);
   upsertMessage(answer.message);
 }
 
@@ -546,23 +578,22 @@ function typed() {
   const now = Date.now();
   if (!open || now - state.lastTypingSent < TYPING_EVERY_MS) return;
   state.lastTypingSent = now;
-  state.sock.request("typing", { conversationId: open.id, typing: true }).catch(() => {});
+  state.client.typing(open.id, true).catch(() => {});
 }
 
 function stopTyping() {
   if (!state.open || !state.lastTypingSent) return;
   state.lastTypingSent = 0;
-  state.sock.request("typing", { conversationId: state.open.id, typing: false }).catch(() => {});
+  state.client.typing(state.open.id, false).catch(() => {});
 }
 
-function onTyping(event) {
-  const change = event.typingChanged;
-  const user = change.userId;
-  if (!state.open || state.open.id !== event.conversationId || user === state.me) return;
+function onTyping(signal) {
+  const user = signal.userId;
+  if (!state.open || state.open.id !== signal.conversationId || user === state.me) return;
   clearTimeout(state.typing.get(user));
   state.typing.delete(user);
-  if (change.typing) {
-    const left = change.expiresAt ? Date.parse(change.expiresAt) - Date.now() : 6000;
+  if (signal.typing) {
+    const left = signal.expiresAt ? signal.expiresAt.getTime() - Date.now() : 6000;
     state.typing.set(
       user,
       setTimeout(() => {
@@ -583,54 +614,44 @@ function renderTyping() {
 
 // ---- events -------------------------------------------------------------------------------
 
-function onEvent(event) {
+// A new, edited or deleted message (each (conversation, seq) once: the client drops repeats).
+function onMessageEvent(message, event, change) {
   const id = event.conversationId;
-  const open = state.open && state.open.id === id ? state.open : null;
-  if (event.typingChanged) {
-    onTyping(event);
-    return;
-  }
-  const changed = event.messageCreated || event.messageEdited || event.messageDeleted;
-  if (changed) {
-    const message = changed.message;
-    if (open) {
-      const list = $("messages");
-      const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-      upsertMessage(message);
-      if (event.messageCreated && atBottom) scrollToBottom();
-      if (event.messageCreated && message.senderId !== state.me) {
-        clearTimeout(state.typing.get(message.senderId));
-        state.typing.delete(message.senderId);
-        renderTyping();
-      }
+  if (state.open && state.open.id === id) {
+    const list = $("messages");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    upsertMessage(message);
+    if (change === "created" && atBottom) scrollToBottom();
+    if (change === "created" && message.senderId !== state.me) {
+      clearTimeout(state.typing.get(message.senderId));
+      state.typing.delete(message.senderId);
+      renderTyping();
     }
+  }
+  refreshConversation(id);
+}
+
+function onReceipt(receipt, event) {
+  const id = event.conversationId;
+  if (receipt.userId === state.me) {
     refreshConversation(id);
     return;
   }
-  if (event.receiptMoved) {
-    const receipt = event.receiptMoved;
-    if (receipt.userId === state.me) {
-      refreshConversation(id);
-    } else {
-      const readers = state.readBy.get(id) || new Map();
-      readers.set(receipt.userId, Math.max(readers.get(receipt.userId) || 0, num(receipt.lastReadSeq)));
-      state.readBy.set(id, readers);
-      if (open) renderReceipts();
-    }
+  const readers = state.readBy.get(id) || new Map();
+  readers.set(receipt.userId, Math.max(readers.get(receipt.userId) || 0, num(receipt.lastReadSeq)));
+  state.readBy.set(id, readers);
+  if (state.open && state.open.id === id) renderReceipts();
+}
+
+function onMembershipChanged(change, event) {
+  const id = event.conversationId;
+  const gone = [MembershipChange.REMOVED, MembershipChange.LEFT].includes(change.change);
+  if (change.userId === state.me && gone) {
+    forget(id);
     return;
   }
-  if (event.membershipChanged) {
-    const change = event.membershipChanged;
-    const gone = ["MEMBERSHIP_CHANGE_REMOVED", "MEMBERSHIP_CHANGE_LEFT"].includes(change.change);
-    if (change.userId === state.me && gone) forget(id);
-    else {
-      refreshConversation(id);
-      if (open) subscribeMembers(id).catch(() => {});
-    }
-    return;
-  }
-  // Created, updated (title, archive) or anything newer: re-read the conversation.
   refreshConversation(id);
+  if (state.open && state.open.id === id) subscribeMembers(id).catch(() => {});
 }
 
 // ---- search -------------------------------------------------------------------------------
@@ -649,9 +670,9 @@ async function search(query) {
     results.replaceChildren();
     return;
   }
-  const answer = await state.sock.request("search", { query, pageSize: 20 });
+  const answer = await state.client.search({ query, pageSize: 20 });
   if ($("search").value !== query) return;
-  const hits = answer.hits || [];
+  const hits = answer.hits;
   results.hidden = false;
   results.replaceChildren(
     ...(hits.length

@@ -69,7 +69,7 @@ async def raw(gateway: Gateway, request: bytes) -> bytes:
         ("/", "text/html; charset=utf-8"),
         ("/index.html", "text/html; charset=utf-8"),
         ("/app.js", "text/javascript; charset=utf-8"),
-        ("/chatmesh-socket.js", "text/javascript; charset=utf-8"),
+        ("/chatmesh-sdk.js", "text/javascript; charset=utf-8"),
         ("/blurhash.js", "text/javascript; charset=utf-8"),
         ("/style.css", "text/css; charset=utf-8"),
         ("/favicon.svg", "image/svg+xml"),

@@ -1,5 +1,6 @@
-// Fails when src/gen/ is not what buf.gen.yaml generates from ../../protos now: regenerates into
-// a temporary directory and compares the trees file by file.
+// Fails when src/gen/ is not what buf.gen.yaml generates from ../../protos now (regenerates into
+// a temporary directory and compares the trees file by file), or when the web client's bundle,
+// gateway_ws/web/chatmesh-sdk.js, is not what scripts/bundle-web.mjs builds from src/ now.
 //
 // buf is the @bufbuild/buf dev dependency (or $BUF).
 import { execFileSync } from "node:child_process";
@@ -7,6 +8,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+
+import { bundleWeb, WEB_BUNDLE } from "./bundle-web.mjs";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
 const committed = join(pkg, "src", "gen");
@@ -47,9 +50,23 @@ try {
     console.error(
       `src/gen/ is stale (run \`npm run generate\` in clients/ts and commit):\n  ${problems.join("\n  ")}`,
     );
-    process.exit(1);
+  } else {
+    console.log(`src/gen/ is up to date (${fresh.size} files)`);
   }
-  console.log(`src/gen/ is up to date (${fresh.size} files)`);
+  // Built from src/ as it is on disk (src/gen/ included), like the comparison above.
+  const bundle = relative(join(pkg, "..", ".."), WEB_BUNDLE);
+  const built = await bundleWeb();
+  const committedBundle = existsSync(WEB_BUNDLE) ? readFileSync(WEB_BUNDLE, "utf8") : undefined;
+  if (committedBundle !== built) {
+    console.error(
+      `${bundle} is ${committedBundle === undefined ? "missing" : "stale"} ` +
+        "(run `npm run bundle:web` in clients/ts and commit)",
+    );
+    problems.push(bundle);
+  } else {
+    console.log(`${bundle} is up to date`);
+  }
+  if (problems.length) process.exitCode = 1;
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

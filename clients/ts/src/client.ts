@@ -25,6 +25,7 @@ import type {
 } from "./gen/chatmesh/chat/v1/chat_service_pb.js";
 import {
   ConversationKind,
+  MessageKind,
   type Conversation,
   type ConversationView,
   type Member,
@@ -185,6 +186,8 @@ export interface SendMessageOptions extends RequestOptions {
   /** The idempotency key; generated when left out. Reuse it to retry a send yourself. */
   clientMsgId?: string;
   attachments?: string[];
+  /** Default: MessageKind.MEDIA when `attachments` are given, else TEXT. */
+  kind?: MessageKind;
   replyToSeq?: bigint | number;
   mentions?: string[];
   /** Wait and send again (same key) when rate limited, within the timeout (default true). */
@@ -560,11 +563,13 @@ export class ChatmeshClient {
     const clientMsgId = options.clientMsgId ?? newId();
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
     const deadline = Date.now() + timeoutMs;
+    const attachments = options.attachments ?? [];
     const init: RequestInit<"sendMessage"> = {
       conversationId,
       clientMsgId,
       body,
-      attachments: options.attachments ?? [],
+      kind: options.kind ?? (attachments.length ? MessageKind.MEDIA : MessageKind.TEXT),
+      attachments,
       mentions: options.mentions ?? [],
       replyToSeq: options.replyToSeq === undefined ? 0n : BigInt(options.replyToSeq),
     };

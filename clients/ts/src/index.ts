@@ -21,6 +21,8 @@ export {
 } from "./client.js";
 export { ChatmeshError, ErrorCode, errorCodeName, isChatmeshError } from "./errors.js";
 export type { Unsubscribe } from "./emitter.js";
+// Timestamps (createdAt, expiresAt, ...) arrive as google.protobuf.Timestamp messages.
+export { timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 export type {
   WebSocketConstructor,
   WebSocketFactory,

@@ -3,7 +3,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ChatmeshClient, ChatmeshError, ErrorCode } from "../dist/index.js";
+import {
+  ChatmeshClient,
+  ChatmeshError,
+  ErrorCode,
+  MessageKind,
+  timestampDate,
+  timestampMs,
+} from "../dist/index.js";
 import { FakeGateway, messageEvent } from "./fake-gateway.mjs";
 
 function client(gateway, options = {}) {
@@ -115,6 +122,34 @@ test("a rate-limited send waits retry_after_ms and retries with the same key", a
   assert.equal(answer.message.seq, 1n);
   assert.deepEqual(sends.map((s) => s[1]), ["k1", "k1"]);
   assert.ok(sends[1][0] - sends[0][0] >= 70, "waited for retry_after_ms");
+});
+
+test("a send with attachments is a media message unless its kind is given", async (t) => {
+  const gw = new FakeGateway();
+  const kinds = [];
+  gw.onRequest = (socket, frame) => {
+    kinds.push(frame.sendMessage.kind);
+    socket.answer(frame, { sendMessage: { message: { seq: String(kinds.length) } } });
+  };
+  const c = client(gw);
+  t.after(() => c.close());
+  await c.sendMessage("c1", "hi");
+  await c.sendMessage("c1", "", { attachments: ["m1"] });
+  await c.sendMessage("c1", "caption", { attachments: ["m2"], kind: MessageKind.TEXT });
+  assert.deepEqual(kinds, ["MESSAGE_KIND_TEXT", "MESSAGE_KIND_MEDIA", "MESSAGE_KIND_TEXT"]);
+});
+
+test("timestamps of answers convert to dates and milliseconds", async (t) => {
+  const gw = new FakeGateway();
+  gw.onRequest = (socket, frame) =>
+    socket.answer(frame, {
+      sendMessage: { message: { seq: "1", createdAt: "2026-03-01T10:00:00.250Z" } },
+    });
+  const c = client(gw);
+  t.after(() => c.close());
+  const { message } = await c.sendMessage("c1", "hi");
+  assert.equal(timestampMs(message.createdAt), Date.parse("2026-03-01T10:00:00.250Z"));
+  assert.equal(timestampDate(message.createdAt).toISOString(), "2026-03-01T10:00:00.250Z");
 });
 
 test("a request that is not safe to repeat fails with UNAVAILABLE when the socket drops", async (t) => {
