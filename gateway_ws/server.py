@@ -3,7 +3,9 @@
 Endpoints: `GET /v1/ws` upgrades to the WebSocket protocol (frames: gateway_ws/frames.py,
 sessions: gateway_ws/session.py); `GET /healthz` answers 200 (503 while stopping); any other path
 answers 404, except the web client's files and `/dev/token` when their settings are on
-(gateway_ws/web.py). Authentication is never read from the URL.
+(gateway_ws/web.py). Authentication is never read from the URL. With a certificate in the
+CHATMESH_TLS_* settings the port serves TLS only (wss://, https:// for /healthz); it never asks
+for a client certificate.
 
 Close codes the gateway uses or relies on:
 
