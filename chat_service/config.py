@@ -23,6 +23,7 @@ from chatmesh_common.settings import (
     setting,
     validate,
 )
+from chatmesh_common.tls import TlsSettings
 
 from .store.scylla import ScyllaSettings, ScyllaSettingsError
 
@@ -111,6 +112,8 @@ class ChatConfig:
     nats: NatsSettings = field(default_factory=NatsSettings)
     # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
     identity: IssuerSettings = field(default_factory=IssuerSettings)
+    # TLS of its gRPC server and of its calls to other services (CHATMESH_TLS_*: docs/deploy.md).
+    tls: TlsSettings = field(default_factory=TlsSettings)
     fanout_read_threshold: int = setting(
         "CHATMESH_FANOUT_READ_THRESHOLD",
         500,
@@ -187,4 +190,6 @@ class ChatConfig:
                 raise ConfigError(str(exc)) from exc
         if config.bus == "nats":
             config = replace(config, nats=nats_settings_from_env(source))
-        return replace(config, identity=IssuerSettings.from_env(source))
+        return replace(
+            config, identity=IssuerSettings.from_env(source), tls=TlsSettings.from_env(source)
+        )

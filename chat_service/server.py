@@ -24,6 +24,7 @@ from chatmesh_common.limits import LIMITS
 from chatmesh_common.rpc import Authenticator
 from chatmesh_common.runner import Process
 from chatmesh_common.service import GrpcService
+from chatmesh_common.tls import open_channel
 
 from .access import ACCESS_SERVICE_NAME, access_registration
 from .attachments import Attachments, GrpcAttachments, chat_credential
@@ -161,7 +162,7 @@ class ChatComponent:
         self._sink = sink = EventSink(fanout, relay)
         attachments = self._attachments
         if attachments is None and config.media_target:
-            self._media_channel = grpc.aio.insecure_channel(config.media_target)
+            self._media_channel = open_channel(config.media_target, config.tls)
             attachments = GrpcAttachments(
                 chat_credential(config.service_secret), self._media_channel
             )

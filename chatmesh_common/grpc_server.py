@@ -1,7 +1,8 @@
 """Starting and stopping a gRPC server the same way in every service.
 
 Each server carries health checking (grpcio-health-checking), server reflection (so grpcurl works
-without proto files), a metrics interceptor, and a graceful stop: health turns NOT_SERVING, new
+without proto files), a metrics interceptor, TLS (or mutual TLS) when its settings give a
+certificate (chatmesh_common.tls), and a graceful stop: health turns NOT_SERVING, new
 calls are refused, in-flight calls drain within the grace period.
 """
 
@@ -22,6 +23,7 @@ from chatmesh_common.logs import fields
 from chatmesh_common.metrics import GRPC_HANDLED, GRPC_LATENCY
 from chatmesh_common.request_id import request_id_of
 from chatmesh_common.settings import BindError
+from chatmesh_common.tls import TlsSettings
 
 log = logging.getLogger(__name__)
 # One JSON line per unary call (method, code, duration, peer, request id) when
@@ -135,8 +137,10 @@ async def start_grpc_server(
     registrations: Sequence[Registration],
     service_names: Sequence[str],
     max_message_bytes: int = 8 * 1024 * 1024,
+    tls: TlsSettings | None = None,
 ) -> GrpcServer:
-    """Starts a server on `bind` (host:port, port 0 picks a free one) with the given services."""
+    """Starts a server on `bind` (host:port, port 0 picks a free one) with the given services;
+    with a certificate in `tls` it listens with TLS only."""
     server = grpc.aio.server(
         interceptors=[_MetricsInterceptor()],
         options=[
@@ -159,8 +163,12 @@ async def start_grpc_server(
         server,
     )
     _check_free(bind)
+    credentials = tls.server_credentials() if tls is not None else None
     try:
-        port = server.add_insecure_port(bind)
+        if credentials is None:
+            port = server.add_insecure_port(bind)
+        else:
+            port = server.add_secure_port(bind, credentials)
     except RuntimeError as exc:  # grpcio >= 1.6x raises where older versions returned 0
         raise BindError(bind, "CHATMESH_GRPC_BIND", "address in use or unavailable") from exc
     if port == 0:
@@ -168,5 +176,8 @@ async def start_grpc_server(
     await server.start()
     for name in (*names, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("gRPC serving %s on port %d", ", ".join(names), port)
+    security = "plaintext"
+    if tls is not None and credentials is not None:
+        security = "mutual TLS" if tls.client_auth else "TLS"
+    log.info("gRPC serving %s on port %d (%s)", ", ".join(names), port, security)
     return GrpcServer(server, port, health_servicer, names)

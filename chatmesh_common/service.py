@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from chatmesh_common.grpc_server import GrpcServer, Registration, start_grpc_server
+from chatmesh_common.tls import TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class ServerSettings(Protocol):
     @property
     def drain_s(self) -> float: ...
 
+    @property
+    def tls(self) -> TlsSettings: ...
+
 
 class GrpcService:
     """Components served on one gRPC server, with the shutdown sequence of the module doc."""
@@ -115,6 +119,7 @@ class GrpcService:
         self.components = list(components)
         self._grace_s = settings.shutdown_grace_s
         self._drain_s = settings.drain_s
+        self._tls = settings.tls
         self._health = Health.STARTING
         self._server: GrpcServer | None = None
         self._opened: list[Component] = []
@@ -141,7 +146,9 @@ class GrpcService:
                 self._opened.append(component)
                 self.registrations.extend(await component.open())
             names = [n for c in self.components for n in c.service_names]
-            self._server = await start_grpc_server(self._bind, self.registrations, names)
+            self._server = await start_grpc_server(
+                self._bind, self.registrations, names, tls=self._tls
+            )
         except BaseException:
             await self._close_opened()
             self._health = Health.STOPPED

@@ -109,6 +109,7 @@ def _reindex(args: argparse.Namespace) -> int:
 
 def _tail(args: argparse.Namespace) -> int:
     """Prints USER's events as JSON lines until Ctrl-C."""
+    from chatmesh_common.tls import TlsSettings
     from gateway_ws.config import GatewayConfig
 
     from .local_token import mint_user_token
@@ -125,6 +126,7 @@ def _tail(args: argparse.Namespace) -> int:
             device=args.device,
             conversations=args.conversation or (),
             since=args.since,
+            tls=TlsSettings.from_env(os.environ),
         )
         await tail(options)
 

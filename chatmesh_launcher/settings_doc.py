@@ -15,6 +15,7 @@ from chatmesh_common.bus.nats_settings import NatsSettings
 from chatmesh_common.identity import IssuerSettings
 from chatmesh_common.runner import RunnerConfig
 from chatmesh_common.settings import describe
+from chatmesh_common.tls import TlsSettings
 from gateway_ws.config import GatewayConfig
 from media_service.config import MediaConfig
 from notify_service.config import NotifyConfig
@@ -34,6 +35,12 @@ SECTIONS: tuple[tuple[str, str, type[Any]], ...] = (
         "identity provider",
         "chat_service, presence_service and gateway_ws: user tokens signed by your IdP",
         IssuerSettings,
+    ),
+    (
+        "TLS",
+        "every gRPC service and gateway_ws: their listeners and their calls to each other"
+        " (docs/deploy.md)",
+        TlsSettings,
     ),
     ("NATS bus", "chat_service and presence_service with `CHATMESH_BUS=nats`", NatsSettings),
     (

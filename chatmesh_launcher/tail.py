@@ -18,13 +18,15 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 import grpc
 from chatmesh.chat.v1 import chat_service_pb2, chat_service_pb2_grpc, types_pb2
 from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 from google.protobuf import json_format
+
+from chatmesh_common.tls import TlsSettings, open_channel
 
 from .terminal import CommandError, unreachable
 
@@ -44,6 +46,8 @@ class TailOptions:
     device: str = "tail"
     conversations: Sequence[str] = ()
     since: int | None = None
+    # CHATMESH_TLS_* of the deployment: TLS (and a client certificate) to the chat service.
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
 
 def event_line(item: event_service_pb2.SubscribeEventsResponse) -> str:
@@ -108,7 +112,7 @@ def _failure(exc: grpc.aio.AioRpcError, target: str) -> CommandError:
 async def tail(options: TailOptions, out: TextIO = sys.stdout) -> None:
     """Prints the user's events until cancelled; CommandError when the server refuses."""
     positions = _Positions()
-    async with grpc.aio.insecure_channel(options.target) as channel:
+    async with open_channel(options.target, options.tls) as channel:
         try:
             if options.since is not None:
                 conversations = list(options.conversations) or await _all_conversations(

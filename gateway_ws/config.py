@@ -22,6 +22,7 @@ from chatmesh_common.settings import (
     setting,
     validate,
 )
+from chatmesh_common.tls import TlsSettings
 from gateway_ws.admission import trusted_networks
 
 
@@ -208,6 +209,9 @@ class GatewayConfig:
     )
     # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
     identity: IssuerSettings = field(default_factory=IssuerSettings)
+    # The shared CHATMESH_TLS_* settings: with a certificate the listener serves wss (no client
+    # certificate asked), and calls to the services use TLS (docs/deploy.md).
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -225,4 +229,8 @@ class GatewayConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewayConfig:
         """Reads the settings once; unset variables keep their defaults."""
         source = environ(env)
-        return replace(read_env(cls, source), identity=IssuerSettings.from_env(source))
+        return replace(
+            read_env(cls, source),
+            identity=IssuerSettings.from_env(source),
+            tls=TlsSettings.from_env(source),
+        )

@@ -3,7 +3,9 @@
 Endpoints: `GET /v1/ws` upgrades to the WebSocket protocol (frames: gateway_ws/frames.py,
 sessions: gateway_ws/session.py); `GET /healthz` answers 200 (503 while stopping); any other path
 answers 404, except the web client's files and `/dev/token` when their settings are on
-(gateway_ws/web.py). Authentication is never read from the URL.
+(gateway_ws/web.py). Authentication is never read from the URL. With a certificate in the
+CHATMESH_TLS_* settings the port serves TLS only (wss://, https:// for /healthz); it never asks
+for a client certificate.
 
 Close codes the gateway uses or relies on:
 
@@ -42,6 +44,7 @@ from chatmesh_common.clock import Clock, SystemClock
 from chatmesh_common.runner import Process
 from chatmesh_common.service import Health, Shutdown, drain
 from chatmesh_common.settings import BindError
+from chatmesh_common.tls import open_channel
 from gateway_ws import frames, web
 from gateway_ws.admission import Admission, client_address, trusted_networks
 from gateway_ws.config import GatewayConfig
@@ -79,6 +82,7 @@ class Gateway:
         own_channels: list[grpc.aio.Channel],
         host: str,
         port: int,
+        scheme: str = "ws",
     ) -> None:
         self._server = server
         self._context = context
@@ -88,6 +92,8 @@ class Gateway:
         self._own_channels = own_channels
         self.host = host
         self.port = port
+        # wss when the listener serves TLS.
+        self.scheme = scheme
         # The drain window before a stop: /healthz says 503, sockets keep working.
         self.draining = False
         self.stopping = False
@@ -102,7 +108,7 @@ class Gateway:
     @property
     def url(self) -> str:
         """The WebSocket URL clients connect to."""
-        return f"ws://{self.host}:{self.port}{WS_PATH}"
+        return f"{self.scheme}://{self.host}:{self.port}{WS_PATH}"
 
     @property
     def connection_count(self) -> int:
@@ -177,7 +183,7 @@ async def start_gateway(
     owns_channel = chat_channel is None
     channel = cast(
         grpc.aio.Channel,
-        chat_channel or grpc.aio.insecure_channel(config.chat_target, options=CHANNEL_OPTIONS),
+        chat_channel or open_channel(config.chat_target, config.tls, CHANNEL_OPTIONS),
     )
     # Presence shares the chat channel when both are served on one port (`chatmesh dev`).
     presence_channel: grpc.aio.Channel | None = None
@@ -186,9 +192,7 @@ async def start_gateway(
         if config.presence_target == config.chat_target:
             presence = PresenceMethods.on(channel)
         else:
-            presence_channel = grpc.aio.insecure_channel(
-                config.presence_target, options=CHANNEL_OPTIONS
-            )
+            presence_channel = open_channel(config.presence_target, config.tls, CHANNEL_OPTIONS)
             presence = PresenceMethods.on(presence_channel)
     # Media, search and notify on servers of their own (cluster); else the chat channel (dev).
     elsewhere: dict[str, grpc.aio.Channel] = {}
@@ -198,7 +202,7 @@ async def start_gateway(
         (NOTIFY_SERVICE, config.notify_target),
     ):
         if target and target != config.chat_target:
-            elsewhere[service] = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            elsewhere[service] = open_channel(target, config.tls, CHANNEL_OPTIONS)
     own_channels = [c for c in (presence_channel, *elsewhere.values()) if c is not None]
     context = GatewayContext(
         config=config,
@@ -275,6 +279,7 @@ async def start_gateway(
             ping_timeout=2 * heartbeat,
             close_timeout=config.close_timeout_s,
             server_header=None,
+            ssl=config.tls.server_ssl_context(),
         )
     except OSError as exc:
         if owns_channel:
@@ -284,8 +289,11 @@ async def start_gateway(
         address = f"{config.host}:{config.port}"
         raise BindError(address, "CHATMESH_WS_PORT", exc.strerror or str(exc)) from exc
     port = server.sockets[0].getsockname()[1]
-    gateway = Gateway(server, context, channel, owns_channel, own_channels, config.host, port)
-    log.info("gateway serving ws://%s:%d%s -> %s", config.host, port, WS_PATH, config.chat_target)
+    scheme = "wss" if config.tls.serving else "ws"
+    gateway = Gateway(
+        server, context, channel, owns_channel, own_channels, config.host, port, scheme
+    )
+    log.info("gateway serving %s -> %s", gateway.url, config.chat_target)
     return gateway
 
 

@@ -22,6 +22,7 @@ from chatmesh_common.settings import (
     setting,
     validate,
 )
+from chatmesh_common.tls import TlsSettings
 
 MIB = 1024 * 1024
 
@@ -143,6 +144,8 @@ class MediaConfig:
     )
     bus: str = bus_setting()
     nats: NatsSettings = field(default_factory=NatsSettings)
+    # TLS of its gRPC server and of its calls to other services (CHATMESH_TLS_*: docs/deploy.md).
+    tls: TlsSettings = field(default_factory=TlsSettings)
     chat_target: str = setting(
         "CHATMESH_CHAT_TARGET", "127.0.0.1:50051", "where AccessService (chat_service) answers"
     )
@@ -178,7 +181,7 @@ class MediaConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MediaConfig:
         source = dict(environ(env))
-        config = read_env(cls, source)
+        config = read_env(cls, source, tls=TlsSettings.from_env(source))
         if config.bus == "nats":
             config = replace(config, nats=nats_settings_from_env(source))
         if config.records_store == "scylla":

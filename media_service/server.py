@@ -26,6 +26,7 @@ from chatmesh_common.rpc import Authenticator
 from chatmesh_common.runner import Process
 from chatmesh_common.service import GrpcService
 from chatmesh_common.settings import BindError
+from chatmesh_common.tls import open_channel
 
 from .access import GrpcMediaAccess, media_credential
 from .binder import Binder
@@ -180,7 +181,7 @@ class MediaComponent:
             self._bus = await _build_bus(config)
         access = self._access
         if access is None:
-            self._channel = grpc.aio.insecure_channel(config.chat_target)
+            self._channel = open_channel(config.chat_target, config.tls)
             access = GrpcMediaAccess(media_credential(config.service_secret), self._channel)
         self.media = Media(
             self.store, self.blobs, access, build_scanner(config), self.clock, rules(config)

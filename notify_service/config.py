@@ -24,6 +24,7 @@ from chatmesh_common.settings import (
     setting,
     validate,
 )
+from chatmesh_common.tls import TlsSettings
 
 from .providers.settings import ProviderSettings
 
@@ -71,6 +72,8 @@ class NotifyConfig:
     providers: ProviderSettings = field(default_factory=ProviderSettings)
     # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
     identity: IssuerSettings = field(default_factory=IssuerSettings)
+    # TLS of its gRPC server and of its calls to other services (CHATMESH_TLS_*: docs/deploy.md).
+    tls: TlsSettings = field(default_factory=TlsSettings)
     chat_target: str = setting(
         "CHATMESH_CHAT_TARGET", "127.0.0.1:50051", "where AccessService (chat_service) answers"
     )
@@ -161,6 +164,7 @@ class NotifyConfig:
             source,
             identity=IssuerSettings.from_env(source),
             providers=ProviderSettings.from_env(source),
+            tls=TlsSettings.from_env(source),
         )
         if config.bus == "nats":
             config = replace(config, nats=nats_settings_from_env(source))

@@ -23,6 +23,7 @@ from chatmesh_common.grpc_server import Registration
 from chatmesh_common.rpc import Authenticator
 from chatmesh_common.runner import Process
 from chatmesh_common.service import GrpcService
+from chatmesh_common.tls import open_channel
 
 from .access import GrpcNotifyAccess, NotifyAccess, notify_credential
 from .config import NotifyConfig
@@ -114,8 +115,8 @@ class NotifyComponent:
             log.info("push providers: %s", ", ".join(sorted(self.providers)) or "none")
         access = self._access
         if access is None:
-            chat = grpc.aio.insecure_channel(config.chat_target)
-            presence = grpc.aio.insecure_channel(config.presence_target)
+            chat = open_channel(config.chat_target, config.tls)
+            presence = open_channel(config.presence_target, config.tls)
             self._channels = [chat, presence]
             access = GrpcNotifyAccess(notify_credential(config.service_secret), chat, presence)
         wake = asyncio.Event()

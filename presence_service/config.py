@@ -23,6 +23,7 @@ from chatmesh_common.settings import (
     setting,
     validate,
 )
+from chatmesh_common.tls import TlsSettings
 
 from .presence import PresenceSettings
 
@@ -52,6 +53,8 @@ class PresenceConfig:
     nats: NatsSettings = field(default_factory=NatsSettings)
     # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
     identity: IssuerSettings = field(default_factory=IssuerSettings)
+    # TLS of its gRPC server and of its calls to other services (CHATMESH_TLS_*: docs/deploy.md).
+    tls: TlsSettings = field(default_factory=TlsSettings)
     chat_target: str = setting(
         "CHATMESH_CHAT_TARGET", "127.0.0.1:50051", "where AccessService (chat_service) answers"
     )
@@ -123,4 +126,6 @@ class PresenceConfig:
         config = read_env(cls, source)
         if config.bus == "nats":
             config = replace(config, nats=nats_settings_from_env(source))
-        return replace(config, identity=IssuerSettings.from_env(source))
+        return replace(
+            config, identity=IssuerSettings.from_env(source), tls=TlsSettings.from_env(source)
+        )

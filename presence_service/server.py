@@ -25,6 +25,7 @@ from chatmesh_common.grpc_server import Registration
 from chatmesh_common.rpc import Authenticator
 from chatmesh_common.runner import Process
 from chatmesh_common.service import GrpcService
+from chatmesh_common.tls import open_channel
 
 from .access import AccessClient, GrpcAccessClient, presence_credential
 from .backends.base import PresenceBackend
@@ -100,7 +101,7 @@ class PresenceComponent:
             self._bus = await _build_bus(config)
         access = self._access
         if access is None:
-            self._channel = grpc.aio.insecure_channel(config.chat_target)
+            self._channel = open_channel(config.chat_target, config.tls)
             access = GrpcAccessClient(presence_credential(config.service_secret), self._channel)
         self._presence = presence = Presence(
             self._backend, self._bus, access, config.settings, self.clock

@@ -21,6 +21,7 @@ from chatmesh_common.settings import (
     setting,
     validate,
 )
+from chatmesh_common.tls import TlsSettings
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class SearchConfig:
     # The bus chat_service writes its durable log to; the indexer reads it.
     bus: str = bus_setting()
     nats: NatsSettings = field(default_factory=NatsSettings)
+    # TLS of its gRPC server and of its calls to other services (CHATMESH_TLS_*: docs/deploy.md).
+    tls: TlsSettings = field(default_factory=TlsSettings)
     chat_target: str = setting(
         "CHATMESH_CHAT_TARGET", "127.0.0.1:50051", "where AccessService (chat_service) answers"
     )
@@ -66,7 +69,7 @@ class SearchConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SearchConfig:
         source = dict(environ(env))
-        config = read_env(cls, source)
+        config = read_env(cls, source, tls=TlsSettings.from_env(source))
         if config.bus == "nats":
             config = replace(config, nats=nats_settings_from_env(source))
         return config

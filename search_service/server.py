@@ -19,6 +19,7 @@ from chatmesh_common.grpc_server import Registration
 from chatmesh_common.rpc import Authenticator
 from chatmesh_common.runner import Process
 from chatmesh_common.service import GrpcService
+from chatmesh_common.tls import open_channel
 
 from .access import GrpcSearchAccess, search_credential
 from .config import SearchConfig
@@ -86,7 +87,7 @@ class SearchComponent:
             self._bus = await _build_bus(config)
         access = self._access
         if access is None:
-            self._channel = grpc.aio.insecure_channel(config.chat_target)
+            self._channel = open_channel(config.chat_target, config.tls)
             access = GrpcSearchAccess(search_credential(config.service_secret), self._channel)
         self._indexer = Indexer(self._bus, self._engine, self.clock)
         self._indexer.start()

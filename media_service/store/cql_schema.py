@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chatmesh_common.cql_replication import ensure_keyspace
+
 log = logging.getLogger(__name__)
 
 # The time indexes are partitioned by (timeline, floor(time / BUCKET_SECONDS)). Changing it
@@ -124,15 +126,6 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def replication_clause(replication: Mapping[str, Any]) -> str:
-    """A CQL replication map, e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}."""
-    parts = []
-    for key, value in replication.items():
-        rendered = str(value) if isinstance(value, int) else f"'{value}'"
-        parts.append(f"'{key}': {rendered}")
-    return "{" + ", ".join(parts) + "}"
-
-
 def valid_keyspace(name: str) -> str:
     if not name or not (name[0].isalpha() and name.replace("_", "a").isalnum()) or len(name) > 48:
         raise ValueError(f"not a valid keyspace name: {name!r}")
@@ -155,9 +148,8 @@ def migrate(
     from cassandra.query import SimpleStatement
 
     ks = valid_keyspace(keyspace)
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication_clause(replication)}"
-    )
+    # Refuses, before creating anything, a replication the cluster cannot meet.
+    ensure_keyspace(session, ks, replication)
     session.execute(
         f"CREATE TABLE IF NOT EXISTS {ks}.media_schema_migrations ("
         " version int PRIMARY KEY, description text, state text, owner text,"

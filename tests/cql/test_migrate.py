@@ -141,3 +141,60 @@ def _schema_or_none(server: CassandraServer, keyspace: str) -> list[str] | None:
             )
         )
     return [r.keyspace_name for r in rows] or None
+
+
+async def test_migrate_with_the_default_replication_on_one_node_refuses_before_creating_anything(
+    cassandra_server: CassandraServer, keyspace_env: dict[str, str]
+) -> None:
+    """Unset replication (three replicas) on one node: one line naming the fix, no keyspace."""
+    keyspace = keyspace_env["CHATMESH_SCYLLA_KEYSPACE"]
+    default = {k: v for k, v in keyspace_env.items() if k != "CHATMESH_SCYLLA_REPLICATION"}
+    refused = await run_migrate(default)
+    assert refused.returncode == 2, refused.output
+    [line] = refused.output.strip().splitlines()
+    assert line.startswith("chatmesh: migrate: CHATMESH_SCYLLA_REPLICATION: "), line
+    assert await asyncio.to_thread(_schema_or_none, cassandra_server, keyspace) is None
+
+
+def _half_made(server: CassandraServer, keyspace: str) -> None:
+    """What a migrate of an earlier version left on one node: a keyspace asking three replicas
+    and an empty migrations table (every LOCAL_QUORUM statement after them failed)."""
+    with cql_session(server) as session:
+        session.execute(
+            f"CREATE KEYSPACE {keyspace} WITH replication ="
+            f" {{'class': 'NetworkTopologyStrategy', '{server.datacenter}': 3}}"
+        )
+        session.execute(
+            f"CREATE TABLE {keyspace}.schema_migrations (version int PRIMARY KEY,"
+            " description text, state text, owner text, claimed_at double, applied_at double)"
+        )
+
+
+def _replication(server: CassandraServer, keyspace: str) -> dict[str, str]:
+    with cql_session(server) as session:
+        row = session.execute(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s",
+            (keyspace,),
+        ).one()
+    return dict(row.replication)
+
+
+async def test_migrate_finishes_a_keyspace_left_half_made_with_too_many_replicas(
+    cassandra_server: CassandraServer, keyspace_env: dict[str, str]
+) -> None:
+    """A keyspace asking more replicas than nodes: refused in one line while the setting asks
+    as many; with a setting that fits, migrate moves the keyspace to it and finishes."""
+    keyspace = keyspace_env["CHATMESH_SCYLLA_KEYSPACE"]
+    dc = cassandra_server.datacenter
+    await asyncio.to_thread(_half_made, cassandra_server, keyspace)
+    still = {**keyspace_env, "CHATMESH_SCYLLA_REPLICATION": f"NetworkTopologyStrategy:{dc}=3"}
+    refused = await run_migrate(still)
+    assert refused.returncode == 2, refused.output
+    [line] = refused.output.strip().splitlines()
+    assert f"keyspace {keyspace}" in line and "CHATMESH_SCYLLA_REPLICATION" in line, line
+    fixed = {**keyspace_env, "CHATMESH_SCYLLA_REPLICATION": f"NetworkTopologyStrategy:{dc}=1"}
+    again = await run_migrate(fixed)
+    assert again.returncode == 0, again.output
+    replication = await asyncio.to_thread(_replication, cassandra_server, keyspace)
+    assert replication[dc] == "1", replication
+    await asyncio.to_thread(_assert_one_correct_schema, cassandra_server, keyspace)

@@ -124,3 +124,27 @@ async def test_a_day_written_while_it_is_dropped_stays(store: CqlMediaStore) -> 
     await store._session.run("drop_bucket", (1, "pending", bucket_of(t)))
     assert await buckets(store, "pending") == [bucket_of(t)]
     assert [r.media_id for r in await store.expired_pending(t + 1, 10)] == [record.media_id]
+
+
+async def test_more_replicas_than_nodes_is_refused_before_the_keyspace_is_made(
+    cassandra_server: CassandraServer,
+) -> None:
+    """Three replicas on a one-node cluster: a ReplicationError naming the setting, no keyspace."""
+    from chatmesh_common.cql_replication import ReplicationError
+
+    keyspace = f"media_cql_{uuid.uuid4().hex[:12]}"
+    too_many = CqlMediaStore(
+        [cassandra_server.host],
+        port=cassandra_server.port,
+        local_dc=cassandra_server.datacenter,
+        keyspace=keyspace,
+    )
+    with pytest.raises(ReplicationError, match="CHATMESH_SCYLLA_REPLICATION: 3 replicas"):
+        await too_many.open()
+    await too_many.close()
+    fits = build(cassandra_server, keyspace)
+    await fits.open()
+    try:
+        assert keyspace in fits._session._session.cluster.metadata.keyspaces
+    finally:
+        await fits.close()

@@ -7,7 +7,9 @@ methods block (bench and sync fixtures call them directly); async tests use the 
 below, which run the same methods in a thread so the test's event loop keeps running.
 
 Every service runs on a port fixed at construction, so a test can SIGKILL it and start it again
-where its clients expect it; a chat_service's `channel` lives across such restarts.
+where its clients expect it; a chat_service's `channel` lives across such restarts. A service
+given CHATMESH_TLS_* settings is probed and called over TLS with those same settings, as a peer
+service would call it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -26,6 +29,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from chatmesh_common.tls import TlsSettings, open_channel
 from tests.servers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,11 +44,17 @@ _CHANNEL_OPTIONS = [
 Probe = Callable[[], bool]
 
 
-def grpc_serving(target: str) -> Probe:
+def _sync_channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
+    if credentials is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, credentials)
+
+
+def grpc_serving(target: str, credentials: grpc.ChannelCredentials | None = None) -> Probe:
     """Ready when the server's overall gRPC health is SERVING."""
 
     def probe() -> bool:
-        with grpc.insecure_channel(target) as channel:
+        with _sync_channel(target, credentials) as channel:
             try:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=0.5
@@ -56,12 +66,12 @@ def grpc_serving(target: str) -> Probe:
     return probe
 
 
-def http_ok(url: str) -> Probe:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> Probe:
     """Ready when `url` answers 200 (the gateway's /healthz)."""
 
     def probe() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=0.5) as reply:
+            with urllib.request.urlopen(url, timeout=0.5, context=context) as reply:
                 return bool(reply.status == 200)
         except (urllib.error.URLError, OSError):
             return False
@@ -163,13 +173,17 @@ class ServiceProcess:
         log_path: Path,
         port: int | None,
         own_env: Callable[[int], Mapping[str, str]],
-        ready: Callable[[int], Probe],
+        ready: Callable[[int, TlsSettings], Probe],
     ) -> None:
         self.service = service
         self.port = port or free_port()
         # No drain by default: tests stop and restart services many times.
         settings = {"CHATMESH_DRAIN_S": "0", **env, **own_env(self.port)}
-        self.process = ChatmeshProcess(["serve", service], settings, log_path, ready(self.port))
+        # The service's own TLS settings: what a peer service would call it with.
+        self.tls = TlsSettings.from_env(settings)
+        self.process = ChatmeshProcess(
+            ["serve", service], settings, log_path, ready(self.port, self.tls)
+        )
 
     @property
     def env(self) -> dict[str, str]:
@@ -201,8 +215,8 @@ def _grpc_env(port: int) -> dict[str, str]:
     return {"CHATMESH_GRPC_BIND": f"127.0.0.1:{port}", "CHATMESH_METRICS_PORT": "-1"}
 
 
-def _grpc_ready(port: int) -> Probe:
-    return grpc_serving(f"127.0.0.1:{port}")
+def _grpc_ready(port: int, tls: TlsSettings) -> Probe:
+    return grpc_serving(f"127.0.0.1:{port}", tls.channel_credentials())
 
 
 class ChatServiceProcess(ServiceProcess):
@@ -210,7 +224,7 @@ class ChatServiceProcess(ServiceProcess):
 
     def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
         super().__init__("chat", env, log_path, port, _grpc_env, _grpc_ready)
-        self.channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+        self.channel = open_channel(self.target, self.tls, _CHANNEL_OPTIONS)
 
     async def close(self) -> None:
         await self.stop()
@@ -229,7 +243,7 @@ class MediaServiceProcess(ServiceProcess):
 
     def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
         super().__init__("media", env, log_path, port, _grpc_env, _grpc_ready)
-        self.channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+        self.channel = open_channel(self.target, self.tls, _CHANNEL_OPTIONS)
 
     async def close(self) -> None:
         await self.stop()
@@ -244,8 +258,16 @@ def _gateway_env(port: int) -> dict[str, str]:
     }
 
 
-def _gateway_ready(port: int) -> Probe:
-    return http_ok(f"http://127.0.0.1:{port}/healthz")
+def client_ssl_context(tls: TlsSettings) -> ssl.SSLContext | None:
+    """What a client trusting the deployment's CA connects to a TLS gateway with."""
+    if not tls.serving:
+        return None
+    return ssl.create_default_context(cafile=tls.ca_file or None)
+
+
+def _gateway_ready(port: int, tls: TlsSettings) -> Probe:
+    scheme = "https" if tls.serving else "http"
+    return http_ok(f"{scheme}://127.0.0.1:{port}/healthz", client_ssl_context(tls))
 
 
 class GatewayProcess(ServiceProcess):
@@ -256,7 +278,8 @@ class GatewayProcess(ServiceProcess):
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/ws"
+        scheme = "wss" if self.tls.serving else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/v1/ws"
 
 
 class DevProcess(ChatmeshProcess):

@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chatmesh_common.settings import ConfigError
+from chatmesh_common.cql_replication import ReplicationError as ReplicationError
+from chatmesh_common.cql_replication import ensure_keyspace
+from chatmesh_common.cql_replication import replication_clause as replication_clause
 
 log = logging.getLogger(__name__)
 
@@ -238,15 +240,6 @@ MIGRATIONS: tuple[Migration, ...] = (
 OUTBOX_SHARDS = 16
 
 
-def replication_clause(replication: Mapping[str, Any]) -> str:
-    """A CQL replication map, e.g. {'class': 'NetworkTopologyStrategy', 'dc1': 3}."""
-    parts = []
-    for key, value in replication.items():
-        rendered = str(value) if isinstance(value, int) else f"'{value}'"
-        parts.append(f"'{key}': {rendered}")
-    return "{" + ", ".join(parts) + "}"
-
-
 def valid_keyspace(name: str) -> str:
     if not name or not (name[0].isalpha() and name.replace("_", "a").isalnum()) or len(name) > 48:
         raise ValueError(f"not a valid keyspace name: {name!r}")
@@ -259,43 +252,6 @@ def _column_exists(statement: str, exc: Exception) -> bool:
     return statement.lstrip().upper().startswith("ALTER TABLE") and (
         "conflicts with an existing column" in text or "already exist" in text
     )
-
-
-class ReplicationError(ConfigError):
-    """The keyspace's replication asks for more replicas than the cluster has."""
-
-
-def replicas_missing(replication: Mapping[str, Any], nodes_per_dc: Mapping[str, int]) -> str | None:
-    """Why `replication` cannot be met by a cluster with these nodes per datacenter, or None.
-
-    Checked before anything is created: a keyspace with three replicas on one node accepts the
-    CREATE, then every LOCAL_QUORUM statement fails and leaves a half-made keyspace behind.
-    """
-    total = sum(nodes_per_dc.values())
-    if replication.get("class") == "SimpleStrategy":
-        factor = int(replication.get("replication_factor", 1))
-        if factor > total:
-            return f"SimpleStrategy:{factor} needs {factor} nodes, the cluster has {total}"
-        return None
-    for dc, factor in replication.items():
-        if dc == "class":
-            continue
-        have = nodes_per_dc.get(dc, 0)
-        if int(factor) > have:
-            known = ", ".join(f"{d}={n}" for d, n in sorted(nodes_per_dc.items())) or "none"
-            return (
-                f"{factor} replicas in datacenter {dc!r} but the cluster has {have} node(s)"
-                f" there (nodes per datacenter: {known})"
-            )
-    return None
-
-
-def _nodes_per_dc(session: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for host in session.cluster.metadata.all_hosts():
-        dc = host.datacenter or "unknown"
-        counts[dc] = counts.get(dc, 0) + 1
-    return counts
 
 
 def migrate(
@@ -314,19 +270,8 @@ def migrate(
     from cassandra.query import SimpleStatement
 
     ks = valid_keyspace(keyspace)
-    if ks not in session.cluster.metadata.keyspaces:
-        nodes = _nodes_per_dc(session)
-        problem = replicas_missing(replication, nodes)
-        if problem is not None:
-            one_node = ",".join(f"{dc}={min(n, 3)}" for dc, n in sorted(nodes.items()))
-            raise ReplicationError(
-                f"CHATMESH_SCYLLA_REPLICATION: {problem}; nothing was created. Set"
-                f" CHATMESH_SCYLLA_REPLICATION=NetworkTopologyStrategy:{one_node} to fit this"
-                " cluster"
-            )
-    session.execute(
-        f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication_clause(replication)}"
-    )
+    # Refuses, before creating anything, a replication the cluster cannot meet.
+    ensure_keyspace(session, ks, replication)
     session.execute(
         f"CREATE TABLE IF NOT EXISTS {ks}.schema_migrations ("
         " version int PRIMARY KEY, description text, state text, owner text,"

@@ -172,6 +172,13 @@ limit all apps together, so they are off (`gateway.env` can set them again). */ 
 {{- $_ := set $env "CHATMESH_WS_AUTH_FAILURES_PER_MIN" "0" -}}
 {{- end -}}
 {{- end -}}
+{{- if and $v.tls.enabled (ne $name "migrate") -}}
+{{- /* The files of the tls Secret (deployments.yaml mounts it); migrate dials only CQL. */ -}}
+{{- $_ := set $env "CHATMESH_TLS_CERT_FILE" "/etc/chatmesh/tls/tls.crt" -}}
+{{- $_ := set $env "CHATMESH_TLS_KEY_FILE" "/etc/chatmesh/tls/tls.key" -}}
+{{- $_ := set $env "CHATMESH_TLS_CA_FILE" "/etc/chatmesh/tls/ca.crt" -}}
+{{- $_ := set $env "CHATMESH_TLS_CLIENT_AUTH" (toString $v.tls.clientAuth) -}}
+{{- end -}}
 {{- $extra := dict -}}
 {{- if ne $name "migrate" -}}
 {{- range $key, $value := (get $v $name).env -}}
