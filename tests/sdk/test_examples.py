@@ -73,19 +73,18 @@ class Terminal:
 
     async def stdout_with(self, text: str) -> str:
         assert self.process.stdout is not None
-        async with asyncio.timeout(LINE_TIMEOUT_S):
-            while True:
-                raw = await self.process.stdout.readline()
-                assert raw, "chat.mjs's stdout ended"
-                if text in (line := raw.decode()):
-                    return line.rstrip("\n")
+        return await self._line_with(self.process.stdout, text)
 
     async def stderr_with(self, text: str) -> str:
         assert self.process.stderr is not None
+        return await self._line_with(self.process.stderr, text)
+
+    @staticmethod
+    async def _line_with(stream: asyncio.StreamReader, text: str) -> str:
         async with asyncio.timeout(LINE_TIMEOUT_S):
             while True:
-                raw = await self.process.stderr.readline()
-                assert raw, "chat.mjs's stderr ended"
+                raw = await stream.readline()
+                assert raw, f"chat.mjs's output ended before {text!r}"
                 if text in (line := raw.decode()):
                     return line.rstrip("\n")
 
