@@ -24,10 +24,12 @@ from chatmesh_common.limits import LIMITS
 from chatmesh_common.runner import CONFIG_ERROR_EXIT, run_service, run_task
 from chatmesh_common.settings import ConfigError, read_one
 
-from .dev import DevConfig, DevOptions, dev_process, dev_secret
+from .dev_secrets import dev_secret
 from .serve import SERVICES, serve
-from .settings_doc import render_markdown, render_text
 from .terminal import run_command
+
+# `.dev` and `.settings_doc` import every service: only the commands that need them do, so
+# `chatmesh token` and `--help` start quickly.
 
 
 async def _migrate() -> None:
@@ -143,6 +145,8 @@ def _chat(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--history must be 1 to {LIMITS.max_page} messages, got {args.history}"
             )
+        from .dev import DevConfig
+
         url = args.url or f"ws://{read_one(DevConfig, 'ws_bind')}/v1/ws"
         token = mint_user_token(args.user, args.device, args.data_dir)
         await chat(ChatOptions(args.user, url, token, args.history))
@@ -269,9 +273,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "token":
         code = _token(args)
     elif args.command == "config":
+        from .settings_doc import render_markdown, render_text
+
         sys.stdout.write(render_markdown() if args.markdown else render_text())
         code = 0
     elif args.command == "dev":
+        from .dev import DevOptions, dev_process
+
         options = DevOptions(args.data_dir, args.grpc, args.ws, args.metrics)
         code = run_service("dev", lambda clock: dev_process(options, clock))
     elif args.command == "migrate":

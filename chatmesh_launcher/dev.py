@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,8 @@ from search_service.access import GrpcSearchAccess, search_credential
 from search_service.config import SearchConfig
 from search_service.server import build_search_service
 
+from .dev_secrets import dev_secret
+
 
 @dataclass(frozen=True)
 class DevConfig:
@@ -67,39 +68,6 @@ def split_hostport(value: str, what: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ConfigError(f"{what} must be HOST:PORT, got {value!r}")
     return host or "127.0.0.1", int(port)
-
-
-def dev_secret(
-    data_dir: Path,
-    env: Mapping[str, str] | None = None,
-    variable: str = "CHATMESH_JWT_SECRET",
-    file_name: str = "jwt-secret",
-    *,
-    create: bool = True,
-) -> str:
-    """The configured secret, else one kept in the data dir so `chatmesh token` agrees with dev.
-
-    Used for the user token secret and for the service token secret (`service-secret`). With
-    `create` false a missing file is a ConfigError (a token signed with a fresh secret would be
-    refused by the running server).
-    """
-    configured = (os.environ if env is None else env).get(variable, "")
-    if configured:
-        return configured
-    path = data_dir / file_name
-    if path.exists():
-        return path.read_text().strip()
-    if not create:
-        raise ConfigError(
-            f"{variable} is unset and {path} does not exist: start `chatmesh dev` with this data"
-            f" dir first, pass --data-dir where it keeps its data, or set {variable}"
-        )
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(secret + "\n")
-    return secret
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from chatmesh_common.auth import issue_token
 from chatmesh_common.limits import LIMITS
 from chatmesh_common.settings import ConfigError, read_one
 
-from .dev import dev_secret
+from .dev_secrets import dev_secret
 
 # Long enough for a debugging session; the stream is authenticated when it opens.
 TERMINAL_TOKEN_TTL_S = 12 * 3600
