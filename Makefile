@@ -158,7 +158,7 @@ $(HELM):
 # The CQL test server's jars (Cassandra from Maven Central), fetched before any test's clock runs.
 cql-jars: $(STAMP)
 	$(call header,cql-jars)
-	$(PY) -m tests.servers.cassandra --resolve
+	$(PY) -m chatmesh_launcher.cluster.cassandra --resolve
 
 # pytest's own exit status: 5 ("no tests collected", also when -k/-m deselect them all) fails
 # like any other, so a selection that matches nothing cannot pass.
