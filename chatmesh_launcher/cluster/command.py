@@ -7,6 +7,7 @@ The heavy imports (drivers, the servers) wait until a cluster command runs, so t
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,8 @@ def _up(directory: Path) -> int:
         return MISSING_EXIT
     began = time.monotonic()
     print(f"starting a cluster in {directory}", flush=True)
+    # SIGTERM stops a starting cluster like Ctrl-C: what started so far is stopped again.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         state = cluster_up(directory, binaries, sys.stdout)
     except (ClusterError, ServerStartError, CassandraStartError, TimeoutError, RuntimeError) as exc:
@@ -72,6 +75,10 @@ def _up(directory: Path) -> int:
     print(components_table(state, cwd))
     print(connect_hints(state, cwd), end="", flush=True)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _load(directory: Path, command: str) -> object:

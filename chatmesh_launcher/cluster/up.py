@@ -8,14 +8,16 @@ to the state file as soon as it runs, so a failure (or Ctrl-C) stops exactly wha
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO, TypeVar
@@ -93,12 +95,22 @@ class _Progress:
 
 
 class _Recorder:
-    """The state so far; saved after every change (threads start components at once)."""
+    """The state so far; saved after every change (threads start components at once).
+
+    Once closed (`up` failed or was interrupted) a component that a thread still finishes
+    starting is stopped at once instead, so nothing outlives the failed `up`.
+    """
 
     def __init__(self, state: ClusterState) -> None:
         self._lock = threading.Lock()
+        self._closed = False
         self.state = state
         save_state(state)
+
+    def close(self) -> ClusterState:
+        with self._lock:
+            self._closed = True
+            return self.state
 
     def note(self, key: str, value: str) -> None:
         with self._lock:
@@ -114,6 +126,9 @@ class _Recorder:
         with self._lock:
             self.state = self.state.with_component(component)
             save_state(self.state)
+            closed = self._closed
+        if closed:
+            stop_components([component])
 
 
 # weed lingers for many seconds after SIGTERM with its data already flushed: do not wait long.
@@ -138,10 +153,43 @@ class _Launch:
         self.jwt_secret = dev_secret(directory, {}, "CHATMESH_JWT_SECRET", "jwt-secret")
         self.service_secret = dev_secret(directory, {}, "CHATMESH_SERVICE_SECRET", "service-secret")
         self.targets: dict[str, str] = {}
+        self.workers: list[threading.Thread] = []
         self.cassandra: CassandraServer | None = None
         self.nats: NatsServer | None = None
         self.redis: RedisServer | None = None
         self.seaweed: SeaweedServer | None = None
+
+    def all_at_once(self, steps: list[Callable[[], None]]) -> None:
+        """Runs the steps in threads and waits for all; the first failure is raised after all
+        end (so every process a step started is recorded before anything is stopped)."""
+        errors: list[BaseException] = []
+
+        def run(step: Callable[[], None]) -> None:
+            try:
+                step()
+            except BaseException as exc:
+                errors.append(exc)
+
+        # Daemon threads: an interrupted `up` must not wait at exit for a start it abandoned.
+        threads = [threading.Thread(target=run, args=(step,), daemon=True) for step in steps]
+        self.workers.extend(threads)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def abandon(self) -> None:
+        """After a failure or an interrupt: stops what runs, kills what is still starting."""
+        stop_components(self.recorder.close().components)
+        # A start still waiting for readiness ends once its process is gone (a retry on a new
+        # port may spawn another: kill again until every step has ended).
+        deadline = time.monotonic() + 30.0
+        while any(t.is_alive() for t in self.workers) and time.monotonic() < deadline:
+            _kill_children()
+            time.sleep(0.2)
+        _kill_children()
 
     # -- dependencies ------------------------------------------------------------------------
 
@@ -171,7 +219,7 @@ class _Launch:
         self.nats = NatsServer(self.binaries.nats, d / "nats")
         self.redis = RedisServer(self.binaries.redis, d / "redis")
         self.seaweed = SeaweedServer(self.binaries.weed, d / "seaweedfs")
-        _all_at_once(
+        self.all_at_once(
             [
                 self.start_cassandra,
                 lambda: self.start_server(_known(self.nats), "nats"),
@@ -305,7 +353,7 @@ class _Launch:
             },
         }
         (self.directory / "search").mkdir(parents=True, exist_ok=True)
-        _all_at_once(
+        self.all_at_once(
             [
                 functools.partial(self.start_service, name, ["serve", _service(name)], env)
                 for name, env in envs.items()
@@ -334,7 +382,7 @@ class _Launch:
                 "CHATMESH_WS_MAX_SOCKETS_PER_IP": "0",
                 "CHATMESH_WS_AUTH_FAILURES_PER_MIN": "0",
             }
-        _all_at_once(
+        self.all_at_once(
             [
                 functools.partial(self.start_service, name, ["serve", "gateway"], env)
                 for name, env in envs.items()
@@ -394,13 +442,23 @@ def _known(value: _T | None) -> _T:
     return value
 
 
-def _all_at_once(steps: list[Callable[[], None]]) -> None:
-    """Runs the steps in threads and waits for all; the first failure is raised after all end
-    (so every process a step started is recorded before anything is stopped)."""
-    with ThreadPoolExecutor(max_workers=len(steps)) as pool:
-        futures = [pool.submit(step) for step in steps]
-    for future in futures:
-        future.result()
+def _kill_children() -> None:
+    """SIGKILL to every live child of this process (and its group, when it leads one)."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and int(fields[1]) == me and fields[0] != "Z":
+            pid = int(entry.name)
+            with contextlib.suppress(OSError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
 
 
 def prepare_directory(directory: Path) -> None:
@@ -430,8 +488,6 @@ def cluster_up(directory: Path, binaries: Binaries, out: TextIO) -> ClusterState
         launch.start_gateways()
         launch.start_envoy()
     except BaseException:
-        left = stop_components(launch.recorder.state.components)
-        if left:
-            progress.line(f"could not stop: {', '.join(c.name for c in left)}")
+        launch.abandon()
         raise
     return launch.recorder.state
