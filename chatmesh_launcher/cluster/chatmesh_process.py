@@ -69,7 +69,7 @@ class ChatmeshProcess:
         self.log_path = log_path
         self.ready = ready
         self.process: subprocess.Popen[bytes] | None = None
-        # True: its own session, so it outlives this process (see ServerProcess.detached).
+        # True: setsid (its own process group), so it outlives this process (see ServerProcess).
         self.detached = False
 
     @property

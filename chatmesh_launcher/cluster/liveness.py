@@ -76,7 +76,7 @@ def liveness(component: Component) -> str:
 
 
 def own_process_group(pid: int) -> bool:
-    """`up` starts each component in a session of its own, so its pid leads its group."""
+    """`up` starts each component with setsid, so its pid leads its own process group."""
     try:
         return os.getpgid(pid) == pid
     except OSError:

@@ -30,8 +30,8 @@ class ServerProcess:
     """
 
     name = "server"
-    # True: the child gets its own session, so it outlives this process and a terminal's
-    # Ctrl-C or hangup (`chatmesh cluster up` starts servers that `down` stops later).
+    # True: the child runs under setsid (its own process group), so it outlives this process
+    # and a terminal's Ctrl-C or hangup (`chatmesh cluster up` starts what `down` stops later).
     detached = False
 
     def __init__(
