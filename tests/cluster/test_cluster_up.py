@@ -39,16 +39,27 @@ def _chatmesh(*args: str, cwd: Path, timeout_s: float) -> subprocess.CompletedPr
     env = dict(os.environ)
     paths = (str(REPO), str(REPO / "gen"), env.get("PYTHONPATH", ""))
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    return subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "chatmesh_launcher", *args],
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout_s,
-        check=False,
     )
+    try:
+        out, err = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        # SIGTERM first: an `up` still starting stops what it started before it exits.
+        process.terminate()
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+        err += f"\n(timed out after {timeout_s}s)"
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def _require_servers() -> None:
