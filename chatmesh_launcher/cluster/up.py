@@ -37,10 +37,19 @@ from .seaweedfs import SeaweedServer
 from .server_process import ServerProcess
 from .state import ClusterState, Component, load_state, save_state
 from .stop import stop_components
+from .topology import (
+    GATEWAYS,
+    GRPC_SERVICES,
+    KEYSPACE,
+    Dependencies,
+    Secrets,
+    gateway_env,
+    migrate_env,
+    serve_name,
+    service_envs,
+)
 
 HOST = "127.0.0.1"
-KEYSPACE = "chatmesh"
-S3_BUCKET = "chatmesh-media"
 # Services wait this long for readiness: they import a lot and share two cores with the rest.
 SERVICE_WAIT_S = 60.0
 
@@ -150,8 +159,11 @@ class _Launch:
         self.binaries = binaries
         self.progress = progress
         self.recorder = _Recorder(ClusterState(directory=str(directory)))
-        self.jwt_secret = dev_secret(directory, {}, "CHATMESH_JWT_SECRET", "jwt-secret")
-        self.service_secret = dev_secret(directory, {}, "CHATMESH_SERVICE_SECRET", "service-secret")
+        # Files in the directory, so `chatmesh token USER --data-dir DIR` signs accepted tokens.
+        self.secrets = Secrets(
+            jwt=dev_secret(directory, {}, "CHATMESH_JWT_SECRET", "jwt-secret"),
+            service=dev_secret(directory, {}, "CHATMESH_SERVICE_SECRET", "service-secret"),
+        )
         self.targets: dict[str, str] = {}
         self.workers: list[threading.Thread] = []
         self.cassandra: CassandraServer | None = None
@@ -230,33 +242,24 @@ class _Launch:
 
     # -- chatmesh ----------------------------------------------------------------------------
 
-    def common_env(self) -> dict[str, str]:
-        nats = _known(self.nats)
-        return {
-            "CHATMESH_MODE": "cluster",
-            "CHATMESH_JWT_SECRET": self.jwt_secret,
-            "CHATMESH_SERVICE_SECRET": self.service_secret,
-            "CHATMESH_BUS": "nats",
-            "CHATMESH_NATS_URLS": nats.url,
-            "CHATMESH_LOG_LEVEL": "INFO",
-            "CHATMESH_METRICS_PORT": "-1",
-            "CHATMESH_DRAIN_S": "0.5",
-        }
-
-    def scylla_env(self) -> dict[str, str]:
-        cassandra = _known(self.cassandra)
-        return {
-            "CHATMESH_STORE": "scylla",
-            "CHATMESH_SCYLLA_CONTACT_POINTS": cassandra.host,
-            "CHATMESH_SCYLLA_PORT": str(cassandra.port),
-            "CHATMESH_SCYLLA_DC": cassandra.datacenter,
-            "CHATMESH_SCYLLA_KEYSPACE": KEYSPACE,
-            "CHATMESH_SCYLLA_REPLICATION": "SimpleStrategy:1",
-        }
+    def dependencies(self) -> Dependencies:
+        cassandra, seaweed = _known(self.cassandra), _known(self.seaweed)
+        access_key, secret_key = seaweed.credentials
+        return Dependencies(
+            nats_url=_known(self.nats).url,
+            redis_url=_known(self.redis).url,
+            cql_host=cassandra.host,
+            cql_port=cassandra.port,
+            cql_datacenter=cassandra.datacenter,
+            s3_url=seaweed.url,
+            s3_region=seaweed.region,
+            s3_access_key=access_key,
+            s3_secret_key=secret_key,
+        )
 
     def migrate(self) -> None:
         began = time.monotonic()
-        env = {**self.common_env(), **self.scylla_env()}
+        env = migrate_env(self.dependencies(), self.secrets)
         log = self.directory / "logs" / "migrate.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as out:
@@ -294,98 +297,30 @@ class _Launch:
         self.progress.ready(name, address, began)
 
     def start_services(self) -> None:
-        for name in ("chat-1", "chat-2", "presence", "search", "media", "notify"):
+        for name in GRPC_SERVICES:
             self.targets[name] = f"{HOST}:{free_port(HOST)}"
-        t = self.targets
-        common = self.common_env()
-        scylla = self.scylla_env()
-        redis, seaweed = _known(self.redis), _known(self.seaweed)
-        access_key, secret_key = seaweed.credentials
-
-        def chat(index: int) -> dict[str, str]:
-            return {
-                **common,
-                **scylla,
-                "CHATMESH_GRPC_BIND": t[f"chat-{index}"],
-                "CHATMESH_DATA_DIR": str(self.directory / f"chat-{index}"),
-                "CHATMESH_NATS_CONSUMERS": "search,notify",
-                "CHATMESH_MEDIA_TARGET": t["media"],
-            }
-
-        envs = {
-            "chat-1": chat(1),
-            "chat-2": chat(2),
-            "presence": {
-                **common,
-                "CHATMESH_GRPC_BIND": t["presence"],
-                "CHATMESH_PRESENCE_BACKEND": "redis",
-                "CHATMESH_REDIS_URL": redis.url,
-                "CHATMESH_CHAT_TARGET": t["chat-1"],
-            },
-            "search": {
-                **common,
-                # fts5 is an embedded engine: one replica, which cluster mode refuses.
-                "CHATMESH_MODE": "embedded",
-                "CHATMESH_GRPC_BIND": t["search"],
-                "CHATMESH_SEARCH_INDEX": str(self.directory / "search" / "search.db"),
-                "CHATMESH_CHAT_TARGET": t["chat-2"],
-            },
-            "media": {
-                **common,
-                **scylla,
-                "CHATMESH_GRPC_BIND": t["media"],
-                "CHATMESH_MEDIA_RECORDS_STORE": "scylla",
-                "CHATMESH_MEDIA_BLOBS": "s3",
-                "CHATMESH_S3_ENDPOINT": seaweed.url,
-                "CHATMESH_S3_REGION": seaweed.region,
-                "CHATMESH_S3_BUCKET": S3_BUCKET,
-                "CHATMESH_S3_ACCESS_KEY": access_key,
-                "CHATMESH_S3_SECRET_KEY": secret_key,
-                "CHATMESH_CHAT_TARGET": t["chat-1"],
-            },
-            "notify": {
-                **common,
-                "CHATMESH_GRPC_BIND": t["notify"],
-                "CHATMESH_NOTIFY_STORE": "redis",
-                "CHATMESH_REDIS_URL": redis.url,
-                "CHATMESH_CHAT_TARGET": t["chat-2"],
-                "CHATMESH_PRESENCE_TARGET": t["presence"],
-            },
-        }
+        envs = service_envs(self.directory, self.dependencies(), self.secrets, self.targets)
         (self.directory / "search").mkdir(parents=True, exist_ok=True)
         self.all_at_once(
             [
-                functools.partial(self.start_service, name, ["serve", _service(name)], env)
+                functools.partial(self.start_service, name, ["serve", serve_name(name)], env)
                 for name, env in envs.items()
             ]
         )
 
     def start_gateways(self) -> None:
-        t = self.targets
-        envs = {}
-        for index in (1, 2):
-            name = f"gateway-{index}"
-            port = free_port(HOST)
-            t[name] = f"{HOST}:{port}"
-            envs[name] = {
-                **self.common_env(),
-                "CHATMESH_WS_HOST": HOST,
-                "CHATMESH_WS_PORT": str(port),
-                "CHATMESH_WS_METRICS_PORT": "-1",
-                # Each gateway on its own chat replica: both replicas serve sockets.
-                "CHATMESH_CHAT_TARGET": t[f"chat-{index}"],
-                "CHATMESH_PRESENCE_TARGET": t["presence"],
-                "CHATMESH_MEDIA_TARGET": t["media"],
-                "CHATMESH_SEARCH_TARGET": t["search"],
-                "CHATMESH_NOTIFY_TARGET": t["notify"],
-                # Behind Envoy every socket comes from Envoy's address: no per-address caps.
-                "CHATMESH_WS_MAX_SOCKETS_PER_IP": "0",
-                "CHATMESH_WS_AUTH_FAILURES_PER_MIN": "0",
-            }
+        for name in GATEWAYS:
+            self.targets[name] = f"{HOST}:{free_port(HOST)}"
+        deps = self.dependencies()
         self.all_at_once(
             [
-                functools.partial(self.start_service, name, ["serve", "gateway"], env)
-                for name, env in envs.items()
+                functools.partial(
+                    self.start_service,
+                    name,
+                    ["serve", "gateway"],
+                    gateway_env(index, deps, self.secrets, self.targets),
+                )
+                for index, name in enumerate(GATEWAYS, start=1)
             ]
         )
 
@@ -430,11 +365,6 @@ def _seaweed_sockets(server: SeaweedServer) -> list[str]:
     leaves behind when killed; `down` removes them."""
     kinds = ("master", "volume", "filer", "s3")
     return [f"/tmp/seaweedfs-{kind}-grpc-{server.ports[kind + '.grpc']}.sock" for kind in kinds]
-
-
-def _service(name: str) -> str:
-    """The `chatmesh serve` name of a component: chat-1 -> chat."""
-    return name.split("-")[0]
 
 
 def _known(value: _T | None) -> _T:
