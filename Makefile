@@ -28,7 +28,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 header = @printf '\n==> %s\n' '$(1)'
 
 .PHONY: help venv install constraints check-constraints system-deps tools cql-jars gen lint \
-        lint-py lint-format lint-proto lint-imports breaking check-gen typecheck pytest test run fmt
+        lint-py lint-format lint-proto lint-imports breaking check-gen typecheck pytest test run fmt \
+        cluster
 
 help:
 	@echo "make help              this list"
@@ -52,6 +53,7 @@ help:
 	@echo "make pytest            pytest only (PYTEST_ARGS=...); selecting no test fails"
 	@echo "make test              every step ($(TEST_STEPS)): the one test command"
 	@echo "make run               install what running needs, then chatmesh dev (ARGS='...' passes flags)"
+	@echo "make cluster           install everything, then chatmesh cluster up (a local cluster; ARGS='--dir D')"
 	@echo "make fmt               ruff format + ruff check --fix"
 
 venv install: $(STAMP)
@@ -158,7 +160,7 @@ $(HELM):
 # The CQL test server's jars (Cassandra from Maven Central), fetched before any test's clock runs.
 cql-jars: $(STAMP)
 	$(call header,cql-jars)
-	$(PY) -m tests.servers.cassandra --resolve
+	$(PY) -m chatmesh_launcher.cluster.cassandra --resolve
 
 # pytest's own exit status: 5 ("no tests collected", also when -k/-m deselect them all) fails
 # like any other, so a selection that matches nothing cannot pass.
@@ -197,6 +199,12 @@ ARGS ?=
 run: $(RUN_STAMP)
 	$(call header,chatmesh dev $(ARGS))
 	$(BIN)/chatmesh dev $(ARGS)
+
+# Every dependency and service as its own process behind Envoy (`chatmesh cluster --help`); the
+# servers come from the dev extra, Debian and Maven Central like the tests' servers.
+cluster: $(STAMP) system-deps cql-jars
+	$(call header,chatmesh cluster up $(ARGS))
+	$(BIN)/chatmesh cluster up $(ARGS)
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

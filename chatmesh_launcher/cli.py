@@ -8,6 +8,7 @@ chatmesh config [--markdown] (every setting: current value, default, meaning)
 chatmesh search reindex [--conversation C] [--limit N] [--restart] [--data-dir D]
 chatmesh tail USER [--target HOST:PORT] [--conversation C] [--since SEQ] [--data-dir D]
 chatmesh chat USER [--url WS_URL] [--history N] [--data-dir D]
+chatmesh cluster up|down|status [--dir D] (a local cluster of real processes behind Envoy)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from chatmesh_common.limits import LIMITS
 from chatmesh_common.runner import CONFIG_ERROR_EXIT, run_service, run_task
 from chatmesh_common.settings import ConfigError, read_one
 
+from .cluster import command as cluster_command
 from .dev_secrets import dev_secret
 from .serve import SERVICES, serve
 from .terminal import run_command
@@ -259,6 +261,8 @@ def _parser() -> argparse.ArgumentParser:
     chat_cmd.add_argument("--device", default="chat", help="device id (default: chat)")
     chat_cmd.add_argument("--data-dir", help=data_dir_help)
 
+    cluster_command.add_parser(commands)
+
     config = commands.add_parser(
         "config", help="list every setting: current value, default and meaning"
     )
@@ -290,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = _chat(args)
     elif args.command == "search":
         code = _reindex(args)
+    elif args.command == "cluster":
+        code = cluster_command.run(args)
     else:
         code = serve(args.service)
     sys.exit(code)

