@@ -24,6 +24,7 @@ from .access import GrpcSearchAccess, search_credential
 from .config import SearchConfig
 from .engines.base import SearchEngine
 from .engines.fts5 import Fts5Engine
+from .engines.solr import SolrEngine
 from .indexer import Indexer
 from .search import Search, SearchAccess
 from .servicer import SERVICE_NAME, SearchServicer
@@ -36,6 +37,14 @@ SERVICE_NAMES = (SERVICE_NAME,)
 def build_engine(config: SearchConfig) -> SearchEngine:
     if config.engine == "fts5":
         return Fts5Engine(config.index_path)
+    if config.engine == "solr":
+        return SolrEngine(
+            config.solr_url,
+            config.solr_collection,
+            configset=config.solr_configset,
+            shards=config.solr_shards,
+            replicas=config.solr_replicas,
+        )
     raise ValueError(f"unknown search engine {config.engine!r}")
 
 
