@@ -11,14 +11,15 @@ Removes send the largest version there is, so no redelivered create or edit gets
 Visibility: Solr shows an update to searches only after a commit. Each write bumps a counter;
 a search first soft-commits when this engine wrote since its last commit, so the engine's own
 writes are visible to its next query (an explicit soft commit, not commitWithin, which bounds
-the wait but does not end it). Writes by other processes become visible within the configset's
-autoSoftCommit (1 s).
+the wait but does not end it), and closing the engine commits what it wrote. Writes by other
+processes become visible within the configset's autoSoftCommit (1 s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,8 @@ from typing import Any
 import httpx
 
 from .base import Document, EngineUnavailable, Hit, Order, Query
+
+log = logging.getLogger(__name__)
 
 CONFIGSET_DIR = Path(__file__).resolve().parent / "solr_configset"
 DEFAULT_COLLECTION = "chatmesh-messages"
@@ -140,7 +143,15 @@ class SolrEngine:
             raise
 
     async def close(self) -> None:
-        if self._client is not None:
+        if self._client is None:
+            return
+        try:
+            # What this engine wrote is searchable by others once it is closed, not a second
+            # later (a rebuild ends, and its user searches at once).
+            await self._make_visible()
+        except EngineUnavailable as exc:
+            log.warning("solr engine closed with writes not yet committed: %s", exc)
+        finally:
             await self._client.aclose()
             self._client = None
 
