@@ -116,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
         "--engine", choices=("fts5", "solr"), default="fts5", help="search: the engine measured"
     )
     parser.add_argument(
+        "--index-lanes",
+        type=int,
+        default=1,
+        help="search: conversations the indexer writes at once (the service's default is 8)",
+    )
+    parser.add_argument(
         "--solr-url",
         default="",
         help="search --engine solr: a SolrCloud node's base URL (default: start a throwaway one)",

@@ -146,11 +146,13 @@ class _Access:
         return [types_pb2.Message(conversation_id=c, seq=s, version=1) for c, s in refs]
 
 
-async def _index(log_path: Path, engine: SearchEngine, messages: int) -> tuple[float, int]:
+async def _index(
+    log_path: Path, engine: SearchEngine, messages: int, lanes: int
+) -> tuple[float, int]:
     """Seconds until the indexer has taken every event; how many it handled."""
     clock = SystemClock()
     bus = InProcessBus(log_path, clock)
-    indexer = Indexer(bus, engine, clock)
+    indexer = Indexer(bus, engine, clock, lanes=lanes)
     handled = 0
     began = time.perf_counter()
     try:
@@ -257,7 +259,7 @@ async def _index_and_query(
 ) -> tuple[float, int, dict[str, tuple[list[float], int]]]:
     await engine.open()
     try:
-        seconds, handled = await _index(log_path, engine, args.messages)
+        seconds, handled = await _index(log_path, engine, args.messages, args.index_lanes)
         timings = await _query(engine, member_of, corpus, args.requests, args.page)
         return seconds, handled, timings
     finally:
@@ -271,6 +273,7 @@ def scenario_search(args: argparse.Namespace) -> Result:
         args.mode,
         {
             "engine": args.engine,
+            "index_lanes": args.index_lanes,
             "messages": args.messages,
             "conversations": args.conversations,
             "member_of": args.group_size,

@@ -65,6 +65,12 @@ class SearchConfig:
         "replicas per shard of a collection the engine creates",
         positive=True,
     )
+    index_lanes: int = setting(
+        "CHATMESH_SEARCH_INDEX_LANES",
+        8,
+        "conversations the indexer writes at once (overlaps the solr engine's round trips)",
+        positive=True,
+    )
     # The bus chat_service writes its durable log to; the indexer reads it.
     bus: str = bus_setting()
     nats: NatsSettings = field(default_factory=NatsSettings)

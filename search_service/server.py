@@ -97,7 +97,7 @@ class SearchComponent:
         if access is None:
             self._channel = grpc.aio.insecure_channel(config.chat_target)
             access = GrpcSearchAccess(search_credential(config.service_secret), self._channel)
-        self._indexer = Indexer(self._bus, self._engine, self.clock)
+        self._indexer = Indexer(self._bus, self._engine, self.clock, lanes=config.index_lanes)
         self._indexer.start()
         authenticator = Authenticator.from_secrets(
             config.jwt_secret,
