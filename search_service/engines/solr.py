@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import re
 import zipfile
@@ -43,6 +44,7 @@ _REMOVED = 2**63 - 1  # a tombstone's version: above any edit's
 _WORD = re.compile(r"\w+", re.UNICODE)
 _FIELDS = "id,conversation_id,seq,sender_id,sent_at_ms,version,body"
 _PURGE_PAGE = 500
+_BATCH = 500  # update commands in one request at most
 # How long a snippet is, about as long as the fts5 engine's 24 tokens.
 SNIPPET_CHARS = 160
 
@@ -95,6 +97,16 @@ def snippet(body: str, marked: str | None) -> tuple[str, tuple[tuple[int, int], 
     return before + text + after, tuple((a + shift, b + shift) for a, b in ranges)
 
 
+def _settle(batch: Sequence[tuple[str, asyncio.Future[None]]], error: BaseException | None) -> None:
+    for _, done in batch:
+        if done.done():  # its writer was cancelled
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+
 def configset_zip(directory: Path = CONFIGSET_DIR) -> bytes:
     """The configset as the configset API takes it: its files at the zip's root."""
     buffer = io.BytesIO()
@@ -123,10 +135,15 @@ class SolrEngine:
         self._replicas = replicas
         self._timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
-        # Writes sent, and writes known to be committed: a search commits when they differ.
+        # Writes acknowledged, and writes known to be committed: a search commits when they
+        # differ.
         self._written = 0
         self._committed = 0
         self._commit_lock = asyncio.Lock()
+        # Update commands waiting for the request in flight to end; the next one takes them all.
+        self._pending: list[tuple[str, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self.requests_sent = 0  # update requests, for the tests of the batching
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -145,6 +162,8 @@ class SolrEngine:
     async def close(self) -> None:
         if self._client is None:
             return
+        if self._sender is not None:
+            await asyncio.wait([self._sender])
         try:
             # What this engine wrote is searchable by others once it is closed, not a second
             # later (a rebuild ends, and its user searches at once).
@@ -156,24 +175,19 @@ class SolrEngine:
             self._client = None
 
     async def upsert(self, doc: Document) -> None:
-        await self._update(
-            [
-                {
-                    "id": message_id(doc.conversation_id, doc.seq),
-                    "conversation_id": doc.conversation_id,
-                    "seq": doc.seq,
-                    "sender_id": doc.sender_id,
-                    "sent_at_ms": doc.sent_at_ms,
-                    "version": doc.version,
-                    "body": doc.body,
-                }
-            ]
-        )
+        fields = {
+            "id": message_id(doc.conversation_id, doc.seq),
+            "conversation_id": doc.conversation_id,
+            "seq": doc.seq,
+            "sender_id": doc.sender_id,
+            "sent_at_ms": doc.sent_at_ms,
+            "version": doc.version,
+            "body": doc.body,
+        }
+        await self._write('"add":' + json.dumps({"doc": fields}))
 
     async def remove(self, conversation_id: str, seq: int) -> None:
-        await self._update(
-            {"delete": [message_id(conversation_id, seq)]}, {"del_version": str(_REMOVED)}
-        )
+        await self._write('"delete":' + json.dumps({"id": message_id(conversation_id, seq)}))
 
     async def purge_conversation(self, conversation_id: str) -> None:
         # Tombstones one page of ids at a time (a delete by query would leave none behind).
@@ -193,7 +207,7 @@ class SolrEngine:
             )
             ids = [d["id"] for d in page["response"]["docs"]]
             if ids:
-                await self._update({"delete": ids}, {"del_version": str(_REMOVED)})
+                await self._update(json.dumps({"delete": ids}), 1)
             following = page.get("nextCursorMark", cursor)
             if not ids or following == cursor:
                 return
@@ -260,7 +274,7 @@ class SolrEngine:
         *,
         params: Mapping[str, str | Sequence[str]] | None = None,
         data: Mapping[str, str | Sequence[str]] | None = None,
-        json: object = None,
+        json_body: object = None,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
@@ -270,7 +284,7 @@ class SolrEngine:
                 path,
                 params={"wt": "json", **(params or {})},
                 data=data,
-                json=json,
+                json=json_body,
                 content=content,
                 headers=headers,
             )
@@ -289,10 +303,50 @@ class SolrEngine:
         # A form body, not a URL: the caller's conversation list can be long.
         return await self._request("POST", f"/{self.collection}/select", data=params)
 
-    async def _update(self, body: object, params: Mapping[str, str] | None = None) -> None:
-        await self._request("POST", f"/{self.collection}/update", params=params, json=body)
-        # Counted once acknowledged: a commit that started earlier may not hold it.
-        self._written += 1
+    async def _update(self, body: str, writes: int) -> None:
+        """One update request. Every delete in it tombstones (the del_version parameter; the
+        version check ignores it for adds)."""
+        await self._request(
+            "POST",
+            f"/{self.collection}/update",
+            params={"del_version": str(_REMOVED)},
+            content=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        # Counted once acknowledged: a commit that started earlier may not hold them.
+        self._written += writes
+        self.requests_sent += 1
+
+    async def _write(self, command: str) -> None:
+        """Sends one update command, joined with those of other writers waiting meanwhile (the
+        lanes of the indexer): one request per round trip, not one per message."""
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((command, done))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_pending())
+        await done
+
+    async def _send_pending(self) -> None:
+        batch: list[tuple[str, asyncio.Future[None]]] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
+                # A JSON object may repeat "add" and "delete": Solr applies them in order.
+                body = "{" + ",".join(command for command, _ in batch) + "}"
+                try:
+                    await self._update(body, len(batch))
+                except Exception as exc:
+                    _settle(batch, exc)
+                else:
+                    _settle(batch, None)
+                batch = []
+        except BaseException as exc:  # cancelled: no writer may wait for ever
+            failed = EngineUnavailable(f"Solr update interrupted: {exc!r}")
+            _settle([*batch, *self._pending], failed)
+            self._pending = []
+            raise
+        finally:
+            self._sender = None
 
     async def _make_visible(self) -> None:
         """Soft-commits when this engine wrote since its last commit; concurrent searches
@@ -307,7 +361,7 @@ class SolrEngine:
                 "POST",
                 f"/{self.collection}/update",
                 params={"commit": "true", "softCommit": "true", "waitSearcher": "true"},
-                json=[],
+                json_body=[],
             )
             self._committed = max(self._committed, target)
 

@@ -3,6 +3,7 @@ writes are visible to its next query, and a Solr it cannot use is an error that 
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -60,6 +61,32 @@ async def test_a_write_is_visible_to_the_next_query_at_once(solr_server: SolrSer
         await engine.remove("c1", 1)
         hits = await engine.search(Query("note", conversations=["c1"]))
         assert [h.seq for h in hits] == [3, 2]
+    finally:
+        await engine.close()
+
+
+@pytest.mark.solr
+@pytest.mark.timeout(120)
+async def test_concurrent_writes_share_requests_and_all_land(solr_server: SolrServer) -> None:
+    """Writes made while a request is in flight go together in the next; each writer hears of
+    its own outcome, and the versions still decide."""
+    engine = SolrEngine(solr_server.url, "concurrent", configset=solr_server.configset)
+    await engine.open()
+    try:
+        await asyncio.gather(
+            *(engine.upsert(Document("c1", n, "u1", n, 1, f"batch item {n}")) for n in range(60))
+        )
+        await asyncio.gather(
+            *(engine.upsert(Document("c1", n, "u1", n, 2, f"edited item {n}")) for n in range(30)),
+            *(engine.upsert(Document("c1", n, "u1", n, 1, "stale item")) for n in range(30)),
+            *(engine.remove("c1", n) for n in range(50, 60)),
+        )
+        assert engine.requests_sent <= 4  # not 130
+        edited = await engine.search(Query("edited", conversations=["c1"], limit=100))
+        untouched = await engine.search(Query("batch", conversations=["c1"], limit=100))
+        assert sorted(h.seq for h in edited) == list(range(30))
+        assert sorted(h.seq for h in untouched) == list(range(30, 50))
+        assert await engine.search(Query("stale", conversations=["c1"])) == []
     finally:
         await engine.close()
 
