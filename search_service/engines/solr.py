@@ -13,6 +13,11 @@ a search first soft-commits when this engine wrote since its last commit, so the
 writes are visible to its next query (an explicit soft commit, not commitWithin, which bounds
 the wait but does not end it), and closing the engine commits what it wrote. Writes by other
 processes become visible within the configset's autoSoftCommit (1 s).
+
+Writes: upserts and removes made while an update request is in flight wait and go together in
+the next one (the indexer's lanes write several conversations at once), so the index rate is
+not one round trip per message. A failed request fails each of its writers, whose events come
+again (at-least-once); the version check makes the retry harmless.
 """
 
 from __future__ import annotations
