@@ -10,7 +10,7 @@ import pytest
 from search_service.engines.base import Document, Order, Query, SearchEngine
 from search_service.engines.fts5 import Fts5Engine
 from search_service.engines.solr import SolrEngine
-from tests.search.solr_helpers import empty_collection
+from tests.search.solr_support import empty_collection
 from tests.servers.solr import SolrServer
 
 pytestmark = pytest.mark.timeout(30)
