@@ -27,9 +27,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 header = @printf '\n==> %s\n' '$(1)'
 
-.PHONY: help venv install constraints check-constraints system-deps tools cql-jars gen lint \
-        lint-py lint-format lint-proto lint-imports breaking check-gen typecheck pytest test run fmt \
-        cluster
+.PHONY: help venv install constraints check-constraints system-deps tools cql-jars solr-jars gen \
+        lint lint-py lint-format lint-proto lint-imports breaking check-gen typecheck pytest test run \
+        fmt cluster
 
 help:
 	@echo "make help              this list"
@@ -41,6 +41,7 @@ help:
 	@echo "make system-deps       apt-get install missing Debian packages: $(SYSTEM_DEPS)"
 	@echo "make tools             build the Go tools the tests drive (grpcurl, helm) into .tools/bin"
 	@echo "make cql-jars          fetch the CQL test server's jars"
+	@echo "make solr-jars         fetch the Solr test server's jars and compile its starter"
 	@echo "make gen               regenerate gen/ from protos/"
 	@echo "make lint              lint-py + lint-format + lint-proto + lint-imports"
 	@echo "make lint-py           ruff check"
@@ -162,16 +163,21 @@ cql-jars: $(STAMP)
 	$(call header,cql-jars)
 	$(PY) -m chatmesh_launcher.cluster.cassandra --resolve
 
+# The Solr test server's jars (SolrCloud from Maven Central) and its compiled starter, likewise.
+solr-jars: $(STAMP)
+	$(call header,solr-jars)
+	$(PY) -m tests.servers.solr --resolve
+
 # pytest's own exit status: 5 ("no tests collected", also when -k/-m deselect them all) fails
 # like any other, so a selection that matches nothing cannot pass.
-pytest: $(STAMP) system-deps tools cql-jars
+pytest: $(STAMP) system-deps tools cql-jars solr-jars
 	$(call header,pytest)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Runs every step even after one fails, so one run shows all problems, then lists the failed
 # steps and exits non-zero.
 TEST_STEPS := check-constraints lint breaking check-gen typecheck pytest
-test: $(STAMP) system-deps tools cql-jars
+test: $(STAMP) system-deps tools cql-jars solr-jars
 	@failed=(); for step in $(TEST_STEPS); do \
 	  $(MAKE) --no-print-directory -k $$step || failed+=("$$step"); \
 	done; \

@@ -9,7 +9,8 @@ Scenarios (see docs/benchmarks.md for the figures and the machine they were meas
   history  newest-page read latency on a conversation with N messages
   media    a ~5 MiB JPEG, upload start to READY (thumbnails) p50/p99, completions/s with 8
            concurrent uploaders, and ping round trips on the gateway meanwhile
-  search   index messages/s and query p50/p99 over N messages, embedded engine (in-process)
+  search   index messages/s and query p50/p99 over N messages (in-process), on the embedded
+           engine or (--engine solr) a SolrCloud
   push     pushes/s and push lag p50/p99 (send to webhook receiver) for a channel's offline
            members and for steady group traffic with half the members offline; send-ack
            latency with push off, a hanging provider and a provider down
@@ -111,6 +112,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--page", type=int, default=50)
     # search
     parser.add_argument("--conversations", type=int, default=1000, help="search: to spread over")
+    parser.add_argument(
+        "--engine", choices=("fts5", "solr"), default="fts5", help="search: the engine measured"
+    )
+    parser.add_argument(
+        "--index-lanes",
+        type=int,
+        default=1,
+        help="search: conversations the indexer writes at once (the service's default is 8)",
+    )
+    parser.add_argument(
+        "--solr-url",
+        default="",
+        help="search --engine solr: a SolrCloud node's base URL (default: start a throwaway one)",
+    )
     # media
     parser.add_argument("--uploads", type=int, default=None, help="media: 40 in all")
     parser.add_argument("--uploaders", type=int, default=None, help="media: 8 concurrent")

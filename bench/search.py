@@ -1,19 +1,23 @@
-"""The `search` scenario: index throughput and query latency of the embedded engine (SQLite FTS5).
+"""The `search` scenario: index throughput and query latency of a search engine: the embedded
+one (SQLite FTS5, `--engine fts5`, the default) or the cluster one (Apache Solr in SolrCloud mode,
+`--engine solr`: the cluster at `--solr-url`, else a throwaway one-node SolrCloud started from
+tests/servers/solr.py).
 
 `--messages` message_created events, spread over `--conversations` conversations, bodies of 8 to
 16 words drawn from a 5,000-word vocabulary with Zipf-like frequencies (a few words are in a
 large part of all messages, most are rare), are written straight into an embedded durable log
 file (`events.sqlite3`, the format `chatmesh dev` keeps in its data dir).
 
-Index: search_service's `Indexer` (the durable consumer, decode, FTS5 upserts, acks: what the
-running service does) follows that log into an index file until it is caught up; messages/s is
+Index: search_service's `Indexer` (the durable consumer, decode, engine upserts, acks: what the
+running service does) follows that log into the engine until it is caught up; messages/s is
 the count over the wall time of that catch-up.
 
-Query: `Search.search` (the query path of the Search RPC: the caller's conversations, the FTS5
-query, the re-check of each hit) for `--requests` queries in turn, each for a user who is a
-member of `--group-size` conversations, in four kinds: a frequent word, a rare word, a prefix,
-and two words. chat_service's AccessService answers (two gRPC calls per query in a deployment)
-come from memory here, so the figures are the engine's and the query path's, not the network's.
+Query: `Search.search` (the query path of the Search RPC: the caller's conversations, the engine's
+query, the re-check of each hit) on the engine that indexed, for `--requests` queries in turn,
+each for a user who is a member of `--group-size` conversations, in four kinds: a frequent word,
+a rare word, a prefix, and two words. chat_service's AccessService answers (two gRPC calls per
+query in a deployment) come from memory here, so the figures are the engine's and the query
+path's, not the network's.
 
 Runs in this process, without `chatmesh dev`: a million sends through the gateway would take
 far longer than the index does, for no insight into search.
@@ -23,13 +27,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sqlite3
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 from chatmesh.chat.v1 import types_pb2
 from chatmesh.events.v1 import events_pb2
 
@@ -38,7 +44,9 @@ from chatmesh_common.bus import DURABLE_LOG_FILE, InProcessBus
 from chatmesh_common.bus.durable_log import DurableLog
 from chatmesh_common.clock import SystemClock
 from chatmesh_common.subjects import DurableKind, durable_subject
+from search_service.engines.base import SearchEngine
 from search_service.engines.fts5 import Fts5Engine
+from search_service.engines.solr import SolrEngine
 from search_service.indexer import Indexer
 from search_service.search import Search, SearchRequest
 
@@ -46,6 +54,7 @@ MS = 1000.0
 VOCABULARY = 5000
 SENDERS = 200
 SEED = 7
+SOLR_COLLECTION = "bench-search"
 QUERY_KINDS = ("frequent word", "rare word", "prefix", "two words")
 
 
@@ -137,13 +146,13 @@ class _Access:
         return [types_pb2.Message(conversation_id=c, seq=s, version=1) for c, s in refs]
 
 
-async def _index(log_path: Path, index_path: Path, messages: int) -> tuple[float, int]:
+async def _index(
+    log_path: Path, engine: SearchEngine, messages: int, lanes: int
+) -> tuple[float, int]:
     """Seconds until the indexer has taken every event; how many it handled."""
     clock = SystemClock()
     bus = InProcessBus(log_path, clock)
-    engine = Fts5Engine(str(index_path))
-    await engine.open()
-    indexer = Indexer(bus, engine, clock)
+    indexer = Indexer(bus, engine, clock, lanes=lanes)
     handled = 0
     began = time.perf_counter()
     try:
@@ -155,7 +164,6 @@ async def _index(log_path: Path, index_path: Path, messages: int) -> tuple[float
         return time.perf_counter() - began, handled
     finally:
         await indexer.stop()
-        await engine.close()
         await bus.close()
 
 
@@ -178,38 +186,94 @@ def _queries(corpus: _Corpus, kind: str, count: int) -> list[str]:
 
 
 async def _query(
-    index_path: Path, member_of: list[str], corpus: _Corpus, requests: int, page: int
+    engine: SearchEngine, member_of: list[str], corpus: _Corpus, requests: int, page: int
 ) -> dict[str, tuple[list[float], int]]:
     """Per kind: latencies (ms) and total hits."""
-    engine = Fts5Engine(str(index_path))
-    await engine.open()
     search = Search(engine, _Access(member_of))
     out: dict[str, tuple[list[float], int]] = {}
+    per_kind = max(1, requests // len(QUERY_KINDS))
+    for kind in QUERY_KINDS:
+        texts = _queries(corpus, kind, per_kind)
+        for text in texts[: min(20, len(texts))]:  # warm the page cache
+            await search.search(SearchRequest("reader", text, page_size=page))
+        lat: list[float] = []
+        hits = 0
+        for text in texts:
+            began = time.perf_counter()
+            result = await search.search(SearchRequest("reader", text, page_size=page))
+            lat.append((time.perf_counter() - began) * MS)
+            hits += len(result.hits)
+        out[kind] = (lat, hits)
+    return out
+
+
+@contextlib.contextmanager
+def _solr_url(args: argparse.Namespace) -> Iterator[str]:
+    """The given SolrCloud, or a throwaway one-node SolrCloud for the run."""
+    if args.solr_url:
+        yield args.solr_url
+        return
+    from tests.servers.solr import SolrServer
+
+    server = SolrServer(heap="1g")
+    started = time.perf_counter()
+    server.start()
+    print(f"# started SolrCloud in {time.perf_counter() - started:.1f}s at {server.url}")
     try:
-        per_kind = max(1, requests // len(QUERY_KINDS))
-        for kind in QUERY_KINDS:
-            texts = _queries(corpus, kind, per_kind)
-            for text in texts[: min(20, len(texts))]:  # warm the page cache
-                await search.search(SearchRequest("reader", text, page_size=page))
-            lat: list[float] = []
-            hits = 0
-            for text in texts:
-                began = time.perf_counter()
-                result = await search.search(SearchRequest("reader", text, page_size=page))
-                lat.append((time.perf_counter() - began) * MS)
-                hits += len(result.hits)
-            out[kind] = (lat, hits)
-        return out
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _solr_index_mib(url: str) -> float:
+    """Index bytes of the bench collection's cores, as Solr counts them."""
+    answer = httpx.get(
+        f"{url.rstrip('/')}/admin/cores", params={"action": "STATUS", "wt": "json"}, timeout=30
+    ).json()
+    size = sum(
+        core["index"]["sizeInBytes"]
+        for name, core in answer["status"].items()
+        if name.startswith(f"{SOLR_COLLECTION}_")
+    )
+    return float(size) / 2**20
+
+
+async def _solr_reset(url: str) -> None:
+    """An empty bench collection: the one of an earlier run on the same cluster is dropped."""
+    async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=120) as client:
+        listed = await client.get("/admin/collections", params={"action": "LIST", "wt": "json"})
+        if SOLR_COLLECTION in listed.json().get("collections", []):
+            dropped = await client.get(
+                "/admin/collections",
+                params={"action": "DELETE", "name": SOLR_COLLECTION, "wt": "json"},
+            )
+            dropped.raise_for_status()
+
+
+async def _index_and_query(
+    engine: SearchEngine,
+    log_path: Path,
+    args: argparse.Namespace,
+    corpus: _Corpus,
+    member_of: list[str],
+) -> tuple[float, int, dict[str, tuple[list[float], int]]]:
+    await engine.open()
+    try:
+        seconds, handled = await _index(log_path, engine, args.messages, args.index_lanes)
+        timings = await _query(engine, member_of, corpus, args.requests, args.page)
+        return seconds, handled, timings
     finally:
         await engine.close()
 
 
 def scenario_search(args: argparse.Namespace) -> Result:
-    """Index messages/s and query p50/p99 over `--messages` messages, embedded engine."""
+    """Index messages/s and query p50/p99 over `--messages` messages, on `--engine`."""
     result = Result(
         "search",
         args.mode,
         {
+            "engine": args.engine,
+            "index_lanes": args.index_lanes,
             "messages": args.messages,
             "conversations": args.conversations,
             "member_of": args.group_size,
@@ -228,19 +292,31 @@ def scenario_search(args: argparse.Namespace) -> Result:
             f"{args.messages:,} message_created events written to the embedded log in "
             f"{time.perf_counter() - began:.1f} s before indexing."
         )
-        seconds, handled = asyncio.run(_index(log_path, index_path, args.messages))
+        with contextlib.ExitStack() as stack:
+            engine: SearchEngine
+            if args.engine == "solr":
+                url = stack.enter_context(_solr_url(args))
+                asyncio.run(_solr_reset(url))
+                engine = SolrEngine(url, SOLR_COLLECTION)
+            else:
+                engine = Fts5Engine(str(index_path))
+            seconds, handled, timings = asyncio.run(
+                _index_and_query(engine, log_path, args, corpus, member_of)
+            )
+            index_mib = (
+                _solr_index_mib(url) if args.engine == "solr" else index_path.stat().st_size / 2**20
+            )
         result.rows.append(
             {
                 "step": "index",
                 "messages": handled,
                 "seconds": round(seconds, 2),
                 "messages_per_s": round(handled / seconds) if seconds else 0,
-                "index_mib": round(index_path.stat().st_size / 2**20, 1),
+                "index_mib": round(index_mib, 1),
             }
         )
         if handled != args.messages:
             result.notes.append(f"the indexer handled {handled:,} of {args.messages:,} events")
-        timings = asyncio.run(_query(index_path, member_of, corpus, args.requests, args.page))
     everything: list[float] = []
     for kind, (lat, hits) in timings.items():
         everything += lat

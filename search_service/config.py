@@ -34,10 +34,43 @@ class SearchConfig:
         "CHATMESH_GRPC_BIND", "127.0.0.1:50054", "host:port of the gRPC server (port 0: any free)"
     )
     engine: str = setting(
-        "CHATMESH_SEARCH_ENGINE", "fts5", "fts5 (embedded SQLite FTS5)", choices=("fts5",)
+        "CHATMESH_SEARCH_ENGINE",
+        "fts5",
+        "fts5 (embedded SQLite FTS5) or solr (an Apache Solr 9 cluster in SolrCloud mode)",
+        choices=("fts5", "solr"),
     )
     index_path: str = setting(
         "CHATMESH_SEARCH_INDEX", "chatmesh-search.db", "the SQLite file of the fts5 engine"
+    )
+    solr_url: str = setting(
+        "CHATMESH_SEARCH_SOLR_URL",
+        "",
+        "base URL of a SolrCloud node for the solr engine, e.g. http://solr-0:8983/solr",
+    )
+    solr_collection: str = setting(
+        "CHATMESH_SEARCH_SOLR_COLLECTION",
+        "chatmesh-messages",
+        "the solr engine's collection (one per deployment; created on start if missing)",
+    )
+    solr_configset: str = setting(
+        "CHATMESH_SEARCH_SOLR_CONFIGSET",
+        "chatmesh-messages",
+        "configset a new collection uses (uploaded from search_service if missing)",
+    )
+    solr_shards: int = setting(
+        "CHATMESH_SEARCH_SOLR_SHARDS", 1, "shards of a collection the engine creates", positive=True
+    )
+    solr_replicas: int = setting(
+        "CHATMESH_SEARCH_SOLR_REPLICAS",
+        1,
+        "replicas per shard of a collection the engine creates",
+        positive=True,
+    )
+    index_lanes: int = setting(
+        "CHATMESH_SEARCH_INDEX_LANES",
+        8,
+        "conversations the indexer writes at once (overlaps the solr engine's round trips)",
+        positive=True,
     )
     # The bus chat_service writes its durable log to; the indexer reads it.
     bus: str = bus_setting()
@@ -62,7 +95,9 @@ class SearchConfig:
         if self.service_secret == self.jwt_secret:
             raise ConfigError("CHATMESH_SERVICE_SECRET must differ from CHATMESH_JWT_SECRET")
         if self.engine == "fts5":
-            refuse_embedded(self.mode, "the fts5 search engine", "no cluster engine exists yet")
+            refuse_embedded(self.mode, "the fts5 search engine", "set CHATMESH_SEARCH_ENGINE=solr")
+        if self.engine == "solr" and not self.solr_url:
+            raise ConfigError("CHATMESH_SEARCH_ENGINE=solr needs CHATMESH_SEARCH_SOLR_URL")
         if self.bus == "inprocess":
             refuse_embedded(self.mode, "the in-process bus", "set CHATMESH_BUS=nats")
 

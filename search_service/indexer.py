@@ -67,10 +67,16 @@ async def apply_event(engine: SearchEngine, event: events_pb2.ConversationEvent)
 
 
 class Indexer:
-    def __init__(self, bus: Bus, engine: SearchEngine, clock: Clock, *, batch: int = 100) -> None:
+    def __init__(
+        self, bus: Bus, engine: SearchEngine, clock: Clock, *, batch: int = 100, lanes: int = 1
+    ) -> None:
         self._engine = engine
         self._clock = clock
-        self._consumer = EventConsumer(bus, CONSUMER_NAME, SEARCH_FILTERS, self.handle, batch=batch)
+        # Lanes index that many conversations of a batch at once (each in log order): an
+        # engine behind a network round trip (solr) overlaps its writes.
+        self._consumer = EventConsumer(
+            bus, CONSUMER_NAME, SEARCH_FILTERS, self.handle, batch=batch, lanes=lanes
+        )
 
     async def handle(self, event: events_pb2.ConversationEvent) -> None:
         kind = await apply_event(self._engine, event)

@@ -270,6 +270,27 @@ async def _apply(engine: SearchEngine, delivery: DurableMessage) -> None:
     await apply_event(engine, event)
 
 
+def _solr_engine_from_env() -> tuple[SearchEngine, str]:
+    """The solr engine the environment names, and how to name it to the user."""
+    from chatmesh_common.settings import ConfigError, read_one
+
+    from .config import SearchConfig
+    from .engines.solr import SolrEngine
+
+    url = str(read_one(SearchConfig, "solr_url"))
+    if not url:
+        raise ConfigError("CHATMESH_SEARCH_ENGINE=solr needs CHATMESH_SEARCH_SOLR_URL")
+    collection = str(read_one(SearchConfig, "solr_collection"))
+    engine = SolrEngine(
+        url,
+        collection,
+        configset=str(read_one(SearchConfig, "solr_configset")),
+        shards=int(read_one(SearchConfig, "solr_shards")),
+        replicas=int(read_one(SearchConfig, "solr_replicas")),
+    )
+    return engine, f"solr collection {collection} at {url}"
+
+
 async def reindex_from_env(
     data_dir: str | None,
     *,
@@ -284,6 +305,8 @@ async def reindex_from_env(
     which the launcher resolves from --data-dir or CHATMESH_DATA_DIR), and the index at
     CHATMESH_SEARCH_INDEX, else `search.db` in the data dir (where `chatmesh dev` keeps it).
     With CHATMESH_BUS=nats: JetStream, and the index at CHATMESH_SEARCH_INDEX.
+    With CHATMESH_SEARCH_ENGINE=solr the index is the Solr collection the solr settings name;
+    the checkpoint file stays where the fts5 index would be.
     """
     from chatmesh_common.bus import DURABLE_LOG_FILE, InProcessBus
     from chatmesh_common.bus.nats_settings import nats_settings_from_env
@@ -315,10 +338,14 @@ async def reindex_from_env(
         )
         bus = InProcessBus(log_path, clock)
         position = embedded = EmbeddedLogPosition(log_path)
-    engine = Fts5Engine(index_path)
+    engine: SearchEngine
+    if read_one(SearchConfig, "engine") == "solr":
+        engine, where = _solr_engine_from_env()
+    else:
+        engine, where = Fts5Engine(index_path), index_path
     await engine.open()
     try:
-        print(f"reindex: index {index_path}", file=out, flush=True)
+        print(f"reindex: index {where}", file=out, flush=True)
         return await reindex(
             bus,
             engine,

@@ -25,6 +25,7 @@ from .access import GrpcSearchAccess, search_credential
 from .config import SearchConfig
 from .engines.base import SearchEngine
 from .engines.fts5 import Fts5Engine
+from .engines.solr import SolrEngine
 from .indexer import Indexer
 from .search import Search, SearchAccess
 from .servicer import SERVICE_NAME, SearchServicer
@@ -37,6 +38,14 @@ SERVICE_NAMES = (SERVICE_NAME,)
 def build_engine(config: SearchConfig) -> SearchEngine:
     if config.engine == "fts5":
         return Fts5Engine(config.index_path)
+    if config.engine == "solr":
+        return SolrEngine(
+            config.solr_url,
+            config.solr_collection,
+            configset=config.solr_configset,
+            shards=config.solr_shards,
+            replicas=config.solr_replicas,
+        )
     raise ValueError(f"unknown search engine {config.engine!r}")
 
 
@@ -89,7 +98,7 @@ class SearchComponent:
         if access is None:
             self._channel = open_channel(config.chat_target, config.tls)
             access = GrpcSearchAccess(search_credential(config.service_secret), self._channel)
-        self._indexer = Indexer(self._bus, self._engine, self.clock)
+        self._indexer = Indexer(self._bus, self._engine, self.clock, lanes=config.index_lanes)
         self._indexer.start()
         authenticator = Authenticator.from_secrets(
             config.jwt_secret,

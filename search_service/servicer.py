@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from chatmesh_common.auth import Identity
 from chatmesh_common.rpc import Authenticator, RpcServicer, unary
 
-from .engines.base import Order
+from .engines.base import EngineUnavailable, Order
 from .search import NotAMember, Search, SearchRefused, SearchRequest
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SearchService"].full_name
@@ -25,6 +25,7 @@ class SearchServicer(RpcServicer, search_service_pb2_grpc.SearchServiceServicer)
     ERRORS = {
         SearchRefused: grpc.StatusCode.INVALID_ARGUMENT,
         NotAMember: grpc.StatusCode.PERMISSION_DENIED,
+        EngineUnavailable: grpc.StatusCode.UNAVAILABLE,
     }
 
     def __init__(self, search: Search, authenticator: Authenticator) -> None:

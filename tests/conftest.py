@@ -22,6 +22,7 @@ from tests.servers.binaries import in_ci, require_binary
 from tests.servers.cassandra import CassandraServer, CassandraUnavailable
 from tests.servers.nats import NatsServer
 from tests.servers.redis import RedisServer
+from tests.servers.solr import SolrServer, SolrUnavailable
 
 if TYPE_CHECKING:
     from tests.servers.seaweedfs import SeaweedServer
@@ -135,6 +136,23 @@ def cassandra_server() -> Iterator[CassandraServer]:
     try:
         server.start()
     except CassandraUnavailable as e:
+        if in_ci():
+            pytest.fail(str(e), pytrace=False)
+        pytest.skip(str(e))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def solr_server() -> Iterator[SolrServer]:
+    """One SolrCloud node (embedded ZooKeeper) for the session: skips locally, fails in CI when
+    java/javac/mvn or the jars are missing; a server that fails to start always fails."""
+    server = SolrServer()
+    try:
+        server.start()
+    except SolrUnavailable as e:
         if in_ci():
             pytest.fail(str(e), pytrace=False)
         pytest.skip(str(e))

@@ -29,7 +29,6 @@ itself fails (tests should fail on it).
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import os
 import re
@@ -43,6 +42,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from . import maven
+from .maven import JavaUnavailable
 from .ports import free_port
 
 # Keep in step with <cassandra.version> in cassandra-pom.xml (passed to Maven as -D too).
@@ -137,7 +138,7 @@ _FATAL = re.compile(r"Exception encountered during startup|Fatal configuration e
 _BIND_ERRORS = re.compile(r"Address already in use|BindException|is in use by another process")
 
 
-class CassandraUnavailable(RuntimeError):
+class CassandraUnavailable(JavaUnavailable):
     """Prerequisites (java 17+, mvn, Maven Central or a warm ~/.m2) are missing."""
 
 
@@ -156,69 +157,26 @@ def _tail(path: Path | None, lines: int = 60) -> str:
 
 
 def cache_dir(version: str = CASSANDRA_VERSION) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "chatmesh" / f"cassandra-{version}"
+    return maven.cache_dir(f"cassandra-{version}")
 
 
 def find_java() -> str:
     """Path of a Java 17+ ``java`` (JAVA_HOME first, then PATH)."""
-    java_home = os.environ.get("JAVA_HOME")
-    candidate = Path(java_home) / "bin" / "java" if java_home else None
-    java = str(candidate) if candidate and candidate.is_file() else shutil.which("java")
-    if java is None:
-        raise CassandraUnavailable(
-            "`java` not found (set JAVA_HOME or install a JDK 17, "
-            "e.g. `apt-get install openjdk-17-jdk-headless`)"
-        )
-    out = subprocess.run(
-        [java, "-version"], capture_output=True, text=True, timeout=60, check=False
-    ).stderr
-    m = re.search(r'version "(\d+)', out)
-    if m is None or int(m.group(1)) < 17:
-        raise CassandraUnavailable(f"Cassandra 5.0 here needs Java 17; {java} says: {out.strip()}")
-    return java
+    try:
+        return maven.find_java("Cassandra 5.0 here")
+    except JavaUnavailable as e:
+        raise CassandraUnavailable(str(e)) from e
 
 
 def resolve_classpath(version: str = CASSANDRA_VERSION) -> list[str]:
-    """Jar paths for cassandra-all ``version``, resolved by Maven once and then cached.
-
-    The cache file name includes a hash of pom.xml so editing the pom invalidates it;
-    it is re-resolved too if any cached jar has vanished from ~/.m2.
-    """
-    pom_hash = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
-    cp_file = cache_dir(version) / f"classpath-{pom_hash}.txt"
-    if cp_file.is_file():
-        jars = cp_file.read_text().strip().split(os.pathsep)
-        if jars and all(os.path.isfile(j) for j in jars):
-            return jars
-
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise CassandraUnavailable(
-            "`mvn` not found: it is needed once to fetch Cassandra's jars from Maven Central "
-            "(`apt-get install maven`)"
-        )
-    cp_file.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a private name then rename, so parallel test workers never read half a file.
-    tmp = cp_file.with_name(f"{cp_file.name}.{os.getpid()}.tmp")
-    cmd = [
-        mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(POM),
-        "dependency:build-classpath",
-        f"-Dcassandra.version={version}",
-        f"-Dmdep.outputFile={tmp}",
-    ]  # fmt: skip
+    """Jar paths for cassandra-all ``version``, resolved by Maven once and then cached
+    (re-resolved when the pom changes or a cached jar has vanished from ~/.m2)."""
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    except subprocess.TimeoutExpired as e:
-        raise CassandraUnavailable(f"Maven timed out resolving Cassandra: {' '.join(cmd)}") from e
-    if proc.returncode != 0 or not tmp.is_file():
-        tmp.unlink(missing_ok=True)
-        out = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise CassandraUnavailable(
-            f"Maven could not resolve cassandra-all {version} (exit {proc.returncode}):\n{out}"
+        return maven.resolve_classpath(
+            POM, f"cassandra-{version}", f"cassandra-all {version}", {"cassandra.version": version}
         )
-    os.replace(tmp, cp_file)
-    return cp_file.read_text().strip().split(os.pathsep)
+    except JavaUnavailable as e:
+        raise CassandraUnavailable(str(e)) from e
 
 
 class CassandraServer:

@@ -21,6 +21,10 @@ class Document:
     body: str
 
 
+class EngineUnavailable(RuntimeError):
+    """The engine's server could not be reached or failed the request (safe to retry)."""
+
+
 class Order(enum.Enum):
     NEWEST = "newest"
     RELEVANCE = "relevance"

@@ -1,5 +1,5 @@
-"""The contract every search engine keeps, run on each engine (the cluster engine adds its
-fixture param with its server marker)."""
+"""The contract every search engine keeps, run on each engine: the embedded fts5 engine, and
+the solr engine on the session's SolrCloud node (marker `solr`)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,31 @@ import pytest
 
 from search_service.engines.base import Document, Order, Query, SearchEngine
 from search_service.engines.fts5 import Fts5Engine
+from search_service.engines.solr import SolrEngine
+from tests.search.solr_support import empty_collection
+from tests.servers.solr import SolrServer
 
 pytestmark = pytest.mark.timeout(30)
 
+# One collection for the whole suite, emptied before each test: creating one per test would
+# cost seconds each.
+CONTRACT_COLLECTION = "contract"
 
-@pytest.fixture(params=["fts5"])
+
+# The first solr test also starts the session's Solr node, hence its longer timeout.
+@pytest.fixture(
+    params=["fts5", pytest.param("solr", marks=[pytest.mark.solr, pytest.mark.timeout(120)])]
+)
 async def engine(request: pytest.FixtureRequest) -> AsyncIterator[SearchEngine]:
-    built: SearchEngine = Fts5Engine()
-    await built.open()
+    built: SearchEngine
+    if request.param == "solr":
+        server: SolrServer = request.getfixturevalue("solr_server")
+        built = SolrEngine(server.url, CONTRACT_COLLECTION, configset=server.configset)
+        await built.open()
+        await empty_collection(server.url, CONTRACT_COLLECTION)
+    else:
+        built = Fts5Engine()
+        await built.open()
     try:
         yield built
     finally:

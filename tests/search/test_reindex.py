@@ -1,6 +1,6 @@
 """`chatmesh search reindex` over a real chat_service writing its durable log to a data dir: a
-wiped index answers again, --conversation limits the rebuild, and an interrupted rebuild
-continues from its checkpoint."""
+wiped index answers again, --conversation limits the rebuild, an interrupted rebuild
+continues from its checkpoint, and the solr engine's collection is filled the same way."""
 
 from __future__ import annotations
 
@@ -28,9 +28,11 @@ from search_service import reindex as reindex_module
 from search_service.config import SearchConfig
 from search_service.engines.base import Document, Query
 from search_service.engines.fts5 import Fts5Engine
+from search_service.engines.solr import SolrEngine
 from search_service.reindex import checkpoint_path, reindex_from_env
 from search_service.server import build_search_service
 from tests.chat.support import SECRET, SERVICE_SECRET, Client
+from tests.servers.solr import SolrServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -241,3 +243,30 @@ async def test_cli_reindex(setup: Setup) -> None:
         subprocess.run, [*command, "--limit", "0"], env=env, capture_output=True, text=True
     )
     assert refused.returncode != 0 and "--limit must be positive" in refused.stderr
+
+
+@pytest.mark.solr
+@pytest.mark.timeout(120)
+async def test_reindex_fills_a_solr_collection(
+    setup: Setup, solr_server: SolrServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With CHATMESH_SEARCH_ENGINE=solr the log goes into the named collection: edits replaced,
+    deletes absent."""
+    monkeypatch.setenv("CHATMESH_SEARCH_ENGINE", "solr")
+    monkeypatch.setenv("CHATMESH_SEARCH_SOLR_URL", solr_server.url)
+    monkeypatch.setenv("CHATMESH_SEARCH_SOLR_COLLECTION", "reindexed")
+    out = io.StringIO()
+    result = await reindex_from_env(str(setup.data_dir), out=out)
+    assert result.finished and result.done == setup.events
+    assert "solr collection reindexed" in out.getvalue().splitlines()[0]
+    engine = SolrEngine(solr_server.url, "reindexed")
+    await engine.open()
+    try:
+        both = [setup.first, setup.second]
+        assert len(await engine.search(Query("kayak", both, limit=50))) == 9
+        hits = await engine.search(Query("edited", [setup.second]))
+        assert [h.snippet for h in hits] == ["kayak rental, edited"]
+        assert await engine.search(Query("secret", both)) == []
+        assert await engine.search(Query("canoe", both)) == []
+    finally:
+        await engine.close()
