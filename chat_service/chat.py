@@ -138,14 +138,15 @@ class Chat:
         """PERMISSION_DENIED naming the suspension when a moderator suspended the user."""
         suspension = await self._store.get_suspension(user_id)
         if suspension is not None:
-            reason = f": {suspension.reason}" if suspension.reason else ""
-            raise _denied(f"user {user_id} is suspended by the moderators{reason}")
+            raise _denied(suspension.refusal())
 
     async def require_writer(
         self, conversation_id: str, user_id: str
     ) -> tuple[ConversationRecord, MemberRecord]:
         """`require_member` for a write: the user must not be suspended either (both read at
-        once, so the suspension check costs a send no extra round trip)."""
+        once, so the suspension check costs a send no extra round trip). This early check is
+        not what binds: a suspension landing after it is caught by the store's write itself
+        (SuspendedError), so nothing of the user is written once SuspendUser has returned."""
         (conversation, member), _active = await asyncio.gather(
             self.require_member(conversation_id, user_id), self.require_active(user_id)
         )

@@ -88,21 +88,29 @@ class Moderation:
         reason: int,
         details: str,
     ) -> tuple[ReportRecord, bool]:
-        """The report and whether it is new (False: the caller reported this message before)."""
+        """The report and whether it is new (False: the caller reported this message before).
+
+        The message is named by its seq, by its message_id, or by both (then they must agree)."""
         _check_reason(reason)
         _check_text("details", details)
-        if message_seq <= 0:
-            raise invalid("message_seq is required")
+        if message_seq <= 0 and not message_id:
+            raise invalid("message_seq or message_id is required")
         if message_id:
             check_id("message_id", message_id)
         conversation, _member = await self._chat.require_writer(conversation_id, user_id)
-        message = await self._store.get_message(conversation_id, min(message_seq, MAX_SEQ))
-        if message is None:
-            raise not_found(f"message_seq {message_seq} is not a message in this conversation")
-        if message_id and message_id != message.message_id:
-            raise invalid(f"message_id {message_id} is not the message at seq {message_seq}")
+        field = "message_seq" if message_seq > 0 else "message_id"
+        if message_seq > 0:
+            message = await self._store.get_message(conversation_id, min(message_seq, MAX_SEQ))
+            if message is None:
+                raise not_found(f"message_seq {message_seq} is not a message in this conversation")
+            if message_id and message_id != message.message_id:
+                raise invalid(f"message_id {message_id} is not the message at seq {message_seq}")
+        else:
+            message = await self._store.get_message_by_id(conversation_id, message_id)
+            if message is None:
+                raise not_found(f"message_id {message_id} is not a message in this conversation")
         if message.sender_id == user_id:
-            raise invalid("message_seq: you cannot report your own message")
+            raise invalid(f"{field}: you cannot report your own message")
         if message.deleted:
             raise precondition(f"message {message_seq} is deleted")
         self._charge_report(user_id)

@@ -107,6 +107,7 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "GetPushAudience": service(SCOPE_CHAT_ACCESS),
         "GetUnreadTotals": service(SCOPE_CHAT_ACCESS),
         "CheckMembership": service(SCOPE_CHAT_ACCESS),
+        "CheckUserActive": service(SCOPE_CHAT_ACCESS),
     },
     "chatmesh.presence.v1.PresenceService": {
         "Connect": USER,

@@ -34,6 +34,7 @@ TABLES = {
     "report_queue",
     "bans",
     "suspensions",
+    "messages_by_id",
 }
 
 

@@ -233,6 +233,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "suspension fences",
+        (
+            # Suspended writers of the conversation (user -> suspended_at), in the log head:
+            # every round's LWT requires `fences[writer] = null`, so a suspension fenced here
+            # binds every later write of that user, on every process. Written by LWT only.
+            "ALTER TABLE {ks}.conversations ADD fences map<text, double> STATIC",
+        ),
+    ),
+    Migration(
+        6,
+        "messages by id",
+        (
+            # Where a server message_id is: written when its round is materialized (an
+            # idempotent write, like the message row). Read back through the message row, so a
+            # row left by a purged message finds nothing.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.messages_by_id (
+              message_id text PRIMARY KEY,
+              conversation_id text,
+              seq bigint
+            )
+            """,
+        ),
+    ),
 )
 
 OUTBOX_SHARDS = 16

@@ -152,6 +152,11 @@ class SqliteChatStore:
     async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None:
         return queries.get_message(self._r, conversation_id, seq)
 
+    async def get_message_by_id(
+        self, conversation_id: str, message_id: str
+    ) -> MessageRecord | None:
+        return queries.get_message_by_id(self._r, conversation_id, message_id)
+
     async def history(
         self,
         conversation_id: str,

@@ -1013,14 +1013,15 @@ export type ReportMessageRequest = Message<"chatmesh.chat.v1.ReportMessageReques
   conversationId: string;
 
   /**
-   * The message's seq (required).
+   * The message's seq; or 0 when message_id names the message.
    *
    * @generated from field: uint64 message_seq = 2;
    */
   messageSeq: bigint;
 
   /**
-   * Optional: the message's id, checked against the message at message_seq.
+   * The message's server id: names the message alone (message_seq 0), or is checked against
+   * the message at message_seq. One of the two is required.
    *
    * @generated from field: string message_id = 3;
    */
