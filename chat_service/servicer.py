@@ -180,7 +180,7 @@ class ChatServicer(RpcServicer, chat_service_pb2_grpc.ChatServiceServicer):
             request.mentions,
         )
         return pb.SendMessageResponse(
-            message=convert.message(result.message), duplicate=result.duplicate
+            message=convert.message(result.message), duplicate=result.duplicate, held=result.held
         )
 
     @unary

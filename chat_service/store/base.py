@@ -235,6 +235,47 @@ def refuses_suspended(actor_id: str, changes: Sequence[MembershipChange]) -> boo
     return not any(c.kind == EventKind.MEMBER_LEFT and c.user_id == actor_id for c in changes)
 
 
+class HeldState(enum.IntEnum):
+    """Where a message held by the channel screen stands."""
+
+    PENDING = 1
+    RELEASED = 2
+    DROPPED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecord:
+    """A channel message the screen held for review: not in the log while PENDING; RELEASED
+    means appended (with its own client_msg_id, so appending again finds it); DROPPED, never."""
+
+    message: NewMessage
+    reason: str
+    held_at: float
+    state: HeldState = HeldState.PENDING
+    decided_by: str = ""
+
+    def pending_view(self) -> MessageRecord:
+        """The message as its sender and the moderators see it while held: no seq (0)."""
+        new = self.message
+        return MessageRecord(
+            conversation_id=new.conversation_id,
+            seq=0,
+            message_id=new.message_id,
+            sender_id=new.sender_id,
+            created_at=new.created_at,
+            kind=new.kind,
+            body=new.body,
+            attachments=new.attachments,
+            reply_to_seq=new.reply_to_seq,
+            version=1,
+            edited_at=None,
+            deleted=False,
+            client_msg_id=new.client_msg_id,
+            attachment_info=new.attachment_info,
+            mentions=new.mentions,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
     """Events of one conversation written but not yet confirmed in the durable event stream.
@@ -513,3 +554,22 @@ class ChatStore(Protocol):
     async def remove_suspension(self, user_id: str) -> None: ...
 
     async def get_suspension(self, user_id: str) -> SuspensionRecord | None: ...
+
+    # Messages held for review (no seq until released, when they are appended as any message)
+    async def hold_message(
+        self, new: NewMessage, reason: str, at: float
+    ) -> tuple[HeldRecord, bool]:
+        """Stores the held message, or returns the one held before for the same (sender,
+        conversation, client_msg_id) and False; concurrent duplicates store one."""
+        ...
+
+    async def get_held(self, message_id: str) -> HeldRecord | None: ...
+
+    async def list_held(self, after_message_id: str, limit: int) -> list[HeldRecord]:
+        """Up to `limit` PENDING held messages with message_id > after_message_id, by id."""
+        ...
+
+    async def decide_held(self, message_id: str, state: HeldState, by: str) -> HeldRecord:
+        """Moves a PENDING held message to RELEASED or DROPPED; the first decision stays (a
+        decided one is returned as it is). NotFoundError when there is none."""
+        ...

@@ -35,6 +35,9 @@ TABLES = {
     "bans",
     "suspensions",
     "messages_by_id",
+    "held_messages",
+    "held_keys",
+    "held_queue",
 }
 
 

@@ -16,6 +16,7 @@ from chat_service.store.base import (
     BanRecord,
     ChatStore,
     EventKind,
+    HeldState,
     MembershipChange,
     NewReport,
     NotFoundError,
@@ -333,3 +334,70 @@ class ModerationContract:
         cid = (await group_with(first, alice, [user("bob")])).conversation_id
         [message] = await send_many(first, cid, alice, 1)
         assert await second.get_message_by_id(cid, message.message_id) == message
+
+    # Messages held for review
+
+    async def test_held_message_is_stored_once_per_send_until_decided(
+        self, store: ChatStore
+    ) -> None:
+        """hold_message keeps the message aside (no seq taken); the same send again returns
+        the first hold; concurrent duplicates store one; the log is untouched."""
+        alice = user("alice")
+        cid = (await group_with(store, alice, [user("bob")])).conversation_id
+        new = new_message(cid, alice, "please review")
+        record, created = await store.hold_message(new, "held word", 1000.0)
+        assert created and record.state == HeldState.PENDING
+        assert (record.message, record.reason, record.held_at) == (new, "held word", 1000.0)
+        retry = new_message(cid, alice, "please review", client_msg_id=new.client_msg_id)
+        again, created_again = await store.hold_message(retry, "held word", 2000.0)
+        assert not created_again and again == record
+        racing = new_message(cid, alice, "racing")
+        outcomes = await asyncio.gather(
+            *(
+                store.hold_message(
+                    new_message(cid, alice, "racing", client_msg_id=racing.client_msg_id),
+                    "held word",
+                    1000.0,
+                )
+                for _ in range(4)
+            )
+        )
+        assert sum(1 for _, fresh in outcomes if fresh) == 1
+        assert len({r.message.message_id for r, _ in outcomes}) == 1
+        assert await store.get_held(new.message_id) == record
+        assert (await store.get_conversation(cid)).last_seq == 0  # type: ignore[union-attr]
+
+    async def test_list_held_pages_pending_ones_and_the_first_decision_stays(
+        self, store: ChatStore
+    ) -> None:
+        """Pending held messages list oldest id first, paged; a decided one leaves the list;
+        deciding again returns the first decision; an unknown id is NotFoundError."""
+        alice = user("alice")
+        cid = (await group_with(store, alice, [user("bob")])).conversation_id
+        ids = []
+        for i in range(3):
+            new = new_message(cid, alice, f"m{i}")
+            await store.hold_message(new, "held word", 1000.0)
+            ids.append(new.message_id)
+        mine = set(ids)
+
+        async def pending() -> list[str]:
+            out: list[str] = []
+            after = ""
+            while True:
+                page = await store.list_held(after, 2)
+                out.extend(r.message.message_id for r in page if r.message.message_id in mine)
+                if len(page) < 2:
+                    return out
+                after = page[-1].message.message_id
+
+        assert await pending() == sorted(ids)
+        released = await store.decide_held(ids[0], HeldState.RELEASED, "ops")
+        assert (released.state, released.decided_by) == (HeldState.RELEASED, "ops")
+        again = await store.decide_held(ids[0], HeldState.DROPPED, "lead")
+        assert (again.state, again.decided_by) == (HeldState.RELEASED, "ops")
+        await store.decide_held(ids[1], HeldState.DROPPED, "ops")
+        assert await pending() == [ids[2]]
+        with pytest.raises(NotFoundError):
+            await store.decide_held(new_id(), HeldState.DROPPED, "ops")
+        assert await store.get_held(new_id()) is None

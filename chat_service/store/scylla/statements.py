@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from .. import extras
 from ..base import ConversationRecord, Kind, MemberRecord, MessageRecord, Role
+from .held_cql import HELD_STATEMENTS
 from .moderation_cql import MODERATION_STATEMENTS
 from .schema import BUCKET_SIZE, OUTBOX_SHARDS
 
@@ -142,6 +143,8 @@ STATEMENTS: Final[Mapping[str, str]] = {
     " AND bucket = ? AND seq >= ? AND seq <= ? LIMIT ?",
     # Reports, bans and suspensions (moderation_cql)
     **MODERATION_STATEMENTS,
+    # Messages held for review (held)
+    **HELD_STATEMENTS,
 }
 
 _TABLE = re.compile(r"\b(FROM|INTO|UPDATE)\s+(\w+)")

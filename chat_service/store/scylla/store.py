@@ -22,6 +22,8 @@ from ..base import (
     ConversationRecord,
     EventKind,
     EventRecord,
+    HeldRecord,
+    HeldState,
     HistoryDirection,
     Kind,
     MemberRecord,
@@ -40,6 +42,7 @@ from ..base import (
     SuspensionRecord,
 )
 from ..metrics import timed_operations
+from .held import Held
 from .moderation import Moderation
 from .retention import Retention
 from .rounds import RoundEngine
@@ -91,6 +94,7 @@ class ScyllaChatStore:
             cluster_options=cluster_options or {},
         )
         self._moderation = Moderation(self._session)
+        self._held = Held(self._session)
         self._rounds = RoundEngine(self._session, idempotency_ttl, self._moderation.get_suspension)
         self._retention = Retention(self._session, self._rounds)
 
@@ -520,3 +524,19 @@ class ScyllaChatStore:
 
     async def get_suspension(self, user_id: str) -> SuspensionRecord | None:
         return await self._moderation.get_suspension(user_id)
+
+    # Messages held for review (see `held`)
+
+    async def hold_message(
+        self, new: NewMessage, reason: str, at: float
+    ) -> tuple[HeldRecord, bool]:
+        return await self._held.hold_message(new, reason, at)
+
+    async def get_held(self, message_id: str) -> HeldRecord | None:
+        return await self._held.get_held(message_id)
+
+    async def list_held(self, after_message_id: str, limit: int) -> list[HeldRecord]:
+        return await self._held.list_held(after_message_id, limit)
+
+    async def decide_held(self, message_id: str, state: HeldState, by: str) -> HeldRecord:
+        return await self._held.decide_held(message_id, state, by)
