@@ -75,11 +75,12 @@ class Access:
         return visible
 
     async def typing_audience(self, typer: str, conversation_id: str) -> list[str]:
-        """Members who get `typer`'s typing in the conversation; PERMISSION_DENIED for non-members.
+        """Members who get `typer`'s typing in the conversation; PERMISSION_DENIED for non-members
+        and, naming the suspension, for a suspended typer (typing is a write others receive).
 
         Excludes the typer, users the typer blocked, and users who blocked the typer.
         """
-        await self._chat.require_member(conversation_id, typer)
+        await self._chat.require_writer(conversation_id, typer)
         store = self._chat.store
         recipients = []
         for member in await store.member_ids(conversation_id):
@@ -89,6 +90,10 @@ class Access:
                 continue
             recipients.append(member)
         return recipients
+
+    async def require_active(self, user_id: str) -> None:
+        """PERMISSION_DENIED naming the suspension when the moderators suspended the user."""
+        await self._chat.require_active(user_id)
 
     async def searchable_conversations(self, user_id: str) -> list[str]:
         """The conversations `user_id` is a member of now."""
@@ -270,6 +275,14 @@ class AccessServicer(RpcServicer, access_service_pb2_grpc.AccessServiceServicer)
         if kind is None:
             return pb.CheckMembershipResponse(member=False)
         return pb.CheckMembershipResponse(member=True, kind=kind)  # type: ignore[arg-type]
+
+    @unary
+    async def CheckUserActive(
+        self, request: pb.CheckUserActiveRequest, _caller: ServiceIdentity
+    ) -> pb.CheckUserActiveResponse:
+        check_id("user_id", request.user_id)
+        await self.access.require_active(request.user_id)
+        return pb.CheckUserActiveResponse()
 
 
 def access_registration(chat: Chat, authenticator: Authenticator) -> Registration:

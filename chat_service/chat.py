@@ -34,11 +34,11 @@ from .events import EventSink
 from .fanout import Fanout
 from .screening import AllowAll, MessageScreen
 from .store.base import (
-    AppendResult,
     ChatStore,
     ConversationRecord,
     EventKind,
     EventRecord,
+    HeldState,
     HistoryDirection,
     Kind,
     MemberRecord,
@@ -53,6 +53,15 @@ log = logging.getLogger(__name__)
 
 MESSAGE_KIND_TEXT = 1
 MESSAGE_KIND_MEDIA = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A send's answer: the stored message (or, `held`, the message held for review, seq 0)."""
+
+    message: MessageRecord
+    duplicate: bool
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,25 +147,34 @@ class Chat:
         """PERMISSION_DENIED naming the suspension when a moderator suspended the user."""
         suspension = await self._store.get_suspension(user_id)
         if suspension is not None:
-            reason = f": {suspension.reason}" if suspension.reason else ""
-            raise _denied(f"user {user_id} is suspended by the moderators{reason}")
+            raise _denied(suspension.refusal())
 
     async def require_writer(
         self, conversation_id: str, user_id: str
     ) -> tuple[ConversationRecord, MemberRecord]:
         """`require_member` for a write: the user must not be suspended either (both read at
-        once, so the suspension check costs a send no extra round trip)."""
+        once, so the suspension check costs a send no extra round trip). This early check is
+        not what binds: a suspension landing after it is caught by the store's write itself
+        (SuspendedError), so nothing of the user is written once SuspendUser has returned."""
         (conversation, member), _active = await asyncio.gather(
             self.require_member(conversation_id, user_id), self.require_active(user_id)
         )
         return conversation, member
 
-    async def _screen_body(self, conversation: ConversationRecord, user_id: str, body: str) -> None:
+    async def _screen_body(
+        self, conversation: ConversationRecord, user_id: str, body: str, *, may_hold: bool
+    ) -> str:
+        """ "" when allowed; the rule's reason when held (only where `may_hold`: new
+        messages); INVALID_ARGUMENT naming the rule when rejected."""
         if conversation.kind != Kind.CHANNEL:
-            return
+            return ""
         verdict = await self._screen.check(conversation, user_id, body)
+        if verdict.held and may_hold:
+            return verdict.reason
         if not verdict.allowed:
-            raise _invalid(f"message rejected by moderation: {verdict.reason}")
+            suffix = "; an edit is not held for review" if verdict.held else ""
+            raise _invalid(f"message rejected by moderation: {verdict.reason}{suffix}")
+        return ""
 
     async def _peer(self, conversation: ConversationRecord, user_id: str) -> str:
         if conversation.kind != Kind.DIRECT:
@@ -500,7 +518,7 @@ class Chat:
         attachments: Sequence[str],
         reply_to_seq: int,
         mentions: Sequence[str] = (),
-    ) -> AppendResult:
+    ) -> SendResult:
         _check_id("client_msg_id", client_msg_id)
         kind = kind or MESSAGE_KIND_TEXT
         if kind not in (MESSAGE_KIND_TEXT, MESSAGE_KIND_MEDIA):
@@ -528,35 +546,54 @@ class Chat:
         for mentioned_id in mentioned:
             if await self._store.get_member(conversation_id, mentioned_id) is None:
                 raise _invalid(f"mentions: {mentioned_id} is not a member of this conversation")
-        await self._screen_body(conversation, user_id, body)
+        held_by = await self._screen_body(conversation, user_id, body, may_hold=True)
         info = await self._attachments.resolve(user_id, conversation_id, attachments)
         now = self._clock.now()
-        result = await self._store.append_message(
-            NewMessage(
-                conversation_id=conversation_id,
-                sender_id=user_id,
-                client_msg_id=client_msg_id,
-                message_id=new_id(now),
-                created_at=now,
-                kind=kind,
-                body=body,
-                attachments=tuple(attachments),
-                reply_to_seq=reply_to_seq,
-                attachment_info=tuple(info),
-                mentions=mentioned,
-            )
+        new = NewMessage(
+            conversation_id=conversation_id,
+            sender_id=user_id,
+            client_msg_id=client_msg_id,
+            message_id=new_id(now),
+            created_at=now,
+            kind=kind,
+            body=body,
+            attachments=tuple(attachments),
+            reply_to_seq=reply_to_seq,
+            attachment_info=tuple(info),
+            mentions=mentioned,
         )
+        if held_by:
+            return await self._hold(new, held_by)
+        result = await self._store.append_message(new)
         if not result.duplicate:
-            record = EventRecord(
-                conversation_id=conversation_id,
-                seq=result.message.seq,
-                kind=EventKind.MESSAGE_CREATED,
-                actor_id=user_id,
-                occurred_at=now,
-                message=result.message,
-            )
-            await self._events.emit(conversation, [record])
-        return result
+            await self.publish_created(conversation, result.message)
+        return SendResult(result.message, result.duplicate)
+
+    async def _hold(self, new: NewMessage, reason: str) -> SendResult:
+        """Stores the message aside for review; a retry gets the same answer, the released
+        message once released, and a refusal once dropped."""
+        record, created = await self._store.hold_message(new, reason, self._clock.now())
+        if record.state == HeldState.DROPPED:
+            raise _invalid(f"message rejected by moderation: dropped after review ({reason})")
+        if record.state == HeldState.RELEASED:
+            # Appended by the release under the same key: this finds it.
+            result = await self._store.append_message(record.message)
+            return SendResult(result.message, duplicate=True)
+        return SendResult(record.pending_view(), duplicate=not created, held=True)
+
+    async def publish_created(
+        self, conversation: ConversationRecord, message: MessageRecord
+    ) -> None:
+        """Hands a new message's event to the sink (a send's, or a released held message's)."""
+        record = EventRecord(
+            conversation_id=conversation.conversation_id,
+            seq=message.seq,
+            kind=EventKind.MESSAGE_CREATED,
+            actor_id=message.sender_id,
+            occurred_at=message.created_at,
+            message=message,
+        )
+        await self._events.emit(conversation, [record])
 
     async def _own_message(
         self, user_id: str, conversation_id: str, seq: int
@@ -577,7 +614,7 @@ class Chat:
         if message.deleted:
             raise _precondition(f"message {seq} is deleted")
         await self._require_writable(conversation, member)
-        await self._screen_body(conversation, user_id, body)
+        await self._screen_body(conversation, user_id, body, may_hold=False)
         record = await self._store.edit_message(
             conversation_id, seq, user_id, body, self._clock.now()
         )

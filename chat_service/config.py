@@ -156,6 +156,12 @@ class ChatConfig:
         "link domains refused in channel messages, subdomains included, comma-separated"
         " (empty: none)",
     )
+    held_words: tuple[str, ...] = setting(
+        "CHATMESH_MODERATION_HELD_WORDS",
+        (),
+        "words that hold a channel message for moderator review instead of refusing it,"
+        " comma-separated, any case (empty: none)",
+    )
     reports_per_hour: float = setting(
         "CHATMESH_REPORTS_PER_HOUR",
         30.0,

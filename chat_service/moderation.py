@@ -12,6 +12,8 @@ their streams end on every replica.
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 
 from chatmesh_common.bus import Bus
@@ -27,6 +29,8 @@ from .store.base import (
     ConversationRecord,
     EventKind,
     EventRecord,
+    HeldRecord,
+    HeldState,
     Kind,
     MembershipChange,
     MessageRecord,
@@ -88,21 +92,29 @@ class Moderation:
         reason: int,
         details: str,
     ) -> tuple[ReportRecord, bool]:
-        """The report and whether it is new (False: the caller reported this message before)."""
+        """The report and whether it is new (False: the caller reported this message before).
+
+        The message is named by its seq, by its message_id, or by both (then they must agree)."""
         _check_reason(reason)
         _check_text("details", details)
-        if message_seq <= 0:
-            raise invalid("message_seq is required")
+        if message_seq <= 0 and not message_id:
+            raise invalid("message_seq or message_id is required")
         if message_id:
             check_id("message_id", message_id)
         conversation, _member = await self._chat.require_writer(conversation_id, user_id)
-        message = await self._store.get_message(conversation_id, min(message_seq, MAX_SEQ))
-        if message is None:
-            raise not_found(f"message_seq {message_seq} is not a message in this conversation")
-        if message_id and message_id != message.message_id:
-            raise invalid(f"message_id {message_id} is not the message at seq {message_seq}")
+        field = "message_seq" if message_seq > 0 else "message_id"
+        if message_seq > 0:
+            message = await self._store.get_message(conversation_id, min(message_seq, MAX_SEQ))
+            if message is None:
+                raise not_found(f"message_seq {message_seq} is not a message in this conversation")
+            if message_id and message_id != message.message_id:
+                raise invalid(f"message_id {message_id} is not the message at seq {message_seq}")
+        else:
+            message = await self._store.get_message_by_id(conversation_id, message_id)
+            if message is None:
+                raise not_found(f"message_id {message_id} is not a message in this conversation")
         if message.sender_id == user_id:
-            raise invalid("message_seq: you cannot report your own message")
+            raise invalid(f"{field}: you cannot report your own message")
         if message.deleted:
             raise precondition(f"message {message_seq} is deleted")
         self._charge_report(user_id)
@@ -250,3 +262,59 @@ class Moderation:
     async def unsuspend_user(self, target: str) -> None:
         check_id("user_id", target)
         await self._store.remove_suspension(target)
+
+    # Channel messages held for review by the screen (moderators)
+
+    async def list_held(self, page_size: int, page_token: str) -> tuple[list[HeldRecord], str]:
+        if page_size > MAX_REPORT_PAGE:
+            raise invalid(f"page_size must be at most {MAX_REPORT_PAGE}, got {page_size}")
+        if page_token:
+            check_id("page_token", page_token)
+        size = page_size or DEFAULT_REPORT_PAGE
+        rows = await self._store.list_held(page_token, size + 1)
+        page = rows[:size]
+        return page, (page[-1].message.message_id if len(rows) > size else "")
+
+    async def _held(self, message_id: str) -> HeldRecord:
+        check_id("message_id", message_id)
+        held = await self._store.get_held(message_id)
+        if held is None:
+            raise not_found(f"no held message {message_id}")
+        return held
+
+    async def release_held(self, actor: str, message_id: str) -> MessageRecord:
+        """Appends the held message to its log (taking the next seq then) and fans it out.
+        Decided first, appended after under the sender's own key: a release retried after a
+        crash between the two appends it once; a drop racing it loses (or wins, and nothing
+        is appended)."""
+        held = await self._held(message_id)
+        if held.state == HeldState.PENDING:
+            await self._require_sender_can_write(held)
+        decided = await self._store.decide_held(message_id, HeldState.RELEASED, actor)
+        if decided.state == HeldState.DROPPED:
+            raise precondition(f"held message {message_id} was dropped")
+        conversation = await self._conversation(held.message.conversation_id)
+        result = await self._store.append_message(
+            dataclasses.replace(held.message, created_at=self._clock.now())
+        )
+        if not result.duplicate:
+            await self._chat.publish_created(conversation, result.message)
+        return result.message
+
+    async def _require_sender_can_write(self, held: HeldRecord) -> None:
+        """Checked before deciding, so a message whose sender left or was suspended meanwhile
+        stays pending (to be dropped) rather than released into a write the store refuses."""
+        new = held.message
+        try:
+            await self._chat.require_writer(new.conversation_id, new.sender_id)
+        except RpcError as exc:
+            raise precondition(
+                f"held message {new.message_id}: its sender cannot write there now"
+                f" ({exc.message}); drop it instead"
+            ) from exc
+
+    async def drop_held(self, actor: str, message_id: str) -> None:
+        await self._held(message_id)
+        decided = await self._store.decide_held(message_id, HeldState.DROPPED, actor)
+        if decided.state == HeldState.RELEASED:
+            raise precondition(f"held message {message_id} was released")

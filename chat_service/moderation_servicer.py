@@ -101,6 +101,33 @@ class ModerationServicer(RpcServicer, moderation_service_pb2_grpc.ModerationServ
         await self.moderation.unsuspend_user(request.user_id)
         return pb.UnsuspendUserResponse()
 
+    @unary
+    async def ListHeld(
+        self, request: pb.ListHeldRequest, caller: ServiceIdentity
+    ) -> pb.ListHeldResponse:
+        held, token = await self.moderation.list_held(request.page_size, request.page_token)
+        return pb.ListHeldResponse(
+            held=[
+                pb.HeldMessage(message=convert.message(h.pending_view()), reason=h.reason)
+                for h in held
+            ],
+            next_page_token=token,
+        )
+
+    @unary
+    async def ReleaseHeld(
+        self, request: pb.ReleaseHeldRequest, caller: ServiceIdentity
+    ) -> pb.ReleaseHeldResponse:
+        message = await self.moderation.release_held(caller.service, request.message_id)
+        return pb.ReleaseHeldResponse(message=convert.message(message))
+
+    @unary
+    async def DropHeld(
+        self, request: pb.DropHeldRequest, caller: ServiceIdentity
+    ) -> pb.DropHeldResponse:
+        await self.moderation.drop_held(caller.service, request.message_id)
+        return pb.DropHeldResponse()
+
 
 def moderation_registration(moderation: Moderation, authenticator: Authenticator) -> Registration:
     """The ModerationService servicer, for chat_service's server (or the shared dev server)."""

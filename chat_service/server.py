@@ -166,7 +166,7 @@ class ChatComponent:
             attachments = GrpcAttachments(
                 chat_credential(config.service_secret), self._media_channel
             )
-        screen = Blocklist(config.blocked_words, config.blocked_domains)
+        screen = Blocklist(config.blocked_words, config.blocked_domains, config.held_words)
         chat = Chat(store, sink, limits, clock=self.clock, attachments=attachments, screen=screen)
         moderation = Moderation(chat, bus, config.reports_per_hour)
         sweeper = RetentionSweeper(

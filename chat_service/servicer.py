@@ -17,7 +17,14 @@ from chatmesh_common.rpc import Authenticator, RpcServicer, check_id, stream, un
 from . import convert
 from .chat import Chat, ConversationState
 from .moderation import Moderation
-from .store.base import EventRecord, MessageRecord, NotFoundError, NotMemberError, StoreError
+from .store.base import (
+    EventRecord,
+    MessageRecord,
+    NotFoundError,
+    NotMemberError,
+    StoreError,
+    SuspendedError,
+)
 from .streams import EventStream, StreamOverflow, UserSuspended
 
 log = logging.getLogger(__name__)
@@ -25,6 +32,7 @@ log = logging.getLogger(__name__)
 # What the store's refusals mean to a caller (matched along the exception's classes).
 STORE_ERRORS: Mapping[type[Exception], grpc.StatusCode] = {
     NotMemberError: grpc.StatusCode.PERMISSION_DENIED,
+    SuspendedError: grpc.StatusCode.PERMISSION_DENIED,
     NotFoundError: grpc.StatusCode.NOT_FOUND,
     StoreError: grpc.StatusCode.FAILED_PRECONDITION,
 }
@@ -172,7 +180,7 @@ class ChatServicer(RpcServicer, chat_service_pb2_grpc.ChatServiceServicer):
             request.mentions,
         )
         return pb.SendMessageResponse(
-            message=convert.message(result.message), duplicate=result.duplicate
+            message=convert.message(result.message), duplicate=result.duplicate, held=result.held
         )
 
     @unary

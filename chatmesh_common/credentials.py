@@ -95,6 +95,9 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "UnbanMember": service(SCOPE_CHAT_MODERATE),
         "SuspendUser": service(SCOPE_CHAT_MODERATE),
         "UnsuspendUser": service(SCOPE_CHAT_MODERATE),
+        "ListHeld": service(SCOPE_CHAT_MODERATE),
+        "ReleaseHeld": service(SCOPE_CHAT_MODERATE),
+        "DropHeld": service(SCOPE_CHAT_MODERATE),
     },
     "chatmesh.events.v1.EventService": {
         "SubscribeEvents": USER,
@@ -107,6 +110,7 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
         "GetPushAudience": service(SCOPE_CHAT_ACCESS),
         "GetUnreadTotals": service(SCOPE_CHAT_ACCESS),
         "CheckMembership": service(SCOPE_CHAT_ACCESS),
+        "CheckUserActive": service(SCOPE_CHAT_ACCESS),
     },
     "chatmesh.presence.v1.PresenceService": {
         "Connect": USER,

@@ -5,7 +5,9 @@ Every question is asked with presence_service's own service token (chatmesh_comm
 them (docs/identity.md). Presence visibility answers are cached per (viewer, subject) for a few
 seconds: heartbeats never ask, and a watcher's events mostly hit the cache. Typing audiences are
 not cached: each typing signal is checked at the time it is sent (SPEC guarantee 5), and typing is
-rate limited.
+rate limited. Suspensions are asked the same way, never cached: the typing audience check refuses
+a suspended typer, and a custom status text is checked with `require_active` before it is set,
+so a suspension binds presence from the moment SuspendUser returns, on every presence replica.
 """
 
 from __future__ import annotations
@@ -43,7 +45,12 @@ class AccessClient(Protocol):
         ...
 
     async def typing_audience(self, user_id: str, conversation_id: str) -> list[str]:
-        """Who gets `user_id`'s typing in a conversation; RpcError if not a member."""
+        """Who gets `user_id`'s typing in a conversation; RpcError if not a member or
+        suspended."""
+        ...
+
+    async def require_active(self, user_id: str) -> None:
+        """RpcError (PERMISSION_DENIED naming the suspension) if `user_id` is suspended."""
         ...
 
 
@@ -71,6 +78,9 @@ class GrpcAccessClient(AccessServiceClient):
             pb.CheckTypingAudienceRequest(conversation_id=conversation_id, user_id=user_id),
         )
         return list(response.recipient_ids)
+
+    async def require_active(self, user_id: str) -> None:
+        await self.call("CheckUserActive", pb.CheckUserActiveRequest(user_id=user_id))
 
 
 class VisibilityCache:

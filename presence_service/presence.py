@@ -256,6 +256,9 @@ class Presence:
         most = self._limits.max_custom_text_chars
         if len(custom_text) > most:
             raise invalid(f"custom_text must be at most {most} characters")
+        if custom_text:
+            # Text others read: a suspended user may clear theirs, not set one.
+            await self._access.require_active(who.user_id)
         before, after = await self._backend.set_status(
             who.user_id, status, custom_text, self._clock.now()
         )

@@ -67,6 +67,10 @@ class ConflictError(StoreError):
     """The stored state does not allow the change (e.g. editing a deleted message)."""
 
 
+class SuspendedError(StoreError):
+    """The writer is suspended at the time of the write (e.g. suspended a moment before)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ConversationRecord:
     conversation_id: str
@@ -219,6 +223,58 @@ class SuspensionRecord:
     suspended_at: float
     reason: str
 
+    def refusal(self) -> str:
+        """What a refused write of the suspended user is told."""
+        reason = f": {self.reason}" if self.reason else ""
+        return f"user {self.user_id} is suspended by the moderators{reason}"
+
+
+def refuses_suspended(actor_id: str, changes: Sequence[MembershipChange]) -> bool:
+    """Whether a membership change by `actor_id` is refused while the actor is suspended:
+    every change but leaving (with the owner's handover that goes with it)."""
+    return not any(c.kind == EventKind.MEMBER_LEFT and c.user_id == actor_id for c in changes)
+
+
+class HeldState(enum.IntEnum):
+    """Where a message held by the channel screen stands."""
+
+    PENDING = 1
+    RELEASED = 2
+    DROPPED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecord:
+    """A channel message the screen held for review: not in the log while PENDING; RELEASED
+    means appended (with its own client_msg_id, so appending again finds it); DROPPED, never."""
+
+    message: NewMessage
+    reason: str
+    held_at: float
+    state: HeldState = HeldState.PENDING
+    decided_by: str = ""
+
+    def pending_view(self) -> MessageRecord:
+        """The message as its sender and the moderators see it while held: no seq (0)."""
+        new = self.message
+        return MessageRecord(
+            conversation_id=new.conversation_id,
+            seq=0,
+            message_id=new.message_id,
+            sender_id=new.sender_id,
+            created_at=new.created_at,
+            kind=new.kind,
+            body=new.body,
+            attachments=new.attachments,
+            reply_to_seq=new.reply_to_seq,
+            version=1,
+            edited_at=None,
+            deleted=False,
+            client_msg_id=new.client_msg_id,
+            attachment_info=new.attachment_info,
+            mentions=new.mentions,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
@@ -299,7 +355,9 @@ class ChatStore(Protocol):
 
     # Conversations
     async def create_conversation(self, new: NewConversation) -> tuple[ConversationRecord, bool]:
-        """Creates the conversation; for a direct_key that exists, returns that one and False."""
+        """Creates the conversation; for a direct_key that exists, returns that one and False.
+        SuspendedError when the creator is suspended. (A creation racing the suspension may
+        land, but the creator's writes in it are then refused like all others.)"""
         ...
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
@@ -328,7 +386,9 @@ class ChatStore(Protocol):
     ) -> list[EventRecord]:
         """Applies adds, removals, leaves and role changes, each taking the next seq.
 
-        Adding a present member or removing an absent one is skipped (no event).
+        Adding a present member or removing an absent one is skipped (no event). SuspendedError
+        when the actor is suspended at the write, unless the actor is leaving
+        (`refuses_suspended`).
         """
         ...
 
@@ -339,7 +399,10 @@ class ChatStore(Protocol):
         """Stores a message at the next seq, or returns the original for a retried key.
 
         Refuses with NotMemberError when the sender is not a member when the write happens, so a
-        send racing the sender's removal never lands after it.
+        send racing the sender's removal never lands after it; and with SuspendedError when the
+        sender is suspended when the write happens (checked in the write itself), so a send
+        racing a suspension never lands after `set_suspension` returned. A retried key of a
+        message stored before is still answered as a duplicate.
         """
         ...
 
@@ -347,18 +410,27 @@ class ChatStore(Protocol):
         self, conversation_id: str, seq: int, actor_id: str, body: str, at: float
     ) -> EventRecord:
         """Replaces the body and bumps version; ConflictError for a deleted message,
-        NotMemberError when the actor is no longer a member."""
+        NotMemberError when the actor is no longer a member, SuspendedError when the actor is
+        suspended (as for append_message)."""
         ...
 
     async def delete_message(
         self, conversation_id: str, seq: int, actor_id: str, at: float, *, moderated: bool = False
     ) -> EventRecord:
         """Tombstones the message (body and attachments gone); deleting twice is a no-op event.
-        NotMemberError when the actor is no longer a member, unless `moderated` (a
-        moderator's delete: the actor need not be a member)."""
+        NotMemberError when the actor is no longer a member and SuspendedError when the actor is
+        suspended, unless `moderated` (a moderator's delete: the actor need not be a member)."""
         ...
 
     async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None: ...
+
+    async def get_message_by_id(
+        self, conversation_id: str, message_id: str
+    ) -> MessageRecord | None:
+        """The message of the conversation with that server message_id, as it stands now
+        (a tombstone when deleted); None when no message of this conversation has it (or it
+        was purged by retention)."""
+        ...
 
     async def history(
         self,
@@ -474,9 +546,30 @@ class ChatStore(Protocol):
     async def get_ban(self, conversation_id: str, user_id: str) -> BanRecord | None: ...
 
     async def set_suspension(self, suspension: SuspensionRecord) -> None:
-        """Suspends the user (a suspension that exists is replaced)."""
+        """Suspends the user (a suspension that exists is replaced). Binding when it returns:
+        from then on every write of the user that takes a seq, on any process of the store, is
+        refused with SuspendedError, and a conversation creation by the user too."""
         ...
 
     async def remove_suspension(self, user_id: str) -> None: ...
 
     async def get_suspension(self, user_id: str) -> SuspensionRecord | None: ...
+
+    # Messages held for review (no seq until released, when they are appended as any message)
+    async def hold_message(
+        self, new: NewMessage, reason: str, at: float
+    ) -> tuple[HeldRecord, bool]:
+        """Stores the held message, or returns the one held before for the same (sender,
+        conversation, client_msg_id) and False; concurrent duplicates store one."""
+        ...
+
+    async def get_held(self, message_id: str) -> HeldRecord | None: ...
+
+    async def list_held(self, after_message_id: str, limit: int) -> list[HeldRecord]:
+        """Up to `limit` PENDING held messages with message_id > after_message_id, by id."""
+        ...
+
+    async def decide_held(self, message_id: str, state: HeldState, by: str) -> HeldRecord:
+        """Moves a PENDING held message to RELEASED or DROPPED; the first decision stays (a
+        decided one is returned as it is). NotFoundError when there is none."""
+        ...

@@ -21,6 +21,7 @@ from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc, events
 
 from chat_service.config import ChatConfig
 from chat_service.server import ChatService, build_chat_service
+from chat_service.store.base import ChatStore
 from chatmesh_common.auth import auth_metadata, issue_token
 from chatmesh_common.bus import Bus
 from chatmesh_common.clock import Clock, SystemClock
@@ -193,13 +194,20 @@ class ChatHarness:
     """chat_service on a free port with a data dir that survives restart()."""
 
     def __init__(
-        self, data_dir: Path, *, clock: Clock | None = None, bus: Bus | None = None, **settings: Any
+        self,
+        data_dir: Path,
+        *,
+        clock: Clock | None = None,
+        bus: Bus | None = None,
+        store: ChatStore | None = None,
+        **settings: Any,
     ) -> None:
         """`settings` override ChatConfig fields (e.g. fanout_read_threshold=2); `clock` is the
-        service's (a ManualClock moves its timestamps and retention by hand); `bus` replaces the
-        one the config would build."""
+        service's (a ManualClock moves its timestamps and retention by hand); `bus` and `store`
+        (opened, closed by the caller) replace the ones the config would build."""
         self.data_dir = data_dir
         self.bus = bus
+        self.store = store
         self.clock: Clock = clock or SystemClock()
         self.settings = settings
         self.server: ChatService | None = None
@@ -231,7 +239,9 @@ class ChatHarness:
         return self._channel
 
     async def start(self) -> None:
-        self.server = build_chat_service(self.config, bus=self.bus, clock=self.clock)
+        self.server = build_chat_service(
+            self.config, bus=self.bus, store=self.store, clock=self.clock
+        )
         await self.server.start()
         self._channel = grpc.aio.insecure_channel(self.target)
 

@@ -34,6 +34,9 @@ MODERATION_CALLS: dict[str, Any] = {
     "UnbanMember": mpb.UnbanMemberRequest(conversation_id="c1", user_id="bob"),
     "SuspendUser": mpb.SuspendUserRequest(user_id="bob"),
     "UnsuspendUser": mpb.UnsuspendUserRequest(user_id="bob"),
+    "ListHeld": mpb.ListHeldRequest(),
+    "ReleaseHeld": mpb.ReleaseHeldRequest(message_id="m1"),
+    "DropHeld": mpb.DropHeldRequest(message_id="m1"),
 }
 
 

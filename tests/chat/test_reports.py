@@ -147,3 +147,51 @@ async def test_reports_are_rate_limited(client: Callable[[str], Client]) -> None
         await report_message(bob, cid, seq)
     details = await expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED, report_message(bob, cid, 11))
     assert "too many reports" in details
+
+
+async def report_by_id(who: Client, conversation_id: str, message_id: str) -> Any:
+    return await who.chat.ReportMessage(
+        pb.ReportMessageRequest(
+            conversation_id=conversation_id, message_id=message_id, reason=SPAM
+        ),
+        metadata=who.md,
+    )
+
+
+async def test_a_message_is_reported_by_its_message_id_alone(
+    chat_server: ChatHarness, client: Callable[[str], Client]
+) -> None:
+    """message_id without message_seq names the message: the report carries both; the same
+    message reported again by its seq is the same report (duplicate)."""
+    alice, bob = client("alice"), client("bob")
+    cid = await alice.group(bob)
+    await alice.send(cid, "first")
+    sent = await alice.send(cid, "buy now")
+    response = await report_by_id(bob, cid, sent.message.message_id)
+    report = response.report
+    assert not response.duplicate
+    assert (report.message_seq, report.message_id, report.user_id) == (
+        2,
+        sent.message.message_id,
+        "alice",
+    )
+    again = await report_message(bob, cid, 2)
+    assert again.duplicate and again.report == report
+    assert len(await open_reports(Moderator(chat_server))) == 1
+
+
+async def test_a_message_id_of_no_message_here_is_not_found(
+    client: Callable[[str], Client],
+) -> None:
+    """An unknown id and the id of another conversation's message are NOT_FOUND naming
+    message_id; one's own message by id is INVALID_ARGUMENT."""
+    alice, bob = client("alice"), client("bob")
+    cid = await alice.group(bob)
+    other = await alice.group(client("carol"), bob)
+    mine = await alice.send(cid)
+    elsewhere = await alice.send(other)
+    for message_id in (new_id(), elsewhere.message.message_id):
+        details = await expect_code(grpc.StatusCode.NOT_FOUND, report_by_id(bob, cid, message_id))
+        assert "message_id" in details
+    own = await expect_code(INVALID, report_by_id(alice, cid, mine.message.message_id))
+    assert "own message" in own

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.chat.support import SECRET
+from tests.chat.support import SECRET, SERVICE_SECRET
 from tests.servers.cassandra import CassandraServer
 from tests.servers.services import ChatServiceProcess
 
@@ -36,6 +36,7 @@ def scylla_env(server: CassandraServer, keyspace: str, data_dir: Path) -> dict[s
         "CHATMESH_SCYLLA_REPLICATION": "SimpleStrategy:1",
         "CHATMESH_SCYLLA_MIGRATE_ON_OPEN": "0",
         "CHATMESH_JWT_SECRET": SECRET,
+        "CHATMESH_SERVICE_SECRET": SERVICE_SECRET,
         "CHATMESH_DATA_DIR": str(data_dir),
         "CHATMESH_METRICS_PORT": "-1",
         "CHATMESH_LOG_LEVEL": "WARNING",

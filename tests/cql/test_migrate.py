@@ -34,6 +34,10 @@ TABLES = {
     "report_queue",
     "bans",
     "suspensions",
+    "messages_by_id",
+    "held_messages",
+    "held_keys",
+    "held_queue",
 }
 
 

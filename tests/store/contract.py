@@ -27,6 +27,7 @@ from chat_service.store.base import (
     ConversationRecord,
     EventKind,
     EventRecord,
+    HeldState,
     HistoryDirection,
     Kind,
     MembershipChange,
@@ -144,7 +145,7 @@ async def log_of(store: ChatStore, conversation_id: str) -> list[EventRecord]:
 
 
 async def exercise_moderation(store: ChatStore, conversation_id: str, user_id: str) -> None:
-    """Calls each moderation operation once (reports, bans, suspensions)."""
+    """Calls each moderation operation once (reports, bans, suspensions, held messages)."""
     report, _ = await store.add_report(
         NewReport(new_id(), user_id, 1, "", conversation_id, 0, "", user("dave"), time.time())
     )
@@ -157,6 +158,11 @@ async def exercise_moderation(store: ChatStore, conversation_id: str, user_id: s
     await store.set_suspension(SuspensionRecord(user_id, "ops", time.time(), ""))
     await store.get_suspension(user_id)
     await store.remove_suspension(user_id)
+    held = new_message(conversation_id, user("erin"), "held")
+    await store.hold_message(held, "held word", time.time())
+    await store.get_held(held.message_id)
+    await store.list_held("", 1)
+    await store.decide_held(held.message_id, HeldState.DROPPED, "ops")
 
 
 def timed_count(store_label: str, op: str) -> float:
@@ -1013,6 +1019,7 @@ class ChatStoreContract:
         sent = (await store.append_message(new_message(cid, alice))).message
         await store.edit_message(cid, sent.seq, alice, "edited", now)
         await store.get_message(cid, sent.seq)
+        await store.get_message_by_id(cid, sent.message_id)
         await store.history(cid, 0, 0, 10, FORWARD)
         await store.events_after(cid, 0, 10)
         await store.delete_message(cid, sent.seq, alice, now)

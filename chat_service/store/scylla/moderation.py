@@ -10,6 +10,7 @@ report row, not the queue, so a resolver that died between the two is never seen
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from ..base import (
@@ -153,6 +154,8 @@ class Moderation:
         )
 
     async def set_suspension(self, suspension: SuspensionRecord) -> None:
+        """The suspension row, then a fence in the log head of every conversation of the user:
+        when this returns, every round that writes for the user fails its LWT there."""
         await self._session.run(
             "set_suspension",
             (
@@ -162,9 +165,37 @@ class Moderation:
                 suspension.reason,
             ),
         )
+        rows = await self._session.run("user_conversations", (suspension.user_id,))
+        await asyncio.gather(*(self._fence(r.conversation_id, suspension) for r in rows))
 
     async def remove_suspension(self, user_id: str) -> None:
+        """The row, then the fences of the user's conversations; a fence this misses (one of
+        a conversation left meanwhile) is dropped by the next round that meets it."""
         await self._session.run("remove_suspension", (user_id,))
+        rows = await self._session.run("user_conversations", (user_id,))
+        heads = await asyncio.gather(
+            *(self._session.run("head", (r.conversation_id,)) for r in rows)
+        )
+        await asyncio.gather(
+            *(
+                self._session.run("drop_fence", (user_id, h[0].conversation_id, user_id, at))
+                for h in heads
+                if h and (at := (h[0].fences or {}).get(user_id)) is not None
+            )
+        )
+
+    async def fence_if_suspended(self, conversation_id: str, user_ids: Sequence[str]) -> None:
+        """Fences users just added to a conversation if they are suspended."""
+        suspensions = await asyncio.gather(*(self.get_suspension(u) for u in user_ids))
+        await asyncio.gather(
+            *(self._fence(conversation_id, s) for s in suspensions if s is not None)
+        )
+
+    async def _fence(self, conversation_id: str, suspension: SuspensionRecord) -> None:
+        # IF EXISTS: a conversation that is gone (or a failed create) gets no head.
+        await self._session.run(
+            "set_fence", (suspension.user_id, suspension.suspended_at, conversation_id)
+        )
 
     async def get_suspension(self, user_id: str) -> SuspensionRecord | None:
         rows = await self._session.run("suspension", (user_id,))

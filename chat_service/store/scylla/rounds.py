@@ -32,7 +32,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,9 @@ from ..base import (
     NotMemberError,
     Role,
     StoreError,
+    SuspendedError,
+    SuspensionRecord,
+    refuses_suspended,
 )
 from .session import CqlSession
 from .statements import (
@@ -97,6 +100,16 @@ class Op:
     # A moderator's delete: the actor need not be a member.
     moderated: bool = False
 
+    def writer(self) -> str:
+        """The user a suspension fences out of this write ("" for none: a moderator's delete,
+        or leaving, which a suspended user may still do)."""
+        if self.kind == "append":
+            assert self.new is not None
+            return self.new.sender_id
+        if self.kind == "members":
+            return self.actor_id if refuses_suspended(self.actor_id, self.changes) else ""
+        return "" if self.moderated else self.actor_id
+
 
 @dataclass(slots=True)
 class _Committer:
@@ -107,9 +120,17 @@ class _Committer:
 class RoundEngine:
     """Commits the writes that take seqs, one LWT per round; one committer per conversation."""
 
-    def __init__(self, session: CqlSession, idempotency_ttl: int) -> None:
+    def __init__(
+        self,
+        session: CqlSession,
+        idempotency_ttl: int,
+        suspension_of: Callable[[str], Awaitable[SuspensionRecord | None]],
+    ) -> None:
         self._session = session
         self._ttl = idempotency_ttl
+        # The stored suspension of a fenced writer: the refusal's reason, or (none) a fence
+        # left behind by an unsuspension, which is then dropped.
+        self._suspension_of = suspension_of
         self._committers: dict[str, _Committer] = {}
         # Per conversation: the head this process last committed or read, and the highest seq it
         # knows to be materialized. Both are hints; the LWT condition is what is trusted.
@@ -265,7 +286,7 @@ class RoundEngine:
             if head is None:
                 raise NotFoundError(f"conversation {conversation_id} not found")
             await self.roll_forward(conversation_id, head)
-            ops = [op for op in ops if not op.future.done()]
+            ops = await self._refuse_fenced(conversation_id, head, ops)
             if not ops:
                 return
             if ops[0].kind == "append":
@@ -305,10 +326,12 @@ class RoundEngine:
         events: list[dict[str, Any]],
         member_delta: int,
         keys: Sequence[Any],
+        writers: Sequence[str],
         *,
         indexed_at: int = -1,
     ) -> tuple[bool, list[Any]]:
-        """The LWT: last_seq n -> n + len(events). Returns (applied, rows on failure).
+        """The LWT: last_seq n -> n + len(events), if no writer is fenced. Returns (applied,
+        rows on failure).
 
         `indexed_at`: the timestamp of an outbox index write the caller already made for this
         round; at least n + len(events) makes a second one unnecessary."""
@@ -321,24 +344,28 @@ class RoundEngine:
             await self._outbox_add(cid, last + len(events))
         round_id = uuid.uuid4().hex
         pending = json.dumps({"round": round_id, "events": events}, separators=(",", ":"))
+        updated_at = max(e["at"] for e in events)
         advance = self._session.bind(
             "advance",
             (
                 last + len(events),
                 conversation.member_count + member_delta,
-                max(e["at"] for e in events),
+                updated_at,
                 pending,
                 cid,
                 last,
             ),
         )
-        if keys:
+        if keys or writers:
             statement: Any = BatchStatement()
             statement.add(advance)
             for sender_id, client_msg_id, seq in keys:
                 statement.add(
                     self._session.bind("claim_key", (cid, sender_id, client_msg_id, seq, self._ttl))
                 )
+            # A suspension fenced after the head was read fails the whole round.
+            for writer in sorted(set(writers)):
+                statement.add(self._session.bind("fence_check", (updated_at, cid, writer)))
         else:
             statement = advance
         try:
@@ -371,6 +398,7 @@ class RoundEngine:
                     first_seq=conversation.first_seq,
                 ),
                 events,
+                dict(head.fences),
             )
             self.remember(cid, new_head)
             members = self._members_at.pop(cid, None)
@@ -386,6 +414,40 @@ class RoundEngine:
             return True, []
         self._heads.pop(cid, None)
         return False, rows
+
+    async def _refuse_fenced(self, conversation_id: str, head: Head, ops: list[Op]) -> list[Op]:
+        """Answers the ops of writers the head fences out (SuspendedError; a retried key of a
+        message stored before is still a duplicate); returns the others. A fence whose user is
+        no longer suspended was left behind by an unsuspension: it is dropped (only if it is
+        still that suspension's, so a new suspension's fence stays)."""
+        kept: list[Op] = []
+        for op in ops:
+            if op.future.done():
+                continue
+            writer = op.writer()
+            fenced_at = head.fences.get(writer) if writer else None
+            if fenced_at is None:
+                kept.append(op)
+                continue
+            suspension = await self._suspension_of(writer)
+            if suspension is None:
+                await self._session.run("drop_fence", (writer, conversation_id, writer, fenced_at))
+                head.fences.pop(writer, None)
+                kept.append(op)
+            elif op.kind == "append" and (stored := await self._stored_key(op)) is not None:
+                op.future.set_result(AppendResult(stored, duplicate=True))
+            else:
+                op.future.set_exception(SuspendedError(suspension.refusal()))
+        return kept
+
+    async def _stored_key(self, op: Op) -> MessageRecord | None:
+        assert op.new is not None
+        key = await self._session.run(
+            "get_key", (op.new.conversation_id, op.new.sender_id, op.new.client_msg_id)
+        )
+        if not key or not key[0].msg_seq:
+            return None
+        return await self.message_row(op.new.conversation_id, key[0].msg_seq)
 
     async def _refuse_non_members(
         self, conversation_id: str, head: Head, ops: list[Op], index_at: int
@@ -477,7 +539,8 @@ class RoundEngine:
         keys = [
             (e["message"]["sender_id"], e["message"]["client_msg_id"], e["seq"]) for e in events
         ]
-        applied, rows = await self._advance(head, events, 0, keys, indexed_at=indexed_at)
+        writers = [op.new.sender_id for op in ops if op.new is not None]
+        applied, rows = await self._advance(head, events, 0, keys, writers, indexed_at=indexed_at)
         if applied:
             for event in events:
                 message = message_from_json(conversation_id, event["message"])
@@ -513,7 +576,7 @@ class RoundEngine:
             if not planned:
                 op.future.set_result([])
                 return True
-            applied, _ = await self._advance(head, planned, delta, ())
+            applied, _ = await self._advance(head, planned, delta, (), _writers(op))
             if applied:
                 op.future.set_result(results)
             return applied
@@ -554,7 +617,7 @@ class RoundEngine:
             "body": op.body,
             "version": updated.version,
         }
-        applied, _ = await self._advance(head, [event], 0, ())
+        applied, _ = await self._advance(head, [event], 0, (), _writers(op))
         if applied:
             op.future.set_result(
                 EventRecord(
@@ -673,6 +736,11 @@ class RoundEngine:
                     ),
                 )
                 add(("members", cid), "mark_read", (seq, seq, seq, cid, m["sender_id"]))
+                add(
+                    ("messages_by_id", m["message_id"]),
+                    "insert_message_id",
+                    (m["message_id"], cid, seq),
+                )
             elif kind == EventKind.MESSAGE_EDITED:
                 target = int(e["target"])
                 add(
@@ -742,6 +810,11 @@ class RoundEngine:
             )
         for bucket in sorted(by_bucket):
             await self._session.run_batch(by_bucket[bucket])
+
+
+def _writers(op: Op) -> tuple[str, ...]:
+    writer = op.writer()
+    return (writer,) if writer else ()
 
 
 def _future() -> asyncio.Future[Any]:

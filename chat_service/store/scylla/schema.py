@@ -235,6 +235,74 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "suspension fences",
+        (
+            # Suspended writers of the conversation (user -> suspended_at), in the log head:
+            # every round's LWT requires `fences[writer] = null`, so a suspension fenced here
+            # binds every later write of that user, on every process. Written by LWT only.
+            "ALTER TABLE {ks}.conversations ADD fences map<text, double> STATIC",
+        ),
+    ),
+    Migration(
+        6,
+        "messages by id",
+        (
+            # Where a server message_id is: written when its round is materialized (an
+            # idempotent write, like the message row). Read back through the message row, so a
+            # row left by a purged message finds nothing.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.messages_by_id (
+              message_id text PRIMARY KEY,
+              conversation_id text,
+              seq bigint
+            )
+            """,
+        ),
+    ),
+    Migration(
+        7,
+        "held messages",
+        (
+            # Channel messages the screen held for review (no seq until released).
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.held_messages (
+              message_id text PRIMARY KEY,
+              conversation_id text,
+              sender_id text,
+              client_msg_id text,
+              created_at double,
+              kind int,
+              body text,
+              attachments text,
+              reply_to_seq bigint,
+              reason text,
+              held_at double,
+              state int,
+              decided_by text
+            )
+            """,
+            # One held message per send: claimed with an LWT after the row is written.
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.held_keys (
+              conversation_id text,
+              sender_id text,
+              client_msg_id text,
+              message_id text,
+              PRIMARY KEY ((conversation_id, sender_id, client_msg_id))
+            )
+            """,
+            # The pending ones, oldest first (one partition: they wait for a person).
+            """
+            CREATE TABLE IF NOT EXISTS {ks}.held_queue (
+              part int,
+              message_id text,
+              PRIMARY KEY (part, message_id)
+            ) WITH CLUSTERING ORDER BY (message_id ASC)
+            """,
+        ),
+    ),
 )
 
 OUTBOX_SHARDS = 16

@@ -12,11 +12,12 @@ import json
 import re
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .. import extras
 from ..base import ConversationRecord, Kind, MemberRecord, MessageRecord, Role
+from .held_cql import HELD_STATEMENTS
 from .moderation_cql import MODERATION_STATEMENTS
 from .schema import BUCKET_SIZE, OUTBOX_SHARDS
 
@@ -26,7 +27,7 @@ MESSAGE_COLUMNS = (
 )
 CONVERSATION_COLUMNS = (
     "conversation_id, kind, title, created_by, created_at, last_seq, member_count, archived,"
-    " updated_at, direct_key, initial_members, pending, first_seq"
+    " updated_at, direct_key, initial_members, pending, first_seq, fences"
 )
 
 STATEMENTS: Final[Mapping[str, str]] = {
@@ -41,6 +42,12 @@ STATEMENTS: Final[Mapping[str, str]] = {
     "set_archived": "UPDATE conversations SET archived = ? WHERE conversation_id = ? IF EXISTS",
     "advance": "UPDATE conversations SET last_seq = ?, member_count = ?, updated_at = ?,"
     " pending = ? WHERE conversation_id = ? IF last_seq = ?",
+    # Suspension fences (see schema migration 5). The check rides in a round's conditional
+    # batch: it sets updated_at to the value the round's `advance` sets it to.
+    "fence_check": "UPDATE conversations SET updated_at = ? WHERE conversation_id = ?"
+    " IF fences[?] = null",
+    "set_fence": "UPDATE conversations SET fences[?] = ? WHERE conversation_id = ? IF EXISTS",
+    "drop_fence": "DELETE fences[?] FROM conversations WHERE conversation_id = ? IF fences[?] = ?",
     "claim_key": "INSERT INTO conversations (conversation_id, sender_id, client_msg_id,"
     " msg_seq) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
     "get_key": "SELECT msg_seq FROM conversations WHERE conversation_id = ?"
@@ -80,6 +87,9 @@ STATEMENTS: Final[Mapping[str, str]] = {
     "user_conversations": "SELECT conversation_id FROM user_conversations WHERE user_id = ?",
     "insert_message": f"INSERT INTO messages ({MESSAGE_COLUMNS}, bucket) VALUES"
     " (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, null, false, ?, ?) USING TIMESTAMP ?",
+    "insert_message_id": "INSERT INTO messages_by_id (message_id, conversation_id, seq)"
+    " VALUES (?, ?, ?)",
+    "message_by_id": "SELECT conversation_id, seq FROM messages_by_id WHERE message_id = ?",
     "edit_message": "UPDATE messages USING TIMESTAMP ? SET body = ?, version = ?,"
     " edited_at = ? WHERE conversation_id = ? AND bucket = ? AND seq = ?",
     "tombstone_message": "UPDATE messages USING TIMESTAMP ? SET body = '',"
@@ -133,6 +143,8 @@ STATEMENTS: Final[Mapping[str, str]] = {
     " AND bucket = ? AND seq >= ? AND seq <= ? LIMIT ?",
     # Reports, bans and suspensions (moderation_cql)
     **MODERATION_STATEMENTS,
+    # Messages held for review (held)
+    **HELD_STATEMENTS,
 }
 
 _TABLE = re.compile(r"\b(FROM|INTO|UPDATE)\s+(\w+)")
@@ -202,6 +214,8 @@ def message_from_json(conversation_id: str, m: Mapping[str, Any]) -> MessageReco
 class Head:
     conversation: ConversationRecord
     pending: list[dict[str, Any]]
+    # Suspended writers fenced out of this conversation: user id -> suspended_at.
+    fences: dict[str, float] = field(default_factory=dict)
 
 
 def head_from_row(row: Any) -> Head | None:
@@ -220,7 +234,11 @@ def head_from_row(row: Any) -> Head | None:
         first_seq=row.first_seq or 1,
     )
     pending = json.loads(row.pending) if row.pending else {}
-    return Head(record, pending.get("events", []) if isinstance(pending, dict) else [])
+    return Head(
+        record,
+        pending.get("events", []) if isinstance(pending, dict) else [],
+        dict(row.fences or {}),
+    )
 
 
 def member_from_row(row: Any, muted: bool) -> MemberRecord:

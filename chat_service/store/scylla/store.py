@@ -22,6 +22,8 @@ from ..base import (
     ConversationRecord,
     EventKind,
     EventRecord,
+    HeldRecord,
+    HeldState,
     HistoryDirection,
     Kind,
     MemberRecord,
@@ -36,9 +38,11 @@ from ..base import (
     ReportStatus,
     Role,
     StoreError,
+    SuspendedError,
     SuspensionRecord,
 )
 from ..metrics import timed_operations
+from .held import Held
 from .moderation import Moderation
 from .retention import Retention
 from .rounds import RoundEngine
@@ -89,9 +93,10 @@ class ScyllaChatStore:
             request_timeout=request_timeout,
             cluster_options=cluster_options or {},
         )
-        self._rounds = RoundEngine(self._session, idempotency_ttl)
-        self._retention = Retention(self._session, self._rounds)
         self._moderation = Moderation(self._session)
+        self._held = Held(self._session)
+        self._rounds = RoundEngine(self._session, idempotency_ttl, self._moderation.get_suspension)
+        self._retention = Retention(self._session, self._rounds)
 
     # Lifecycle
 
@@ -110,6 +115,9 @@ class ScyllaChatStore:
             existing = await self._session.run("get_direct", (new.direct_key,))
             if existing:
                 return await self._existing_direct(existing[0].conversation_id), False
+        suspension = await self._moderation.get_suspension(new.created_by)
+        if suspension is not None:
+            raise SuspendedError(suspension.refusal())
         initial = json.dumps([[u, int(r)] for u, r in new.members])
         created = await self._session.run(
             "create",
@@ -134,6 +142,7 @@ class ScyllaChatStore:
                 await self._session.run("drop_conversation", (new.conversation_id,))
                 return await self._existing_direct(claim[0].conversation_id), False
         await self._write_initial_members(new.conversation_id, new.members, new.created_at)
+        await self._moderation.fence_if_suspended(new.conversation_id, [u for u, _ in new.members])
         return new.created(), True
 
     async def _write_initial_members(
@@ -239,7 +248,12 @@ class ScyllaChatStore:
     async def change_members(
         self, conversation_id: str, actor_id: str, changes: Sequence[MembershipChange], at: float
     ) -> list[EventRecord]:
-        return await self._rounds.change_members(conversation_id, actor_id, changes, at)
+        events = await self._rounds.change_members(conversation_id, actor_id, changes, at)
+        added = [e.member_user_id for e in events if e.kind == EventKind.MEMBER_ADDED]
+        # After the write: a suspension that listed the user's conversations before this add
+        # did not fence this one, so the add does.
+        await self._moderation.fence_if_suspended(conversation_id, added)
+        return events
 
     async def set_muted(self, conversation_id: str, user_id: str, muted: bool) -> MemberRecord:
         await self._require_member(conversation_id, user_id)
@@ -262,6 +276,9 @@ class ScyllaChatStore:
         return await self._rounds.delete(conversation_id, seq, actor_id, at, moderated)
 
     async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None:
+        return await self._get_message(conversation_id, seq)
+
+    async def _get_message(self, conversation_id: str, seq: int) -> MessageRecord | None:
         # The head and the row in parallel; the row is only trusted when this process knew,
         # before both reads, that everything up to the head's last_seq was materialized.
         # Otherwise the last round is completed first (after a writer crash) and the row read
@@ -276,6 +293,21 @@ class ScyllaChatStore:
             await self._rounds.roll_forward(conversation_id, head)
             row = await self._rounds.message_row(conversation_id, seq)
         return row
+
+    async def get_message_by_id(
+        self, conversation_id: str, message_id: str
+    ) -> MessageRecord | None:
+        rows = await self._session.run("message_by_id", (message_id,))
+        if not rows or rows[0].conversation_id != conversation_id:
+            # An id is written by its round's materialization: a round still in flight (or
+            # one a crashed writer left) is completed first, then looked up again.
+            head = await self._rounds.settled_head(conversation_id)
+            if head is None:
+                return None
+            rows = await self._session.run("message_by_id", (message_id,))
+            if not rows or rows[0].conversation_id != conversation_id:
+                return None
+        return await self._get_message(conversation_id, rows[0].seq)
 
     async def history(
         self,
@@ -492,3 +524,19 @@ class ScyllaChatStore:
 
     async def get_suspension(self, user_id: str) -> SuspensionRecord | None:
         return await self._moderation.get_suspension(user_id)
+
+    # Messages held for review (see `held`)
+
+    async def hold_message(
+        self, new: NewMessage, reason: str, at: float
+    ) -> tuple[HeldRecord, bool]:
+        return await self._held.hold_message(new, reason, at)
+
+    async def get_held(self, message_id: str) -> HeldRecord | None:
+        return await self._held.get_held(message_id)
+
+    async def list_held(self, after_message_id: str, limit: int) -> list[HeldRecord]:
+        return await self._held.list_held(after_message_id, limit)
+
+    async def decide_held(self, message_id: str, state: HeldState, by: str) -> HeldRecord:
+        return await self._held.decide_held(message_id, state, by)

@@ -152,6 +152,16 @@ def get_message(conn: sqlite3.Connection, conversation_id: str, seq: int) -> Mes
     return message_record(row) if row else None
 
 
+def get_message_by_id(
+    conn: sqlite3.Connection, conversation_id: str, message_id: str
+) -> MessageRecord | None:
+    row = conn.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ? AND conversation_id = ?",
+        (message_id, conversation_id),
+    ).fetchone()
+    return message_record(row) if row else None
+
+
 def history(
     conn: sqlite3.Connection,
     conversation_id: str,

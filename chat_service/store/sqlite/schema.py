@@ -1,7 +1,8 @@
 """The SQLite schema of the embedded store, its connection settings and its migrations.
 
-Tables that only add to the schema (the moderation tables: reports, bans, suspensions) are
-created by `CREATE ... IF NOT EXISTS` on every open, so they need no version step.
+Tables and indexes that only add to the schema (the moderation tables: reports, bans,
+suspensions, held messages; the index of messages by message_id) are created by
+`CREATE ... IF NOT EXISTS` on every open, so they need no version step.
 
 `migrate` creates a new file at SCHEMA_VERSION and upgrades a file of an older version in one
 transaction; a file of a newer version is refused (an older build must not write it).
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
   ON messages (conversation_id, sender_id, client_msg_id);
+CREATE INDEX IF NOT EXISTS messages_by_message_id ON messages (message_id);
 CREATE TABLE IF NOT EXISTS events (
   conversation_id TEXT NOT NULL,
   seq INTEGER NOT NULL,
@@ -111,6 +113,24 @@ CREATE TABLE IF NOT EXISTS suspensions (
   suspended_at REAL NOT NULL,
   reason TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS held_messages (
+  message_id TEXT PRIMARY KEY,
+  conversation_id TEXT NOT NULL,
+  sender_id TEXT NOT NULL,
+  client_msg_id TEXT NOT NULL,
+  created_at REAL NOT NULL,
+  kind INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  attachments TEXT NOT NULL,
+  reply_to_seq INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  held_at REAL NOT NULL,
+  state INTEGER NOT NULL,
+  decided_by TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS held_by_client_id
+  ON held_messages (conversation_id, sender_id, client_msg_id);
+CREATE INDEX IF NOT EXISTS held_by_state ON held_messages (state, message_id);
 """
 
 

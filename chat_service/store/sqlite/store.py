@@ -22,6 +22,8 @@ from ..base import (
     ConversationRecord,
     EventKind,
     EventRecord,
+    HeldRecord,
+    HeldState,
     HistoryDirection,
     Kind,
     MemberRecord,
@@ -36,7 +38,7 @@ from ..base import (
     SuspensionRecord,
 )
 from ..metrics import timed_operations
-from . import moderation, queries, transactions
+from . import held, moderation, queries, transactions
 from .schema import connect, migrate
 from .writer import GroupCommitWriter
 
@@ -151,6 +153,11 @@ class SqliteChatStore:
 
     async def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None:
         return queries.get_message(self._r, conversation_id, seq)
+
+    async def get_message_by_id(
+        self, conversation_id: str, message_id: str
+    ) -> MessageRecord | None:
+        return queries.get_message_by_id(self._r, conversation_id, message_id)
 
     async def history(
         self,
@@ -268,3 +275,23 @@ class SqliteChatStore:
 
     async def get_suspension(self, user_id: str) -> SuspensionRecord | None:
         return moderation.get_suspension(self._r, user_id)
+
+    # Messages held for review
+
+    async def hold_message(
+        self, new: NewMessage, reason: str, at: float
+    ) -> tuple[HeldRecord, bool]:
+        return await self._writer.submit(
+            "hold_message", lambda conn: held.hold_message(conn, new, reason, at)
+        )
+
+    async def get_held(self, message_id: str) -> HeldRecord | None:
+        return held.get_held(self._r, message_id)
+
+    async def list_held(self, after_message_id: str, limit: int) -> list[HeldRecord]:
+        return held.list_held(self._r, after_message_id, limit)
+
+    async def decide_held(self, message_id: str, state: HeldState, by: str) -> HeldRecord:
+        return await self._writer.submit(
+            "decide_held", lambda conn: held.decide_held(conn, message_id, state, by)
+        )

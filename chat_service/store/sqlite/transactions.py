@@ -26,7 +26,10 @@ from ..base import (
     NotFoundError,
     NotMemberError,
     Role,
+    SuspendedError,
+    refuses_suspended,
 )
+from .moderation import get_suspension
 from .queries import (
     MEMBER_COLUMNS,
     MESSAGE_COLUMNS,
@@ -47,6 +50,7 @@ def create_conversation(
         existing = conversation_by_direct_key(conn, new.direct_key)
         if existing is not None:
             return existing, False
+    _require_active(conn, new.created_by)
     conn.execute(
         "INSERT INTO conversations (conversation_id, kind, title, created_by, created_at,"
         " last_seq, member_count, archived, updated_at, direct_key)"
@@ -125,6 +129,13 @@ def _require_member(conn: sqlite3.Connection, conversation_id: str, user_id: str
         raise NotMemberError(f"not a member of conversation {conversation_id}")
 
 
+def _require_active(conn: sqlite3.Connection, user_id: str) -> None:
+    """Checked inside the write's transaction: a suspension committed before it binds."""
+    suspension = get_suspension(conn, user_id)
+    if suspension is not None:
+        raise SuspendedError(suspension.refusal())
+
+
 def _member_in(conn: sqlite3.Connection, conversation_id: str, user_id: str) -> MemberRecord:
     member = get_member(conn, conversation_id, user_id)
     if member is None:
@@ -142,6 +153,8 @@ def change_members(
     changes: Sequence[MembershipChange],
     at: float,
 ) -> list[EventRecord]:
+    if refuses_suspended(actor_id, changes):
+        _require_active(conn, actor_id)
     events: list[EventRecord] = []
     for change in changes:
         present = conn.execute(
@@ -238,6 +251,7 @@ def append_message(conn: sqlite3.Connection, new: NewMessage) -> AppendResult:
     if row is not None:
         return AppendResult(message_record(row), duplicate=True)
     _require_member(conn, new.conversation_id, new.sender_id)
+    _require_active(conn, new.sender_id)
     seq, _count = take_seq(conn, new.conversation_id, new.created_at)
     conn.execute(
         f"INSERT INTO messages ({MESSAGE_COLUMNS})"
@@ -309,6 +323,7 @@ def change_message(
     member, or by a moderator (`moderated`) who need not be one."""
     if not moderated:
         _require_member(conn, conversation_id, actor_id)
+        _require_active(conn, actor_id)
     current = get_message(conn, conversation_id, seq)
     if current is None:
         raise NotFoundError(f"message {seq} not found")

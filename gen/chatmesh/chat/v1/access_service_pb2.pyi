@@ -134,3 +134,13 @@ class CheckMembershipResponse(_message.Message):
     member: bool
     kind: _types_pb2.ConversationKind
     def __init__(self, member: _Optional[bool] = ..., kind: _Optional[_Union[_types_pb2.ConversationKind, str]] = ...) -> None: ...
+
+class CheckUserActiveRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class CheckUserActiveResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

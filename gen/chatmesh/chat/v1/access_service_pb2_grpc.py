@@ -69,6 +69,11 @@ class AccessServiceStub:
                 request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipResponse.FromString,
                 _registered_method=True)
+        self.CheckUserActive = channel.unary_unary(
+                '/chatmesh.chat.v1.AccessService/CheckUserActive',
+                request_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckUserActiveRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckUserActiveResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
@@ -130,6 +135,15 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckUserActive(self, request, context):
+        """Whether the user may write what reaches other users outside a conversation (presence's
+        custom status text): PERMISSION_DENIED naming the suspension and its reason when the
+        moderators suspended the user; an empty answer otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +181,11 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.CheckMembership,
                     request_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipRequest.FromString,
                     response_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipResponse.SerializeToString,
+            ),
+            'CheckUserActive': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckUserActive,
+                    request_deserializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckUserActiveRequest.FromString,
+                    response_serializer=chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckUserActiveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +377,33 @@ class AccessService:
             '/chatmesh.chat.v1.AccessService/CheckMembership',
             chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipRequest.SerializeToString,
             chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckMembershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckUserActive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.chat.v1.AccessService/CheckUserActive',
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckUserActiveRequest.SerializeToString,
+            chatmesh_dot_chat_dot_v1_dot_access__service__pb2.CheckUserActiveResponse.FromString,
             options,
             channel_credentials,
             insecure,

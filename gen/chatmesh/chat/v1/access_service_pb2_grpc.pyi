@@ -63,6 +63,11 @@ class AccessServiceStub:
     """Whether the user is a member of the conversation now, and its kind (media uploads and
     downloads). An unknown conversation is answered as "not a member".
     """
+    CheckUserActive: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.CheckUserActiveRequest, _access_service_pb2.CheckUserActiveResponse]
+    """Whether the user may write what reaches other users outside a conversation (presence's
+    custom status text): PERMISSION_DENIED naming the suspension and its reason when the
+    moderators suspended the user; an empty answer otherwise.
+    """
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
@@ -92,6 +97,11 @@ class AccessServiceAsyncStub(AccessServiceStub):
     CheckMembership: _aio.UnaryUnaryMultiCallable[_access_service_pb2.CheckMembershipRequest, _access_service_pb2.CheckMembershipResponse]  # type: ignore[assignment]
     """Whether the user is a member of the conversation now, and its kind (media uploads and
     downloads). An unknown conversation is answered as "not a member".
+    """
+    CheckUserActive: _aio.UnaryUnaryMultiCallable[_access_service_pb2.CheckUserActiveRequest, _access_service_pb2.CheckUserActiveResponse]  # type: ignore[assignment]
+    """Whether the user may write what reaches other users outside a conversation (presence's
+    custom status text): PERMISSION_DENIED naming the suspension and its reason when the
+    moderators suspended the user; an empty answer otherwise.
     """
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -161,6 +171,17 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_access_service_pb2.CheckMembershipResponse, _abc.Awaitable[_access_service_pb2.CheckMembershipResponse]]:
         """Whether the user is a member of the conversation now, and its kind (media uploads and
         downloads). An unknown conversation is answered as "not a member".
+        """
+
+    @_abc_1.abstractmethod
+    def CheckUserActive(
+        self,
+        request: _access_service_pb2.CheckUserActiveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_service_pb2.CheckUserActiveResponse, _abc.Awaitable[_access_service_pb2.CheckUserActiveResponse]]:
+        """Whether the user may write what reaches other users outside a conversation (presence's
+        custom status text): PERMISSION_DENIED naming the suspension and its reason when the
+        moderators suspended the user; an empty answer otherwise.
         """
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

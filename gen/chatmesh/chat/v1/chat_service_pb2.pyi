@@ -194,12 +194,14 @@ class SendMessageRequest(_message.Message):
     def __init__(self, conversation_id: _Optional[str] = ..., client_msg_id: _Optional[str] = ..., body: _Optional[str] = ..., kind: _Optional[_Union[_types_pb2.MessageKind, str]] = ..., attachments: _Optional[_Iterable[str]] = ..., reply_to_seq: _Optional[int] = ..., mentions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SendMessageResponse(_message.Message):
-    __slots__ = ("message", "duplicate")
+    __slots__ = ("message", "duplicate", "held")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
     message: _types_pb2.Message
     duplicate: bool
-    def __init__(self, message: _Optional[_Union[_types_pb2.Message, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    held: bool
+    def __init__(self, message: _Optional[_Union[_types_pb2.Message, _Mapping]] = ..., duplicate: _Optional[bool] = ..., held: _Optional[bool] = ...) -> None: ...
 
 class EditMessageRequest(_message.Message):
     __slots__ = ("conversation_id", "message_seq", "body")

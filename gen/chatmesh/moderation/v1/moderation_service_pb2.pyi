@@ -118,3 +118,49 @@ class UnsuspendUserRequest(_message.Message):
 class UnsuspendUserResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class HeldMessage(_message.Message):
+    __slots__ = ("message", "reason")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    message: _types_pb2.Message
+    reason: str
+    def __init__(self, message: _Optional[_Union[_types_pb2.Message, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListHeldRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListHeldResponse(_message.Message):
+    __slots__ = ("held", "next_page_token")
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    held: _containers.RepeatedCompositeFieldContainer[HeldMessage]
+    next_page_token: str
+    def __init__(self, held: _Optional[_Iterable[_Union[HeldMessage, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ReleaseHeldRequest(_message.Message):
+    __slots__ = ("message_id",)
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    def __init__(self, message_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseHeldResponse(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: _types_pb2.Message
+    def __init__(self, message: _Optional[_Union[_types_pb2.Message, _Mapping]] = ...) -> None: ...
+
+class DropHeldRequest(_message.Message):
+    __slots__ = ("message_id",)
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    message_id: str
+    def __init__(self, message_id: _Optional[str] = ...) -> None: ...
+
+class DropHeldResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

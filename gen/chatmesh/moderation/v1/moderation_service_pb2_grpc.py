@@ -74,6 +74,21 @@ class ModerationServiceStub:
                 request_serializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.UnsuspendUserRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.UnsuspendUserResponse.FromString,
                 _registered_method=True)
+        self.ListHeld = channel.unary_unary(
+                '/chatmesh.moderation.v1.ModerationService/ListHeld',
+                request_serializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ListHeldRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ListHeldResponse.FromString,
+                _registered_method=True)
+        self.ReleaseHeld = channel.unary_unary(
+                '/chatmesh.moderation.v1.ModerationService/ReleaseHeld',
+                request_serializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ReleaseHeldRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ReleaseHeldResponse.FromString,
+                _registered_method=True)
+        self.DropHeld = channel.unary_unary(
+                '/chatmesh.moderation.v1.ModerationService/DropHeld',
+                request_serializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.DropHeldRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.DropHeldResponse.FromString,
+                _registered_method=True)
 
 
 class ModerationServiceServicer:
@@ -134,6 +149,28 @@ class ModerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHeld(self, request, context):
+        """Channel messages the screen held for review (not in any log yet), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseHeld(self, request, context):
+        """Puts a held message into its conversation's log: it takes the next seq and reaches the
+        members like any message. Releasing again returns the same message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropHeld(self, request, context):
+        """Discards a held message: it is never stored in the log; the sender's retry is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -176,6 +213,21 @@ def add_ModerationServiceServicer_to_server(servicer, server):
                     servicer.UnsuspendUser,
                     request_deserializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.UnsuspendUserRequest.FromString,
                     response_serializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.UnsuspendUserResponse.SerializeToString,
+            ),
+            'ListHeld': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHeld,
+                    request_deserializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ListHeldRequest.FromString,
+                    response_serializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ListHeldResponse.SerializeToString,
+            ),
+            'ReleaseHeld': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseHeld,
+                    request_deserializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ReleaseHeldRequest.FromString,
+                    response_serializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ReleaseHeldResponse.SerializeToString,
+            ),
+            'DropHeld': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropHeld,
+                    request_deserializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.DropHeldRequest.FromString,
+                    response_serializer=chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.DropHeldResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +446,87 @@ class ModerationService:
             '/chatmesh.moderation.v1.ModerationService/UnsuspendUser',
             chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.UnsuspendUserRequest.SerializeToString,
             chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.UnsuspendUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHeld(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.moderation.v1.ModerationService/ListHeld',
+            chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ListHeldRequest.SerializeToString,
+            chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ListHeldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseHeld(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.moderation.v1.ModerationService/ReleaseHeld',
+            chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ReleaseHeldRequest.SerializeToString,
+            chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.ReleaseHeldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropHeld(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatmesh.moderation.v1.ModerationService/DropHeld',
+            chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.DropHeldRequest.SerializeToString,
+            chatmesh_dot_moderation_dot_v1_dot_moderation__service__pb2.DropHeldResponse.FromString,
             options,
             channel_credentials,
             insecure,

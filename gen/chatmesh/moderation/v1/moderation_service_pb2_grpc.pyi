@@ -54,6 +54,14 @@ class ModerationServiceStub:
     suspension) and ends their event streams, until UnsuspendUser.
     """
     UnsuspendUser: _grpc.UnaryUnaryMultiCallable[_moderation_service_pb2.UnsuspendUserRequest, _moderation_service_pb2.UnsuspendUserResponse]
+    ListHeld: _grpc.UnaryUnaryMultiCallable[_moderation_service_pb2.ListHeldRequest, _moderation_service_pb2.ListHeldResponse]
+    """Channel messages the screen held for review (not in any log yet), oldest first."""
+    ReleaseHeld: _grpc.UnaryUnaryMultiCallable[_moderation_service_pb2.ReleaseHeldRequest, _moderation_service_pb2.ReleaseHeldResponse]
+    """Puts a held message into its conversation's log: it takes the next seq and reaches the
+    members like any message. Releasing again returns the same message.
+    """
+    DropHeld: _grpc.UnaryUnaryMultiCallable[_moderation_service_pb2.DropHeldRequest, _moderation_service_pb2.DropHeldResponse]
+    """Discards a held message: it is never stored in the log; the sender's retry is refused."""
 
 @_typing.type_check_only
 class ModerationServiceAsyncStub(ModerationServiceStub):
@@ -74,6 +82,14 @@ class ModerationServiceAsyncStub(ModerationServiceStub):
     suspension) and ends their event streams, until UnsuspendUser.
     """
     UnsuspendUser: _aio.UnaryUnaryMultiCallable[_moderation_service_pb2.UnsuspendUserRequest, _moderation_service_pb2.UnsuspendUserResponse]  # type: ignore[assignment]
+    ListHeld: _aio.UnaryUnaryMultiCallable[_moderation_service_pb2.ListHeldRequest, _moderation_service_pb2.ListHeldResponse]  # type: ignore[assignment]
+    """Channel messages the screen held for review (not in any log yet), oldest first."""
+    ReleaseHeld: _aio.UnaryUnaryMultiCallable[_moderation_service_pb2.ReleaseHeldRequest, _moderation_service_pb2.ReleaseHeldResponse]  # type: ignore[assignment]
+    """Puts a held message into its conversation's log: it takes the next seq and reaches the
+    members like any message. Releasing again returns the same message.
+    """
+    DropHeld: _aio.UnaryUnaryMultiCallable[_moderation_service_pb2.DropHeldRequest, _moderation_service_pb2.DropHeldResponse]  # type: ignore[assignment]
+    """Discards a held message: it is never stored in the log; the sender's retry is refused."""
 
 class ModerationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -139,5 +155,31 @@ class ModerationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _moderation_service_pb2.UnsuspendUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_moderation_service_pb2.UnsuspendUserResponse, _abc.Awaitable[_moderation_service_pb2.UnsuspendUserResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListHeld(
+        self,
+        request: _moderation_service_pb2.ListHeldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_moderation_service_pb2.ListHeldResponse, _abc.Awaitable[_moderation_service_pb2.ListHeldResponse]]:
+        """Channel messages the screen held for review (not in any log yet), oldest first."""
+
+    @_abc_1.abstractmethod
+    def ReleaseHeld(
+        self,
+        request: _moderation_service_pb2.ReleaseHeldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_moderation_service_pb2.ReleaseHeldResponse, _abc.Awaitable[_moderation_service_pb2.ReleaseHeldResponse]]:
+        """Puts a held message into its conversation's log: it takes the next seq and reaches the
+        members like any message. Releasing again returns the same message.
+        """
+
+    @_abc_1.abstractmethod
+    def DropHeld(
+        self,
+        request: _moderation_service_pb2.DropHeldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_moderation_service_pb2.DropHeldResponse, _abc.Awaitable[_moderation_service_pb2.DropHeldResponse]]:
+        """Discards a held message: it is never stored in the log; the sender's retry is refused."""
 
 def add_ModerationServiceServicer_to_server(servicer: ModerationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

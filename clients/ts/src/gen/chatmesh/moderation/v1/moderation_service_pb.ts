@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chatmesh/moderation/v1/moderation_service.proto.
  */
 export const file_chatmesh_moderation_v1_moderation_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci9jaGF0bWVzaC9tb2RlcmF0aW9uL3YxL21vZGVyYXRpb25fc2VydmljZS5wcm90bxIWY2hhdG1lc2gubW9kZXJhdGlvbi52MSJrChJMaXN0UmVwb3J0c1JlcXVlc3QSLgoGc3RhdHVzGAEgASgOMh4uY2hhdG1lc2guY2hhdC52MS5SZXBvcnRTdGF0dXMSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiWQoTTGlzdFJlcG9ydHNSZXNwb25zZRIpCgdyZXBvcnRzGAEgAygLMhguY2hhdG1lc2guY2hhdC52MS5SZXBvcnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj0KFFJlc29sdmVSZXBvcnRSZXF1ZXN0EhEKCXJlcG9ydF9pZBgBIAEoCRISCgpyZXNvbHV0aW9uGAIgASgJIkEKFVJlc29sdmVSZXBvcnRSZXNwb25zZRIoCgZyZXBvcnQYASABKAsyGC5jaGF0bWVzaC5jaGF0LnYxLlJlcG9ydCJEChREZWxldGVNZXNzYWdlUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEwoLbWVzc2FnZV9zZXEYAiABKAQiVgoVRGVsZXRlTWVzc2FnZVJlc3BvbnNlEioKB21lc3NhZ2UYASABKAsyGS5jaGF0bWVzaC5jaGF0LnYxLk1lc3NhZ2USEQoJZXZlbnRfc2VxGAIgASgEIj8KE1JlbW92ZU1lbWJlclJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiIwoUUmVtb3ZlTWVtYmVyUmVzcG9uc2USCwoDc2VxGAEgASgEIkwKEEJhbk1lbWJlclJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJIiAKEUJhbk1lbWJlclJlc3BvbnNlEgsKA3NlcRgBIAEoBCI+ChJVbmJhbk1lbWJlclJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiFQoTVW5iYW5NZW1iZXJSZXNwb25zZSI1ChJTdXNwZW5kVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiFQoTU3VzcGVuZFVzZXJSZXNwb25zZSInChRVbnN1c3BlbmRVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIhcKFVVuc3VzcGVuZFVzZXJSZXNwb25zZTLiBgoRTW9kZXJhdGlvblNlcnZpY2USZgoLTGlzdFJlcG9ydHMSKi5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLkxpc3RSZXBvcnRzUmVxdWVzdBorLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuTGlzdFJlcG9ydHNSZXNwb25zZRJsCg1SZXNvbHZlUmVwb3J0EiwuY2hhdG1lc2gubW9kZXJhdGlvbi52MS5SZXNvbHZlUmVwb3J0UmVxdWVzdBotLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuUmVzb2x2ZVJlcG9ydFJlc3BvbnNlEmwKDURlbGV0ZU1lc3NhZ2USLC5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0Gi0uY2hhdG1lc2gubW9kZXJhdGlvbi52MS5EZWxldGVNZXNzYWdlUmVzcG9uc2USaQoMUmVtb3ZlTWVtYmVyEisuY2hhdG1lc2gubW9kZXJhdGlvbi52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiwuY2hhdG1lc2gubW9kZXJhdGlvbi52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJgCglCYW5NZW1iZXISKC5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLkJhbk1lbWJlclJlcXVlc3QaKS5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLkJhbk1lbWJlclJlc3BvbnNlEmYKC1VuYmFuTWVtYmVyEiouY2hhdG1lc2gubW9kZXJhdGlvbi52MS5VbmJhbk1lbWJlclJlcXVlc3QaKy5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLlVuYmFuTWVtYmVyUmVzcG9uc2USZgoLU3VzcGVuZFVzZXISKi5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLlN1c3BlbmRVc2VyUmVxdWVzdBorLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuU3VzcGVuZFVzZXJSZXNwb25zZRJsCg1VbnN1c3BlbmRVc2VyEiwuY2hhdG1lc2gubW9kZXJhdGlvbi52MS5VbnN1c3BlbmRVc2VyUmVxdWVzdBotLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuVW5zdXNwZW5kVXNlclJlc3BvbnNlYgZwcm90bzM", [file_chatmesh_chat_v1_types]);
+  fileDesc("Ci9jaGF0bWVzaC9tb2RlcmF0aW9uL3YxL21vZGVyYXRpb25fc2VydmljZS5wcm90bxIWY2hhdG1lc2gubW9kZXJhdGlvbi52MSJrChJMaXN0UmVwb3J0c1JlcXVlc3QSLgoGc3RhdHVzGAEgASgOMh4uY2hhdG1lc2guY2hhdC52MS5SZXBvcnRTdGF0dXMSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiWQoTTGlzdFJlcG9ydHNSZXNwb25zZRIpCgdyZXBvcnRzGAEgAygLMhguY2hhdG1lc2guY2hhdC52MS5SZXBvcnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj0KFFJlc29sdmVSZXBvcnRSZXF1ZXN0EhEKCXJlcG9ydF9pZBgBIAEoCRISCgpyZXNvbHV0aW9uGAIgASgJIkEKFVJlc29sdmVSZXBvcnRSZXNwb25zZRIoCgZyZXBvcnQYASABKAsyGC5jaGF0bWVzaC5jaGF0LnYxLlJlcG9ydCJEChREZWxldGVNZXNzYWdlUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEwoLbWVzc2FnZV9zZXEYAiABKAQiVgoVRGVsZXRlTWVzc2FnZVJlc3BvbnNlEioKB21lc3NhZ2UYASABKAsyGS5jaGF0bWVzaC5jaGF0LnYxLk1lc3NhZ2USEQoJZXZlbnRfc2VxGAIgASgEIj8KE1JlbW92ZU1lbWJlclJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiIwoUUmVtb3ZlTWVtYmVyUmVzcG9uc2USCwoDc2VxGAEgASgEIkwKEEJhbk1lbWJlclJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJIiAKEUJhbk1lbWJlclJlc3BvbnNlEgsKA3NlcRgBIAEoBCI+ChJVbmJhbk1lbWJlclJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiFQoTVW5iYW5NZW1iZXJSZXNwb25zZSI1ChJTdXNwZW5kVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiFQoTU3VzcGVuZFVzZXJSZXNwb25zZSInChRVbnN1c3BlbmRVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIhcKFVVuc3VzcGVuZFVzZXJSZXNwb25zZSJJCgtIZWxkTWVzc2FnZRIqCgdtZXNzYWdlGAEgASgLMhkuY2hhdG1lc2guY2hhdC52MS5NZXNzYWdlEg4KBnJlYXNvbhgCIAEoCSI4Cg9MaXN0SGVsZFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiXgoQTGlzdEhlbGRSZXNwb25zZRIxCgRoZWxkGAEgAygLMiMuY2hhdG1lc2gubW9kZXJhdGlvbi52MS5IZWxkTWVzc2FnZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKAoSUmVsZWFzZUhlbGRSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkiQQoTUmVsZWFzZUhlbGRSZXNwb25zZRIqCgdtZXNzYWdlGAEgASgLMhkuY2hhdG1lc2guY2hhdC52MS5NZXNzYWdlIiUKD0Ryb3BIZWxkUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIhIKEERyb3BIZWxkUmVzcG9uc2UyiAkKEU1vZGVyYXRpb25TZXJ2aWNlEmYKC0xpc3RSZXBvcnRzEiouY2hhdG1lc2gubW9kZXJhdGlvbi52MS5MaXN0UmVwb3J0c1JlcXVlc3QaKy5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLkxpc3RSZXBvcnRzUmVzcG9uc2USbAoNUmVzb2x2ZVJlcG9ydBIsLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuUmVzb2x2ZVJlcG9ydFJlcXVlc3QaLS5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLlJlc29sdmVSZXBvcnRSZXNwb25zZRJsCg1EZWxldGVNZXNzYWdlEiwuY2hhdG1lc2gubW9kZXJhdGlvbi52MS5EZWxldGVNZXNzYWdlUmVxdWVzdBotLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuRGVsZXRlTWVzc2FnZVJlc3BvbnNlEmkKDFJlbW92ZU1lbWJlchIrLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBosLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USYAoJQmFuTWVtYmVyEiguY2hhdG1lc2gubW9kZXJhdGlvbi52MS5CYW5NZW1iZXJSZXF1ZXN0GikuY2hhdG1lc2gubW9kZXJhdGlvbi52MS5CYW5NZW1iZXJSZXNwb25zZRJmCgtVbmJhbk1lbWJlchIqLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuVW5iYW5NZW1iZXJSZXF1ZXN0GisuY2hhdG1lc2gubW9kZXJhdGlvbi52MS5VbmJhbk1lbWJlclJlc3BvbnNlEmYKC1N1c3BlbmRVc2VyEiouY2hhdG1lc2gubW9kZXJhdGlvbi52MS5TdXNwZW5kVXNlclJlcXVlc3QaKy5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLlN1c3BlbmRVc2VyUmVzcG9uc2USbAoNVW5zdXNwZW5kVXNlchIsLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuVW5zdXNwZW5kVXNlclJlcXVlc3QaLS5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLlVuc3VzcGVuZFVzZXJSZXNwb25zZRJdCghMaXN0SGVsZBInLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuTGlzdEhlbGRSZXF1ZXN0GiguY2hhdG1lc2gubW9kZXJhdGlvbi52MS5MaXN0SGVsZFJlc3BvbnNlEmYKC1JlbGVhc2VIZWxkEiouY2hhdG1lc2gubW9kZXJhdGlvbi52MS5SZWxlYXNlSGVsZFJlcXVlc3QaKy5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLlJlbGVhc2VIZWxkUmVzcG9uc2USXQoIRHJvcEhlbGQSJy5jaGF0bWVzaC5tb2RlcmF0aW9uLnYxLkRyb3BIZWxkUmVxdWVzdBooLmNoYXRtZXNoLm1vZGVyYXRpb24udjEuRHJvcEhlbGRSZXNwb25zZWIGcHJvdG8z", [file_chatmesh_chat_v1_types]);
 
 /**
  * @generated from message chatmesh.moderation.v1.ListReportsRequest
@@ -356,6 +356,146 @@ export const UnsuspendUserResponseSchema: GenMessage<UnsuspendUserResponse> = /*
   messageDesc(file_chatmesh_moderation_v1_moderation_service, 15);
 
 /**
+ * @generated from message chatmesh.moderation.v1.HeldMessage
+ */
+export type HeldMessage = Message<"chatmesh.moderation.v1.HeldMessage"> & {
+  /**
+   * The message as sent: seq 0 (it has none until released), its message_id for good.
+   *
+   * @generated from field: chatmesh.chat.v1.Message message = 1;
+   */
+  message?: Message$1 | undefined;
+
+  /**
+   * The screen's rule that held it.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message chatmesh.moderation.v1.HeldMessage.
+ * Use `create(HeldMessageSchema)` to create a new message.
+ */
+export const HeldMessageSchema: GenMessage<HeldMessage> = /*@__PURE__*/
+  messageDesc(file_chatmesh_moderation_v1_moderation_service, 16);
+
+/**
+ * @generated from message chatmesh.moderation.v1.ListHeldRequest
+ */
+export type ListHeldRequest = Message<"chatmesh.moderation.v1.ListHeldRequest"> & {
+  /**
+   * Default 50, at most 200.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message chatmesh.moderation.v1.ListHeldRequest.
+ * Use `create(ListHeldRequestSchema)` to create a new message.
+ */
+export const ListHeldRequestSchema: GenMessage<ListHeldRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_moderation_v1_moderation_service, 17);
+
+/**
+ * @generated from message chatmesh.moderation.v1.ListHeldResponse
+ */
+export type ListHeldResponse = Message<"chatmesh.moderation.v1.ListHeldResponse"> & {
+  /**
+   * @generated from field: repeated chatmesh.moderation.v1.HeldMessage held = 1;
+   */
+  held: HeldMessage[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message chatmesh.moderation.v1.ListHeldResponse.
+ * Use `create(ListHeldResponseSchema)` to create a new message.
+ */
+export const ListHeldResponseSchema: GenMessage<ListHeldResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_moderation_v1_moderation_service, 18);
+
+/**
+ * @generated from message chatmesh.moderation.v1.ReleaseHeldRequest
+ */
+export type ReleaseHeldRequest = Message<"chatmesh.moderation.v1.ReleaseHeldRequest"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message chatmesh.moderation.v1.ReleaseHeldRequest.
+ * Use `create(ReleaseHeldRequestSchema)` to create a new message.
+ */
+export const ReleaseHeldRequestSchema: GenMessage<ReleaseHeldRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_moderation_v1_moderation_service, 19);
+
+/**
+ * @generated from message chatmesh.moderation.v1.ReleaseHeldResponse
+ */
+export type ReleaseHeldResponse = Message<"chatmesh.moderation.v1.ReleaseHeldResponse"> & {
+  /**
+   * The message in the log, with its seq.
+   *
+   * @generated from field: chatmesh.chat.v1.Message message = 1;
+   */
+  message?: Message$1 | undefined;
+};
+
+/**
+ * Describes the message chatmesh.moderation.v1.ReleaseHeldResponse.
+ * Use `create(ReleaseHeldResponseSchema)` to create a new message.
+ */
+export const ReleaseHeldResponseSchema: GenMessage<ReleaseHeldResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_moderation_v1_moderation_service, 20);
+
+/**
+ * @generated from message chatmesh.moderation.v1.DropHeldRequest
+ */
+export type DropHeldRequest = Message<"chatmesh.moderation.v1.DropHeldRequest"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message chatmesh.moderation.v1.DropHeldRequest.
+ * Use `create(DropHeldRequestSchema)` to create a new message.
+ */
+export const DropHeldRequestSchema: GenMessage<DropHeldRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_moderation_v1_moderation_service, 21);
+
+/**
+ * @generated from message chatmesh.moderation.v1.DropHeldResponse
+ */
+export type DropHeldResponse = Message<"chatmesh.moderation.v1.DropHeldResponse"> & {
+};
+
+/**
+ * Describes the message chatmesh.moderation.v1.DropHeldResponse.
+ * Use `create(DropHeldResponseSchema)` to create a new message.
+ */
+export const DropHeldResponseSchema: GenMessage<DropHeldResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_moderation_v1_moderation_service, 22);
+
+/**
  * @generated from service chatmesh.moderation.v1.ModerationService
  */
 export const ModerationService: GenService<{
@@ -435,6 +575,37 @@ export const ModerationService: GenService<{
     methodKind: "unary";
     input: typeof UnsuspendUserRequestSchema;
     output: typeof UnsuspendUserResponseSchema;
+  },
+  /**
+   * Channel messages the screen held for review (not in any log yet), oldest first.
+   *
+   * @generated from rpc chatmesh.moderation.v1.ModerationService.ListHeld
+   */
+  listHeld: {
+    methodKind: "unary";
+    input: typeof ListHeldRequestSchema;
+    output: typeof ListHeldResponseSchema;
+  },
+  /**
+   * Puts a held message into its conversation's log: it takes the next seq and reaches the
+   * members like any message. Releasing again returns the same message.
+   *
+   * @generated from rpc chatmesh.moderation.v1.ModerationService.ReleaseHeld
+   */
+  releaseHeld: {
+    methodKind: "unary";
+    input: typeof ReleaseHeldRequestSchema;
+    output: typeof ReleaseHeldResponseSchema;
+  },
+  /**
+   * Discards a held message: it is never stored in the log; the sender's retry is refused.
+   *
+   * @generated from rpc chatmesh.moderation.v1.ModerationService.DropHeld
+   */
+  dropHeld: {
+    methodKind: "unary";
+    input: typeof DropHeldRequestSchema;
+    output: typeof DropHeldResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chatmesh_moderation_v1_moderation_service, 0);
