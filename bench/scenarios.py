@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.cluster import ClusterServer
 from bench.loadgen import Device, Pool, floats
 from bench.media import scenario_media
 from bench.push import scenario_push
 from bench.report import Result, merge_counters, percentile, summarize_profile
 from bench.search import scenario_search
-from bench.system import Admin, DevServer, raise_nofile, seed_history
+from bench.system import Admin, BenchServer, DevServer, raise_nofile, seed_history
 
 MS = 1000.0
 
@@ -29,13 +30,14 @@ MS = 1000.0
 class Run:
     """One scenario run: the server, the admin client, the workers, and the CPU bookkeeping."""
 
-    def __init__(self, args: argparse.Namespace, server: DevServer, admin: Admin) -> None:
+    def __init__(self, args: argparse.Namespace, server: BenchServer, admin: Admin) -> None:
         self.args = args
         self.server = server
         self.admin = admin
         self.pool: Pool | None = None
         self._cpu_mark = 0.0
         self._wall_mark = 0.0
+        self._process_marks: dict[str, float] = {}
 
     def start_pool(self, devices: Sequence[Device], workers: int, nofile: int) -> Pool:
         """Splits devices into `workers` contiguous blocks, one process each."""
@@ -48,14 +50,23 @@ class Run:
 
     def mark(self) -> None:
         self._cpu_mark = self.server.cpu_seconds()
+        if isinstance(self.server, ClusterServer):
+            self._process_marks = self.server.cpu_by_process()
         self._wall_mark = time.perf_counter()
 
-    def cpu_split(self, worker_results: Sequence[dict[str, Any]]) -> dict[str, float]:
-        """CPU use since mark(), in % of one core: server process vs load-generator processes."""
+    def cpu_split(self, worker_results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """CPU use since mark(), in % of one core: server process(es) vs load-generator
+        processes; on a cluster also its busiest processes."""
         wall = time.perf_counter() - self._wall_mark
         server = (self.server.cpu_seconds() - self._cpu_mark) / wall * 100
         loadgen = sum(r.get("cpu_s", 0.0) for r in worker_results) / wall * 100
-        return {"server_cpu_%": round(server), "loadgen_cpu_%": round(loadgen)}
+        split: dict[str, Any] = {"server_cpu_%": round(server), "loadgen_cpu_%": round(loadgen)}
+        if isinstance(self.server, ClusterServer):
+            now = self.server.cpu_by_process()
+            use = {n: (now[n] - self._process_marks.get(n, 0.0)) / wall * 100 for n in now}
+            busiest = sorted(use.items(), key=lambda item: -item[1])[:5]
+            split["busiest_cpu_%"] = ", ".join(f"{n} {round(u)}" for n, u in busiest)
+        return split
 
 
 @contextlib.contextmanager
@@ -68,7 +79,9 @@ def _system(
         data_dir.mkdir()
         if prepare is not None:
             prepare(data_dir)
-        server = DevServer(data_dir)
+        server: BenchServer = (
+            ClusterServer(Path(tmp) / "cluster") if args.mode == "cluster" else DevServer(data_dir)
+        )
         server.start()
         admin = Admin(server.grpc_target)
         run = Run(args, server, admin)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import grpc
 from chatmesh.chat.v1 import chat_service_pb2 as pb
@@ -65,12 +66,61 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+class BenchServer(Protocol):
+    """What a scenario asks of the system under test: `chatmesh dev`, or the local cluster."""
+
+    @property
+    def ws_url(self) -> str: ...
+
+    @property
+    def grpc_target(self) -> str: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, grace_s: float = 20.0) -> None: ...
+
+    def cpu_seconds(self) -> float: ...
+
+    def rss_bytes(self) -> int: ...
+
+    def start_profile(self, output: Path, fmt: str = "raw", rate_hz: int = 200) -> None: ...
+
+    def stop_profile(self) -> None: ...
+
+
+class PySpy:
+    """py-spy sampling one process until stopped (needs ptrace rights)."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, pid: int, output: Path, fmt: str = "raw", rate_hz: int = 200) -> None:
+        """fmt "raw" writes collapsed stacks (one line per stack with its sample count), which
+        `bench.report.summarize_profile` ranks and any flamegraph tool draws."""
+        spy = Path(sys.executable).parent / "py-spy"
+        self._process = subprocess.Popen(
+            [str(spy), "record", "--pid", str(pid), "--rate", str(rate_hz),
+             "--output", str(output), "--format", fmt, "--threads", "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGINT)
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+            self._process = None
+
+
 class DevServer(DevProcess):
     """`chatmesh dev` (the tests' launcher) on free ports, sampled from /proc; a context manager."""
 
     def __init__(self, data_dir: Path, **env: str) -> None:
         super().__init__(data_dir, SECRET, log_path=data_dir.parent / "chatmesh-dev.log", **env)
-        self._profiler: subprocess.Popen[bytes] | None = None
+        self._profiler = PySpy()
 
     def __enter__(self) -> DevServer:
         self.start()
@@ -85,27 +135,10 @@ class DevServer(DevProcess):
         self.stop()
 
     def start_profile(self, output: Path, fmt: str = "raw", rate_hz: int = 200) -> None:
-        """Samples the server with py-spy until stop_profile() (needs ptrace rights).
-
-        fmt "raw" writes collapsed stacks (one line per stack with its sample count), which
-        `bench.report.summarize_profile` ranks and any flamegraph tool draws.
-        """
-        spy = Path(sys.executable).parent / "py-spy"
-        self._profiler = subprocess.Popen(
-            [str(spy), "record", "--pid", str(self.pid), "--rate", str(rate_hz),
-             "--output", str(output), "--format", fmt, "--threads", "--nonblocking"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        self._profiler.start(self.pid, output, fmt, rate_hz)
 
     def stop_profile(self) -> None:
-        if self._profiler is not None:
-            self._profiler.send_signal(signal.SIGINT)
-            try:
-                self._profiler.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._profiler.kill()
-            self._profiler = None
+        self._profiler.stop()
 
     def rss_bytes(self) -> int:
         return proc_rss_bytes(self.pid)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from chatmesh_launcher.dev_secrets import dev_secret
 
@@ -154,8 +154,15 @@ def _component(
 class _Launch:
     """Starts each component and records it; the environment every service shares."""
 
-    def __init__(self, directory: Path, binaries: Binaries, progress: _Progress) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        binaries: Binaries,
+        progress: _Progress,
+        envoy_settings: dict[str, Any] | None = None,
+    ) -> None:
         self.directory = directory
+        self.envoy_settings = envoy_settings or {}
         self.binaries = binaries
         self.progress = progress
         self.recorder = _Recorder(ClusterState(directory=str(directory)))
@@ -336,6 +343,7 @@ class _Launch:
             search=[t["search"]],
             media=[t["media"]],
             gateway=[t["gateway-1"], t["gateway-2"]],
+            **self.envoy_settings,
         )
         envoy.detached = True
         envoy.start()
@@ -406,11 +414,24 @@ def prepare_directory(directory: Path) -> None:
     directory.mkdir(parents=True)
 
 
-def cluster_up(directory: Path, binaries: Binaries, out: TextIO) -> ClusterState:
-    """Starts the whole cluster; on any failure stops what it started and raises."""
+def cluster_up(
+    directory: Path,
+    binaries: Binaries,
+    out: TextIO,
+    *,
+    jwt_secret: str = "",
+    envoy_settings: Mapping[str, Any] | None = None,
+) -> ClusterState:
+    """Starts the whole cluster; on any failure stops what it started and raises.
+
+    `jwt_secret` signs user tokens instead of a fresh one (the benchmarks' load generators sign
+    their own); `envoy_settings` override envoy/render.py's (e.g. a benchmark's client rate).
+    """
     prepare_directory(directory)
+    if jwt_secret:
+        (directory / "jwt-secret").write_text(jwt_secret + "\n")
     progress = _Progress(out)
-    launch = _Launch(directory, binaries, progress)
+    launch = _Launch(directory, binaries, progress, dict(envoy_settings or {}))
     try:
         launch.start_dependencies()
         launch.migrate()
