@@ -65,6 +65,23 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def proc_thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """Per thread of a process: tid -> (thread name, user + system CPU seconds).
+
+    Threads that end between the listing and the read are left out.
+    """
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
+    return threads
+
+
 class DevServer(DevProcess):
     """`chatmesh dev` (the tests' launcher) on free ports, sampled from /proc; a context manager."""
 
@@ -112,6 +129,9 @@ class DevServer(DevProcess):
 
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.pid)
+
+    def thread_cpu_seconds(self) -> dict[int, tuple[str, float]]:
+        return proc_thread_cpu_seconds(self.pid)
 
     def stop(self, grace_s: float = 20.0) -> None:
         self.stop_profile()
