@@ -7,7 +7,7 @@ yields exactly what `json_format` yields:
 
 * encoders build the same dict as `json_format.MessageToDict` (lowerCamelCase names in field
   number order, 64-bit integers as strings, enums by name or by number when unknown, default
-  values left out, timestamps through `Timestamp.ToJsonString`), so the one `json.dumps` of
+  values left out, timestamps as `Timestamp.ToJsonString` prints them), so the one `json.dumps` of
   frames.py writes the same text, escaping included;
 * the decoder takes the plain shapes of the hot client frames (`sendMessage`, `markRead`,
   `markDelivered`) and answers None for anything else, and for anything it is unsure of
@@ -22,7 +22,9 @@ one is switched off that way.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, Final, cast
 
 from chatmesh.chat.v1 import chat_service_pb2, types_pb2
@@ -31,6 +33,7 @@ from chatmesh.gateway.v1 import gateway_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 JsonObject = dict[str, Any]
 
@@ -47,6 +50,35 @@ _MESSAGE_KIND_BY_NAME: Final = {name: number for number, name in _MESSAGE_KIND.i
 
 # ---------------------------------------------------------------------------------------------
 # Encoding
+
+# The range Timestamp.ToJsonString accepts (0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z).
+_SECONDS_MIN: Final = -62_135_596_800
+_SECONDS_MAX: Final = 253_402_300_799
+_EPOCH: Final = datetime.date(1970, 1, 1)
+
+
+@lru_cache(maxsize=64)
+def _date(days: int) -> str:
+    return (_EPOCH + datetime.timedelta(days)).isoformat()
+
+
+def timestamp_text(ts: Timestamp) -> str:
+    """`ts.ToJsonString()`: RFC 3339 in UTC with 0, 3, 6 or 9 fractional digits, without its
+    datetime arithmetic per call (the date of a day is formatted once)."""
+    seconds, nanos = ts.seconds, ts.nanos
+    if not (_SECONDS_MIN <= seconds <= _SECONDS_MAX and 0 <= nanos < 1_000_000_000):
+        return ts.ToJsonString()  # raises its ValueError
+    days, second = divmod(seconds, 86_400)
+    hours, second = divmod(second, 3600)
+    minutes, second = divmod(second, 60)
+    text = f"{_date(days)}T{hours:02d}:{minutes:02d}:{second:02d}"
+    if not nanos:
+        return text + "Z"
+    if not nanos % 1_000_000:
+        return f"{text}.{nanos // 1_000_000:03d}Z"
+    if not nanos % 1_000:
+        return f"{text}.{nanos // 1_000:06d}Z"
+    return f"{text}.{nanos:09d}Z"
 
 
 def _attachment(a: types_pb2.Attachment) -> JsonObject:
@@ -81,7 +113,7 @@ def _message(m: types_pb2.Message) -> JsonObject:
     if m.sender_id:
         js["senderId"] = m.sender_id
     if m.HasField("created_at"):
-        js["createdAt"] = m.created_at.ToJsonString()
+        js["createdAt"] = timestamp_text(m.created_at)
     kind = m.kind
     if kind:
         js["kind"] = _MESSAGE_KIND.get(kind, kind)
@@ -94,7 +126,7 @@ def _message(m: types_pb2.Message) -> JsonObject:
     if m.version:
         js["version"] = m.version
     if m.HasField("edited_at"):
-        js["editedAt"] = m.edited_at.ToJsonString()
+        js["editedAt"] = timestamp_text(m.edited_at)
     if m.deleted:
         js["deleted"] = True
     if m.client_msg_id:
@@ -131,7 +163,7 @@ def _typing_changed(t: events_pb2.TypingChanged) -> JsonObject:
     if t.typing:
         js["typing"] = True
     if t.HasField("expires_at"):
-        js["expiresAt"] = t.expires_at.ToJsonString()
+        js["expiresAt"] = timestamp_text(t.expires_at)
     return js
 
 
@@ -150,7 +182,7 @@ def _event(e: events_pb2.ConversationEvent) -> JsonObject:
     if e.seq:
         js["seq"] = str(e.seq)
     if e.HasField("occurred_at"):
-        js["occurredAt"] = e.occurred_at.ToJsonString()
+        js["occurredAt"] = timestamp_text(e.occurred_at)
     if e.actor_id:
         js["actorId"] = e.actor_id
     which = e.WhichOneof("payload")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -558,8 +558,10 @@ _REQUEST_ID_TAG: Final = _encode_varint(1 << 3 | _LEN)
 _RESPONSE_EVENT_TAG: Final = _encode_varint(1 << 3 | _LEN)
 
 
-def _dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=_JSON_SEPARATORS)
+# json.dumps with options builds an encoder per call; one built once writes the same text.
+_dumps: Final[Callable[[dict[str, Any]], str]] = json.JSONEncoder(
+    ensure_ascii=False, separators=_JSON_SEPARATORS
+).encode
 
 
 def encode_frame(frame: ServerFrame, binary: bool) -> Encoded:

@@ -146,6 +146,17 @@ def test_message_escaping_and_timestamps_match(body: str, nanos: int, seconds: i
     )
 
 
+@EXAMPLES
+@given(
+    st.one_of(_SECONDS, st.integers(-(2**63), 2**63 - 1)),
+    st.one_of(_NANOS, st.integers(-(2**31), 2**31 - 1)),
+)
+def test_timestamps_print_as_to_json_string(seconds: int, nanos: int) -> None:
+    """RFC 3339 text of any timestamp is Timestamp.ToJsonString's, out of range ones refused."""
+    timestamp = Timestamp(seconds=seconds, nanos=nanos)
+    assert _outcome(fast_json.timestamp_text, timestamp) == _outcome(timestamp.ToJsonString)
+
+
 def test_unknown_enum_number_is_written_as_a_number() -> None:
     """An enum value this gateway does not know goes out as its number, as json_format does."""
     message = types_pb2.Message(kind=cast(types_pb2.MessageKind, 99))
