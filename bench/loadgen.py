@@ -100,6 +100,8 @@ class Worker:
         self.deliv_sent = array("d")
         self.deliv_recv = array("d")
         self.disconnects = 0
+        # When the last successful answer arrived (open loop: acks/s over the time they took).
+        self.last_answer_at = 0.0
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -183,6 +185,7 @@ class Worker:
                         ok = False
                     else:
                         sink.append(now - sent)
+                        self.last_answer_at = now
                         ok = True
                     if waiter is not None and not waiter.done():
                         waiter.set_result(ok)
@@ -227,6 +230,7 @@ class Worker:
                         ok = False
                     else:
                         sink.append(now - sent)
+                        self.last_answer_at = now
                         ok = True
                     if waiter is not None and not waiter.done():
                         waiter.set_result(ok)
@@ -338,6 +342,9 @@ class Worker:
             "lost": lost,
             "errors": dict(self.errors),
             "send_seconds": sent_for,
+            # From the first scheduled send to the last ack: past saturation acks trail the
+            # schedule, and this is what the server kept up with.
+            "ack_seconds": max(sent_for, self.last_answer_at - t0),
             "ack_lat": self.ack_lat.tobytes(),
             "send_lag": self.send_lag.tobytes(),
         }

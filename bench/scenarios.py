@@ -37,6 +37,9 @@ class Run:
         self._cpu_mark = 0.0
         self._wall_mark = 0.0
         self._threads_mark: dict[int, tuple[str, float]] = {}
+        # CPU seconds of the last window (cpu_split, thread_split): for CPU per send.
+        self.server_cpu_s = 0.0
+        self.main_thread_cpu_s = 0.0
 
     def start_pool(self, devices: Sequence[Device], workers: int, nofile: int) -> Pool:
         """Splits devices into `workers` contiguous blocks, one process each, speaking the
@@ -54,6 +57,15 @@ class Run:
         self._cpu_mark = self.server.cpu_seconds()
         self._wall_mark = time.perf_counter()
 
+    def cpu_per_send(self, sends: int) -> dict[str, float]:
+        """Server CPU of the last window per acknowledged send (its deliveries included), in
+        ms: unlike latency, it hardly moves when other work shares the machine."""
+        per = 1000 / max(1, sends)
+        return {
+            "server_cpu_ms_per_send": self.server_cpu_s * per,
+            "main_thread_ms_per_send": self.main_thread_cpu_s * per,
+        }
+
     def thread_split(self, top: int = 3) -> dict[str, Any]:
         """Server CPU per thread since mark(), in % of one core: the main thread (the event
         loop) and the busiest others, so a reader sees whether one thread saturates."""
@@ -64,6 +76,7 @@ class Run:
             before = self._threads_mark.get(tid, (name, 0.0))[1]
             used[tid] = (name, (seconds - before) / wall * 100)
         main = used.pop(self.server.pid, ("main", 0.0))[1]
+        self.main_thread_cpu_s = main / 100 * wall
         busiest = sorted(used.items(), key=lambda item: -item[1][1])[:top]
         return {
             "main_thread_cpu_%": round(main),
@@ -75,7 +88,8 @@ class Run:
     def cpu_split(self, worker_results: Sequence[dict[str, Any]]) -> dict[str, float]:
         """CPU use since mark(), in % of one core: server process vs load-generator processes."""
         wall = time.perf_counter() - self._wall_mark
-        server = (self.server.cpu_seconds() - self._cpu_mark) / wall * 100
+        self.server_cpu_s = self.server.cpu_seconds() - self._cpu_mark
+        server = self.server_cpu_s / wall * 100
         loadgen = sum(r.get("cpu_s", 0.0) for r in worker_results) / wall * 100
         return {"server_cpu_%": round(server), "loadgen_cpu_%": round(loadgen)}
 
@@ -353,7 +367,7 @@ def _e2e_step(
     row = _lat_row(f"{rate:g} sends/s", e2e)
     extra: dict[str, Any] = {}
     if threads:
-        extra["acked_per_s"] = acked / max(r["send_seconds"] for r in results)
+        extra["acked_per_s"] = acked / max(r["ack_seconds"] for r in results)
         extra["ack_p50_ms"] = percentile(ack_lat, 50)
     result.rows.append(
         {
@@ -367,6 +381,7 @@ def _e2e_step(
             "errors": merge_counters(r["errors"] for r in results),
             **cpu,
             **per_thread,
+            **(run.cpu_per_send(acked) if threads else {}),
         }
     )
     result.series[f"{rate:g} sends/s"] = e2e
@@ -466,6 +481,7 @@ def scenario_write(args: argparse.Namespace) -> Result:
                     "errors": r["errors"],
                     **run.cpu_split([r]),
                     **run.thread_split(),
+                    **run.cpu_per_send(len(lat)),
                 }
             )
             result.series["closed loop"] = lat

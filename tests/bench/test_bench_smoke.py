@@ -147,3 +147,17 @@ def test_search(tmp_path: Path) -> None:
     ]
     assert all(row["samples"] == 10 and row["p50_ms"] > 0 for row in queries)
     assert data["targets"][0]["target"] == "query p99 ms (every kind)"
+
+
+def test_json_frames() -> None:
+    """bench.json_frames: both codecs agree on every hot frame and a table is printed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.json_frames", "--number", "20", "--repeat", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("\n") == 7 and "decode sendMessage" in proc.stdout
