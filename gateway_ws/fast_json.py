@@ -7,8 +7,8 @@ yields exactly what `json_format` yields:
 
 * encoders build the same dict as `json_format.MessageToDict` (lowerCamelCase names in field
   number order, 64-bit integers as strings, enums by name or by number when unknown, default
-  values left out, timestamps as `Timestamp.ToJsonString` prints them), so the one `json.dumps` of
-  frames.py writes the same text, escaping included;
+  values left out, timestamps as `Timestamp.ToJsonString` prints them), so the one JSON
+  encoder of frames.py writes the same text, escaping included;
 * the decoder takes the plain shapes of the hot client frames (`sendMessage`, `markRead`,
   `markDelivered`) and answers None for anything else, and for anything it is unsure of
   (unknown or repeated keys, null, numbers as floats, unknown enum names, strings protobuf
