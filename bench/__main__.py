@@ -14,10 +14,15 @@ Scenarios (see docs/benchmarks.md for the figures and the machine they were meas
   push     pushes/s and push lag p50/p99 (send to webhook receiver) for a channel's offline
            members and for steady group traffic with half the members offline; send-ack
            latency with push off, a hanging provider and a provider down
+  groups   users in groups of 10, all connected with JSON text frames (as browsers send
+           them; --binary for protobuf): e2e latency to the 9 other members at an offered-rate
+           ladder, acks/s, server CPU per process and per thread, loadgen CPU and lag
+  write    closed-loop senders (20) in one conversation: acks/s and ack p50/p99 (JSON frames
+           unless --binary)
   all      every scenario in turn
 
 Each run starts `chatmesh dev` on free ports with a temporary data dir (`--mode cluster`: the
-local cluster of `chatmesh cluster up`, behind Envoy; send, deliver, fanout and idle), drives it
+local cluster of `chatmesh cluster up`, behind Envoy; see CLUSTER_SCENARIOS), drives it
 through the WebSocket edge from `--workers` load-generator processes, and writes SCENARIO.json,
 SCENARIO.md and SCENARIO.png to --out. `--smoke` shrinks every size (CI keeps the tool working
 with it; it measures nothing). `--profile` samples the server with py-spy during the main step.
@@ -33,7 +38,7 @@ from pathlib import Path
 from bench.scenarios import SCENARIOS
 
 # The scenarios that run on `chatmesh cluster up` too (bench/cluster.py).
-CLUSTER_SCENARIOS = ("send", "deliver", "fanout", "idle")
+CLUSTER_SCENARIOS = ("send", "deliver", "fanout", "idle", "groups", "write")
 
 SMOKE: dict[str, dict[str, object]] = {
     "send": {"users": 20, "rates": [40], "seconds": 1.0, "workers": 1},
@@ -49,6 +54,8 @@ SMOKE: dict[str, dict[str, object]] = {
         "idle_ping_s": 0.3,
     },
     "search": {"messages": 2000, "conversations": 20, "group_size": 5, "requests": 40},
+    "groups": {"users": 20, "rates": [20], "seconds": 1.0, "workers": 1},
+    "write": {"senders": 4, "seconds": 1.0},
     "push": {
         "members": 20,
         "messages": 2,
@@ -89,8 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measured step")
     parser.add_argument("--rates", type=_ints, default=None, help="offered sends/s, e.g. 500,1000")
     parser.add_argument("--group-size", type=int, default=10)
+    parser.add_argument(
+        "--binary",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="binary protobuf frames instead of proto3 JSON text (default: JSON for groups"
+        " and write, binary for the older scenarios)",
+    )
+    # write
+    parser.add_argument("--senders", type=int, default=20, help="write: in one conversation")
     # send
-    parser.add_argument("--users", type=int, default=400, help="send: sending users")
+    parser.add_argument("--users", type=int, default=400, help="send: 400, groups: 100")
     parser.add_argument("--per-user-rate", type=float, default=15.0, help="send: cap per user/s")
     # deliver / idle
     parser.add_argument("--devices", type=int, default=None, help="deliver: 1000, idle: 10000")
@@ -159,6 +175,8 @@ _DEFAULTS: dict[str, dict[str, object]] = {
     "media": {"uploads": 40, "uploaders": 8},
     "search": {"messages": 100_000, "group_size": 50, "requests": 2000, "page": 20},
     "push": {"members": 1000, "messages": 3, "gap_s": 1.0, "rates": [200]},
+    "groups": {"users": 100, "rates": [100, 250, 500, 1000], "binary": False},
+    "write": {"per_user_rate": 20.0, "binary": False},
 }
 
 
@@ -167,6 +185,8 @@ def _resolve(args: argparse.Namespace, scenario: str, given: set[str]) -> argpar
     for key, value in _DEFAULTS[scenario].items():
         if key not in given:
             setattr(resolved, key, value)
+    if resolved.binary is None:
+        resolved.binary = True
     if args.smoke:
         for key, value in SMOKE[scenario].items():
             setattr(resolved, key, value)

@@ -15,7 +15,13 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from bench.system import SECRET, PySpy, proc_cpu_seconds, proc_rss_bytes
+from bench.system import (
+    SECRET,
+    PySpy,
+    proc_cpu_seconds,
+    proc_rss_bytes,
+    proc_thread_cpu_seconds,
+)
 from chatmesh_launcher.cluster.liveness import pid_alive
 from chatmesh_launcher.cluster.state import ClusterState, Component
 from chatmesh_launcher.cluster.stop import stop_components
@@ -102,6 +108,10 @@ class ClusterServer:
 
     def rss_bytes(self) -> int:
         return sum(self.rss_by_process().values())
+
+    def thread_cpu_seconds(self) -> dict[int, tuple[str, float]]:
+        """chat-1's threads (the replica --profile samples)."""
+        return proc_thread_cpu_seconds(self.pid)
 
     def start_profile(self, output: Path, fmt: str = "raw", rate_hz: int = 200) -> None:
         """Samples chat-1 until stop_profile()."""

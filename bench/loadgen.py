@@ -2,8 +2,10 @@
 
 A worker is a separate process (multiprocessing, spawn) with its own uvloop event loop. It
 connects its devices to the gateway with the subprotocol token (`chatmesh.v1` + `bearer.<jwt>`),
-then speaks binary protobuf frames only (cheaper to build and parse than proto3 JSON on both
-sides). One reader task per socket sorts what arrives:
+then speaks either binary protobuf frames or, as browsers do, proto3 JSON on text frames (built
+and read as plain JSON objects, the way a web app's `JSON.stringify` / `JSON.parse` would, so
+the load generator does not pay for the generic proto3-JSON codec). One reader task per socket
+sorts what arrives:
 
 * answers (by request_id): ack latency, measured from the *intended* send time of an open-loop
   schedule (so a late load generator shows up as latency, not as a lower offered rate), or from
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import multiprocessing.connection
 import resource
@@ -81,10 +84,13 @@ class _Conn:
 class Worker:
     """The sockets of one load-generator process."""
 
-    def __init__(self, url: str, devices: Sequence[Device], index: int) -> None:
+    def __init__(
+        self, url: str, devices: Sequence[Device], index: int, binary: bool = True
+    ) -> None:
         self.url = url
         self.devices = list(devices)
         self.index = index
+        self.binary = binary
         self.conns: list[_Conn] = []
         self.ack_lat = array("d")
         self.send_lag = array("d")
@@ -94,6 +100,8 @@ class Worker:
         self.deliv_sent = array("d")
         self.deliv_recv = array("d")
         self.disconnects = 0
+        # When the last successful answer arrived (open loop: acks/s over the time they took).
+        self.last_answer_at = 0.0
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -148,13 +156,62 @@ class Worker:
         if subscribe:
             frame = ClientFrame(request_id="resume")
             frame.resume.SetInParent()
-            await ws.send(frame.SerializeToString())
-            answer = ServerFrame.FromString(await asyncio.wait_for(ws.recv(), 60))  # type: ignore[arg-type]
+            await ws.send(frame.SerializeToString() if self.binary else _dumps(frame))
+            answer = _parse_any(await asyncio.wait_for(ws.recv(), 60))
             if answer.WhichOneof("frame") != "resumed":
                 await ws.close()
                 raise RuntimeError(f"expected resumed, got {answer}")
-        conn.reader = asyncio.get_running_loop().create_task(self._read(conn))
+        conn.reader = asyncio.get_running_loop().create_task(
+            self._read(conn) if self.binary else self._read_json(conn)
+        )
         return conn
+
+    async def _read_json(self, conn: _Conn) -> None:
+        """The reader of a JSON socket: frames as plain objects (proto3 JSON field names)."""
+        loads = json.loads
+        try:
+            async for message in conn.ws:
+                now = time.time()
+                frame = loads(message)
+                rid = frame.get("requestId")
+                if rid:
+                    entry = conn.pending.pop(rid, None)
+                    if entry is None:
+                        continue
+                    sent, waiter, sink = entry
+                    error = frame.get("error")
+                    if error is not None:
+                        self.errors[error.get("code", "ERROR_CODE_UNSPECIFIED")] += 1
+                        ok = False
+                    else:
+                        sink.append(now - sent)
+                        self.last_answer_at = now
+                        ok = True
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(ok)
+                    continue
+                if not self.recording:
+                    continue
+                created = frame.get("event", {}).get("messageCreated")
+                if created is None:
+                    continue
+                message_obj = created.get("message", {})
+                body = message_obj.get("body", "")
+                if message_obj.get("senderId") == conn.user or not body.startswith("b|"):
+                    continue
+                self.deliv_sent.append(float(body[2 : body.index("|", 2)]))
+                self.deliv_recv.append(now)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._reader_ended(conn)
+
+    def _reader_ended(self, conn: _Conn) -> None:
+        conn.closed = True
+        self.disconnects += 1
+        for _sent, waiter, _sink in conn.pending.values():
+            if waiter is not None and not waiter.done():
+                waiter.set_result(False)
 
     async def _read(self, conn: _Conn) -> None:
         parse = ServerFrame.FromString
@@ -173,6 +230,7 @@ class Worker:
                         ok = False
                     else:
                         sink.append(now - sent)
+                        self.last_answer_at = now
                         ok = True
                     if waiter is not None and not waiter.done():
                         waiter.set_result(ok)
@@ -191,11 +249,7 @@ class Worker:
         except ConnectionClosed:
             pass
         finally:
-            conn.closed = True
-            self.disconnects += 1
-            for _sent, waiter, _sink in conn.pending.values():
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(False)
+            self._reader_ended(conn)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -208,14 +262,31 @@ class Worker:
         waiter: asyncio.Future[bool] | None = None,
     ) -> None:
         rid = conn.next_id()
-        frame = ClientFrame(request_id=rid)
-        send = frame.send_message
-        send.conversation_id = conversation_id
-        send.client_msg_id = f"{self.index}-{rid}"
-        send.body = bench_body(body_bytes, sent)
+        client_msg_id = f"{self.index}-{rid}"
+        body = bench_body(body_bytes, sent)
+        payload: str | bytes
+        if self.binary:
+            frame = ClientFrame(request_id=rid)
+            send = frame.send_message
+            send.conversation_id = conversation_id
+            send.client_msg_id = client_msg_id
+            send.body = body
+            payload = frame.SerializeToString()
+        else:
+            payload = json.dumps(
+                {
+                    "requestId": rid,
+                    "sendMessage": {
+                        "conversationId": conversation_id,
+                        "clientMsgId": client_msg_id,
+                        "body": body,
+                    },
+                },
+                separators=(",", ":"),
+            )
         conn.pending[rid] = (sent, waiter, self.ack_lat)
         try:
-            await conn.ws.send(frame.SerializeToString())
+            await conn.ws.send(payload)
         except ConnectionClosed:
             conn.pending.pop(rid, None)
             self.errors["closed"] += 1
@@ -271,6 +342,9 @@ class Worker:
             "lost": lost,
             "errors": dict(self.errors),
             "send_seconds": sent_for,
+            # From the first scheduled send to the last ack: past saturation acks trail the
+            # schedule, and this is what the server kept up with.
+            "ack_seconds": max(sent_for, self.last_answer_at - t0),
             "ack_lat": self.ack_lat.tobytes(),
             "send_lag": self.send_lag.tobytes(),
         }
@@ -349,7 +423,7 @@ class Worker:
                 frame.get_history.conversation_id = conversation_id
                 frame.get_history.limit = limit
                 waiter: asyncio.Future[bool] = loop.create_future()
-                payload = frame.SerializeToString()
+                payload = frame.SerializeToString() if self.binary else _dumps(frame)
                 conn.pending[rid] = (time.time(), waiter, self.req_lat)
                 await conn.ws.send(payload)
                 await waiter
@@ -409,6 +483,15 @@ def _parse_text(message: str) -> gateway_pb2.ServerFrame:
     return frame
 
 
+def _parse_any(message: str | bytes) -> gateway_pb2.ServerFrame:
+    return ServerFrame.FromString(message) if isinstance(message, bytes) else _parse_text(message)
+
+
+def _dumps(frame: gateway_pb2.ClientFrame) -> str:
+    """A ClientFrame as proto3 JSON text (set-up frames; the hot send frame is built by hand)."""
+    return json.dumps(json_format.MessageToDict(frame), separators=(",", ":"))
+
+
 def floats(raw: bytes) -> array:  # type: ignore[type-arg]
     values = array("d")
     values.frombytes(raw)
@@ -440,9 +523,10 @@ def _main(
     devices: list[Device],
     index: int,
     nofile: int,
+    binary: bool,
 ) -> None:
     raise_nofile(nofile)
-    worker = Worker(url, devices, index)
+    worker = Worker(url, devices, index, binary)
     try:
         import uvloop
 
@@ -458,14 +542,20 @@ class WorkerError(RuntimeError):
 class Pool:
     """Load-generator processes, one per device list; `call` runs a command on all of them."""
 
-    def __init__(self, url: str, device_lists: Sequence[Sequence[Device]], nofile: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        device_lists: Sequence[Sequence[Device]],
+        nofile: int,
+        binary: bool = True,
+    ) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._pipes: list[multiprocessing.connection.Connection] = []
         self._procs: list[multiprocessing.process.BaseProcess] = []
         for index, devices in enumerate(device_lists):
             parent, child = ctx.Pipe()
             proc = ctx.Process(
-                target=_main, args=(child, url, list(devices), index, nofile), daemon=True
+                target=_main, args=(child, url, list(devices), index, nofile, binary), daemon=True
             )
             proc.start()
             self._pipes.append(parent)

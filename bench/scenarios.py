@@ -38,27 +38,63 @@ class Run:
         self._cpu_mark = 0.0
         self._wall_mark = 0.0
         self._process_marks: dict[str, float] = {}
+        self._threads_mark: dict[int, tuple[str, float]] = {}
+        # CPU seconds of the last window (cpu_split, thread_split): for CPU per send.
+        self.server_cpu_s = 0.0
+        self.main_thread_cpu_s = 0.0
 
     def start_pool(self, devices: Sequence[Device], workers: int, nofile: int) -> Pool:
-        """Splits devices into `workers` contiguous blocks, one process each."""
+        """Splits devices into `workers` contiguous blocks, one process each, speaking the
+        frames of `--binary` (binary protobuf unless the scenario defaults to JSON)."""
+        binary = bool(getattr(self.args, "binary", True))
         blocks: list[list[Device]] = [[] for _ in range(workers)]
         per = -(-len(devices) // workers)
         for i, device in enumerate(devices):
             blocks[i // per].append(device)
-        self.pool = Pool(self.server.ws_url, blocks, nofile)
+        self.pool = Pool(self.server.ws_url, blocks, nofile, binary)
         return self.pool
 
     def mark(self) -> None:
+        self._threads_mark = self.server.thread_cpu_seconds()
         self._cpu_mark = self.server.cpu_seconds()
         if isinstance(self.server, ClusterServer):
             self._process_marks = self.server.cpu_by_process()
         self._wall_mark = time.perf_counter()
 
+    def cpu_per_send(self, sends: int) -> dict[str, float]:
+        """Server CPU of the last window per acknowledged send (its deliveries included), in
+        ms: unlike latency, it hardly moves when other work shares the machine."""
+        per = 1000 / max(1, sends)
+        return {
+            "server_cpu_ms_per_send": self.server_cpu_s * per,
+            "main_thread_ms_per_send": self.main_thread_cpu_s * per,
+        }
+
+    def thread_split(self, top: int = 3) -> dict[str, Any]:
+        """Server CPU per thread since mark(), in % of one core: the main thread (the event
+        loop) and the busiest others, so a reader sees whether one thread saturates."""
+        wall = time.perf_counter() - self._wall_mark
+        now = self.server.thread_cpu_seconds()
+        used: dict[int, tuple[str, float]] = {}
+        for tid, (name, seconds) in now.items():
+            before = self._threads_mark.get(tid, (name, 0.0))[1]
+            used[tid] = (name, (seconds - before) / wall * 100)
+        main = used.pop(self.server.pid, ("main", 0.0))[1]
+        self.main_thread_cpu_s = main / 100 * wall
+        busiest = sorted(used.items(), key=lambda item: -item[1][1])[:top]
+        return {
+            "main_thread_cpu_%": round(main),
+            "other_threads_cpu_%": ", ".join(
+                f"{name}/{tid}: {share:.0f}" for tid, (name, share) in busiest
+            ),
+        }
+
     def cpu_split(self, worker_results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """CPU use since mark(), in % of one core: server process(es) vs load-generator
         processes; on a cluster also its busiest processes."""
         wall = time.perf_counter() - self._wall_mark
-        server = (self.server.cpu_seconds() - self._cpu_mark) / wall * 100
+        self.server_cpu_s = self.server.cpu_seconds() - self._cpu_mark
+        server = self.server_cpu_s / wall * 100
         loadgen = sum(r.get("cpu_s", 0.0) for r in worker_results) / wall * 100
         split: dict[str, Any] = {"server_cpu_%": round(server), "loadgen_cpu_%": round(loadgen)}
         if isinstance(self.server, ClusterServer):
@@ -289,47 +325,7 @@ def scenario_deliver(args: argparse.Namespace) -> Result:
             time.sleep(1.0)
 
             def step(rate: float = rate) -> None:
-                pool.call("record")
-                run.mark()
-                start_at = time.time() + 0.3
-                results = pool.call(
-                    "send_open",
-                    per_worker=[
-                        {
-                            "targets": t,
-                            "rate": rate * len(t) / len(users),
-                            "duration_s": args.seconds,
-                            "start_at": start_at,
-                            "body_bytes": args.body_bytes,
-                        }
-                        for t in per_worker_targets
-                    ],
-                )
-                time.sleep(1.0)  # late deliveries
-                delivered = pool.call("collect")
-                cpu = run.cpu_split([*results, *delivered])
-                sent = _collect_floats(delivered, "sent")
-                recv = _collect_floats(delivered, "recv")
-                e2e = [(r - s) * MS for s, r in zip(sent, recv, strict=True)]
-                acked = sum(r["acked"] for r in results)
-                expected = acked * (args.group_size - 1)
-                lag = [x * MS for x in _collect_floats(results, "send_lag")]
-                row = _lat_row(f"{rate:g} sends/s", e2e)
-                result.rows.append(
-                    {
-                        "step": row.pop("step"),
-                        "deliveries_per_s": len(e2e) / args.seconds,
-                        "delivered": f"{len(e2e):,} / {expected:,}",
-                        **row,
-                        "ack_p99_ms": percentile(
-                            [x * MS for x in _collect_floats(results, "ack_lat")], 99
-                        ),
-                        "loadgen_lag_p99_ms": percentile(lag, 99),
-                        "errors": merge_counters(r["errors"] for r in results),
-                        **cpu,
-                    }
-                )
-                result.series[f"{rate:g} sends/s"] = e2e
+                _e2e_step(run, per_worker_targets, len(users), rate, result)
 
             if n == len(args.rates) - 1:
                 _with_profile(run, result, "deliver", step)
@@ -338,6 +334,174 @@ def scenario_deliver(args: argparse.Namespace) -> Result:
         at_1000 = [r for r in result.rows if r["step"] == "1000 sends/s"]
         if at_1000:
             result.target("e2e p99 ms at 1,000 sends/s", at_1000[0]["p99_ms"], 50, False)
+    return result
+
+
+def _e2e_step(
+    run: Run,
+    per_worker_targets: Sequence[Sequence[tuple[int, str]]],
+    senders: int,
+    rate: float,
+    result: Result,
+    threads: bool = False,
+) -> None:
+    """One open-loop step at `rate` sends/s: e2e latency (scheduled send time to each other
+    member's receipt), acks/s, ack p99, the load generator's schedule lag, the CPU split."""
+    args = run.args
+    assert run.pool is not None
+    pool = run.pool
+    pool.call("record")
+    run.mark()
+    start_at = time.time() + 0.3
+    results = pool.call(
+        "send_open",
+        per_worker=[
+            {
+                "targets": t,
+                "rate": rate * len(t) / senders,
+                "duration_s": args.seconds,
+                "start_at": start_at,
+                "body_bytes": args.body_bytes,
+            }
+            for t in per_worker_targets
+        ],
+    )
+    time.sleep(1.0)  # late deliveries
+    delivered = pool.call("collect")
+    cpu = run.cpu_split([*results, *delivered])
+    per_thread = run.thread_split() if threads else {}
+    sent = _collect_floats(delivered, "sent")
+    recv = _collect_floats(delivered, "recv")
+    e2e = [(r - s) * MS for s, r in zip(sent, recv, strict=True)]
+    acked = sum(r["acked"] for r in results)
+    expected = acked * (args.group_size - 1)
+    lag = [x * MS for x in _collect_floats(results, "send_lag")]
+    ack_lat = [x * MS for x in _collect_floats(results, "ack_lat")]
+    row = _lat_row(f"{rate:g} sends/s", e2e)
+    extra: dict[str, Any] = {}
+    if threads:
+        extra["acked_per_s"] = acked / max(r["ack_seconds"] for r in results)
+        extra["ack_p50_ms"] = percentile(ack_lat, 50)
+    result.rows.append(
+        {
+            "step": row.pop("step"),
+            **extra,
+            "deliveries_per_s": len(e2e) / args.seconds,
+            "delivered": f"{len(e2e):,} / {expected:,}",
+            **row,
+            "ack_p99_ms": percentile(ack_lat, 99),
+            "loadgen_lag_p99_ms": percentile(lag, 99),
+            "errors": merge_counters(r["errors"] for r in results),
+            **cpu,
+            **per_thread,
+            **(run.cpu_per_send(acked) if threads else {}),
+        }
+    )
+    result.series[f"{rate:g} sends/s"] = e2e
+
+
+# -- groups -------------------------------------------------------------------------------------
+
+
+def scenario_groups(args: argparse.Namespace) -> Result:
+    """Users in groups, every one connected with (by default) JSON text frames as browsers are:
+    e2e latency to the other members of the group at an offered-rate ladder, with server CPU
+    per process and per thread, load-generator CPU and schedule lag."""
+    users = [f"g{i}" for i in range(args.users)]
+    encoding = "binary" if args.binary else "JSON"
+    result = Result("groups", args.mode, _params(args, "users", "group_size", "rates", "seconds",
+                                                 "workers", "body_bytes", "binary"))  # fmt: skip
+    result.notes.append(
+        f"{args.users} users, one device each, in groups of {args.group_size}, every device "
+        f"connected and resumed with {encoding} frames; sends round-robin over the users, so a "
+        "group sends at rate / groups. e2e = receipt at each other member minus the send's "
+        "scheduled time (open loop, one clock). main_thread_cpu_% is the server's event-loop "
+        "thread; other threads by name/tid."
+    )
+    with _system(args) as run:
+        conv_of: dict[str, str] = {}
+        for members in _groups(users, args.group_size):
+            cid = run.admin.create(members[0], members[1:])
+            for u in members:
+                conv_of[u] = cid
+        pool = run.start_pool([Device(u) for u in users], args.workers, args.nofile)
+        _check_connected(pool.call("connect", subscribe=True), len(users))
+        per_worker_targets = _targets(run, users, conv_of)
+        for t in per_worker_targets:
+            t.sort(key=lambda item: (item[0] % args.group_size, item[0]))
+        for n, rate in enumerate(args.rates):
+            time.sleep(1.0)
+
+            def step(rate: float = rate) -> None:
+                _e2e_step(run, per_worker_targets, len(users), rate, result, threads=True)
+
+            if n == len(args.rates) - 1:
+                _with_profile(run, result, "groups", step)
+            else:
+                step()
+        at_1000 = [r for r in result.rows if r["step"] == "1000 sends/s"]
+        if at_1000:
+            result.target("e2e p99 ms at 1,000 sends/s", at_1000[0]["p99_ms"], 50, False)
+    return result
+
+
+# -- write --------------------------------------------------------------------------------------
+
+
+def scenario_write(args: argparse.Namespace) -> Result:
+    """Closed-loop senders in one conversation: acks/s and ack latency of the write path."""
+    users = [f"w{i}" for i in range(args.senders)]
+    encoding = "binary" if args.binary else "JSON"
+    result = Result("write", args.mode, _params(args, "senders", "seconds", "body_bytes",
+                                                "per_user_rate", "binary"))  # fmt: skip
+    result.notes.append(
+        f"{args.senders} users in one group conversation, each connected and resumed with "
+        f"{encoding} frames, each sending its next message when the last is acknowledged (at "
+        f"most {args.per_user_rate:g}/s per user). Every send is also delivered to the other "
+        f"{args.senders - 1} members' sockets. The gateway limits a user to 20 sends/s (bursts "
+        "of 40) and `chatmesh dev` does not yet read CHATMESH_WS_SEND_RATE_PER_S, so acks/s "
+        f"cannot pass about {args.senders * 20:,}/s plus the bursts; rate-limited sends show "
+        "as RESOURCE_EXHAUSTED errors."
+    )
+    with _system(args) as run:
+        cid = run.admin.create(users[0], users[1:])
+        pool = run.start_pool([Device(u) for u in users], 1, args.nofile)
+        _check_connected(pool.call("connect", subscribe=True), len(users))
+        targets = [(i, cid) for i in range(len(users))]
+
+        def step() -> None:
+            run.mark()
+            start_at = time.time() + 0.3
+            (r,) = pool.call(
+                "send_closed",
+                per_worker=[
+                    {
+                        "targets": targets,
+                        "duration_s": args.seconds,
+                        "start_at": start_at,
+                        "body_bytes": args.body_bytes,
+                        "per_target_rate": args.per_user_rate,
+                    }
+                ],
+            )
+            lat = [x * MS for x in floats(r["ack_lat"])]
+            row = _lat_row(f"{args.senders} senders, closed loop", lat)
+            result.rows.append(
+                {
+                    "step": row.pop("step"),
+                    "acked_per_s": r["acked_in_window"] / r["window_s"],
+                    **row,
+                    "errors": r["errors"],
+                    **run.cpu_split([r]),
+                    **run.thread_split(),
+                    **run.cpu_per_send(len(lat)),
+                }
+            )
+            result.series["closed loop"] = lat
+
+        _with_profile(run, result, "write", step)
+        result.target(f"acks/s, {args.senders} senders in one conversation",
+                      result.rows[0]["acked_per_s"], 2000, True)  # fmt: skip
     return result
 
 
@@ -445,7 +609,8 @@ def scenario_idle(args: argparse.Namespace) -> Result:
             for part in slices:
                 if not part:
                     continue
-                pool = Pool(run.server.ws_url, _split(part, args.workers), args.nofile)
+                pool = Pool(run.server.ws_url, _split(part, args.workers), args.nofile,
+                            args.binary)  # fmt: skip
                 pools.append(pool)
                 results = pool.call("connect", subscribe=args.subscribe)
                 _check_connected(results, len(part))
@@ -560,4 +725,6 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "media": scenario_media,
     "search": scenario_search,
     "push": scenario_push,
+    "groups": scenario_groups,
+    "write": scenario_write,
 }

@@ -66,6 +66,23 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def proc_thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """Per thread of a process: tid -> (thread name, user + system CPU seconds).
+
+    Threads that end between the listing and the read are left out.
+    """
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
+    return threads
+
+
 class BenchServer(Protocol):
     """What a scenario asks of the system under test: `chatmesh dev`, or the local cluster."""
 
@@ -82,6 +99,13 @@ class BenchServer(Protocol):
     def cpu_seconds(self) -> float: ...
 
     def rss_bytes(self) -> int: ...
+
+    @property
+    def pid(self) -> int:
+        """The process whose threads `thread_cpu_seconds` splits (the one --profile samples)."""
+        ...
+
+    def thread_cpu_seconds(self) -> dict[int, tuple[str, float]]: ...
 
     def start_profile(self, output: Path, fmt: str = "raw", rate_hz: int = 200) -> None: ...
 
@@ -145,6 +169,9 @@ class DevServer(DevProcess):
 
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.pid)
+
+    def thread_cpu_seconds(self) -> dict[int, tuple[str, float]]:
+        return proc_thread_cpu_seconds(self.pid)
 
     def stop(self, grace_s: float = 20.0) -> None:
         self.stop_profile()

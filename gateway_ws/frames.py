@@ -7,6 +7,10 @@ Encodings (the `ClientFrame` / `ServerFrame` messages of `chatmesh/gateway/v1/ga
   reads both lowerCamelCase and the original snake_case names;
 * a binary message is binary protobuf.
 
+The hot frames (send, ack, event, read and delivered markers) go through `fast_json`, which
+writes and reads exactly what json_format does without its reflection; everything else, and
+every frame `fast_json` is unsure of, goes through json_format.
+
 The server answers a frame in the encoding of that frame; pushed events follow the encoding of
 the connection's last client frame (text until the client has sent one).
 
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -33,6 +37,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from chatmesh_common.limits import LIMITS
+from gateway_ws import fast_json
 
 ClientFrame = gateway_pb2.ClientFrame
 ServerFrame = gateway_pb2.ServerFrame
@@ -96,19 +101,51 @@ def decode_client_frame(
 
 
 def _decode_text(text: str) -> ClientFrame | FrameError:
+    obj = _loads(text)
+    if isinstance(obj, dict):
+        frame = fast_json.decode_hot_frame(obj)
+        if frame is not None:
+            return frame
+    return _decode_parsed(text, obj)
+
+
+def decode_text_generic(text: str) -> ClientFrame | FrameError:
+    """A text frame through json_format alone: the reference the fast path is tested against."""
+    return _decode_parsed(text, _loads(text))
+
+
+class _Unparsed:
+    """What json.loads made of a text that is not JSON: the error to report."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: FrameError) -> None:
+        self.error = error
+
+
+def _loads(text: str) -> object:
     try:
-        obj = json.loads(text)
+        return json.loads(text)
     except ValueError as exc:  # json.JSONDecodeError
-        return FrameError(
-            ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
-            MALFORMED_JSON,
-            f"malformed JSON: {exc}",
-            _request_id_from_text(text),
+        return _Unparsed(
+            FrameError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
+                MALFORMED_JSON,
+                f"malformed JSON: {exc}",
+                _request_id_from_text(text),
+            )
         )
     except RecursionError:
-        return FrameError(
-            ErrorCode.ERROR_CODE_INVALID_ARGUMENT, MALFORMED_JSON, "malformed JSON: too deep"
+        return _Unparsed(
+            FrameError(
+                ErrorCode.ERROR_CODE_INVALID_ARGUMENT, MALFORMED_JSON, "malformed JSON: too deep"
+            )
         )
+
+
+def _decode_parsed(text: str, obj: object) -> ClientFrame | FrameError:
+    if isinstance(obj, _Unparsed):
+        return obj.error
     if not isinstance(obj, dict):
         return FrameError(
             ErrorCode.ERROR_CODE_INVALID_ARGUMENT,
@@ -521,8 +558,10 @@ _REQUEST_ID_TAG: Final = _encode_varint(1 << 3 | _LEN)
 _RESPONSE_EVENT_TAG: Final = _encode_varint(1 << 3 | _LEN)
 
 
-def _dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=_JSON_SEPARATORS)
+# json.dumps with options builds an encoder per call; one built once writes the same text.
+_dumps: Final[Callable[[dict[str, Any]], str]] = json.JSONEncoder(
+    ensure_ascii=False, separators=_JSON_SEPARATORS
+).encode
 
 
 def encode_frame(frame: ServerFrame, binary: bool) -> Encoded:
@@ -544,7 +583,7 @@ def encode_payload(request_id: str, slot: ServerSlot, payload: bytes, binary: bo
             parts += [_REQUEST_ID_TAG, _encode_varint(len(rid)), rid]
         parts += [slot.tag, _encode_varint(len(payload)), payload]
         return b"".join(parts)
-    body = json_format.MessageToDict(slot.message_class.FromString(payload))
+    body = fast_json.to_json_object(slot.message_class.FromString(payload))
     if request_id:
         return _dumps({"requestId": request_id, slot.json_name: body})
     return _dumps({slot.json_name: body})
@@ -567,7 +606,7 @@ def encode_event(response: bytes, event: Message, binary: bool) -> Encoded:
                 return b"".join((_EVENT_SLOT.tag, memoryview(response)[1:]))
         payload = event.SerializeToString()
         return b"".join((_EVENT_SLOT.tag, _encode_varint(len(payload)), payload))
-    return _dumps({_EVENT_SLOT.json_name: json_format.MessageToDict(event)})
+    return _dumps({_EVENT_SLOT.json_name: fast_json.to_json_object(event)})
 
 
 class EventFrames:

@@ -55,6 +55,35 @@ def test_deliver(tmp_path: Path) -> None:
     assert delivered == expected > 0
 
 
+def test_groups_speaks_json_and_reports_threads(tmp_path: Path) -> None:
+    """groups: every message reaches the other members over JSON frames; CPU per thread shown."""
+    data = _result(tmp_path, "groups")
+    assert data["params"]["binary"] is False
+    (row,) = data["rows"]
+    delivered, expected = (int(x.replace(",", "")) for x in row["delivered"].split(" / "))
+    assert delivered == expected > 0 and not row["errors"]
+    assert row["acked_per_s"] > 0 and "main_thread_cpu_%" in row and "loadgen_lag_p99_ms" in row
+
+
+def test_groups_binary(tmp_path: Path) -> None:
+    """groups --binary: the same population over binary protobuf frames."""
+    proc = _run(tmp_path, "groups", "--smoke", "--binary")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "groups.json").read_text())
+    assert data["params"]["binary"] is True
+    delivered, expected = (
+        int(x.replace(",", "")) for x in data["rows"][0]["delivered"].split(" / ")
+    )
+    assert delivered == expected > 0
+
+
+def test_write(tmp_path: Path) -> None:
+    """write: closed-loop senders in one conversation get their acks."""
+    data = _result(tmp_path, "write")
+    (row,) = data["rows"]
+    assert row["acked_per_s"] > 0 and row["p50_ms"] > 0 and not row["errors"]
+
+
 def test_fanout(tmp_path: Path) -> None:
     data = _result(tmp_path, "fanout")
     assert [row["delivered"] for row in data["rows"]] == ["30 / 30", "30 / 30"]
@@ -118,3 +147,17 @@ def test_search(tmp_path: Path) -> None:
     ]
     assert all(row["samples"] == 10 and row["p50_ms"] > 0 for row in queries)
     assert data["targets"][0]["target"] == "query p99 ms (every kind)"
+
+
+def test_json_frames() -> None:
+    """bench.json_frames: both codecs agree on every hot frame and a table is printed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.json_frames", "--number", "20", "--repeat", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("\n") == 7 and "decode sendMessage" in proc.stdout
