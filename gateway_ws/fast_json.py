@@ -197,6 +197,8 @@ def _send_message_response(r: chat_service_pb2.SendMessageResponse) -> JsonObjec
         js["message"] = _object(r.message)
     if r.duplicate:
         js["duplicate"] = True
+    if r.held:
+        js["held"] = True
     return js
 
 
@@ -235,7 +237,8 @@ _WRITTEN: Final[dict[type[Message], tuple[_Encoder, tuple[str, ...]]]] = {
                                             "message_deleted", "membership_changed",
                                             "receipt_moved", "conversation_created",
                                             "conversation_updated", "typing_changed")),
-    chat_service_pb2.SendMessageResponse: (_send_message_response, ("message", "duplicate")),
+    chat_service_pb2.SendMessageResponse: (_send_message_response,
+                                           ("message", "duplicate", "held")),
     chat_service_pb2.MarkReadResponse: (_mark_read_response, ("last_read_seq", "unread_count")),
     chat_service_pb2.MarkDeliveredResponse: (_mark_delivered_response, ("last_delivered_seq",)),
 }  # fmt: skip
