@@ -120,13 +120,18 @@ def _tombstone_rowid(db: sqlite3.Connection) -> int:
     return -1 if low is None or low >= 0 else int(low) - 1
 
 
-def _upgrade(db: sqlite3.Connection, version: int) -> None:
+def _upgrade(db: sqlite3.Connection) -> None:
     """Brings an index of an older layout to SCHEMA_VERSION in one transaction (a killed
     process leaves the old layout, and the next open starts again): every document keeps its
     text, version and tombstone, under a time-keyed rowid, with its conversation token."""
     began = time.perf_counter()
     db.execute("BEGIN IMMEDIATE")
     try:
+        # Read again under the write lock: another process may have upgraded the file meanwhile.
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version >= SCHEMA_VERSION:
+            db.execute("COMMIT")
+            return
         if version < 1:
             # A bucket holding more messages than slots would fail the copy, so say why first.
             (crowded,) = db.execute(
@@ -219,7 +224,7 @@ class Fts5Engine:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version < SCHEMA_VERSION:
-            _upgrade(db, version)
+            _upgrade(db)
 
     async def close(self) -> None:
         if self._db is not None:
