@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sqlite3
 import tempfile
@@ -159,6 +160,10 @@ async def _index(log_path: Path, index_path: Path, messages: int) -> tuple[float
         await bus.close()
 
 
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
 def _queries(corpus: _Corpus, kind: str, count: int) -> list[str]:
     rng = random.Random(SEED + QUERY_KINDS.index(kind))
     frequent = corpus.words[:20]
@@ -228,7 +233,9 @@ def scenario_search(args: argparse.Namespace) -> Result:
             f"{args.messages:,} message_created events written to the embedded log in "
             f"{time.perf_counter() - began:.1f} s before indexing."
         )
+        loads = [_load()]
         seconds, handled = asyncio.run(_index(log_path, index_path, args.messages))
+        loads.append(_load())
         result.rows.append(
             {
                 "step": "index",
@@ -241,6 +248,7 @@ def scenario_search(args: argparse.Namespace) -> Result:
         if handled != args.messages:
             result.notes.append(f"the indexer handled {handled:,} of {args.messages:,} events")
         timings = asyncio.run(_query(index_path, member_of, corpus, args.requests, args.page))
+        loads.append(_load())
     everything: list[float] = []
     for kind, (lat, hits) in timings.items():
         everything += lat
@@ -259,6 +267,12 @@ def scenario_search(args: argparse.Namespace) -> Result:
         f"Each query is one user's, a member of {len(member_of)} of the {args.conversations} "
         f"conversations (about {len(member_of) / args.conversations:.0%} of the messages), "
         f"newest first, a page of {args.page}; AccessService answers come from memory."
+    )
+    # The machine is shared: the load says how far the figures are this code's alone.
+    result.notes.append(
+        "1-minute load average before indexing, before querying and after: "
+        + ", ".join(f"{load:.1f}" for load in loads)
+        + f" ({os.cpu_count()} CPUs)."
     )
     result.target("query p99 ms (every kind)", percentile(everything, 99), 50, False)
     return result
