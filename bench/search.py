@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import sqlite3
 import tempfile
@@ -167,6 +168,10 @@ async def _index(
         await bus.close()
 
 
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
 def _queries(corpus: _Corpus, kind: str, count: int) -> list[str]:
     rng = random.Random(SEED + QUERY_KINDS.index(kind))
     frequent = corpus.words[:20]
@@ -292,6 +297,7 @@ def scenario_search(args: argparse.Namespace) -> Result:
             f"{args.messages:,} message_created events written to the embedded log in "
             f"{time.perf_counter() - began:.1f} s before indexing."
         )
+        loads = [_load()]
         with contextlib.ExitStack() as stack:
             engine: SearchEngine
             if args.engine == "solr":
@@ -306,6 +312,7 @@ def scenario_search(args: argparse.Namespace) -> Result:
             index_mib = (
                 _solr_index_mib(url) if args.engine == "solr" else index_path.stat().st_size / 2**20
             )
+        loads.append(_load())
         result.rows.append(
             {
                 "step": "index",
@@ -335,6 +342,12 @@ def scenario_search(args: argparse.Namespace) -> Result:
         f"Each query is one user's, a member of {len(member_of)} of the {args.conversations} "
         f"conversations (about {len(member_of) / args.conversations:.0%} of the messages), "
         f"newest first, a page of {args.page}; AccessService answers come from memory."
+    )
+    # The machine is shared: the load says how far the figures are this code's alone.
+    result.notes.append(
+        "1-minute load average before indexing and after querying: "
+        + ", ".join(f"{load:.1f}" for load in loads)
+        + f" ({os.cpu_count()} CPUs)."
     )
     result.target("query p99 ms (every kind)", percentile(everything, 99), 50, False)
     return result

@@ -109,3 +109,53 @@ async def test_query_syntax_does_not_leak(engine: SearchEngine) -> None:
     assert await keys(engine, 'OR "NEAR') == [("c1", 1)]
     with pytest.raises(ValueError):
         await engine.search(Query("  ***  ", conversations=["c1"]))
+
+
+async def test_newest_first_is_send_time_order_not_index_order(engine: SearchEngine) -> None:
+    await engine.upsert(doc("c1", 2, "late news", t=5000))
+    await engine.upsert(doc("c2", 1, "late news", t=9000))
+    await engine.upsert(doc("c1", 1, "late news", t=1000))  # indexed last, sent first
+    assert await keys(engine, "news") == [("c2", 1), ("c1", 2), ("c1", 1)]
+    assert await keys(engine, "news", limit=1) == [("c2", 1)]
+
+
+async def test_messages_of_one_ms_page_in_conversation_then_seq_order(
+    engine: SearchEngine,
+) -> None:
+    for conv, seq in [("c2", 1), ("c1", 1), ("c2", 2), ("c1", 2), ("c1", 3)]:
+        await engine.upsert(doc(conv, seq, "same moment", t=7000))
+    await engine.upsert(doc("c1", 9, "same moment later", t=8000))
+    expected = [("c1", 9), ("c1", 3), ("c1", 2), ("c1", 1), ("c2", 2), ("c2", 1)]
+    assert await keys(engine, "moment") == expected
+    pages = [await keys(engine, "moment", limit=2, offset=o) for o in (0, 2, 4)]
+    assert [k for page in pages for k in page] == expected
+
+
+async def test_time_range_bounds_are_exact(engine: SearchEngine) -> None:
+    for seq, t in enumerate([999, 1000, 1001, 1999, 2000], start=1):
+        await engine.upsert(doc("c1", seq, "tick", t=t))
+    assert await keys(engine, "tick", after_ms=1000, before_ms=2000) == [
+        ("c1", 4),
+        ("c1", 3),
+        ("c1", 2),
+    ]
+
+
+async def test_conversation_ids_match_only_themselves(engine: SearchEngine) -> None:
+    ids = ["c-1", "C-1", "x-c-1", "c 1", "c", "ü-1", "c-1-x"]
+    for n, conv in enumerate(ids, start=1):
+        await engine.upsert(doc(conv, 1, "shared words", t=n * 1000))
+    for conv in ids:
+        assert await keys(engine, "shared", conversations=[conv]) == [(conv, 1)]
+
+
+async def test_a_member_of_many_conversations_finds_each_and_no_other(
+    engine: SearchEngine,
+) -> None:
+    convs = [f"m{n:04d}" for n in range(700)]
+    for n, conv in enumerate(convs):
+        await engine.upsert(doc(conv, 1, f"roll call {n}", t=(n + 1) * 1000))
+    await engine.upsert(doc("outside", 1, "roll call", t=10**9))
+    for member_of in (convs[:3], convs[:600], convs):
+        found = await keys(engine, "roll", conversations=member_of, limit=1000)
+        assert found == [(c, 1) for c in reversed(member_of)]
