@@ -19,6 +19,8 @@ Scenarios (see docs/benchmarks.md for the figures and the machine they were meas
            ladder, acks/s, server CPU per process and per thread, loadgen CPU and lag
   write    closed-loop senders (20) in one conversation: acks/s and ack p50/p99 (JSON frames
            unless --binary)
+  soak     a steady rate from many devices for --minutes windows: e2e latency per window and
+           the memory of every server process at the start and after each window
   all      every scenario in turn
 
 Each run starts `chatmesh dev` on free ports with a temporary data dir (`--mode cluster`: the
@@ -38,7 +40,7 @@ from pathlib import Path
 from bench.scenarios import SCENARIOS
 
 # The scenarios that run on `chatmesh cluster up` too (bench/cluster.py).
-CLUSTER_SCENARIOS = ("send", "deliver", "fanout", "idle", "groups", "write")
+CLUSTER_SCENARIOS = ("send", "deliver", "fanout", "idle", "groups", "write", "soak")
 
 SMOKE: dict[str, dict[str, object]] = {
     "send": {"users": 20, "rates": [40], "seconds": 1.0, "workers": 1},
@@ -56,6 +58,7 @@ SMOKE: dict[str, dict[str, object]] = {
     "search": {"messages": 2000, "conversations": 20, "group_size": 5, "requests": 40},
     "groups": {"users": 20, "rates": [20], "seconds": 1.0, "workers": 1},
     "write": {"senders": 4, "seconds": 1.0},
+    "soak": {"devices": 20, "rates": [20], "seconds": 1.0, "minutes": 2, "workers": 1},
     "push": {
         "members": 20,
         "messages": 2,
@@ -94,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--nofile", type=int, default=20000, help="RLIMIT_NOFILE to raise to")
     parser.add_argument("--body-bytes", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0, help="per measured step")
+    parser.add_argument("--minutes", type=int, default=10, help="soak: measured windows")
     parser.add_argument("--rates", type=_ints, default=None, help="offered sends/s, e.g. 500,1000")
     parser.add_argument("--group-size", type=int, default=10)
     parser.add_argument(
@@ -169,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
 _DEFAULTS: dict[str, dict[str, object]] = {
     "send": {"rates": [500, 1000, 1500, 2000]},
     "deliver": {"rates": [250, 500, 1000], "devices": 1000},
+    "soak": {"rates": [250], "devices": 5000, "seconds": 60.0, "minutes": 10, "workers": 2},
     "fanout": {"messages": 5},
     "idle": {"devices": 10000, "workers": 2},
     "history": {"messages": 100_000},

@@ -22,6 +22,7 @@ from bench.media import scenario_media
 from bench.push import scenario_push
 from bench.report import Result, merge_counters, percentile, summarize_profile
 from bench.search import scenario_search
+from bench.soak import soak_windows
 from bench.system import Admin, BenchServer, DevServer, raise_nofile, seed_history
 
 MS = 1000.0
@@ -310,17 +311,7 @@ def scenario_deliver(args: argparse.Namespace) -> Result:
         "time (one clock: same machine)."
     )
     with _system(args) as run:
-        conv_of: dict[str, str] = {}
-        for members in _groups(users, args.group_size):
-            cid = run.admin.create(members[0], members[1:])
-            for u in members:
-                conv_of[u] = cid
-        pool = run.start_pool([Device(u) for u in users], args.workers, args.nofile)
-        _check_connected(pool.call("connect", subscribe=True), len(users))
-        per_worker_targets = _targets(run, users, conv_of)
-        # Interleave groups: user i of each group in turn, so a group sends at rate/groups.
-        for t in per_worker_targets:
-            t.sort(key=lambda item: (item[0] % args.group_size, item[0]))
+        per_worker_targets = _connected_groups(run, users)
         for n, rate in enumerate(args.rates):
             time.sleep(1.0)
 
@@ -335,6 +326,24 @@ def scenario_deliver(args: argparse.Namespace) -> Result:
         if at_1000:
             result.target("e2e p99 ms at 1,000 sends/s", at_1000[0]["p99_ms"], 50, False)
     return result
+
+
+def _connected_groups(run: Run, users: Sequence[str]) -> list[list[tuple[int, str]]]:
+    """Groups of `--group-size` created, every user's device connected and subscribed; each
+    worker's send targets, interleaved so that user i of each group sends in turn (a group
+    then sends at rate / groups)."""
+    args = run.args
+    conv_of: dict[str, str] = {}
+    for members in _groups(users, args.group_size):
+        cid = run.admin.create(members[0], members[1:])
+        for u in members:
+            conv_of[u] = cid
+    pool = run.start_pool([Device(u) for u in users], args.workers, args.nofile)
+    _check_connected(pool.call("connect", subscribe=True), len(users))
+    per_worker_targets = _targets(run, users, conv_of)
+    for t in per_worker_targets:
+        t.sort(key=lambda item: (item[0] % args.group_size, item[0]))
+    return per_worker_targets
 
 
 def _e2e_step(
@@ -419,16 +428,7 @@ def scenario_groups(args: argparse.Namespace) -> Result:
         "thread; other threads by name/tid."
     )
     with _system(args) as run:
-        conv_of: dict[str, str] = {}
-        for members in _groups(users, args.group_size):
-            cid = run.admin.create(members[0], members[1:])
-            for u in members:
-                conv_of[u] = cid
-        pool = run.start_pool([Device(u) for u in users], args.workers, args.nofile)
-        _check_connected(pool.call("connect", subscribe=True), len(users))
-        per_worker_targets = _targets(run, users, conv_of)
-        for t in per_worker_targets:
-            t.sort(key=lambda item: (item[0] % args.group_size, item[0]))
+        per_worker_targets = _connected_groups(run, users)
         for n, rate in enumerate(args.rates):
             time.sleep(1.0)
 
@@ -716,6 +716,30 @@ def _params(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names}
 
 
+def scenario_soak(args: argparse.Namespace) -> Result:
+    """A steady rate for `--minutes` windows: e2e latency per window and memory growth."""
+    users = [f"k{i}" for i in range(args.devices)]
+    (rate,) = args.rates[-1:]
+    params = _params(
+        args, "devices", "group_size", "rates", "seconds", "minutes", "workers", "body_bytes"
+    )
+    result = Result("soak", args.mode, params)
+    result.notes.append(
+        f"{args.devices} devices (one per user) in groups of {args.group_size}, {rate:g} sends/s "
+        f"for {args.minutes} windows of {args.seconds:g} s, back to back; latency as in deliver."
+    )
+    with _system(args) as run:
+        per_worker_targets = _connected_groups(run, users)
+
+        def window() -> None:
+            _e2e_step(run, per_worker_targets, len(users), rate, result)
+
+        soak_windows(args, run.server, result, window)
+    p99s = [r["p99_ms"] for r in result.rows]
+    result.target("worst window e2e p99 ms", max(p99s), 50, False)
+    return result
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "send": scenario_send,
     "deliver": scenario_deliver,
@@ -727,4 +751,5 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "push": scenario_push,
     "groups": scenario_groups,
     "write": scenario_write,
+    "soak": scenario_soak,
 }

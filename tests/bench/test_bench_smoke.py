@@ -177,3 +177,30 @@ def test_json_frames() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("\n") == 7 and "decode sendMessage" in proc.stdout
+
+
+def test_soak_smoke(tmp_path: Path) -> None:
+    data = _result(tmp_path, "soak")
+    assert [row["step"] for row in data["rows"]] == [
+        "minute 1 (20 sends/s)",
+        "minute 2 (20 sends/s)",
+    ]
+    assert all(row["server_rss_mib"] > 0 for row in data["rows"])
+    assert any(note.startswith("growth: ") for note in data["notes"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_soak_sixty_seconds(tmp_path: Path) -> None:
+    """The CI profile of the soak: 60 s of steady sends from 500 sockets, nothing lost (the
+    10-minute, 5,000-socket run is `python -m bench soak`; its figures are in the docs)."""
+    proc = _run(
+        tmp_path, "soak", "--devices", "500", "--rates", "100", "--minutes", "2",
+        "--seconds", "30", "--workers", "1", timeout_s=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "soak.json").read_text())
+    for row in data["rows"]:
+        delivered, expected = (int(x.replace(",", "")) for x in row["delivered"].split(" / "))
+        assert delivered == expected > 0, row
+        assert not row["errors"], row
