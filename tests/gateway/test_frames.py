@@ -158,6 +158,8 @@ def test_scalar_of_the_wrong_type_is_a_wrong_type() -> None:
         ('{"requestId":"r","sendMessage":{"body":5}}', "body"),
         ('{"requestId":"r","sendMessage":{"kind":"NOPE"}}', "kind"),
         ('{"requestId":"r","sendMessage":{"body":"\\ud800"}}', "body"),
+        # An enum name with one: protobuf's lookup raised SystemError (found by fuzzing).
+        ('{"requestId":"r","sendMessage":{"kind":"\\ud800"}}', "sendMessage.kind"),
     ]:
         error = _error(frames.decode_client_frame(text))
         assert (error.reason, error.request_id) == (frames.WRONG_TYPE, "r"), text
