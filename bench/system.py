@@ -143,6 +143,8 @@ class DevServer(DevProcess):
     """`chatmesh dev` (the tests' launcher) on free ports, sampled from /proc; a context manager."""
 
     def __init__(self, data_dir: Path, **env: str) -> None:
+        # Every load-generator socket comes from 127.0.0.1: no per-address socket cap.
+        env = {"CHATMESH_WS_MAX_SOCKETS_PER_IP": "0", **env}
         super().__init__(data_dir, SECRET, log_path=data_dir.parent / "chatmesh-dev.log", **env)
         self._profiler = PySpy()
 
