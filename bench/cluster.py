@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import TracebackType
 
 from bench.system import (
     SECRET,
@@ -35,24 +34,12 @@ PROFILED = "chat-1"
 
 
 class ClusterServer:
-    """`chatmesh cluster up` in `directory`, stopped on exit; the scenarios' server."""
+    """`chatmesh cluster up` in `directory`, until stop(); the scenarios' server."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._state: ClusterState | None = None
         self._profiler = PySpy()
-
-    def __enter__(self) -> ClusterServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         self._state = cluster_up(

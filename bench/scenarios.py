@@ -311,20 +311,7 @@ def scenario_deliver(args: argparse.Namespace) -> Result:
         "time (one clock: same machine)."
     )
     with _system(args) as run:
-        per_worker_targets = _connected_groups(run, users)
-        for n, rate in enumerate(args.rates):
-            time.sleep(1.0)
-
-            def step(rate: float = rate) -> None:
-                _e2e_step(run, per_worker_targets, len(users), rate, result)
-
-            if n == len(args.rates) - 1:
-                _with_profile(run, result, "deliver", step)
-            else:
-                step()
-        at_1000 = [r for r in result.rows if r["step"] == "1000 sends/s"]
-        if at_1000:
-            result.target("e2e p99 ms at 1,000 sends/s", at_1000[0]["p99_ms"], 50, False)
+        _e2e_ladder(run, users, result)
     return result
 
 
@@ -344,6 +331,25 @@ def _connected_groups(run: Run, users: Sequence[str]) -> list[list[tuple[int, st
     for t in per_worker_targets:
         t.sort(key=lambda item: (item[0] % args.group_size, item[0]))
     return per_worker_targets
+
+
+def _e2e_ladder(run: Run, users: Sequence[str], result: Result, threads: bool = False) -> None:
+    """Groups connected, then one `_e2e_step` per offered rate of `--rates` (the last one
+    profiled with --profile); the 1,000 sends/s target when that rate was run."""
+    per_worker_targets = _connected_groups(run, users)
+    for n, rate in enumerate(run.args.rates):
+        time.sleep(1.0)
+
+        def step(rate: float = rate) -> None:
+            _e2e_step(run, per_worker_targets, len(users), rate, result, threads=threads)
+
+        if n == len(run.args.rates) - 1:
+            _with_profile(run, result, result.scenario, step)
+        else:
+            step()
+    at_1000 = [r for r in result.rows if r["step"] == "1000 sends/s"]
+    if at_1000:
+        result.target("e2e p99 ms at 1,000 sends/s", at_1000[0]["p99_ms"], 50, False)
 
 
 def _e2e_step(
@@ -428,20 +434,7 @@ def scenario_groups(args: argparse.Namespace) -> Result:
         "thread; other threads by name/tid."
     )
     with _system(args) as run:
-        per_worker_targets = _connected_groups(run, users)
-        for n, rate in enumerate(args.rates):
-            time.sleep(1.0)
-
-            def step(rate: float = rate) -> None:
-                _e2e_step(run, per_worker_targets, len(users), rate, result, threads=True)
-
-            if n == len(args.rates) - 1:
-                _with_profile(run, result, "groups", step)
-            else:
-                step()
-        at_1000 = [r for r in result.rows if r["step"] == "1000 sends/s"]
-        if at_1000:
-            result.target("e2e p99 ms at 1,000 sends/s", at_1000[0]["p99_ms"], 50, False)
+        _e2e_ladder(run, users, result, threads=True)
     return result
 
 

@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 import grpc
@@ -140,25 +139,13 @@ class PySpy:
 
 
 class DevServer(DevProcess):
-    """`chatmesh dev` (the tests' launcher) on free ports, sampled from /proc; a context manager."""
+    """`chatmesh dev` (the tests' launcher) on free ports, sampled from /proc."""
 
     def __init__(self, data_dir: Path, **env: str) -> None:
         # Every load-generator socket comes from 127.0.0.1: no per-address socket cap.
         env = {"CHATMESH_WS_MAX_SOCKETS_PER_IP": "0", **env}
         super().__init__(data_dir, SECRET, log_path=data_dir.parent / "chatmesh-dev.log", **env)
         self._profiler = PySpy()
-
-    def __enter__(self) -> DevServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start_profile(self, output: Path, fmt: str = "raw", rate_hz: int = 200) -> None:
         self._profiler.start(self.pid, output, fmt, rate_hz)

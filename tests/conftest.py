@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.servers.binaries import in_ci, require_binary
+from tests.servers.binaries import require_binary, server_unavailable
 from tests.servers.cassandra import CassandraServer, CassandraUnavailable
 from tests.servers.nats import NatsServer
 from tests.servers.redis import RedisServer
@@ -136,9 +136,7 @@ def cassandra_server() -> Iterator[CassandraServer]:
     try:
         server.start()
     except CassandraUnavailable as e:
-        if in_ci():
-            pytest.fail(str(e), pytrace=False)
-        pytest.skip(str(e))
+        server_unavailable(str(e))
     try:
         yield server
     finally:
@@ -153,9 +151,7 @@ def solr_server() -> Iterator[SolrServer]:
     try:
         server.start()
     except SolrUnavailable as e:
-        if in_ci():
-            pytest.fail(str(e), pytrace=False)
-        pytest.skip(str(e))
+        server_unavailable(str(e))
     try:
         yield server
     finally:

@@ -43,7 +43,7 @@ from pathlib import Path
 from types import TracebackType
 
 from . import maven
-from .maven import JavaUnavailable
+from .maven import JavaUnavailable, log_tail
 from .ports import free_port
 
 # Keep in step with <cassandra.version> in cassandra-pom.xml (passed to Maven as -D too).
@@ -144,16 +144,6 @@ class CassandraUnavailable(JavaUnavailable):
 
 class CassandraStartError(RuntimeError):
     """The server process died or did not become ready in time."""
-
-
-def _tail(path: Path | None, lines: int = 60) -> str:
-    """The end of the log, without Java stack frames so the error messages fit."""
-    try:
-        text = path.read_text(errors="replace") if path is not None else ""
-    except OSError:
-        return "(no log)"
-    kept = [ln for ln in text.splitlines() if not re.match(r"\s+(at |\.\.\. \d+ more)", ln)]
-    return "\n".join(kept[-lines:]) or "(empty log)"
 
 
 def cache_dir(version: str = CASSANDRA_VERSION) -> Path:
@@ -407,7 +397,7 @@ class CassandraServer:
                 if code is not None:
                     raise CassandraStartError(
                         f"Cassandra exited with code {code} during startup; "
-                        f"log {self.log_file}:\n{_tail(self.log_file)}"
+                        f"log {self.log_file}:\n{log_tail(self.log_file)}"
                     )
                 lines, _, pending = (pending + log.read().decode(errors="replace")).rpartition("\n")
                 # A fatal startup error is followed by a graceful shutdown that takes
@@ -416,7 +406,7 @@ class CassandraServer:
                     time.sleep(0.5)  # let the stack trace reach the log
                     raise CassandraStartError(
                         f"Cassandra failed during startup; log {self.log_file}:\n"
-                        f"{_tail(self.log_file)}"
+                        f"{log_tail(self.log_file)}"
                     )
                 # Probe only once Cassandra says it is up: before that, a connect can
                 # only fail, or hang on whatever other process holds the port.
@@ -433,7 +423,7 @@ class CassandraServer:
         why = f"last CQL error: {last_error!r}" if started else f"no {_STARTED!r} in the log"
         raise CassandraStartError(
             f"Cassandra not ready after {self.startup_timeout:.0f}s ({why}); "
-            f"log {self.log_file}:\n{_tail(self.log_file)}"
+            f"log {self.log_file}:\n{log_tail(self.log_file)}"
         )
 
     def _probe_cql(self) -> None:
@@ -465,29 +455,15 @@ def main(argv: list[str]) -> int:
         jars = resolve_classpath()
         print(f"cassandra-all {CASSANDRA_VERSION}: {len(jars)} jars, cached in {cache_dir()}")
         return 0
-
-    def _interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _interrupt)
     server = CassandraServer()
-    t0 = time.monotonic()
-    try:
-        server.start()
-        print(
-            f"Cassandra {server.release_version} ready in {time.monotonic() - t0:.1f}s on "
-            f"{server.host}:{server.port} (datacenter {server.datacenter!r}, pid {server.pid})\n"
-            f"log: {server.log_file}\nCtrl-C to stop.",
-            flush=True,
-        )
-        while server.is_running():
-            time.sleep(1)
-        print(f"Cassandra exited on its own; log:\n{_tail(server.log_file)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        server.stop()
+    return maven.run_in_foreground(
+        server,
+        "Cassandra",
+        lambda took: (
+            f"Cassandra {server.release_version} ready in {took:.1f}s on "
+            f"{server.host}:{server.port} (datacenter {server.datacenter!r}, pid {server.pid})"
+        ),
+    )
 
 
 if __name__ == "__main__":

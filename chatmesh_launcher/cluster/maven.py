@@ -11,8 +11,13 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 
 class JavaUnavailable(RuntimeError):
@@ -83,3 +88,48 @@ def resolve_classpath(
         raise JavaUnavailable(f"Maven could not resolve {what} (exit {proc.returncode}):\n{out}")
     os.replace(tmp, cp_file)
     return cp_file.read_text().strip().split(os.pathsep)
+
+
+def log_tail(path: Path | None, lines: int = 60) -> str:
+    """The end of a Java server's log, without stack frames so the error messages fit."""
+    try:
+        text = path.read_text(errors="replace") if path is not None else ""
+    except OSError:
+        return "(no log)"
+    kept = [ln for ln in text.splitlines() if not re.match(r"\s+(at |\.\.\. \d+ more)", ln)]
+    return "\n".join(kept[-lines:]) or "(empty log)"
+
+
+class ForegroundServer(Protocol):
+    log_file: Path | None
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def is_running(self) -> bool: ...
+
+
+def run_in_foreground(server: ForegroundServer, name: str, ready: Callable[[float], str]) -> int:
+    """Manual use of a server module: start `server`, print `ready(seconds it took)` and its log,
+    stop it on Ctrl-C or SIGTERM; 1 when it exits on its own."""
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    t0 = time.monotonic()
+    try:
+        server.start()
+        print(
+            f"{ready(time.monotonic() - t0)}\nlog: {server.log_file}\nCtrl-C to stop.",
+            flush=True,
+        )
+        while server.is_running():
+            time.sleep(1)
+        print(f"{name} exited on its own; log:\n{log_tail(server.log_file)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()

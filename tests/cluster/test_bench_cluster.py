@@ -10,18 +10,9 @@ import pytest
 
 from tests.bench.test_bench_smoke import _run
 
-from .test_cluster_up import _require_servers
+from .test_cluster_up import CLUSTER_MARKS, _require_servers
 
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.cql,
-    pytest.mark.nats,
-    pytest.mark.redis,
-    pytest.mark.s3,
-    pytest.mark.envoy,
-    pytest.mark.slow,
-    pytest.mark.timeout(400),
-]
+pytestmark = [*CLUSTER_MARKS, pytest.mark.timeout(400)]
 
 
 def test_send_smoke_on_the_cluster(tmp_path: Path) -> None:

@@ -18,10 +18,11 @@ from chatmesh_launcher.cluster.cassandra import CassandraUnavailable, find_java,
 from chatmesh_launcher.cluster.liveness import pid_alive
 from chatmesh_launcher.cluster.state import ClusterState, load_state
 from tests.gateway.client import GatewayClient
-from tests.servers.binaries import in_ci, require_binary
+from tests.servers.binaries import require_binary, server_unavailable
 from tests.servers.services import REPO
 
-pytestmark = [
+# Every server the local cluster runs, for each test that starts one.
+CLUSTER_MARKS = [
     pytest.mark.cluster,
     pytest.mark.cql,
     pytest.mark.nats,
@@ -29,8 +30,8 @@ pytestmark = [
     pytest.mark.s3,
     pytest.mark.envoy,
     pytest.mark.slow,
-    pytest.mark.timeout(300),
 ]
+pytestmark = [*CLUSTER_MARKS, pytest.mark.timeout(300)]
 
 UP_TIMEOUT_S = 200.0
 
@@ -75,9 +76,7 @@ def _require_servers() -> None:
         find_java()
         resolve_classpath()
     except CassandraUnavailable as exc:
-        if in_ci():
-            pytest.fail(f"the CQL server cannot run: {exc}", pytrace=False)
-        pytest.skip(f"the CQL server cannot run: {exc}")
+        server_unavailable(f"the CQL server cannot run: {exc}")
 
 
 def _kill_left(state: ClusterState | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import NoReturn
 
 import pytest
 
@@ -55,6 +56,12 @@ def require_binary(
         f"`{name}` not found (looked in {where}); @pytest.mark.{marker} tests need it:"
         f" {install_hint(name)}."
     )
+    server_unavailable(msg)
+
+
+def server_unavailable(msg: str) -> NoReturn:
+    """The policy for a server a test needs and this machine cannot run: a failure in CI, a
+    skip elsewhere."""
     if in_ci():
         pytest.fail(f"{msg} In CI a missing server is a failure, not a skip.", pytrace=False)
     pytest.skip(msg)

@@ -47,7 +47,9 @@ from chatmesh_launcher.cluster.maven import (
     JavaUnavailable,
     cache_dir,
     find_java,
+    log_tail,
     resolve_classpath,
+    run_in_foreground,
 )
 from search_service.engines.solr import CONFIGSET_DIR
 
@@ -97,16 +99,6 @@ class SolrUnavailable(JavaUnavailable):
 
 class SolrStartError(RuntimeError):
     """The server process died or did not become ready in time."""
-
-
-def _tail(path: Path | None, lines: int = 60) -> str:
-    """The end of the log, without Java stack frames so the error messages fit."""
-    try:
-        text = path.read_text(errors="replace") if path is not None else ""
-    except OSError:
-        return "(no log)"
-    kept = [ln for ln in text.splitlines() if not re.match(r"\s+(at |\.\.\. \d+ more)", ln)]
-    return "\n".join(kept[-lines:]) or "(empty log)"
 
 
 def _cache(version: str) -> Path:
@@ -284,7 +276,7 @@ class SolrServer:
             if code is not None or _FAILED in text:
                 raise SolrStartError(
                     f"Solr failed during startup (exit {code}); log {self.log_file}:\n"
-                    f"{_tail(self.log_file)}"
+                    f"{log_tail(self.log_file)}"
                 )
             ready = _READY.search(text)
             if ready is None:
@@ -299,7 +291,7 @@ class SolrServer:
                 time.sleep(0.5)
         raise SolrStartError(
             f"Solr not ready after {self.startup_timeout:.0f}s (last error: {last_error!r}); "
-            f"log {self.log_file}:\n{_tail(self.log_file)}"
+            f"log {self.log_file}:\n{log_tail(self.log_file)}"
         )
 
     def _probe(self) -> None:
@@ -318,29 +310,15 @@ def main(argv: list[str]) -> int:
         jars, classes = resolve()
         print(f"solr-test-framework {SOLR_VERSION}: {len(jars)} jars, starter in {classes}")
         return 0
-
-    def _interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _interrupt)
     server = SolrServer()
-    t0 = time.monotonic()
-    try:
-        server.start()
-        print(
-            f"SolrCloud {SOLR_VERSION} ready in {time.monotonic() - t0:.1f}s at {server.url} "
-            f"(ZooKeeper {server.zk_address}, configset {server.configset!r}, pid {server.pid})\n"
-            f"log: {server.log_file}\nCtrl-C to stop.",
-            flush=True,
-        )
-        while server.is_running():
-            time.sleep(1)
-        print(f"Solr exited on its own; log:\n{_tail(server.log_file)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        server.stop()
+    return run_in_foreground(
+        server,
+        "Solr",
+        lambda took: (
+            f"SolrCloud {SOLR_VERSION} ready in {took:.1f}s at {server.url} "
+            f"(ZooKeeper {server.zk_address}, configset {server.configset!r}, pid {server.pid})"
+        ),
+    )
 
 
 if __name__ == "__main__":
