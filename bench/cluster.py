@@ -12,6 +12,7 @@ the cluster's processes; `cpu_by_process` splits the CPU so a reader sees what s
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from bench.system import (
@@ -36,8 +37,9 @@ PROFILED = "chat-1"
 class ClusterServer:
     """`chatmesh cluster up` in `directory`, until stop(); the scenarios' server."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, settings: Mapping[str, str] | None = None) -> None:
         self.directory = directory
+        self._settings = dict(settings or {})
         self._state: ClusterState | None = None
         self._profiler = PySpy()
 
@@ -48,6 +50,7 @@ class ClusterServer:
             sys.stderr,
             jwt_secret=SECRET,
             envoy_settings=BENCH_EDGE,
+            settings=self._settings,
         )
 
     def stop(self, grace_s: float = 20.0) -> None:

@@ -160,9 +160,11 @@ class _Launch:
         binaries: Binaries,
         progress: _Progress,
         envoy_settings: dict[str, Any] | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = directory
         self.envoy_settings = envoy_settings or {}
+        self.settings = dict(settings or {})
         self.binaries = binaries
         self.progress = progress
         self.recorder = _Recorder(ClusterState(directory=str(directory)))
@@ -292,7 +294,7 @@ class _Launch:
         gateway = command[-1] == "gateway"
         url = f"http://{address}/healthz" if gateway else ""
         ready = http_ok(url) if gateway else grpc_serving(address)
-        process = ChatmeshProcess(command, env, log, ready)
+        process = ChatmeshProcess(command, {**env, **self.settings}, log, ready)
         process.detached = True
         try:
             process.start(SERVICE_WAIT_S)
@@ -421,17 +423,20 @@ def cluster_up(
     *,
     jwt_secret: str = "",
     envoy_settings: Mapping[str, Any] | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> ClusterState:
     """Starts the whole cluster; on any failure stops what it started and raises.
 
     `jwt_secret` signs user tokens instead of a fresh one (the benchmarks' load generators sign
-    their own); `envoy_settings` override envoy/render.py's (e.g. a benchmark's client rate).
+    their own); `envoy_settings` override envoy/render.py's (e.g. a benchmark's client rate);
+    `settings` go on top of every chatmesh process's environment (e.g. a benchmark lifting the
+    gateway's per-user send limit).
     """
     prepare_directory(directory)
     if jwt_secret:
         (directory / "jwt-secret").write_text(jwt_secret + "\n")
     progress = _Progress(out)
-    launch = _Launch(directory, binaries, progress, dict(envoy_settings or {}))
+    launch = _Launch(directory, binaries, progress, dict(envoy_settings or {}), settings)
     try:
         launch.start_dependencies()
         launch.migrate()
