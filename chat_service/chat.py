@@ -161,6 +161,21 @@ class Chat:
         )
         return conversation, member
 
+    async def require_sender(
+        self, conversation_id: str, user_id: str
+    ) -> tuple[ConversationRecord, Role]:
+        """`require_writer` for a send: the conversation and the sender's role in one store call
+        (`member_role`: on the cluster store one head read while the membership is known as
+        of that head), and the suspension at once. The store's append checks membership
+        again at the write itself (NotMemberError), so a removal is binding there too."""
+        _check_id("conversation_id", conversation_id)
+        found, _active = await asyncio.gather(
+            self._store.member_role(conversation_id, user_id), self.require_active(user_id)
+        )
+        if found is None:
+            raise _denied(f"not a member of conversation {conversation_id}")
+        return found
+
     async def _screen_body(
         self, conversation: ConversationRecord, user_id: str, body: str, *, may_hold: bool
     ) -> str:
@@ -184,16 +199,14 @@ class Chat:
         ]
         return others[0] if others else ""
 
-    async def _require_writable(
-        self, conversation: ConversationRecord, member: MemberRecord
-    ) -> None:
+    async def _require_writable(self, conversation: ConversationRecord, user_id: str) -> None:
         if conversation.archived:
             raise _precondition(f"conversation {conversation.conversation_id} is archived")
         if conversation.kind == Kind.DIRECT:
-            peer = await self._peer(conversation, member.user_id)
-            if peer and await self._store.is_blocked(peer, member.user_id):
+            peer = await self._peer(conversation, user_id)
+            if peer and await self._store.is_blocked(peer, user_id):
                 raise _denied("you are blocked by the other member of this direct conversation")
-            if peer and await self._store.is_blocked(member.user_id, peer):
+            if peer and await self._store.is_blocked(user_id, peer):
                 raise _denied("you have blocked the other member; unblock them to write")
 
     @staticmethod
@@ -535,9 +548,9 @@ class Chat:
             raise _invalid(f"mentions: at most {self._limits.max_mentions} users")
         for mentioned_id in mentioned:
             _check_id("mentions", mentioned_id)
-        conversation, member = await self.require_writer(conversation_id, user_id)
-        await self._require_writable(conversation, member)
-        if conversation.kind == Kind.CHANNEL and member.role == Role.MEMBER:
+        conversation, role = await self.require_sender(conversation_id, user_id)
+        await self._require_writable(conversation, user_id)
+        if conversation.kind == Kind.CHANNEL and role == Role.MEMBER:
             raise _denied("only the owner and admins post in a channel")
         if reply_to_seq:
             target = await self._store.get_message(conversation_id, min(reply_to_seq, MAX_SEQ))
@@ -613,7 +626,7 @@ class Chat:
             raise _denied("only the sender edits a message")
         if message.deleted:
             raise _precondition(f"message {seq} is deleted")
-        await self._require_writable(conversation, member)
+        await self._require_writable(conversation, member.user_id)
         await self._screen_body(conversation, user_id, body, may_hold=False)
         record = await self._store.edit_message(
             conversation_id, seq, user_id, body, self._clock.now()

@@ -369,6 +369,14 @@ class ChatStore(Protocol):
     # Members
     async def get_member(self, conversation_id: str, user_id: str) -> MemberRecord | None: ...
 
+    async def member_role(
+        self, conversation_id: str, user_id: str
+    ) -> tuple[ConversationRecord, Role] | None:
+        """The conversation and the user's role in it now; None when the conversation does not
+        exist or the user is not a member. The access check of a write, cheaper than
+        `get_conversation` + `get_member` (no read markers, no prefs)."""
+        ...
+
     async def list_members(
         self, conversation_id: str, after_user_id: str, limit: int
     ) -> list[MemberRecord]:

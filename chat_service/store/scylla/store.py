@@ -205,6 +205,17 @@ class ScyllaChatStore:
             return None
         return member_from_row(rows[0], bool(prefs and prefs[0].muted))
 
+    async def member_role(
+        self, conversation_id: str, user_id: str
+    ) -> tuple[ConversationRecord, Role] | None:
+        # One head read while this process knows the user's role as of that head (the
+        # membership view); the member row otherwise. See rounds.role_as_of_head.
+        found = await self._rounds.role_as_of_head(conversation_id, user_id)
+        if found is None or not found[1]:
+            return None
+        head, role = found
+        return head.conversation, Role(role)
+
     async def _require_member(self, conversation_id: str, user_id: str) -> MemberRecord:
         member = await self._get_member(conversation_id, user_id)
         if member is None:

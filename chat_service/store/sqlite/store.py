@@ -35,6 +35,7 @@ from ..base import (
     OutboxEntry,
     ReportRecord,
     ReportStatus,
+    Role,
     SuspensionRecord,
 )
 from ..metrics import timed_operations
@@ -92,6 +93,15 @@ class SqliteChatStore:
 
     async def get_member(self, conversation_id: str, user_id: str) -> MemberRecord | None:
         return queries.get_member(self._r, conversation_id, user_id)
+
+    async def member_role(
+        self, conversation_id: str, user_id: str
+    ) -> tuple[ConversationRecord, Role] | None:
+        conversation = queries.get_conversation(self._r, conversation_id)
+        member = queries.get_member(self._r, conversation_id, user_id)
+        if conversation is None or member is None:
+            return None
+        return conversation, member.role
 
     async def list_members(
         self, conversation_id: str, after_user_id: str, limit: int
