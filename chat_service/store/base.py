@@ -385,6 +385,12 @@ class ChatStore(Protocol):
 
     async def member_ids(self, conversation_id: str) -> list[str]: ...
 
+    async def members_since(self, conversation_id: str, seq: int) -> list[str]:
+        """The members as of the event at `seq` or as of a later one: the audience of that
+        event's live fanout (`member_ids` is the members now). A store may answer from what it
+        knows of its own log without a read."""
+        ...
+
     async def user_conversations(self, user_id: str) -> list[MemberRecord]:
         """Every membership of a user."""
         ...

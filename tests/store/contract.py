@@ -539,6 +539,30 @@ class ChatStoreContract:
         )
         assert await store.member_role(cid, bob) is None
 
+    async def test_members_since_a_seq_follow_membership_events(
+        self, store_backend: StoreBackend, store: ChatStore
+    ) -> None:
+        """members_since(seq) are the members as of that event or later, through any store."""
+        other = await store_backend.open()
+        alice, bob, carol = user("alice"), user("bob"), user("carol")
+        cid = (await group_with(store, alice, [bob])).conversation_id
+        sent = await store.append_message(new_message(cid, alice))
+        assert sorted(await store.members_since(cid, sent.message.seq)) == sorted([alice, bob])
+        [added] = await store.change_members(
+            cid, alice, [MembershipChange(carol, EventKind.MEMBER_ADDED, Role.MEMBER)], 1.0
+        )
+        for reader in (store, other):
+            assert sorted(await reader.members_since(cid, added.seq)) == sorted([alice, bob, carol])
+        [removed] = await other.change_members(
+            cid, alice, [MembershipChange(bob, EventKind.MEMBER_REMOVED)], 1.0
+        )
+        sent = await store.append_message(new_message(cid, alice))
+        for reader in (store, other):
+            assert sorted(await reader.members_since(cid, removed.seq)) == sorted([alice, carol])
+            assert sorted(await reader.members_since(cid, sent.message.seq)) == sorted(
+                [alice, carol]
+            )
+
     async def test_a_removal_through_one_store_binds_at_once_on_another(
         self, store_backend: StoreBackend, store: ChatStore
     ) -> None:
@@ -1106,6 +1130,7 @@ class ChatStoreContract:
         await store.member_role(cid, bob)
         await store.list_members(cid, "", 10)
         await store.member_ids(cid)
+        await store.members_since(cid, 1)
         await store.user_conversations(bob)
         await store.set_muted(cid, bob, True)
         sent = (await store.append_message(new_message(cid, alice))).message

@@ -180,3 +180,26 @@ async def test_a_lost_race_with_a_removal_refuses_the_send(
     with pytest.raises(NotMemberError):
         await b.append_message(new_message(cid, bob))
     assert [e.seq for e in await a.events_after(cid, 0, 10)] == [1, 2]
+
+
+async def test_the_fanout_audience_of_a_send_costs_no_read(
+    stores: list[ScyllaChatStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After one read of the member partition, the audience of each following send of this
+    process is known from its own rounds; a removal elsewhere is read again."""
+    a, b = stores
+    alice, bob, carol = user("alice"), user("bob"), user("carol")
+    cid = (await group_with(a, alice, [bob, carol])).conversation_id
+    await send(a, cid, alice)
+    assert sorted(await a.members_since(cid, 1)) == sorted([alice, bob, carol])
+    for seq in (2, 3):
+        assert await send(a, cid, alice) == seq
+        with counted(a, monkeypatch) as count:
+            assert sorted(await a.members_since(cid, seq)) == sorted([alice, bob, carol])
+        assert count.requests == 0
+    [removed] = await b.change_members(
+        cid, alice, [MembershipChange(carol, EventKind.MEMBER_REMOVED)], 1.0
+    )
+    with counted(a, monkeypatch) as count:
+        assert sorted(await a.members_since(cid, removed.seq)) == sorted([alice, bob])
+    assert count.requests == 1

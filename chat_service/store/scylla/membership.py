@@ -41,6 +41,9 @@ _SETS_ROLE = frozenset({EventKind.MEMBER_ADDED, EventKind.MEMBER_ROLE_CHANGED})
 class _View:
     seq: int
     roles: dict[str, int] = field(default_factory=dict)
+    # Every member is in `roles` (read from the whole member partition): a user not in it is
+    # not a member.
+    complete: bool = False
 
 
 class MembershipViews:
@@ -56,7 +59,14 @@ class MembershipViews:
         view = self._views.get(conversation_id)
         if view is None or view.seq != seq:
             return None
-        return view.roles.get(user_id)
+        return view.roles.get(user_id, NOT_A_MEMBER if view.complete else None)
+
+    def members_since(self, conversation_id: str, seq: int) -> list[str] | None:
+        """Every member as of `seq` or a later seq; None when not known."""
+        view = self._views.get(conversation_id)
+        if view is None or not view.complete or view.seq < seq:
+            return None
+        return sorted(u for u, role in view.roles.items() if role)
 
     def learn(self, conversation_id: str, seq: int, roles: Mapping[str, int]) -> None:
         """Roles read from member rows that hold at least `seq`'s membership (see the module
@@ -75,6 +85,16 @@ class MembershipViews:
             view = self._views[conversation_id] = _View(seq)
         if len(view.roles) + len(roles) <= self._max_members:
             view.roles.update(roles)
+
+    def learn_all(self, conversation_id: str, seq: int, members: Mapping[str, int]) -> None:
+        """Every member, read from the whole member partition, holding at least `seq`'s
+        membership. Not at seq 0 (see `learn`), nor past the size bound."""
+        view = self._views.get(conversation_id)
+        if seq <= 0 or len(members) > self._max_members or (view is not None and view.seq > seq):
+            return
+        if view is None and len(self._views) >= self._max_conversations:
+            self._views.clear()
+        self._views[conversation_id] = _View(seq, dict(members), complete=True)
 
     def advance(
         self, conversation_id: str, from_seq: int, events: Sequence[Mapping[str, Any]]

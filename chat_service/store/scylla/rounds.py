@@ -235,6 +235,15 @@ class RoundEngine:
                 self._views.learn(conversation_id, last, {user_id: role})
         return head, role
 
+    def members_since(self, conversation_id: str, seq: int) -> list[str] | None:
+        """Every member as of `seq` or later, when the membership view knows them all."""
+        return self._views.members_since(conversation_id, seq)
+
+    def learn_members(self, conversation_id: str, seq: int, members: Mapping[str, int]) -> None:
+        """Every member, read from the whole member partition after the log was known to be
+        materialized up to `seq`."""
+        self._views.learn_all(conversation_id, seq, members)
+
     async def message_row(self, conversation_id: str, seq: int) -> MessageRecord | None:
         """The message row as it is (for callers that have rolled the head forward)."""
         if seq <= 0:

@@ -246,8 +246,21 @@ class ScyllaChatStore:
         return out
 
     async def member_ids(self, conversation_id: str) -> list[str]:
+        return await self._member_ids(conversation_id)
+
+    async def members_since(self, conversation_id: str, seq: int) -> list[str]:
+        # No read while the membership view knows every member as of seq or later (this
+        # process's own rounds keep it there); otherwise the partition is read and learned.
+        known = self._rounds.members_since(conversation_id, seq)
+        return known if known is not None else await self._member_ids(conversation_id)
+
+    async def _member_ids(self, conversation_id: str) -> list[str]:
+        # The seq known materialized before the read: the rows hold at least its membership.
+        materialized = self._rounds.materialized_up_to(conversation_id)
         rows = await self._session.run("member_roles", (conversation_id,))
-        return [r.user_id for r in rows if r.role is not None]
+        roles = {r.user_id: int(r.role) for r in rows if r.role is not None}
+        self._rounds.learn_members(conversation_id, materialized, roles)
+        return list(roles)
 
     async def user_conversations(self, user_id: str) -> list[MemberRecord]:
         rows = await self._session.run("user_conversations", (user_id,))

@@ -111,6 +111,9 @@ class SqliteChatStore:
     async def member_ids(self, conversation_id: str) -> list[str]:
         return queries.member_ids(self._r, conversation_id)
 
+    async def members_since(self, conversation_id: str, seq: int) -> list[str]:
+        return queries.member_ids(self._r, conversation_id)
+
     async def user_conversations(self, user_id: str) -> list[MemberRecord]:
         return queries.user_conversations(self._r, user_id)
 
