@@ -164,14 +164,13 @@ class Chat:
     async def require_sender(
         self, conversation_id: str, user_id: str
     ) -> tuple[ConversationRecord, Role]:
-        """`require_writer` for a send: the conversation and the sender's role in one store call
-        (`member_role`: on the cluster store one head read while the membership is known as
-        of that head), and the suspension at once. The store's append checks membership
-        again at the write itself (NotMemberError), so a removal is binding there too."""
+        """`require_writer` for a send: the conversation, the sender's role and the suspension
+        in one store call (`member_role`: on the cluster store one head read while the
+        membership is known as of that head). The store's append checks membership and
+        suspension again at the write itself, so a removal or suspension landing after this
+        check binds there (NotMemberError, SuspendedError)."""
         _check_id("conversation_id", conversation_id)
-        found, _active = await asyncio.gather(
-            self._store.member_role(conversation_id, user_id), self.require_active(user_id)
-        )
+        found = await self._store.member_role(conversation_id, user_id)
         if found is None:
             raise _denied(f"not a member of conversation {conversation_id}")
         return found

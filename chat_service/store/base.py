@@ -373,8 +373,10 @@ class ChatStore(Protocol):
         self, conversation_id: str, user_id: str
     ) -> tuple[ConversationRecord, Role] | None:
         """The conversation and the user's role in it now; None when the conversation does not
-        exist or the user is not a member. The access check of a write, cheaper than
-        `get_conversation` + `get_member` (no read markers, no prefs)."""
+        exist or the user is not a member; SuspendedError for a member a moderator suspended
+        (on the cluster store: once the suspension reached this conversation, which it has
+        when `set_suspension` returned). The access check of a send, cheaper than
+        `get_conversation` + `get_member` + `get_suspension` (no read markers, no prefs)."""
         ...
 
     async def list_members(

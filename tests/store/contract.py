@@ -38,6 +38,7 @@ from chat_service.store.base import (
     NotMemberError,
     Role,
     StoreError,
+    SuspendedError,
     SuspensionRecord,
 )
 from chat_service.store.metrics import OPERATIONS
@@ -538,6 +539,24 @@ class ChatStoreContract:
             cid, alice, [MembershipChange(bob, EventKind.MEMBER_REMOVED)], 1.0
         )
         assert await store.member_role(cid, bob) is None
+
+    async def test_member_role_refuses_a_suspended_member(
+        self, store_backend: StoreBackend, store: ChatStore
+    ) -> None:
+        """Once set_suspension returns, member_role of the user raises SuspendedError through
+        any store (one that has just answered it included); lifting it lets the user back."""
+        other = await store_backend.open()
+        alice, bob = user("alice"), user("bob")
+        cid = (await group_with(store, alice, [bob])).conversation_id
+        assert await other.member_role(cid, bob) is not None
+        await store.set_suspension(SuspensionRecord(bob, "ops", time.time(), "spam"))
+        for reader in (store, other):
+            with pytest.raises(SuspendedError):
+                await reader.member_role(cid, bob)
+        assert await other.member_role(cid, user("mallory")) is None
+        await store.remove_suspension(bob)
+        found = await other.member_role(cid, bob)
+        assert found is not None and found[1] == Role.MEMBER
 
     async def test_members_since_a_seq_follow_membership_events(
         self, store_backend: StoreBackend, store: ChatStore

@@ -85,8 +85,9 @@ async def send(store: ScyllaChatStore, cid: str, sender: str) -> int:
 async def test_a_send_by_a_known_member_costs_a_head_read_and_four_writes(
     stores: list[ScyllaChatStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Access check and append of a member known as of the head: 5 requests (head; outbox
-    index, LWT, side effects, event row), where get_member + get_conversation + append were 7."""
+    """Access check (suspension included) and append of a member known as of the head: 5
+    requests (head; outbox index, LWT, side effects, event row), where get_member (2),
+    get_conversation, get_suspension and the append were 8."""
     a, _ = stores
     alice = user("alice")
     cid = (await group_with(a, alice)).conversation_id

@@ -105,20 +105,15 @@ class MembershipViews:
         view = self._views.get(conversation_id)
         if view is None or view.seq != from_seq or not events:
             return
-        if [int(e["seq"]) for e in events] != list(range(from_seq + 1, from_seq + len(events) + 1)):
+        try:
+            changes = _membership_changes(from_seq, events)
+        except (KeyError, TypeError, ValueError):
+            changes = None
+        if changes is None:
+            # Events this view cannot follow: forget it rather than guess.
+            del self._views[conversation_id]
             return
-        for e in events:
-            kind = EventKind(int(e["kind"]))
-            if kind in _NO_MEMBERSHIP_CHANGE:
-                continue
-            if kind in _LEAVES:
-                view.roles[e["member"]] = NOT_A_MEMBER
-            elif kind in _SETS_ROLE and int(e.get("role", 0)):
-                view.roles[e["member"]] = int(e["role"])
-            else:
-                # An event this view cannot follow: forget it rather than guess.
-                del self._views[conversation_id]
-                return
+        view.roles.update(changes)
         view.seq = from_seq + len(events)
 
     def catch_up(
@@ -134,3 +129,24 @@ class MembershipViews:
 
     def clear(self) -> None:
         self._views.clear()
+
+
+def _membership_changes(
+    from_seq: int, events: Sequence[Mapping[str, Any]]
+) -> dict[str, int] | None:
+    """The roles a round's events set (0: left), in order; None for a round that does not
+    follow `from_seq` or holds an event this view does not know."""
+    if [int(e["seq"]) for e in events] != list(range(from_seq + 1, from_seq + len(events) + 1)):
+        return None
+    changes: dict[str, int] = {}
+    for e in events:
+        kind = EventKind(int(e["kind"]))
+        if kind in _NO_MEMBERSHIP_CHANGE:
+            continue
+        if kind in _LEAVES:
+            changes[str(e["member"])] = NOT_A_MEMBER
+        elif kind in _SETS_ROLE and int(e.get("role", 0)):
+            changes[str(e["member"])] = int(e["role"])
+        else:
+            return None
+    return changes

@@ -214,6 +214,14 @@ class ScyllaChatStore:
         if found is None or not found[1]:
             return None
         head, role = found
+        # A suspension binds through the fences it sets in the heads of the user's
+        # conversations before it returns (and the round's LWT checks them): a user not
+        # fenced here may write here. A fence is confirmed by the suspension row (a lifted
+        # suspension may have left one behind).
+        if user_id in head.fences:
+            suspension = await self._moderation.get_suspension(user_id)
+            if suspension is not None:
+                raise SuspendedError(suspension.refusal())
         return head.conversation, Role(role)
 
     async def _require_member(self, conversation_id: str, user_id: str) -> MemberRecord:

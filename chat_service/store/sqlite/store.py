@@ -36,6 +36,7 @@ from ..base import (
     ReportRecord,
     ReportStatus,
     Role,
+    SuspendedError,
     SuspensionRecord,
 )
 from ..metrics import timed_operations
@@ -101,6 +102,9 @@ class SqliteChatStore:
         member = queries.get_member(self._r, conversation_id, user_id)
         if conversation is None or member is None:
             return None
+        suspension = moderation.get_suspension(self._r, user_id)
+        if suspension is not None:
+            raise SuspendedError(suspension.refusal())
         return conversation, member.role
 
     async def list_members(
