@@ -164,11 +164,11 @@ class Chat:
     async def require_sender(
         self, conversation_id: str, user_id: str
     ) -> tuple[ConversationRecord, Role]:
-        """`require_writer` for a send: the conversation, the sender's role and the suspension
-        in one store call (`member_role`: on the cluster store one head read while the
-        membership is known as of that head). The store's append checks membership and
-        suspension again at the write itself, so a removal or suspension landing after this
-        check binds there (NotMemberError, SuspendedError)."""
+        """`require_writer` for a message's write (send, edit, delete): the conversation, the
+        writer's role and the suspension in one store call (`member_role`: on the cluster store
+        one head read while the membership is known as of that head). The store checks
+        membership and suspension again at the write itself, so a removal or suspension landing
+        after this check binds there (NotMemberError, SuspendedError)."""
         _check_id("conversation_id", conversation_id)
         found = await self._store.member_role(conversation_id, user_id)
         if found is None:
@@ -609,23 +609,23 @@ class Chat:
 
     async def _own_message(
         self, user_id: str, conversation_id: str, seq: int
-    ) -> tuple[ConversationRecord, MemberRecord, MessageRecord]:
+    ) -> tuple[ConversationRecord, Role, MessageRecord]:
         if seq <= 0:
             raise _invalid("message_seq is required")
-        conversation, member = await self.require_writer(conversation_id, user_id)
+        conversation, role = await self.require_sender(conversation_id, user_id)
         message = await self._store.get_message(conversation_id, min(seq, MAX_SEQ))
         if message is None:
             raise ChatError(grpc.StatusCode.NOT_FOUND, f"message {seq} not found")
-        return conversation, member, message
+        return conversation, role, message
 
     async def edit(self, user_id: str, conversation_id: str, seq: int, body: str) -> EventRecord:
         self._check_body(body, allow_empty=False)
-        conversation, member, message = await self._own_message(user_id, conversation_id, seq)
+        conversation, _role, message = await self._own_message(user_id, conversation_id, seq)
         if message.sender_id != user_id:
             raise _denied("only the sender edits a message")
         if message.deleted:
             raise _precondition(f"message {seq} is deleted")
-        await self._require_writable(conversation, member.user_id)
+        await self._require_writable(conversation, user_id)
         await self._screen_body(conversation, user_id, body, may_hold=False)
         record = await self._store.edit_message(
             conversation_id, seq, user_id, body, self._clock.now()
@@ -637,9 +637,9 @@ class Chat:
         self, user_id: str, conversation_id: str, seq: int
     ) -> EventRecord | MessageRecord:
         """The delete event, or the tombstone itself when the message was already deleted."""
-        conversation, member, message = await self._own_message(user_id, conversation_id, seq)
+        conversation, role, message = await self._own_message(user_id, conversation_id, seq)
         if message.sender_id != user_id and not (
-            conversation.kind != Kind.DIRECT and member.role in (Role.OWNER, Role.ADMIN)
+            conversation.kind != Kind.DIRECT and role in (Role.OWNER, Role.ADMIN)
         ):
             raise _denied("only the sender, or the owner or an admin, deletes a message")
         if message.deleted:
