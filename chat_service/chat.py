@@ -161,6 +161,20 @@ class Chat:
         )
         return conversation, member
 
+    async def require_sender(
+        self, conversation_id: str, user_id: str
+    ) -> tuple[ConversationRecord, Role]:
+        """`require_writer` for a message's write (send, edit, delete): the conversation, the
+        writer's role and the suspension in one store call (`member_role`: on the cluster store
+        one head read while the membership is known as of that head). The store checks
+        membership and suspension again at the write itself, so a removal or suspension landing
+        after this check binds there (NotMemberError, SuspendedError)."""
+        _check_id("conversation_id", conversation_id)
+        found = await self._store.member_role(conversation_id, user_id)
+        if found is None:
+            raise _denied(f"not a member of conversation {conversation_id}")
+        return found
+
     async def _screen_body(
         self, conversation: ConversationRecord, user_id: str, body: str, *, may_hold: bool
     ) -> str:
@@ -184,16 +198,14 @@ class Chat:
         ]
         return others[0] if others else ""
 
-    async def _require_writable(
-        self, conversation: ConversationRecord, member: MemberRecord
-    ) -> None:
+    async def _require_writable(self, conversation: ConversationRecord, user_id: str) -> None:
         if conversation.archived:
             raise _precondition(f"conversation {conversation.conversation_id} is archived")
         if conversation.kind == Kind.DIRECT:
-            peer = await self._peer(conversation, member.user_id)
-            if peer and await self._store.is_blocked(peer, member.user_id):
+            peer = await self._peer(conversation, user_id)
+            if peer and await self._store.is_blocked(peer, user_id):
                 raise _denied("you are blocked by the other member of this direct conversation")
-            if peer and await self._store.is_blocked(member.user_id, peer):
+            if peer and await self._store.is_blocked(user_id, peer):
                 raise _denied("you have blocked the other member; unblock them to write")
 
     @staticmethod
@@ -535,9 +547,9 @@ class Chat:
             raise _invalid(f"mentions: at most {self._limits.max_mentions} users")
         for mentioned_id in mentioned:
             _check_id("mentions", mentioned_id)
-        conversation, member = await self.require_writer(conversation_id, user_id)
-        await self._require_writable(conversation, member)
-        if conversation.kind == Kind.CHANNEL and member.role == Role.MEMBER:
+        conversation, role = await self.require_sender(conversation_id, user_id)
+        await self._require_writable(conversation, user_id)
+        if conversation.kind == Kind.CHANNEL and role == Role.MEMBER:
             raise _denied("only the owner and admins post in a channel")
         if reply_to_seq:
             target = await self._store.get_message(conversation_id, min(reply_to_seq, MAX_SEQ))
@@ -597,23 +609,23 @@ class Chat:
 
     async def _own_message(
         self, user_id: str, conversation_id: str, seq: int
-    ) -> tuple[ConversationRecord, MemberRecord, MessageRecord]:
+    ) -> tuple[ConversationRecord, Role, MessageRecord]:
         if seq <= 0:
             raise _invalid("message_seq is required")
-        conversation, member = await self.require_writer(conversation_id, user_id)
+        conversation, role = await self.require_sender(conversation_id, user_id)
         message = await self._store.get_message(conversation_id, min(seq, MAX_SEQ))
         if message is None:
             raise ChatError(grpc.StatusCode.NOT_FOUND, f"message {seq} not found")
-        return conversation, member, message
+        return conversation, role, message
 
     async def edit(self, user_id: str, conversation_id: str, seq: int, body: str) -> EventRecord:
         self._check_body(body, allow_empty=False)
-        conversation, member, message = await self._own_message(user_id, conversation_id, seq)
+        conversation, _role, message = await self._own_message(user_id, conversation_id, seq)
         if message.sender_id != user_id:
             raise _denied("only the sender edits a message")
         if message.deleted:
             raise _precondition(f"message {seq} is deleted")
-        await self._require_writable(conversation, member)
+        await self._require_writable(conversation, user_id)
         await self._screen_body(conversation, user_id, body, may_hold=False)
         record = await self._store.edit_message(
             conversation_id, seq, user_id, body, self._clock.now()
@@ -625,9 +637,9 @@ class Chat:
         self, user_id: str, conversation_id: str, seq: int
     ) -> EventRecord | MessageRecord:
         """The delete event, or the tombstone itself when the message was already deleted."""
-        conversation, member, message = await self._own_message(user_id, conversation_id, seq)
+        conversation, role, message = await self._own_message(user_id, conversation_id, seq)
         if message.sender_id != user_id and not (
-            conversation.kind != Kind.DIRECT and member.role in (Role.OWNER, Role.ADMIN)
+            conversation.kind != Kind.DIRECT and role in (Role.OWNER, Role.ADMIN)
         ):
             raise _denied("only the sender, or the owner or an admin, deletes a message")
         if message.deleted:

@@ -49,7 +49,8 @@ class Fanout:
                 conversation_subject(conversation.conversation_id), event.SerializeToString()
             )
         else:
-            await self.to_users(event, await self._store.member_ids(conversation.conversation_id))
+            members = await self._store.members_since(conversation.conversation_id, event.seq)
+            await self.to_users(event, members)
 
     async def membership(
         self, conversation: ConversationRecord, event: events_pb2.ConversationEvent
@@ -71,7 +72,9 @@ class Fanout:
         await self._send(conversation_subject(conversation.conversation_id), payload)
         recipients = {change.user_id} if change.user_id else set()
         if not self.fans_out_on_read(min(before, after)):
-            recipients.update(await self._store.member_ids(conversation.conversation_id))
+            recipients.update(
+                await self._store.members_since(conversation.conversation_id, event.seq)
+            )
         await self._send_to_users(payload, recipients)
 
     async def to_each_member(

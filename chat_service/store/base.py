@@ -369,6 +369,16 @@ class ChatStore(Protocol):
     # Members
     async def get_member(self, conversation_id: str, user_id: str) -> MemberRecord | None: ...
 
+    async def member_role(
+        self, conversation_id: str, user_id: str
+    ) -> tuple[ConversationRecord, Role] | None:
+        """The conversation and the user's role in it now; None when the conversation does not
+        exist or the user is not a member; SuspendedError for a member a moderator suspended
+        (on the cluster store: once the suspension reached this conversation, which it has
+        when `set_suspension` returned). The access check of a send, cheaper than
+        `get_conversation` + `get_member` + `get_suspension` (no read markers, no prefs)."""
+        ...
+
     async def list_members(
         self, conversation_id: str, after_user_id: str, limit: int
     ) -> list[MemberRecord]:
@@ -376,6 +386,12 @@ class ChatStore(Protocol):
         ...
 
     async def member_ids(self, conversation_id: str) -> list[str]: ...
+
+    async def members_since(self, conversation_id: str, seq: int) -> list[str]:
+        """The members as of the event at `seq` or as of a later one: the audience of that
+        event's live fanout (`member_ids` is the members now). A store may answer from what it
+        knows of its own log without a read."""
+        ...
 
     async def user_conversations(self, user_id: str) -> list[MemberRecord]:
         """Every membership of a user."""

@@ -38,6 +38,7 @@ from chat_service.store.base import (
     NotMemberError,
     Role,
     StoreError,
+    SuspendedError,
     SuspensionRecord,
 )
 from chat_service.store.metrics import OPERATIONS
@@ -518,6 +519,139 @@ class ChatStoreContract:
         )
         assert await count() == 2
         assert await count() == len(await store.member_ids(cid))
+
+    async def test_member_role_is_the_role_now(self, store: ChatStore) -> None:
+        """member_role answers the conversation as it is and the role now; None for others."""
+        alice, bob, mallory = user("alice"), user("bob"), user("mallory")
+        cid = (await group_with(store, alice, [bob])).conversation_id
+        found = await store.member_role(cid, alice)
+        assert found is not None and found[1] == Role.OWNER
+        assert_same(found[0], await store.get_conversation(cid))
+        assert await store.member_role(cid, mallory) is None
+        assert await store.member_role(new_id(), alice) is None
+        await store.append_message(new_message(cid, bob))
+        await store.change_members(
+            cid, alice, [MembershipChange(bob, EventKind.MEMBER_ROLE_CHANGED, Role.ADMIN)], 1.0
+        )
+        found = await store.member_role(cid, bob)
+        assert found is not None and found[1] == Role.ADMIN and found[0].last_seq == 2
+        await store.change_members(
+            cid, alice, [MembershipChange(bob, EventKind.MEMBER_REMOVED)], 1.0
+        )
+        assert await store.member_role(cid, bob) is None
+
+    async def test_member_role_refuses_a_suspended_member(
+        self, store_backend: StoreBackend, store: ChatStore
+    ) -> None:
+        """Once set_suspension returns, member_role of the user raises SuspendedError through
+        any store (one that has just answered it included); lifting it lets the user back."""
+        other = await store_backend.open()
+        alice, bob = user("alice"), user("bob")
+        cid = (await group_with(store, alice, [bob])).conversation_id
+        assert await other.member_role(cid, bob) is not None
+        await store.set_suspension(SuspensionRecord(bob, "ops", time.time(), "spam"))
+        for reader in (store, other):
+            with pytest.raises(SuspendedError):
+                await reader.member_role(cid, bob)
+        assert await other.member_role(cid, user("mallory")) is None
+        await store.remove_suspension(bob)
+        found = await other.member_role(cid, bob)
+        assert found is not None and found[1] == Role.MEMBER
+
+    async def test_members_since_a_seq_follow_membership_events(
+        self, store_backend: StoreBackend, store: ChatStore
+    ) -> None:
+        """members_since(seq) are the members as of that event or later, through any store."""
+        other = await store_backend.open()
+        alice, bob, carol = user("alice"), user("bob"), user("carol")
+        cid = (await group_with(store, alice, [bob])).conversation_id
+        sent = await store.append_message(new_message(cid, alice))
+        assert sorted(await store.members_since(cid, sent.message.seq)) == sorted([alice, bob])
+        [added] = await store.change_members(
+            cid, alice, [MembershipChange(carol, EventKind.MEMBER_ADDED, Role.MEMBER)], 1.0
+        )
+        for reader in (store, other):
+            assert sorted(await reader.members_since(cid, added.seq)) == sorted([alice, bob, carol])
+        [removed] = await other.change_members(
+            cid, alice, [MembershipChange(bob, EventKind.MEMBER_REMOVED)], 1.0
+        )
+        sent = await store.append_message(new_message(cid, alice))
+        for reader in (store, other):
+            assert sorted(await reader.members_since(cid, removed.seq)) == sorted([alice, carol])
+            assert sorted(await reader.members_since(cid, sent.message.seq)) == sorted(
+                [alice, carol]
+            )
+
+    async def test_a_removal_through_one_store_binds_at_once_on_another(
+        self, store_backend: StoreBackend, store: ChatStore
+    ) -> None:
+        """Once a removal through one store returns, another store that has just let the user
+        write refuses the user's sends and access checks (no window, on any instance)."""
+        other = await store_backend.open()
+        alice, bob = user("alice"), user("bob")
+        cid = (await group_with(store, alice, [bob])).conversation_id
+        # The other instance has seen bob as a member, at the head it knows.
+        for _ in range(3):
+            assert await other.member_role(cid, bob) is not None
+            await other.append_message(new_message(cid, bob))
+        await store.change_members(
+            cid, alice, [MembershipChange(bob, EventKind.MEMBER_REMOVED)], 1.0
+        )
+        assert await other.member_role(cid, bob) is None
+        with pytest.raises(NotMemberError):
+            await other.append_message(new_message(cid, bob))
+        with pytest.raises(NotMemberError):
+            await other.edit_message(cid, 1, bob, "after removal", time.time())
+        # Added back through the first store: the other lets bob write again at once.
+        await store.change_members(
+            cid, alice, [MembershipChange(bob, EventKind.MEMBER_ADDED, Role.MEMBER)], 1.0
+        )
+        assert await other.member_role(cid, bob) is not None
+        sent = await other.append_message(new_message(cid, bob))
+        assert sent.message.seq == 6
+        assert [e.seq for e in await log_of(store, cid)] == [1, 2, 3, 4, 5, 6]
+
+    async def test_sends_racing_a_removal_stop_at_the_removal(
+        self, store_backend: StoreBackend, store: ChatStore
+    ) -> None:
+        """Sends through one store racing a removal through another: every acked send is
+        before the removal in the log, every send after it is refused, the log has no gap."""
+        other = await store_backend.open()
+        alice, bob = user("alice"), user("bob")
+        cid = (await group_with(store, alice, [bob])).conversation_id
+        await other.append_message(new_message(cid, bob))  # warm: bob known as a member
+
+        async def keep_sending() -> list[AppendResult | BaseException]:
+            outcomes: list[AppendResult | BaseException] = []
+            for _ in range(200):
+                batch = await asyncio.gather(
+                    *(other.append_message(new_message(cid, bob)) for _ in range(4)),
+                    return_exceptions=True,
+                )
+                outcomes.extend(batch)
+                if any(isinstance(o, NotMemberError) for o in batch):
+                    break
+            return outcomes
+
+        async def remove_soon() -> list[EventRecord]:
+            await asyncio.sleep(0.05)
+            return await store.change_members(
+                cid, alice, [MembershipChange(bob, EventKind.MEMBER_REMOVED)], time.time()
+            )
+
+        outcomes, removal = await asyncio.wait_for(
+            asyncio.gather(keep_sending(), remove_soon()), timeout=60
+        )
+        removed_at = removal[0].seq
+        acked = [o.message.seq for o in outcomes if isinstance(o, AppendResult)]
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        assert refused and all(isinstance(o, NotMemberError) for o in refused)
+        assert all(seq < removed_at for seq in acked)
+        with pytest.raises(NotMemberError):
+            await other.append_message(new_message(cid, bob))
+        log = await log_of(store, cid)
+        assert [e.seq for e in log] == list(range(1, removed_at + 1))
+        assert sorted(acked) == list(range(2, removed_at))
 
     async def test_added_member_has_read_everything_before_joining(self, store: ChatStore) -> None:
         """A member added later starts with both markers at the seq of its joining."""
@@ -1012,8 +1146,10 @@ class ChatStoreContract:
             cid, alice, [MembershipChange(bob, EventKind.MEMBER_ADDED, Role.MEMBER)], now
         )
         await store.get_member(cid, bob)
+        await store.member_role(cid, bob)
         await store.list_members(cid, "", 10)
         await store.member_ids(cid)
+        await store.members_since(cid, 1)
         await store.user_conversations(bob)
         await store.set_muted(cid, bob, True)
         sent = (await store.append_message(new_message(cid, alice))).message

@@ -19,8 +19,9 @@
   append into one round (group commit), so concurrent sends cost one LWT per round, not per send.
 
 `RoundEngine` owns the rounds and the per-conversation hints this process keeps (heads, how far
-the log is known to be materialized, senders known to be members); readers use `settled_head`
-and `roll_forward` to see the log complete up to its head.
+the log is known to be materialized, and the membership view of `membership`); readers use
+`settled_head` and `roll_forward` to see the log complete up to its head, and `role_as_of_head`
+answers access checks from the view.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from ..base import (
     SuspensionRecord,
     refuses_suspended,
 )
+from .membership import NOT_A_MEMBER, MembershipViews
 from .session import CqlSession
 from .statements import (
     Head,
@@ -78,10 +80,6 @@ MAX_CACHED_MEMBERS = 10_000
 # apply only to batches spanning partitions. Bigger rounds go as one batch per partition.
 MAX_COMBINED_BATCH_BYTES = 4000
 MAX_COMBINED_BATCH_PARTITIONS = 4
-
-_KEEPS_MEMBERSHIP = frozenset(
-    {EventKind.MESSAGE_CREATED, EventKind.MESSAGE_EDITED, EventKind.MESSAGE_DELETED}
-)
 
 
 @dataclass(slots=True)
@@ -136,11 +134,8 @@ class RoundEngine:
         # knows to be materialized. Both are hints; the LWT condition is what is trusted.
         self._heads: dict[str, Head] = {}
         self._materialized: dict[str, int] = {}
-        # Per conversation: (seq, senders known to be members as of that seq). Membership only
-        # changes by taking a seq, so while the head is still at that seq (which the LWT's
-        # `IF last_seq = seq` checks) they are still members. Moved forward by this process's
-        # own rounds that change no membership; any other head means it is stale.
-        self._members_at: dict[str, tuple[int, set[str]]] = {}
+        # Per conversation: the roles of the users looked up, as of one seq (see membership).
+        self._views = MembershipViews(MAX_CACHED_CONVERSATIONS, MAX_CACHED_MEMBERS)
 
     async def wait_idle(self, timeout_s: float = 30.0) -> None:
         """Lets every round in progress finish (its callers get their answers); rounds still
@@ -217,8 +212,37 @@ class RoundEngine:
             # Hints only: dropping them costs a read, never correctness.
             self._heads.clear()
             self._materialized.clear()
-            self._members_at.clear()
+            self._views.clear()
         self._heads[conversation_id] = head
+        # The head carries its last round's events: a view just before them follows them.
+        self._views.catch_up(conversation_id, head.conversation.last_seq, head.pending)
+
+    async def role_as_of_head(self, conversation_id: str, user_id: str) -> tuple[Head, int] | None:
+        """The head read now and the user's role as of it (0: not a member); None when the
+        conversation does not exist. One head read while the view knows the user as of that
+        head; otherwise also the member row (learned when the log is known materialized up to
+        the head, so the row holds at least the head's membership)."""
+        head = await self.read_head(conversation_id)
+        if head is None:
+            return None
+        last = head.conversation.last_seq
+        role = self._views.role_at(conversation_id, last, user_id)
+        if role is None:
+            materialized = self._materialized.get(conversation_id, 0) >= last
+            rows = await self._session.run("member", (conversation_id, user_id))
+            role = int(rows[0].role or NOT_A_MEMBER) if rows else NOT_A_MEMBER
+            if materialized:
+                self._views.learn(conversation_id, last, {user_id: role})
+        return head, role
+
+    def members_since(self, conversation_id: str, seq: int) -> list[str] | None:
+        """Every member as of `seq` or later, when the membership view knows them all."""
+        return self._views.members_since(conversation_id, seq)
+
+    def learn_members(self, conversation_id: str, seq: int, members: Mapping[str, int]) -> None:
+        """Every member, read from the whole member partition after the log was known to be
+        materialized up to `seq`."""
+        self._views.learn_all(conversation_id, seq, members)
 
     async def message_row(self, conversation_id: str, seq: int) -> MessageRecord | None:
         """The message row as it is (for callers that have rolled the head forward)."""
@@ -400,15 +424,8 @@ class RoundEngine:
                 events,
                 dict(head.fences),
             )
+            # remember() moves the membership view over the round's events (new_head.pending).
             self.remember(cid, new_head)
-            members = self._members_at.pop(cid, None)
-            if (
-                members is not None
-                and members[0] == last
-                and member_delta == 0
-                and all(EventKind(e["kind"]) in _KEEPS_MEMBERSHIP for e in events)
-            ):
-                self._members_at[cid] = (last + len(events), members[1])
             await self._materialize(cid, events)
             self._materialized[cid] = max(self._materialized.get(cid, 0), last + len(events))
             return True, []
@@ -458,22 +475,32 @@ class RoundEngine:
         Serializable: membership only changes by taking a seq, which the LWT guards; so senders
         known to be members as of the head's seq are not read again."""
         last = head.conversation.last_seq
-        cached = self._members_at.get(conversation_id)
-        known = cached[1] if cached is not None and cached[0] == last else set()
-        senders = sorted({op.new.sender_id for op in ops if op.new is not None} - known)
-        if not senders:
-            return ops, -1
+        roles = {
+            op.new.sender_id: self._views.role_at(conversation_id, last, op.new.sender_id)
+            for op in ops
+            if op.new is not None
+        }
+        senders = sorted(u for u, role in roles.items() if role is None)
         # The index write (needed before the LWT anyway) goes in parallel with the reads, at
         # the highest seq the round can take (a lower round leaves a stale index row at worst,
         # which the sweep skips).
-        *found, _ = await asyncio.gather(
-            *(self._session.run("member", (conversation_id, u)) for u in senders),
-            self._outbox_add(conversation_id, index_at),
-        )
-        members = {u for u, rows in zip(senders, found, strict=True) if rows and rows[0].role}
-        if len(known) + len(members) <= MAX_CACHED_MEMBERS:
-            self._members_at[conversation_id] = (last, known | members)
-        members |= known
+        if senders:
+            *found, _ = await asyncio.gather(
+                *(self._session.run("member", (conversation_id, u)) for u in senders),
+                self._outbox_add(conversation_id, index_at),
+            )
+            read = {
+                u: int(rows[0].role or NOT_A_MEMBER) if rows else NOT_A_MEMBER
+                for u, rows in zip(senders, found, strict=True)
+            }
+            # The caller rolled the head forward: the rows hold at least its membership.
+            self._views.learn(conversation_id, last, read)
+            roles.update(read)
+        else:
+            index_at = -1
+        members = {u for u, role in roles.items() if role}
+        if len(members) == len(roles):
+            return ops, index_at
         kept: list[Op] = []
         for op in ops:
             assert op.new is not None
@@ -581,13 +608,13 @@ class RoundEngine:
                 op.future.set_result(results)
             return applied
         # An edit or a delete of message op.seq, by a member (or a moderator).
-        cached = self._members_at.get(conversation_id)
-        if not op.moderated and (
-            cached is None or cached[0] != last or op.actor_id not in cached[1]
-        ):
+        role = None if op.moderated else self._views.role_at(conversation_id, last, op.actor_id)
+        if role is None and not op.moderated:
             actor = await self._session.run("member", (conversation_id, op.actor_id))
-            if not actor or actor[0].role is None:
-                raise NotMemberError(f"not a member of conversation {conversation_id}")
+            role = int(actor[0].role or NOT_A_MEMBER) if actor else NOT_A_MEMBER
+            self._views.learn(conversation_id, last, {op.actor_id: role})
+        if not op.moderated and not role:
+            raise NotMemberError(f"not a member of conversation {conversation_id}")
         current = (
             await self.message_row(conversation_id, op.seq)
             if op.seq >= head.conversation.first_seq
@@ -641,6 +668,11 @@ class RoundEngine:
         roles: dict[str, int | None] = {
             u: (rows[0].role if rows else None) for u, rows in zip(users, found, strict=True)
         }
+        self._views.learn(
+            conversation_id,
+            head.conversation.last_seq,
+            {u: int(role or NOT_A_MEMBER) for u, role in roles.items()},
+        )
         last = head.conversation.last_seq
         events: list[dict[str, Any]] = []
         results: list[EventRecord] = []

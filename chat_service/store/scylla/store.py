@@ -205,6 +205,25 @@ class ScyllaChatStore:
             return None
         return member_from_row(rows[0], bool(prefs and prefs[0].muted))
 
+    async def member_role(
+        self, conversation_id: str, user_id: str
+    ) -> tuple[ConversationRecord, Role] | None:
+        # One head read while this process knows the user's role as of that head (the
+        # membership view); the member row otherwise. See rounds.role_as_of_head.
+        found = await self._rounds.role_as_of_head(conversation_id, user_id)
+        if found is None or not found[1]:
+            return None
+        head, role = found
+        # A suspension binds through the fences it sets in the heads of the user's
+        # conversations before it returns (and the round's LWT checks them): a user not
+        # fenced here may write here. A fence is confirmed by the suspension row (a lifted
+        # suspension may have left one behind).
+        if user_id in head.fences:
+            suspension = await self._moderation.get_suspension(user_id)
+            if suspension is not None:
+                raise SuspendedError(suspension.refusal())
+        return head.conversation, Role(role)
+
     async def _require_member(self, conversation_id: str, user_id: str) -> MemberRecord:
         member = await self._get_member(conversation_id, user_id)
         if member is None:
@@ -235,8 +254,21 @@ class ScyllaChatStore:
         return out
 
     async def member_ids(self, conversation_id: str) -> list[str]:
+        return await self._member_ids(conversation_id)
+
+    async def members_since(self, conversation_id: str, seq: int) -> list[str]:
+        # No read while the membership view knows every member as of seq or later (this
+        # process's own rounds keep it there); otherwise the partition is read and learned.
+        known = self._rounds.members_since(conversation_id, seq)
+        return known if known is not None else await self._member_ids(conversation_id)
+
+    async def _member_ids(self, conversation_id: str) -> list[str]:
+        # The seq known materialized before the read: the rows hold at least its membership.
+        materialized = self._rounds.materialized_up_to(conversation_id)
         rows = await self._session.run("member_roles", (conversation_id,))
-        return [r.user_id for r in rows if r.role is not None]
+        roles = {r.user_id: int(r.role) for r in rows if r.role is not None}
+        self._rounds.learn_members(conversation_id, materialized, roles)
+        return list(roles)
 
     async def user_conversations(self, user_id: str) -> list[MemberRecord]:
         rows = await self._session.run("user_conversations", (user_id,))

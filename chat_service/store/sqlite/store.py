@@ -35,6 +35,8 @@ from ..base import (
     OutboxEntry,
     ReportRecord,
     ReportStatus,
+    Role,
+    SuspendedError,
     SuspensionRecord,
 )
 from ..metrics import timed_operations
@@ -93,12 +95,27 @@ class SqliteChatStore:
     async def get_member(self, conversation_id: str, user_id: str) -> MemberRecord | None:
         return queries.get_member(self._r, conversation_id, user_id)
 
+    async def member_role(
+        self, conversation_id: str, user_id: str
+    ) -> tuple[ConversationRecord, Role] | None:
+        conversation = queries.get_conversation(self._r, conversation_id)
+        member = queries.get_member(self._r, conversation_id, user_id)
+        if conversation is None or member is None:
+            return None
+        suspension = moderation.get_suspension(self._r, user_id)
+        if suspension is not None:
+            raise SuspendedError(suspension.refusal())
+        return conversation, member.role
+
     async def list_members(
         self, conversation_id: str, after_user_id: str, limit: int
     ) -> list[MemberRecord]:
         return queries.list_members(self._r, conversation_id, after_user_id, limit)
 
     async def member_ids(self, conversation_id: str) -> list[str]:
+        return queries.member_ids(self._r, conversation_id)
+
+    async def members_since(self, conversation_id: str, seq: int) -> list[str]:
         return queries.member_ids(self._r, conversation_id)
 
     async def user_conversations(self, user_id: str) -> list[MemberRecord]:
