@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import pytest
 from chatmesh.events.v1 import event_service_pb2 as epb
-from chatmesh.events.v1 import event_service_pb2_grpc
+from chatmesh.events.v1 import event_service_pb2_grpc, events_pb2
 from chatmesh.moderation.v1 import moderation_service_pb2 as mpb
 
+from chat_service.multiplex import MultiplexedStreams
 from chatmesh_common.auth import issue_service_token
 
 from .moderation_support import Moderator
@@ -217,3 +218,42 @@ async def test_the_caller_half_closing_ends_the_call(
     async with asyncio.timeout(WAIT_S):
         await asyncio.gather(mux._reader, return_exceptions=True)
     assert await mux.call.code() == grpc.StatusCode.OK
+
+
+async def test_a_stream_that_waits_holds_up_no_other() -> None:
+    """One stream stuck before its first item (a long replay, a slow store read) while another
+    delivers: the other's items go out at once; the stuck one is closed with the call."""
+    stuck = asyncio.Event()
+    released: list[int] = []
+
+    async def items(open_: epb.OpenEventStream) -> AsyncIterator[epb.SubscribeEventsResponse]:
+        try:
+            if open_.token == "slow":
+                await stuck.wait()
+            for seq in range(1, 4):
+                yield epb.SubscribeEventsResponse(event=events_pb2.ConversationEvent(seq=seq))
+            await asyncio.Event().wait()
+        finally:
+            released.append(open_.stream_id)
+
+    controls: asyncio.Queue[epb.SubscribeEventsMultiplexedRequest | None] = asyncio.Queue()
+
+    async def requests() -> AsyncIterator[epb.SubscribeEventsMultiplexedRequest]:
+        while (control := await controls.get()) is not None:
+            yield control
+
+    for stream_id, token in ((1, "slow"), (2, "fast")):
+        control = epb.SubscribeEventsMultiplexedRequest()
+        control.open.stream_id = stream_id
+        control.open.token = token
+        controls.put_nowait(control)
+    streams = MultiplexedStreams(items, lambda exc: None, max_pending=2)
+    out = streams.serve(requests())
+    async with asyncio.timeout(WAIT_S):
+        got = [await anext(out) for _ in range(3)]
+    assert [(i.stream_id, i.response.event.seq) for i in got] == [(2, 1), (2, 2), (2, 3)]
+    assert streams.open_count == 2
+    controls.put_nowait(None)  # the caller half-closes: the call ends, every stream closes
+    async with asyncio.timeout(WAIT_S):
+        assert [i async for i in out] == []
+    assert sorted(released) == [1, 2]
