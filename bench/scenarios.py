@@ -103,6 +103,11 @@ class Run:
             use = {n: (now[n] - self._process_marks.get(n, 0.0)) / wall * 100 for n in now}
             busiest = sorted(use.items(), key=lambda item: -item[1])[:5]
             split["busiest_cpu_%"] = ", ".join(f"{n} {round(u)}" for n, u in busiest)
+            # The tiers an event crosses to a socket, each summed over its replicas.
+            for tier in ("gateway", "chat"):
+                split[f"{tier}s_cpu_%"] = round(
+                    sum(u for n, u in use.items() if n.startswith(f"{tier}-")), 1
+                )
         return split
 
 
