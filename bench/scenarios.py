@@ -103,6 +103,11 @@ class Run:
             use = {n: (now[n] - self._process_marks.get(n, 0.0)) / wall * 100 for n in now}
             busiest = sorted(use.items(), key=lambda item: -item[1])[:5]
             split["busiest_cpu_%"] = ", ".join(f"{n} {round(u)}" for n, u in busiest)
+            # The tiers an event crosses to a socket, each summed over its replicas.
+            for tier in ("gateway", "chat"):
+                split[f"{tier}s_cpu_%"] = round(
+                    sum(u for n, u in use.items() if n.startswith(f"{tier}-")), 1
+                )
         return split
 
 
@@ -588,17 +593,27 @@ def scenario_idle(args: argparse.Namespace) -> Result:
     users = [f"i{i}" for i in range(args.devices)]
     result = Result("idle", args.mode, _params(args, "devices", "steps", "hold_s", "workers",
                                                "subscribe", "settle_s"))  # fmt: skip
-    result.notes.append(
-        "Embedded mode runs gateway and chat_service in one process: the figure per "
-        "connection is that process's RSS growth, so with --subscribe it includes the device's "
-        "event stream: the EventService stream served in-process (its queue and bus "
-        "subscription) and the gateway's reader task."
-    )
+    if args.mode == "cluster":
+        result.notes.append(
+            "Cluster mode: per_conn_kib is the RSS growth of every process of the cluster "
+            "summed (Envoy, both gateways, both chat_service replicas, presence, ...); "
+            "gateway_kib_per_conn is the two gateways' alone. With --subscribe each socket's "
+            "event stream is open (multiplexed on one call per gateway unless "
+            "CHATMESH_WS_EVENT_STREAMS=per_device)."
+        )
+    else:
+        result.notes.append(
+            "Embedded mode runs gateway and chat_service in one process: the figure per "
+            "connection is that process's RSS growth, so with --subscribe it includes the "
+            "device's event stream: the EventService stream served in-process (its queue and "
+            "bus subscription) and the gateway's reader task."
+        )
     with _system(args) as run:
         for members in _groups(users, 10):
             run.admin.create(members[0], members[1:])
         time.sleep(args.settle_s)
         base = run.server.rss_bytes()
+        gateway_base = _gateway_rss(run.server)
         xs, ys = [0.0], [base / 2**20]
         result.rows.append({"connections": 0, "rss_mib": base / 2**20, "per_conn_kib": None})
         pool_devices = [Device(u) for u in users]
@@ -626,6 +641,7 @@ def scenario_idle(args: argparse.Namespace) -> Result:
                         "connections": connected,
                         "rss_mib": rss / 2**20,
                         "per_conn_kib": (rss - base) / connected / 1024,
+                        **_gateway_growth(run.server, gateway_base, connected),
                     }
                 )
             run.mark()
@@ -639,10 +655,16 @@ def scenario_idle(args: argparse.Namespace) -> Result:
                     "connections": open_now,
                     "rss_mib": rss / 2**20,
                     "per_conn_kib": (rss - base) / max(1, open_now) / 1024,
+                    **_gateway_growth(run.server, gateway_base, open_now),
                     "after": f"held {args.hold_s:g} s (server pings every 20 s)",
                     **cpu,
                 }
             )
+            gateway_now = _gateway_rss(run.server)
+            if gateway_base is not None and gateway_now is not None:
+                result.target("gateway KiB per idle connection",
+                              (gateway_now - gateway_base) / max(1, open_now) / 1024,
+                              20, False)  # fmt: skip
             xs.append(open_now + 0.5)
             ys.append(rss / 2**20)
             result.target("KiB per idle connection", (rss - base) / max(1, open_now) / 1024,
@@ -655,6 +677,23 @@ def scenario_idle(args: argparse.Namespace) -> Result:
         result.xy["server RSS"] = (xs, ys)
         result.xy_labels = ("connected devices", "server RSS (MiB)")
     return result
+
+
+def _gateway_rss(server: BenchServer) -> int | None:
+    """The gateways' resident memory summed, in a cluster (None: one process, embedded)."""
+    by_process = getattr(server, "rss_by_process", None)
+    if by_process is None:
+        return None
+    processes: dict[str, int] = by_process()
+    return sum(rss for name, rss in processes.items() if name.startswith("gateway"))
+
+
+def _gateway_growth(server: BenchServer, base: int | None, connections: int) -> dict[str, float]:
+    """The gateways' share of an idle row: their RSS growth per connection (cluster only)."""
+    now = _gateway_rss(server)
+    if base is None or now is None:
+        return {}
+    return {"gateway_kib_per_conn": (now - base) / max(1, connections) / 1024}
 
 
 def _split(devices: Sequence[Device], workers: int) -> list[list[Device]]:

@@ -10,13 +10,15 @@ from chatmesh.chat.v1 import chat_service_pb2 as pb
 from chatmesh.chat.v1 import chat_service_pb2_grpc, types_pb2
 from chatmesh.events.v1 import event_service_pb2, event_service_pb2_grpc
 
-from chatmesh_common.auth import Identity
+from chatmesh_common.auth import Identity, auth_metadata
 from chatmesh_common.bus import Bus
+from chatmesh_common.grpc_server import Context
 from chatmesh_common.rpc import Authenticator, RpcServicer, check_id, stream, unary
 
 from . import convert
 from .chat import Chat, ConversationState
 from .moderation import Moderation
+from .multiplex import MultiplexedStreams
 from .store.base import (
     EventRecord,
     MessageRecord,
@@ -293,7 +295,33 @@ class EventServicer(RpcServicer, event_service_pb2_grpc.EventServiceServicer):
         self.bus = bus
 
     @stream
-    async def SubscribeEvents(
+    def SubscribeEvents(
+        self, request: event_service_pb2.SubscribeEventsRequest, who: Identity
+    ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
+        return self._events(request, who)
+
+    async def SubscribeEventsMultiplexed(
+        self,
+        request_iterator: AsyncIterator[event_service_pb2.SubscribeEventsMultiplexedRequest],
+        context: Context,
+    ) -> AsyncIterator[event_service_pb2.SubscribeEventsMultiplexedResponse]:
+        # No call-level credential (credentials.PER_STREAM): each open is checked alone.
+        streams = MultiplexedStreams(self._open_multiplexed, self._rpc_error)
+        async for item in streams.serve(request_iterator):
+            yield item
+
+    def _open_multiplexed(
+        self, open_: event_service_pb2.OpenEventStream
+    ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
+        """One stream of a multiplexed call: the open's token checked exactly as a
+        SubscribeEvents call's, then what SubscribeEvents would send that caller."""
+        who = self.authenticator.authenticate(
+            auth_metadata(open_.token), self.SERVICE, "SubscribeEvents"
+        )
+        assert isinstance(who, Identity)  # SubscribeEvents takes user tokens only
+        return self._events(open_.request, who)
+
+    async def _events(
         self, request: event_service_pb2.SubscribeEventsRequest, who: Identity
     ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
         for cursor in request.cursors:

@@ -2,9 +2,12 @@
 
 `USER`: a user token; the call acts as that user. `service(scope)`: a service token carrying the
 scope; the call is made by a chatmesh service on no user's behalf (internal-only RPCs). `either`:
-a user token, or a service token with the scope. The servicer wrappers of chatmesh_common.rpc
-look every call up here; a method missing from the table is refused (INTERNAL), and a test
-enumerates the proto descriptors so that no RPC is added without its entry.
+a user token, or a service token with the scope. `PER_STREAM`: the call carries no credential of
+its own; each stream it opens carries a user token, checked as `USER` for that stream alone
+(EventService.SubscribeEventsMultiplexed, one call for many devices). The servicer wrappers of
+chatmesh_common.rpc look every call up here; a method missing from the table is refused
+(INTERNAL), and a test enumerates the proto descriptors so that no RPC is added without its
+entry.
 
 A valid token of the wrong kind is PERMISSION_DENIED, like a service token without the scope: the
 caller is known but may not make the call. No, bad or expired tokens are UNAUTHENTICATED.
@@ -22,6 +25,7 @@ class Kind(enum.Enum):
     USER = "user"
     SERVICE = "service"
     EITHER = "either"
+    PER_STREAM = "per_stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +39,13 @@ class Requirement:
             return "a user token"
         if self.kind is Kind.SERVICE:
             return f"a service token with scope {self.scope}"
+        if self.kind is Kind.PER_STREAM:
+            return "a user token in each stream it opens"
         return f"a user token or a service token with scope {self.scope}"
 
 
 USER = Requirement(Kind.USER)
+PER_STREAM = Requirement(Kind.PER_STREAM)
 
 
 def service(scope: str) -> Requirement:
@@ -101,6 +108,7 @@ RPC_CREDENTIALS: Mapping[str, Mapping[str, Requirement]] = {
     },
     "chatmesh.events.v1.EventService": {
         "SubscribeEvents": USER,
+        "SubscribeEventsMultiplexed": PER_STREAM,
     },
     "chatmesh.chat.v1.AccessService": {
         "FilterPresenceAudience": service(SCOPE_CHAT_ACCESS),

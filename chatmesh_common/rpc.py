@@ -151,6 +151,10 @@ class Authenticator:
         if rule is None:
             # Fail closed: an RPC nobody classified is served to nobody.
             raise RpcError(grpc.StatusCode.INTERNAL, f"{name} has no entry in the credential table")
+        if rule.kind is Kind.PER_STREAM:
+            # Its servicer checks each stream's token as the stream's own RPC; a call-level
+            # check here would be a mistake in that servicer.
+            raise RpcError(grpc.StatusCode.INTERNAL, f"{name} checks {rule.describe()}")
         token = bearer_token(metadata)
         if not token:
             raise _unauthenticated(f"missing token: {name} requires {rule.describe()}")

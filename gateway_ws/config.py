@@ -128,6 +128,14 @@ class GatewayConfig:
     close_timeout_s: float = setting(
         "CHATMESH_WS_CLOSE_TIMEOUT_S", 5.0, "time allowed for a closing handshake", positive=True
     )
+    event_streams: str = setting(
+        "CHATMESH_WS_EVENT_STREAMS",
+        "multiplexed",
+        "how sockets' event streams reach chat_service: `multiplexed` (all on one"
+        " SubscribeEventsMultiplexed call per chat channel) or `per_device` (a SubscribeEvents"
+        " call per socket); in process (chatmesh dev) always per device",
+        choices=("multiplexed", "per_device"),
+    )
     resubscribe_initial_s: float = setting(
         "CHATMESH_WS_RESUBSCRIBE_INITIAL_S",
         0.1,

@@ -48,6 +48,7 @@ from chatmesh_common.tls import open_channel
 from gateway_ws import frames, web
 from gateway_ws.admission import Admission, client_address, trusted_networks
 from gateway_ws.config import GatewayConfig
+from gateway_ws.event_mux import EventMux
 from gateway_ws.metrics import FrameMetrics
 from gateway_ws.presence_link import PresenceMethods, heartbeat_loop
 from gateway_ws.ratelimit import RateLimiter
@@ -114,6 +115,11 @@ class Gateway:
     def connection_count(self) -> int:
         return len(self._context.sessions)
 
+    @property
+    def event_mux(self) -> EventMux | None:
+        """The shared event call to chat_service (None: a stream per socket)."""
+        return self._context.event_mux
+
     async def stop(self) -> None:
         """Stops accepting, closes sockets with 1001, cancels streams, waits for handlers."""
         if self.stopping:
@@ -135,6 +141,8 @@ class Gateway:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._context.event_mux is not None:
+            await self._context.event_mux.close()
         for own in self._own_channels:
             await own.close(None)
         if self._owns_channel:
@@ -165,6 +173,14 @@ def _select_subprotocol(
     if frames.SUBPROTOCOL in offered:
         return Subprotocol(frames.SUBPROTOCOL)
     return None
+
+
+def _event_mux(config: GatewayConfig, channel: grpc.aio.Channel) -> EventMux | None:
+    """The shared event call, unless streams are per device. In process (a LocalChannel, which
+    has no client streams) a stream per socket costs no HTTP/2 state, so there is none."""
+    if config.event_streams != "multiplexed" or not isinstance(channel, grpc.aio.Channel):
+        return None
+    return EventMux(channel)
 
 
 async def start_gateway(
@@ -213,6 +229,7 @@ async def start_gateway(
         send_limiter=RateLimiter(config.send_rate_per_s, config.send_burst, clock.monotonic),
         routes=build_routes(channel, elsewhere),
         subscribe=subscribe_method(channel),
+        event_mux=_event_mux(config, channel),
         metrics=FrameMetrics(),
         presence=presence,
         admission=Admission(

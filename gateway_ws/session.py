@@ -8,9 +8,11 @@ actions it answers with:
   task, so nothing that produces frames ever waits on a slow client;
 * each RPC runs as a task of its own (at most `max_inflight_requests`; beyond that the socket is
   not read until one finishes), so one slow call never holds up another;
-* the event stream (`EventService.SubscribeEvents`) is read by one task that hands each item to
-  the protocol (no task per event); a new stream replaces the old one, whose late items the
-  protocol ignores by generation;
+* the event stream is the socket's stream on the gateway's shared call
+  (`EventService.SubscribeEventsMultiplexed`, gateway_ws/event_mux.py), whose reader hands each
+  item to the protocol, or with `CHATMESH_WS_EVENT_STREAMS=per_device` a
+  `EventService.SubscribeEvents` call of its own read by one task (no task per event either way);
+  a new stream replaces the old one, whose late items the protocol ignores by generation;
 * one timer at a time, armed at the protocol's next deadline;
 * presence (with `presence_target`) is the socket's `PresenceLink`
   (gateway_ws/presence_link.py).
@@ -40,6 +42,7 @@ from chatmesh_common.request_id import request_id_metadata
 from gateway_ws import frames
 from gateway_ws.admission import Admission, IPNetwork, client_address
 from gateway_ws.config import GatewayConfig
+from gateway_ws.event_mux import EventMux, MuxedStream
 from gateway_ws.frames import ErrorCode
 from gateway_ws.metrics import FrameMetrics, close_code, close_reason
 from gateway_ws.presence_link import HeartbeatInterval, PresenceLink, PresenceMethods
@@ -77,6 +80,8 @@ class GatewayContext:
     routes: dict[str, Route]
     subscribe: SubscribeMethod
     metrics: FrameMetrics
+    # Every socket's stream on one call (None: a call per socket, CHATMESH_WS_EVENT_STREAMS).
+    event_mux: EventMux | None = None
     # PresenceService, or None when presence is disabled (empty presence_target).
     presence: PresenceMethods | None = None
     # How often each socket heartbeats (the last ConnectResponse.heartbeat_interval).
@@ -146,7 +151,8 @@ class Session:
         )
         self._admitted_user = ""
         self._inflight: set[asyncio.Task[None]] = set()
-        self._stream: asyncio.Task[None] | None = None
+        # The event stream: a call of its own (read by a task) or one on the shared call.
+        self._stream: asyncio.Task[None] | MuxedStream | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
 
@@ -206,7 +212,8 @@ class Session:
         tasks: list[asyncio.Task[None]] = []
         if self._stream is not None:
             self._stream.cancel()
-            tasks.append(self._stream)
+            if isinstance(self._stream, asyncio.Task):
+                tasks.append(self._stream)
         for task in self._inflight:
             task.cancel()
             tasks.append(task)
@@ -254,7 +261,11 @@ class Session:
                 old = self._stream
                 if old is not None:
                     old.cancel()
-                self._stream = self._loop.create_task(self._read_stream(action))
+                mux = self._ctx.event_mux
+                if mux is not None and mux.supported:
+                    self._stream = mux.open(action.request, self._metadata, self, action.generation)
+                else:
+                    self._stream = self._loop.create_task(self._read_stream(action))
             elif isinstance(action, CallPresence):
                 assert self._link is not None
                 call = self._link.handle(action.kind, action.frame, action.binary)
@@ -360,6 +371,16 @@ class Session:
         else:
             actions = protocol.rpc_done(call, answer)
         self._apply(actions)
+
+    def stream_item(self, generation: int, item: event_service_pb2.SubscribeEventsResponse) -> None:
+        """An item of this socket's stream on the shared call (event_mux.StreamListener)."""
+        self._apply(self._protocol.stream_item(generation, item))
+
+    def stream_ended(self, generation: int, status: grpc.StatusCode | None, details: str) -> None:
+        """The end of this socket's stream on the shared call (event_mux.StreamListener)."""
+        if status in FATAL_STREAM_CODES:
+            log.info("event stream of %s failed: %s %s", self._protocol.user_id, status, details)
+        self._apply(self._protocol.stream_ended(generation, status, details))
 
     async def _read_stream(self, open_: OpenStream) -> None:
         protocol = self._protocol

@@ -26,7 +26,7 @@ from chatmesh.chat.v1 import types_pb2 as chatmesh_dot_chat_dot_v1_dot_types__pb
 from chatmesh.events.v1 import events_pb2 as chatmesh_dot_events_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&chatmesh/events/v1/event_service.proto\x12\x12\x63hatmesh.events.v1\x1a\x1c\x63hatmesh/chat/v1/types.proto\x1a\x1f\x63hatmesh/events/v1/events.proto\"b\n\x16SubscribeEventsRequest\x12\x35\n\x07\x63ursors\x18\x01 \x03(\x0b\x32$.chatmesh.chat.v1.ConversationCursor\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"\x8c\x01\n\x17SubscribeEventsResponse\x12\x36\n\x05\x65vent\x18\x01 \x01(\x0b\x32%.chatmesh.events.v1.ConversationEventH\x00\x12\x31\n\tcaught_up\x18\x02 \x01(\x0b\x32\x1c.chatmesh.events.v1.CaughtUpH\x00\x42\x06\n\x04item\"e\n\x08\x43\x61ughtUp\x12 \n\x18revoked_conversation_ids\x18\x01 \x03(\t\x12\x37\n\tbaselines\x18\x02 \x03(\x0b\x32$.chatmesh.chat.v1.ConversationCursor2|\n\x0c\x45ventService\x12l\n\x0fSubscribeEvents\x12*.chatmesh.events.v1.SubscribeEventsRequest\x1a+.chatmesh.events.v1.SubscribeEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&chatmesh/events/v1/event_service.proto\x12\x12\x63hatmesh.events.v1\x1a\x1c\x63hatmesh/chat/v1/types.proto\x1a\x1f\x63hatmesh/events/v1/events.proto\"b\n\x16SubscribeEventsRequest\x12\x35\n\x07\x63ursors\x18\x01 \x03(\x0b\x32$.chatmesh.chat.v1.ConversationCursor\x12\x11\n\tdevice_id\x18\x02 \x01(\t\"\x8c\x01\n\x17SubscribeEventsResponse\x12\x36\n\x05\x65vent\x18\x01 \x01(\x0b\x32%.chatmesh.events.v1.ConversationEventH\x00\x12\x31\n\tcaught_up\x18\x02 \x01(\x0b\x32\x1c.chatmesh.events.v1.CaughtUpH\x00\x42\x06\n\x04item\"e\n\x08\x43\x61ughtUp\x12 \n\x18revoked_conversation_ids\x18\x01 \x03(\t\x12\x37\n\tbaselines\x18\x02 \x03(\x0b\x32$.chatmesh.chat.v1.ConversationCursor\"\x9a\x01\n!SubscribeEventsMultiplexedRequest\x12\x33\n\x04open\x18\x01 \x01(\x0b\x32#.chatmesh.events.v1.OpenEventStreamH\x00\x12\x35\n\x05\x63lose\x18\x02 \x01(\x0b\x32$.chatmesh.events.v1.CloseEventStreamH\x00\x42\t\n\x07\x63ontrol\"p\n\x0fOpenEventStream\x12\x11\n\tstream_id\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12;\n\x07request\x18\x03 \x01(\x0b\x32*.chatmesh.events.v1.SubscribeEventsRequest\"%\n\x10\x43loseEventStream\x12\x11\n\tstream_id\x18\x01 \x01(\x04\"\xb7\x01\n\"SubscribeEventsMultiplexedResponse\x12\x11\n\tstream_id\x18\x01 \x01(\x04\x12?\n\x08response\x18\x02 \x01(\x0b\x32+.chatmesh.events.v1.SubscribeEventsResponseH\x00\x12\x35\n\x05\x65nded\x18\x03 \x01(\x0b\x32$.chatmesh.events.v1.EventStreamEndedH\x00\x42\x06\n\x04item\"1\n\x10\x45ventStreamEnded\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t2\x8e\x02\n\x0c\x45ventService\x12l\n\x0fSubscribeEvents\x12*.chatmesh.events.v1.SubscribeEventsRequest\x1a+.chatmesh.events.v1.SubscribeEventsResponse0\x01\x12\x8f\x01\n\x1aSubscribeEventsMultiplexed\x12\x35.chatmesh.events.v1.SubscribeEventsMultiplexedRequest\x1a\x36.chatmesh.events.v1.SubscribeEventsMultiplexedResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,6 +39,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_end=366
   _globals['_CAUGHTUP']._serialized_start=368
   _globals['_CAUGHTUP']._serialized_end=469
-  _globals['_EVENTSERVICE']._serialized_start=471
-  _globals['_EVENTSERVICE']._serialized_end=595
+  _globals['_SUBSCRIBEEVENTSMULTIPLEXEDREQUEST']._serialized_start=472
+  _globals['_SUBSCRIBEEVENTSMULTIPLEXEDREQUEST']._serialized_end=626
+  _globals['_OPENEVENTSTREAM']._serialized_start=628
+  _globals['_OPENEVENTSTREAM']._serialized_end=740
+  _globals['_CLOSEEVENTSTREAM']._serialized_start=742
+  _globals['_CLOSEEVENTSTREAM']._serialized_end=779
+  _globals['_SUBSCRIBEEVENTSMULTIPLEXEDRESPONSE']._serialized_start=782
+  _globals['_SUBSCRIBEEVENTSMULTIPLEXEDRESPONSE']._serialized_end=965
+  _globals['_EVENTSTREAMENDED']._serialized_start=967
+  _globals['_EVENTSTREAMENDED']._serialized_end=1016
+  _globals['_EVENTSERVICE']._serialized_start=1019
+  _globals['_EVENTSERVICE']._serialized_end=1289
 # @@protoc_insertion_point(module_scope)

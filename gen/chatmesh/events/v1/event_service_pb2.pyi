@@ -31,3 +31,45 @@ class CaughtUp(_message.Message):
     revoked_conversation_ids: _containers.RepeatedScalarFieldContainer[str]
     baselines: _containers.RepeatedCompositeFieldContainer[_types_pb2.ConversationCursor]
     def __init__(self, revoked_conversation_ids: _Optional[_Iterable[str]] = ..., baselines: _Optional[_Iterable[_Union[_types_pb2.ConversationCursor, _Mapping]]] = ...) -> None: ...
+
+class SubscribeEventsMultiplexedRequest(_message.Message):
+    __slots__ = ("open", "close")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    open: OpenEventStream
+    close: CloseEventStream
+    def __init__(self, open: _Optional[_Union[OpenEventStream, _Mapping]] = ..., close: _Optional[_Union[CloseEventStream, _Mapping]] = ...) -> None: ...
+
+class OpenEventStream(_message.Message):
+    __slots__ = ("stream_id", "token", "request")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    stream_id: int
+    token: str
+    request: SubscribeEventsRequest
+    def __init__(self, stream_id: _Optional[int] = ..., token: _Optional[str] = ..., request: _Optional[_Union[SubscribeEventsRequest, _Mapping]] = ...) -> None: ...
+
+class CloseEventStream(_message.Message):
+    __slots__ = ("stream_id",)
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    stream_id: int
+    def __init__(self, stream_id: _Optional[int] = ...) -> None: ...
+
+class SubscribeEventsMultiplexedResponse(_message.Message):
+    __slots__ = ("stream_id", "response", "ended")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    stream_id: int
+    response: SubscribeEventsResponse
+    ended: EventStreamEnded
+    def __init__(self, stream_id: _Optional[int] = ..., response: _Optional[_Union[SubscribeEventsResponse, _Mapping]] = ..., ended: _Optional[_Union[EventStreamEnded, _Mapping]] = ...) -> None: ...
+
+class EventStreamEnded(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...

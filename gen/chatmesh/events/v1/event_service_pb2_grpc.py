@@ -41,6 +41,11 @@ class EventServiceStub:
                 request_serializer=chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsRequest.SerializeToString,
                 response_deserializer=chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsResponse.FromString,
                 _registered_method=True)
+        self.SubscribeEventsMultiplexed = channel.stream_stream(
+                '/chatmesh.events.v1.EventService/SubscribeEventsMultiplexed',
+                request_serializer=chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsMultiplexedRequest.SerializeToString,
+                response_deserializer=chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsMultiplexedResponse.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -56,6 +61,17 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubscribeEventsMultiplexed(self, request_iterator, context):
+        """Many users' event streams on one call (a gateway's devices): each `open` starts one stream,
+        exactly as SubscribeEvents would with that open's token and request, and its items come back
+        tagged with its stream_id. The call itself carries no credential: every open carries the
+        device's own user token, checked like SubscribeEvents' (a bad one ends only that stream). One
+        stream ending (suspended, too slow) ends no other; the call ending ends them all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -63,6 +79,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.SubscribeEvents,
                     request_deserializer=chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsRequest.FromString,
                     response_serializer=chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsResponse.SerializeToString,
+            ),
+            'SubscribeEventsMultiplexed': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubscribeEventsMultiplexed,
+                    request_deserializer=chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsMultiplexedRequest.FromString,
+                    response_serializer=chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsMultiplexedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -94,6 +115,33 @@ class EventService:
             '/chatmesh.events.v1.EventService/SubscribeEvents',
             chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsRequest.SerializeToString,
             chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeEventsMultiplexed(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/chatmesh.events.v1.EventService/SubscribeEventsMultiplexed',
+            chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsMultiplexedRequest.SerializeToString,
+            chatmesh_dot_events_dot_v1_dot_event__service__pb2.SubscribeEventsMultiplexedResponse.FromString,
             options,
             channel_credentials,
             insecure,

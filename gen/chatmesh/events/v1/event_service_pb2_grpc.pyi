@@ -39,6 +39,13 @@ class EventServiceStub:
     """The caller's events: first the replay after each cursor (in seq order per conversation),
     then a caught_up marker, then live events.
     """
+    SubscribeEventsMultiplexed: _grpc.StreamStreamMultiCallable[_event_service_pb2.SubscribeEventsMultiplexedRequest, _event_service_pb2.SubscribeEventsMultiplexedResponse]
+    """Many users' event streams on one call (a gateway's devices): each `open` starts one stream,
+    exactly as SubscribeEvents would with that open's token and request, and its items come back
+    tagged with its stream_id. The call itself carries no credential: every open carries the
+    device's own user token, checked like SubscribeEvents' (a bad one ends only that stream). One
+    stream ending (suspended, too slow) ends no other; the call ending ends them all.
+    """
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -50,6 +57,13 @@ class EventServiceAsyncStub(EventServiceStub):
     SubscribeEvents: _aio.UnaryStreamMultiCallable[_event_service_pb2.SubscribeEventsRequest, _event_service_pb2.SubscribeEventsResponse]  # type: ignore[assignment]
     """The caller's events: first the replay after each cursor (in seq order per conversation),
     then a caught_up marker, then live events.
+    """
+    SubscribeEventsMultiplexed: _aio.StreamStreamMultiCallable[_event_service_pb2.SubscribeEventsMultiplexedRequest, _event_service_pb2.SubscribeEventsMultiplexedResponse]  # type: ignore[assignment]
+    """Many users' event streams on one call (a gateway's devices): each `open` starts one stream,
+    exactly as SubscribeEvents would with that open's token and request, and its items come back
+    tagged with its stream_id. The call itself carries no credential: every open carries the
+    device's own user token, checked like SubscribeEvents' (a bad one ends only that stream). One
+    stream ending (suspended, too slow) ends no other; the call ending ends them all.
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -65,6 +79,19 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_event_service_pb2.SubscribeEventsResponse], _abc.AsyncIterator[_event_service_pb2.SubscribeEventsResponse]]:
         """The caller's events: first the replay after each cursor (in seq order per conversation),
         then a caught_up marker, then live events.
+        """
+
+    @_abc_1.abstractmethod
+    def SubscribeEventsMultiplexed(
+        self,
+        request_iterator: _MaybeAsyncIterator[_event_service_pb2.SubscribeEventsMultiplexedRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_event_service_pb2.SubscribeEventsMultiplexedResponse], _abc.AsyncIterator[_event_service_pb2.SubscribeEventsMultiplexedResponse]]:
+        """Many users' event streams on one call (a gateway's devices): each `open` starts one stream,
+        exactly as SubscribeEvents would with that open's token and request, and its items come back
+        tagged with its stream_id. The call itself carries no credential: every open carries the
+        device's own user token, checked like SubscribeEvents' (a bad one ends only that stream). One
+        stream ending (suspended, too slow) ends no other; the call ending ends them all.
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chatmesh/events/v1/event_service.proto.
  */
 export const file_chatmesh_events_v1_event_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZjaGF0bWVzaC9ldmVudHMvdjEvZXZlbnRfc2VydmljZS5wcm90bxISY2hhdG1lc2guZXZlbnRzLnYxImIKFlN1YnNjcmliZUV2ZW50c1JlcXVlc3QSNQoHY3Vyc29ycxgBIAMoCzIkLmNoYXRtZXNoLmNoYXQudjEuQ29udmVyc2F0aW9uQ3Vyc29yEhEKCWRldmljZV9pZBgCIAEoCSKMAQoXU3Vic2NyaWJlRXZlbnRzUmVzcG9uc2USNgoFZXZlbnQYASABKAsyJS5jaGF0bWVzaC5ldmVudHMudjEuQ29udmVyc2F0aW9uRXZlbnRIABIxCgljYXVnaHRfdXAYAiABKAsyHC5jaGF0bWVzaC5ldmVudHMudjEuQ2F1Z2h0VXBIAEIGCgRpdGVtImUKCENhdWdodFVwEiAKGHJldm9rZWRfY29udmVyc2F0aW9uX2lkcxgBIAMoCRI3CgliYXNlbGluZXMYAiADKAsyJC5jaGF0bWVzaC5jaGF0LnYxLkNvbnZlcnNhdGlvbkN1cnNvcjJ8CgxFdmVudFNlcnZpY2USbAoPU3Vic2NyaWJlRXZlbnRzEiouY2hhdG1lc2guZXZlbnRzLnYxLlN1YnNjcmliZUV2ZW50c1JlcXVlc3QaKy5jaGF0bWVzaC5ldmVudHMudjEuU3Vic2NyaWJlRXZlbnRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_chatmesh_chat_v1_types, file_chatmesh_events_v1_events]);
+  fileDesc("CiZjaGF0bWVzaC9ldmVudHMvdjEvZXZlbnRfc2VydmljZS5wcm90bxISY2hhdG1lc2guZXZlbnRzLnYxImIKFlN1YnNjcmliZUV2ZW50c1JlcXVlc3QSNQoHY3Vyc29ycxgBIAMoCzIkLmNoYXRtZXNoLmNoYXQudjEuQ29udmVyc2F0aW9uQ3Vyc29yEhEKCWRldmljZV9pZBgCIAEoCSKMAQoXU3Vic2NyaWJlRXZlbnRzUmVzcG9uc2USNgoFZXZlbnQYASABKAsyJS5jaGF0bWVzaC5ldmVudHMudjEuQ29udmVyc2F0aW9uRXZlbnRIABIxCgljYXVnaHRfdXAYAiABKAsyHC5jaGF0bWVzaC5ldmVudHMudjEuQ2F1Z2h0VXBIAEIGCgRpdGVtImUKCENhdWdodFVwEiAKGHJldm9rZWRfY29udmVyc2F0aW9uX2lkcxgBIAMoCRI3CgliYXNlbGluZXMYAiADKAsyJC5jaGF0bWVzaC5jaGF0LnYxLkNvbnZlcnNhdGlvbkN1cnNvciKaAQohU3Vic2NyaWJlRXZlbnRzTXVsdGlwbGV4ZWRSZXF1ZXN0EjMKBG9wZW4YASABKAsyIy5jaGF0bWVzaC5ldmVudHMudjEuT3BlbkV2ZW50U3RyZWFtSAASNQoFY2xvc2UYAiABKAsyJC5jaGF0bWVzaC5ldmVudHMudjEuQ2xvc2VFdmVudFN0cmVhbUgAQgkKB2NvbnRyb2wicAoPT3BlbkV2ZW50U3RyZWFtEhEKCXN0cmVhbV9pZBgBIAEoBBINCgV0b2tlbhgCIAEoCRI7CgdyZXF1ZXN0GAMgASgLMiouY2hhdG1lc2guZXZlbnRzLnYxLlN1YnNjcmliZUV2ZW50c1JlcXVlc3QiJQoQQ2xvc2VFdmVudFN0cmVhbRIRCglzdHJlYW1faWQYASABKAQitwEKIlN1YnNjcmliZUV2ZW50c011bHRpcGxleGVkUmVzcG9uc2USEQoJc3RyZWFtX2lkGAEgASgEEj8KCHJlc3BvbnNlGAIgASgLMisuY2hhdG1lc2guZXZlbnRzLnYxLlN1YnNjcmliZUV2ZW50c1Jlc3BvbnNlSAASNQoFZW5kZWQYAyABKAsyJC5jaGF0bWVzaC5ldmVudHMudjEuRXZlbnRTdHJlYW1FbmRlZEgAQgYKBGl0ZW0iMQoQRXZlbnRTdHJlYW1FbmRlZBIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkyjgIKDEV2ZW50U2VydmljZRJsCg9TdWJzY3JpYmVFdmVudHMSKi5jaGF0bWVzaC5ldmVudHMudjEuU3Vic2NyaWJlRXZlbnRzUmVxdWVzdBorLmNoYXRtZXNoLmV2ZW50cy52MS5TdWJzY3JpYmVFdmVudHNSZXNwb25zZTABEo8BChpTdWJzY3JpYmVFdmVudHNNdWx0aXBsZXhlZBI1LmNoYXRtZXNoLmV2ZW50cy52MS5TdWJzY3JpYmVFdmVudHNNdWx0aXBsZXhlZFJlcXVlc3QaNi5jaGF0bWVzaC5ldmVudHMudjEuU3Vic2NyaWJlRXZlbnRzTXVsdGlwbGV4ZWRSZXNwb25zZSgBMAFiBnByb3RvMw", [file_chatmesh_chat_v1_types, file_chatmesh_events_v1_events]);
 
 /**
  * @generated from message chatmesh.events.v1.SubscribeEventsRequest
@@ -102,6 +102,150 @@ export const CaughtUpSchema: GenMessage<CaughtUp> = /*@__PURE__*/
   messageDesc(file_chatmesh_events_v1_event_service, 2);
 
 /**
+ * @generated from message chatmesh.events.v1.SubscribeEventsMultiplexedRequest
+ */
+export type SubscribeEventsMultiplexedRequest = Message<"chatmesh.events.v1.SubscribeEventsMultiplexedRequest"> & {
+  /**
+   * @generated from oneof chatmesh.events.v1.SubscribeEventsMultiplexedRequest.control
+   */
+  control: {
+    /**
+     * @generated from field: chatmesh.events.v1.OpenEventStream open = 1;
+     */
+    value: OpenEventStream;
+    case: "open";
+  } | {
+    /**
+     * @generated from field: chatmesh.events.v1.CloseEventStream close = 2;
+     */
+    value: CloseEventStream;
+    case: "close";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message chatmesh.events.v1.SubscribeEventsMultiplexedRequest.
+ * Use `create(SubscribeEventsMultiplexedRequestSchema)` to create a new message.
+ */
+export const SubscribeEventsMultiplexedRequestSchema: GenMessage<SubscribeEventsMultiplexedRequest> = /*@__PURE__*/
+  messageDesc(file_chatmesh_events_v1_event_service, 3);
+
+/**
+ * Starts one stream. A stream_id already open is closed first and replaced.
+ *
+ * @generated from message chatmesh.events.v1.OpenEventStream
+ */
+export type OpenEventStream = Message<"chatmesh.events.v1.OpenEventStream"> & {
+  /**
+   * Chosen by the caller, unique within the call; 0 is not a valid id.
+   *
+   * @generated from field: uint64 stream_id = 1;
+   */
+  streamId: bigint;
+
+  /**
+   * The device's user token (what SubscribeEvents takes as `authorization: Bearer <jwt>`).
+   *
+   * @generated from field: string token = 2;
+   */
+  token: string;
+
+  /**
+   * @generated from field: chatmesh.events.v1.SubscribeEventsRequest request = 3;
+   */
+  request?: SubscribeEventsRequest | undefined;
+};
+
+/**
+ * Describes the message chatmesh.events.v1.OpenEventStream.
+ * Use `create(OpenEventStreamSchema)` to create a new message.
+ */
+export const OpenEventStreamSchema: GenMessage<OpenEventStream> = /*@__PURE__*/
+  messageDesc(file_chatmesh_events_v1_event_service, 4);
+
+/**
+ * Ends one stream; nothing more of it is sent (items already on the wire may still arrive).
+ *
+ * @generated from message chatmesh.events.v1.CloseEventStream
+ */
+export type CloseEventStream = Message<"chatmesh.events.v1.CloseEventStream"> & {
+  /**
+   * @generated from field: uint64 stream_id = 1;
+   */
+  streamId: bigint;
+};
+
+/**
+ * Describes the message chatmesh.events.v1.CloseEventStream.
+ * Use `create(CloseEventStreamSchema)` to create a new message.
+ */
+export const CloseEventStreamSchema: GenMessage<CloseEventStream> = /*@__PURE__*/
+  messageDesc(file_chatmesh_events_v1_event_service, 5);
+
+/**
+ * @generated from message chatmesh.events.v1.SubscribeEventsMultiplexedResponse
+ */
+export type SubscribeEventsMultiplexedResponse = Message<"chatmesh.events.v1.SubscribeEventsMultiplexedResponse"> & {
+  /**
+   * @generated from field: uint64 stream_id = 1;
+   */
+  streamId: bigint;
+
+  /**
+   * @generated from oneof chatmesh.events.v1.SubscribeEventsMultiplexedResponse.item
+   */
+  item: {
+    /**
+     * What SubscribeEvents would have sent on this stream.
+     *
+     * @generated from field: chatmesh.events.v1.SubscribeEventsResponse response = 2;
+     */
+    value: SubscribeEventsResponse;
+    case: "response";
+  } | {
+    /**
+     * The stream ended with the status SubscribeEvents would have ended with; no more items
+     * of it follow.
+     *
+     * @generated from field: chatmesh.events.v1.EventStreamEnded ended = 3;
+     */
+    value: EventStreamEnded;
+    case: "ended";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message chatmesh.events.v1.SubscribeEventsMultiplexedResponse.
+ * Use `create(SubscribeEventsMultiplexedResponseSchema)` to create a new message.
+ */
+export const SubscribeEventsMultiplexedResponseSchema: GenMessage<SubscribeEventsMultiplexedResponse> = /*@__PURE__*/
+  messageDesc(file_chatmesh_events_v1_event_service, 6);
+
+/**
+ * @generated from message chatmesh.events.v1.EventStreamEnded
+ */
+export type EventStreamEnded = Message<"chatmesh.events.v1.EventStreamEnded"> & {
+  /**
+   * A gRPC status code number (google.rpc.Code); OK if the stream finished on its own.
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message chatmesh.events.v1.EventStreamEnded.
+ * Use `create(EventStreamEndedSchema)` to create a new message.
+ */
+export const EventStreamEndedSchema: GenMessage<EventStreamEnded> = /*@__PURE__*/
+  messageDesc(file_chatmesh_events_v1_event_service, 7);
+
+/**
  * A user's event stream, served by chat_service for gateways, bots and internal consumers.
  * Calls carry the user's token as `authorization: Bearer <jwt>` metadata.
  *
@@ -118,6 +262,20 @@ export const EventService: GenService<{
     methodKind: "server_streaming";
     input: typeof SubscribeEventsRequestSchema;
     output: typeof SubscribeEventsResponseSchema;
+  },
+  /**
+   * Many users' event streams on one call (a gateway's devices): each `open` starts one stream,
+   * exactly as SubscribeEvents would with that open's token and request, and its items come back
+   * tagged with its stream_id. The call itself carries no credential: every open carries the
+   * device's own user token, checked like SubscribeEvents' (a bad one ends only that stream). One
+   * stream ending (suspended, too slow) ends no other; the call ending ends them all.
+   *
+   * @generated from rpc chatmesh.events.v1.EventService.SubscribeEventsMultiplexed
+   */
+  subscribeEventsMultiplexed: {
+    methodKind: "bidi_streaming";
+    input: typeof SubscribeEventsMultiplexedRequestSchema;
+    output: typeof SubscribeEventsMultiplexedResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_chatmesh_events_v1_event_service, 0);
