@@ -66,7 +66,11 @@ class FakeChat:
             _ChatServicer(self),  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
             server,
         )
-        event_service_pb2_grpc.add_EventServiceServicer_to_server(_EventServicer(self), server)
+        event_service_pb2_grpc.add_EventServiceServicer_to_server(
+            # The multiplexed call answers UNIMPLEMENTED: gateways fall back to per-device streams.
+            _EventServicer(self),  # type: ignore[abstract]
+            server,
+        )
         self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
         await server.start()
         self._server = server
