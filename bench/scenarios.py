@@ -43,6 +43,9 @@ class Run:
         # CPU seconds of the last window (cpu_split, thread_split): for CPU per send.
         self.server_cpu_s = 0.0
         self.main_thread_cpu_s = 0.0
+        # On a cluster: CPU seconds of the last window by tier (replicas summed), for the scale
+        # model's cost per send of each tier.
+        self.tier_cpu_s: dict[str, float] = {}
 
     def start_pool(self, devices: Sequence[Device], workers: int, nofile: int) -> Pool:
         """Splits devices into `workers` contiguous blocks, one process each, speaking the
@@ -62,14 +65,19 @@ class Run:
             self._process_marks = self.server.cpu_by_process()
         self._wall_mark = time.perf_counter()
 
-    def cpu_per_send(self, sends: int) -> dict[str, float]:
+    def cpu_per_send(self, sends: int) -> dict[str, Any]:
         """Server CPU of the last window per acknowledged send (its deliveries included), in
-        ms: unlike latency, it hardly moves when other work shares the machine."""
+        ms: unlike latency, it hardly moves when other work shares the machine. On a cluster
+        also per tier, busiest first."""
         per = 1000 / max(1, sends)
-        return {
+        costs: dict[str, Any] = {
             "server_cpu_ms_per_send": self.server_cpu_s * per,
             "main_thread_ms_per_send": self.main_thread_cpu_s * per,
         }
+        if self.tier_cpu_s:
+            tiers = sorted(self.tier_cpu_s.items(), key=lambda item: -item[1])
+            costs["ms_per_send_by_tier"] = ", ".join(f"{t} {s * per:.2f}" for t, s in tiers)
+        return costs
 
     def thread_split(self, top: int = 3) -> dict[str, Any]:
         """Server CPU per thread since mark(), in % of one core: the main thread (the event
@@ -100,7 +108,12 @@ class Run:
         split: dict[str, Any] = {"server_cpu_%": round(server), "loadgen_cpu_%": round(loadgen)}
         if isinstance(self.server, ClusterServer):
             now = self.server.cpu_by_process()
-            use = {n: (now[n] - self._process_marks.get(n, 0.0)) / wall * 100 for n in now}
+            used_s = {n: now[n] - self._process_marks.get(n, 0.0) for n in now}
+            use = {n: seconds / wall * 100 for n, seconds in used_s.items()}
+            self.tier_cpu_s = {}
+            for name, seconds in used_s.items():
+                tier = name.rstrip("0123456789").rstrip("-")  # chat-1, chat-2 -> chat
+                self.tier_cpu_s[tier] = self.tier_cpu_s.get(tier, 0.0) + seconds
             busiest = sorted(use.items(), key=lambda item: -item[1])[:5]
             split["busiest_cpu_%"] = ", ".join(f"{n} {round(u)}" for n, u in busiest)
             # The tiers an event crosses to a socket, each summed over its replicas.
