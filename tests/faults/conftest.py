@@ -88,7 +88,7 @@ async def _start_cluster(
         # Gateways and presence_service start without their upstreams; they connect on demand.
         processes = [*chats, *([presence] if presence is not None else []), *gateways]
         await asyncio.gather(*(p.start() for p in processes))
-        yield Cluster(chats, gateways, proxy)
+        yield Cluster(chats, gateways, proxy, presence)
     finally:
         for gateway in gateways:
             await gateway.kill()

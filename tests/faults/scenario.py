@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.bus_nats.cluster import Api, ChatProcess, GatewayProcess
+from tests.servers.services import PresenceServiceProcess
 
 from .check import Figures, read_conversation, verify
 from .load import Device, LoadDriver
@@ -34,11 +35,12 @@ Fault = Callable[[], Awaitable[None]]
 @dataclass
 class Cluster:
     """chat replicas a and b on one store and one NATS; gateway g1 reaches a through `proxy`,
-    g2 reaches b directly."""
+    g2 reaches b directly; presence_service where the cluster has one."""
 
     chats: list[ChatProcess]
     gateways: list[GatewayProcess]
     proxy: FaultProxy
+    presence: PresenceServiceProcess | None = None
 
 
 @dataclass(frozen=True)
