@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import pytest
 
 from tests.bus_nats.cluster import Api, ChatProcess, GatewayProcess
-from tests.servers.services import PresenceServiceProcess
+from tests.servers.services import NotifyServiceProcess, PresenceServiceProcess
 
-from .check import Figures, read_conversation, verify
+from .check import Figures, StoredConversation, read_conversation, verify
 from .load import Device, LoadDriver
 from .profile import Profile
 from .proxy import FaultProxy
@@ -35,27 +35,36 @@ Fault = Callable[[], Awaitable[None]]
 @dataclass
 class Cluster:
     """chat replicas a and b on one store and one NATS; gateway g1 reaches a through `proxy`,
-    g2 reaches b directly; presence_service where the cluster has one."""
+    g2 reaches b directly; presence_service and notify_service where the cluster has them."""
 
     chats: list[ChatProcess]
     gateways: list[GatewayProcess]
     proxy: FaultProxy
     presence: PresenceServiceProcess | None = None
+    notify: NotifyServiceProcess | None = None
 
 
 @dataclass(frozen=True)
 class Group:
     conversation_id: str
     owner: str
-    members: list[str]
+    members: list[str]  # each has a device in the load
+    offline: list[str]  # members with no socket at all (the push audience)
 
 
-async def _create_groups(chat: ChatProcess, profile: Profile) -> list[Group]:
+# Runs once the groups exist, before the load (e.g. registers push targets).
+Prepare = Callable[[Sequence[Group]], Awaitable[None]]
+# Runs after the store was read back: more broken promises (empty: none); may fill `extra`.
+ExtraCheck = Callable[[Sequence[Group], Mapping[str, StoredConversation]], Awaitable[list[str]]]
+
+
+async def _create_groups(chat: ChatProcess, profile: Profile, offline: int) -> list[Group]:
     groups = []
     for g in range(profile.groups):
         users = [f"u{g}x{i}" for i in range(profile.users_per_group)]
-        cid = await Api(chat, users[0]).create(GROUP, *users[1:], title=f"group {g}")
-        groups.append(Group(cid, users[0], users))
+        away = [f"u{g}off{i}" for i in range(offline)]
+        cid = await Api(chat, users[0]).create(GROUP, *users[1:], *away, title=f"group {g}")
+        groups.append(Group(cid, users[0], users, away))
     return groups
 
 
@@ -97,14 +106,21 @@ async def run_fault(
     fault: Fault,
     record: Callable[[Figures], None],
     extra: Mapping[str, float] | None = None,
+    *,
+    offline_per_group: int = 0,
+    prepare: Prepare | None = None,
+    check: ExtraCheck | None = None,
 ) -> Figures:
     """Drives the load, injects `fault`, checks the run against the store, records its figures
-    (with `extra` ones the fault filled in)."""
+    (with `extra` ones the fault or `check` filled in). Each group has `offline_per_group`
+    members more who never connect."""
     reader_chat = cluster.chats[-1]
-    groups = await _create_groups(reader_chat, profile)
+    groups = await _create_groups(reader_chat, profile, offline_per_group)
     devices = _devices(groups, cluster.gateways)
     driver = LoadDriver(devices, profile.interval_s)
     try:
+        if prepare is not None:
+            await prepare(groups)
         await driver.connect_all()
         started = time.monotonic()
         driver.start()
@@ -121,7 +137,9 @@ async def run_fault(
             for g in groups
         }
         await driver.catch_up({cid: c.last_seq for cid, c in store.items()})
+        more = await check(groups, store) if check is not None else []
         figures, problems = verify(name, driver, store, recover_s, load_s, extra or {})
+        problems += more
         record(figures)
         assert not problems, "\n".join(problems[:30])
         assert figures.acked > 0
