@@ -4,8 +4,9 @@ The NATS cluster is the one of tests/bus_nats (chat replicas on one SQLite file 
 nats-server, gateways in front), with a FaultProxy between gateway g1 and replica a. The CQL
 cluster is the same on a fresh keyspace of the session's Cassandra (tests/cql/support.py); the
 presence cluster adds presence_service on the session's Redis; the notify cluster adds
-notify_service to that, pushing webhooks to a local receiver; the short-deadline cluster gives
-g1 a 1 s deadline per call.
+notify_service to that, pushing webhooks to a local receiver; the media cluster adds
+media_service on the session's SeaweedFS; the short-deadline cluster gives g1 a 1 s deadline
+per call.
 Each run's figures are printed in a "fault figures" section at the end of the pytest output.
 """
 
@@ -16,6 +17,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nats
 import pytest
@@ -28,8 +30,16 @@ from tests.cql.support import fresh_keyspace, run_migrate, scylla_env
 from tests.servers.cassandra import CassandraServer
 from tests.servers.nats import NatsServer
 from tests.servers.redis import RedisServer
-from tests.servers.services import NotifyServiceProcess, PresenceServiceProcess
+from tests.servers.services import (
+    MediaServiceProcess,
+    NotifyServiceProcess,
+    PresenceServiceProcess,
+)
 from tests.servers.webhook import LocalWebhookReceiver
+
+if TYPE_CHECKING:
+    # Only named: it loads boto3, which the other fault tests do not need.
+    from tests.servers.seaweedfs import SeaweedServer
 
 from .check import Figures
 from .profile import Profile, current_profile
@@ -76,6 +86,7 @@ async def _start_cluster(
     presence: PresenceServiceProcess | None = None,
     g1_env: Mapping[str, str] | None = None,
     notify: NotifyServiceProcess | None = None,
+    media: MediaServiceProcess | None = None,
 ) -> AsyncIterator[Cluster]:
     data_dir = tmp_path / "chat-data"
     chats = [ChatProcess(n, data_dir, nats_url, tmp_path, **chat_env) for n in ("a", "b")]
@@ -88,7 +99,10 @@ async def _start_cluster(
         assert presence is not None, "notify_service asks presence_service who is online"
         notify.env["CHATMESH_CHAT_TARGET"] = chats[1].target
         notify.env["CHATMESH_PRESENCE_TARGET"] = presence.target
-    peers = [p for p in (presence, notify) if p is not None]
+    if media is not None:
+        gateway_env["CHATMESH_MEDIA_TARGET"] = media.target
+        media.env["CHATMESH_CHAT_TARGET"] = chats[1].target
+    peers = [p for p in (presence, notify, media) if p is not None]
     gateways = [
         GatewayProcess("g1", proxy.target, tmp_path, **gateway_env, **(g1_env or {})),
         GatewayProcess("g2", chats[1].target, tmp_path, **gateway_env),
@@ -102,14 +116,15 @@ async def _start_cluster(
         # Gateways and presence_service start without their upstreams; they connect on demand.
         processes = [*chats, *peers, *gateways]
         await asyncio.gather(*(p.start() for p in processes))
-        yield Cluster(chats, gateways, proxy, presence, notify)
+        yield Cluster(chats, gateways, proxy, presence, notify, media)
     finally:
         for gateway in gateways:
             await gateway.kill()
         for peer in peers:
             await peer.kill()
-        if notify is not None:
-            await notify.channel.close(None)
+        for grpc_peer in (notify, media):
+            if grpc_peer is not None:
+                await grpc_peer.channel.close(None)
         for chat in chats:
             await chat.kill()
             await chat.channel.close(None)
@@ -228,4 +243,29 @@ async def notify_cluster(
     async for cluster in _start_cluster(
         nats_server.url, tmp_path, chat_env, presence, notify=notify
     ):
+        yield cluster
+
+
+@pytest.fixture
+async def media_cluster(
+    nats_server: NatsServer, s3_server: SeaweedServer, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    """The NATS cluster with media_service (SQLite records, blobs on the session's SeaweedFS in
+    a bucket of its own); chat_service checks attachments with it, both gateways use it."""
+    access_key, secret_key = s3_server.credentials
+    media = MediaServiceProcess(
+        {
+            "CHATMESH_JWT_SECRET": SECRET,
+            "CHATMESH_SERVICE_SECRET": SERVICE_SECRET,
+            "CHATMESH_MEDIA_RECORDS": str(tmp_path / "media.db"),
+            "CHATMESH_MEDIA_BLOBS": "s3",
+            "CHATMESH_S3_ENDPOINT": s3_server.url,
+            "CHATMESH_S3_BUCKET": f"faults-{uuid.uuid4().hex[:8]}",
+            "CHATMESH_S3_ACCESS_KEY": access_key,
+            "CHATMESH_S3_SECRET_KEY": secret_key,
+        },
+        tmp_path / "media.log",
+    )
+    chat_env = {"CHATMESH_SERVICE_SECRET": SERVICE_SECRET, "CHATMESH_MEDIA_TARGET": media.target}
+    async for cluster in _start_cluster(nats_server.url, tmp_path, chat_env, media=media):
         yield cluster

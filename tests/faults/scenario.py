@@ -17,7 +17,11 @@ from dataclasses import dataclass
 import pytest
 
 from tests.bus_nats.cluster import Api, ChatProcess, GatewayProcess
-from tests.servers.services import NotifyServiceProcess, PresenceServiceProcess
+from tests.servers.services import (
+    MediaServiceProcess,
+    NotifyServiceProcess,
+    PresenceServiceProcess,
+)
 
 from .check import Figures, StoredConversation, read_conversation, verify
 from .load import Device, LoadDriver
@@ -35,13 +39,14 @@ Fault = Callable[[], Awaitable[None]]
 @dataclass
 class Cluster:
     """chat replicas a and b on one store and one NATS; gateway g1 reaches a through `proxy`,
-    g2 reaches b directly; presence_service and notify_service where the cluster has them."""
+    g2 reaches b directly; presence, notify and media services where the cluster has them."""
 
     chats: list[ChatProcess]
     gateways: list[GatewayProcess]
     proxy: FaultProxy
     presence: PresenceServiceProcess | None = None
     notify: NotifyServiceProcess | None = None
+    media: MediaServiceProcess | None = None
 
 
 @dataclass(frozen=True)
