@@ -52,7 +52,12 @@ SERVICE_SECRET = "faults-tests-service-secret-of-32-bytes-or-more"
 WEBHOOK_SECRET = "faults-tests-webhook-secret"
 _FIGURES = pytest.StashKey[list[str]]()
 # No send limit: the load is the test's own, and a 429 would only add retries.
-_GATEWAY_ENV = {"CHATMESH_WS_SEND_BURST": "100000", "CHATMESH_WS_SEND_RATE_PER_S": "100000"}
+_GATEWAY_ENV = {
+    "CHATMESH_WS_SEND_BURST": "100000",
+    "CHATMESH_WS_SEND_RATE_PER_S": "100000",
+    # Every test socket comes from 127.0.0.1: no per-address cap (default 1,000).
+    "CHATMESH_WS_MAX_SOCKETS_PER_IP": "0",
+}
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tests.bus_nats.cluster import token
 from tests.servers.webhook import LocalWebhookReceiver
 
 from .check import Figures, StoredConversation
+from .load import Device
 from .profile import Profile, current_profile
 from .scenario import Cluster, Group, run_fault
 
@@ -82,7 +83,7 @@ async def test_sigkill_of_notify_pushes_every_message_once_after_the_restart(
     extra: dict[str, float] = {}
     before_kill: set[PushKey] = set()
 
-    async def register(groups: Sequence[Group]) -> None:
+    async def register(groups: Sequence[Group], _devices: Sequence[Device]) -> None:
         for user in (u for g in groups for u in g.offline):
             target = notify_pb.PushTarget(
                 platform=notify_pb.PLATFORM_WEBHOOK, token=webhook_receiver.url(_path(user))
