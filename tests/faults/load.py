@@ -46,7 +46,8 @@ ANSWER_TIMEOUT_S = 25.0
 # A hang guard, not a performance figure: a device that cannot reconnect this long fails the test.
 RECONNECT_GIVE_UP_S = 60.0
 RETRY_PAUSE_S = 0.1
-# Sockets opened at once by connect_all.
+# Handshakes (connect and resume) one driver has in flight at once. Its devices share one
+# process: a thousand at once time each other out in it, retry, and never get through.
 CONNECTS_AT_ONCE = 50
 # How long an idle device's wait for its socket to close lasts before it looks again.
 IDLE_WAIT_S = 3600.0
@@ -113,6 +114,8 @@ class Device:
         self.interval_s = interval_s
         # When its current socket was opened and resumed.
         self.connected_at = 0.0
+        # Shared by the driver's devices (LoadDriver): bounds their handshakes in flight.
+        self.handshakes: asyncio.Semaphore | None = None
         self.client: GatewayClient | None = None
         self.seen: dict[str, Seen] = {c: Seen() for c in conversations}
         self.acks: list[Ack] = []
@@ -148,15 +151,16 @@ class Device:
 
     async def connect(self) -> None:
         """A socket to the current gateway that resumes from the cursors (0: from the start)."""
-        client = await GatewayClient.connect(
-            self.url, token(self.user, self.device_id), timeout_s=15
-        )
-        try:
-            await client.resume(self.cursors(), timeout_s=15)
-        except BaseException:
-            # Not left open: a user may hold only so many sockets on one gateway.
-            await client.close()
-            raise
+        async with self.handshakes or contextlib.nullcontext():
+            client = await GatewayClient.connect(
+                self.url, token(self.user, self.device_id), timeout_s=15
+            )
+            try:
+                await client.resume(self.cursors(), timeout_s=15)
+            except BaseException:
+                # Not left open: a user may hold only so many sockets on one gateway.
+                await client.close()
+                raise
         self.client = client
         self.connected_at = time.monotonic()
 
@@ -240,21 +244,17 @@ class LoadDriver:
         self.interval_s = interval_s
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        handshakes = asyncio.Semaphore(CONNECTS_AT_ONCE)
+        for device in self.devices:
+            device.handshakes = handshakes
 
     @property
     def senders(self) -> list[Device]:
         return [d for d in self.devices if d.sends]
 
     async def connect_all(self) -> None:
-        # A few at a time: a thousand handshakes at once only time each other out.
-        limit = asyncio.Semaphore(CONNECTS_AT_ONCE)
-
-        async def connect(device: Device) -> None:
-            async with limit:
-                await device.connect()
-
         async with asyncio.timeout(RECONNECT_GIVE_UP_S + len(self.devices) / CONNECTS_AT_ONCE):
-            await asyncio.gather(*(connect(d) for d in self.devices))
+            await asyncio.gather(*(d.connect() for d in self.devices))
 
     def start(self) -> None:
         self._tasks = [asyncio.ensure_future(self._run(d, i)) for i, d in enumerate(self.devices)]
