@@ -78,7 +78,7 @@ class Figures:
     extra: Mapping[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
-        more = "".join(f" {k}={v:.1f}" for k, v in self.extra.items())
+        more = "".join(f" {k}={_number(v)}" for k, v in self.extra.items())
         return (
             f"{self.fault}: devices={self.devices} acked={self.acked} lost={self.lost}"
             f" gaps={self.gaps} retries={self.retries} deduped={self.deduped}"
@@ -86,6 +86,11 @@ class Figures:
             f" repeats={self.repeats} recover_s={self.recover_s:.1f} load_s={self.load_s:.1f}"
             f"{more}"
         )
+
+
+def _number(value: float) -> str:
+    """A count as a count (pushes=340), a duration with one decimal (back_s=1.5)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
 def verify(

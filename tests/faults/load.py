@@ -5,7 +5,9 @@ one message at a time to its conversations in turn, each with its own client_msg
 of what the device saw, kept the way an app keeps it (per conversation the last seq; a repeat is
 dropped, a jump is a gap). A retryable failure (SPEC: UNAVAILABLE, and what a lost answer or a
 closed socket looks like) is retried with the same key; a socket that closes is replaced by one to
-the next gateway in the list, resuming from the last seq seen per conversation.
+the next gateway in the list, resuming from the last seq seen per conversation. An idle device
+(`sends=False`) only holds its socket and records what arrives; it too replaces a socket that
+closes, resuming.
 
     driver = LoadDriver(devices, interval_s=0.2)
     driver.start()
@@ -44,6 +46,11 @@ ANSWER_TIMEOUT_S = 25.0
 # A hang guard, not a performance figure: a device that cannot reconnect this long fails the test.
 RECONNECT_GIVE_UP_S = 60.0
 RETRY_PAUSE_S = 0.1
+# Handshakes (connect and resume) one driver has in flight at once. Its devices share one
+# process: a thousand at once time each other out in it, retry, and never get through.
+CONNECTS_AT_ONCE = 50
+# How long an idle device's wait for its socket to close lasts before it looks again.
+IDLE_WAIT_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -87,13 +94,28 @@ class Device:
     """One device: a socket to one of `urls`, its conversations, its acks and what it saw."""
 
     def __init__(
-        self, user: str, device_id: str, conversations: Sequence[str], urls: Sequence[str]
+        self,
+        user: str,
+        device_id: str,
+        conversations: Sequence[str],
+        urls: Sequence[str],
+        *,
+        sends: bool = True,
+        interval_s: float | None = None,
     ) -> None:
         self.user = user
         self.device_id = device_id
         self.name = f"{user}/{device_id}"
         self.conversations = list(conversations)
         self.urls = list(urls)
+        # An idle device only holds its socket and records what arrives (reconnecting, resuming).
+        self.sends = sends
+        # Its own pause between sends; None: the driver's.
+        self.interval_s = interval_s
+        # When its current socket was opened and resumed.
+        self.connected_at = 0.0
+        # Shared by the driver's devices (LoadDriver): bounds their handshakes in flight.
+        self.handshakes: asyncio.Semaphore | None = None
         self.client: GatewayClient | None = None
         self.seen: dict[str, Seen] = {c: Seen() for c in conversations}
         self.acks: list[Ack] = []
@@ -129,16 +151,18 @@ class Device:
 
     async def connect(self) -> None:
         """A socket to the current gateway that resumes from the cursors (0: from the start)."""
-        client = await GatewayClient.connect(
-            self.url, token(self.user, self.device_id), timeout_s=15
-        )
-        try:
-            await client.resume(self.cursors(), timeout_s=15)
-        except BaseException:
-            # Not left open: a user may hold only so many sockets on one gateway.
-            await client.close()
-            raise
+        async with self.handshakes or contextlib.nullcontext():
+            client = await GatewayClient.connect(
+                self.url, token(self.user, self.device_id), timeout_s=15
+            )
+            try:
+                await client.resume(self.cursors(), timeout_s=15)
+            except BaseException:
+                # Not left open: a user may hold only so many sockets on one gateway.
+                await client.close()
+                raise
         self.client = client
+        self.connected_at = time.monotonic()
 
     async def ensure_connected(self) -> None:
         """Replaces a closed socket: the next gateway in the list, resuming where it stopped."""
@@ -220,24 +244,49 @@ class LoadDriver:
         self.interval_s = interval_s
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        handshakes = asyncio.Semaphore(CONNECTS_AT_ONCE)
+        for device in self.devices:
+            device.handshakes = handshakes
+
+    @property
+    def senders(self) -> list[Device]:
+        return [d for d in self.devices if d.sends]
 
     async def connect_all(self) -> None:
-        async with asyncio.timeout(RECONNECT_GIVE_UP_S):
+        async with asyncio.timeout(RECONNECT_GIVE_UP_S + len(self.devices) / CONNECTS_AT_ONCE):
             await asyncio.gather(*(d.connect() for d in self.devices))
 
     def start(self) -> None:
         self._tasks = [asyncio.ensure_future(self._run(d, i)) for i, d in enumerate(self.devices)]
 
     async def _run(self, device: Device, index: int) -> None:
+        if not device.sends:
+            return await self._idle(device)
+        interval_s = device.interval_s or self.interval_s
         # Staggered starts, so the devices do not send in lockstep.
-        await asyncio.sleep(self.interval_s * index / max(1, len(self.devices)))
+        await asyncio.sleep(interval_s * index / max(1, len(self.devices)))
         for n in itertools.count():
             if self._stop.is_set():
                 return
             device.take()
             await device.send_one(device.conversations[n % len(device.conversations)])
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval_s)
+                await asyncio.wait_for(self._stop.wait(), interval_s)
+
+    async def _idle(self, device: Device) -> None:
+        """Holds the socket until stop(); one that closes is replaced at once, resuming."""
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not stop.done():
+                await device.ensure_connected()
+                assert device.client is not None
+                closed = asyncio.ensure_future(device.client.closed(timeout_s=IDLE_WAIT_S))
+                await asyncio.wait({closed, stop}, return_when=asyncio.FIRST_COMPLETED)
+                closed.cancel()
+                await asyncio.gather(closed, return_exceptions=True)
+                device.take()
+        finally:
+            stop.cancel()
 
     def raise_failures(self) -> None:
         """Raises what ended a sender loop early (a send that got a non-retryable answer)."""
@@ -260,8 +309,9 @@ class LoadDriver:
         return [ack for d in self.devices for ack in d.acks]
 
     def acked_since(self, at: float) -> bool:
-        """Has every device had a send acknowledged that it first tried at or after `at`?"""
-        return all(any(a.first_try_at >= at for a in d.acks) for d in self.devices)
+        """Has every sending device had a send acknowledged that it first tried at or after
+        `at`?"""
+        return all(any(a.first_try_at >= at for a in d.acks) for d in self.senders)
 
     async def catch_up(self, last_seqs: Mapping[str, int], timeout_s: float = 60.0) -> None:
         """Until every device saw the last seq of each of its conversations (reconnecting if

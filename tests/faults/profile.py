@@ -21,6 +21,9 @@ class Profile:
     after_s: float  # load after every device recovered
     redis_outage_s: float  # how long Redis (presence) is down
     timeout_s: float  # pytest's hang guard for one fault test (cluster start-up included)
+    sockets: int  # idle subscribers on one gateway in the many-sockets restart
+    sockets_per_group: int  # they are spread over groups this big, each with one sender
+    socket_interval_s: float  # that sender's pause between sends
 
     @property
     def devices(self) -> int:
@@ -29,9 +32,11 @@ class Profile:
 
 PROFILES = {
     "ci": Profile("ci", groups=3, users_per_group=3, interval_s=0.25, warmup_s=1.5,
-                  outage_s=2.0, after_s=1.5, redis_outage_s=6.0, timeout_s=150),
+                  outage_s=2.0, after_s=1.5, redis_outage_s=6.0, timeout_s=150,
+                  sockets=1000, sockets_per_group=100, socket_interval_s=1.0),
     "long": Profile("long", groups=6, users_per_group=4, interval_s=0.2, warmup_s=10.0,
-                    outage_s=8.0, after_s=15.0, redis_outage_s=10.0, timeout_s=400),
+                    outage_s=8.0, after_s=15.0, redis_outage_s=10.0, timeout_s=400,
+                    sockets=3000, sockets_per_group=100, socket_interval_s=1.0),
 }  # fmt: skip
 
 

@@ -8,13 +8,13 @@ import time
 from collections.abc import Callable
 
 import pytest
-from chatmesh.presence.v1 import presence_service_pb2 as presence_pb
 
 from tests.bus_nats.cluster import token
-from tests.gateway.client import GatewayClient, ServerError
+from tests.gateway.client import GatewayClient
 from tests.servers.redis import RedisServer
 
 from .check import Figures
+from .presence_probe import WATCHER, until_online
 from .profile import Profile, current_profile
 from .scenario import Cluster, run_fault
 
@@ -24,28 +24,6 @@ pytestmark = [
     pytest.mark.redis,
     pytest.mark.timeout(current_profile().timeout_s),
 ]
-
-# Users of the first group of every run (scenario._create_groups): they share a conversation,
-# so each may see the other's presence.
-WATCHED, WATCHER = "u0x0", "u0x1"
-ONLINE_GUARD_S = 60.0
-
-
-async def _online(watcher: GatewayClient) -> bool:
-    try:
-        answer = await watcher.call("presence_subscribe", user_ids=[WATCHED], timeout_s=10)
-    except (ServerError, TimeoutError):
-        return False  # presence is best effort: an error while Redis is away
-    presences = answer.presence_subscribe.presences
-    return bool(presences) and presences[0].state == presence_pb.PRESENCE_STATE_ONLINE
-
-
-async def _until_online(watcher: GatewayClient) -> None:
-    async with asyncio.timeout(ONLINE_GUARD_S):
-        while True:
-            if await _online(watcher):
-                return
-            await asyncio.sleep(0.2)
 
 
 async def test_redis_down_leaves_chat_and_sockets_alone(
@@ -61,14 +39,14 @@ async def test_redis_down_leaves_chat_and_sockets_alone(
     async def fault() -> None:
         watcher = await GatewayClient.connect(url, token(WATCHER, "watch"), timeout_s=15)
         try:
-            await _until_online(watcher)
+            await until_online(watcher)
             await asyncio.to_thread(redis_server.stop)
             try:
                 await asyncio.sleep(profile.redis_outage_s)
             finally:
                 await asyncio.to_thread(redis_server.start)
             back_at = time.monotonic()
-            await _until_online(watcher)
+            await until_online(watcher)
             extra["presence_back_s"] = time.monotonic() - back_at
             assert watcher.is_open, "the watcher's socket closed while Redis was down"
         finally:

@@ -37,6 +37,7 @@ __all__ = [
     "DevProcess",
     "GatewayProcess",
     "MediaServiceProcess",
+    "NotifyServiceProcess",
     "PresenceServiceProcess",
     "Probe",
     "ServiceProcess",
@@ -132,6 +133,18 @@ class MediaServiceProcess(ServiceProcess):
 
     def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
         super().__init__("media", env, log_path, port, _grpc_env, _grpc_ready)
+        self.channel = open_channel(self.target, self.tls, _CHANNEL_OPTIONS)
+
+    async def close(self) -> None:
+        await self.stop()
+        await self.channel.close(None)
+
+
+class NotifyServiceProcess(ServiceProcess):
+    """`chatmesh serve notify`; ready when its gRPC health check says SERVING."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
+        super().__init__("notify", env, log_path, port, _grpc_env, _grpc_ready)
         self.channel = open_channel(self.target, self.tls, _CHANNEL_OPTIONS)
 
     async def close(self) -> None:
