@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -25,6 +27,18 @@ from .providers.base import Outcome, Platform, PushProvider, PushResult
 from .store.base import NotifyStore, QueuedPush, State
 
 log = logging.getLogger(__name__)
+
+# The namespace of push ids (uuid5): a fixed, arbitrary UUID, so ids never change.
+_PUSH_ID_NAMESPACE = uuid.UUID("6b0e3f4e-2c1a-5d7b-9a43-8f1e0c2d7a15")
+
+
+def push_id(push: QueuedPush) -> str:
+    """The push's id, from what makes it this push (its queue row's unique key), not from the
+    store's row number: the same on every try and after a restart, on either store."""
+    key = "\n".join(
+        (push.user_id, push.device_id, push.conversation_id, str(push.seq), push.kind.value)
+    )
+    return str(uuid.uuid5(_PUSH_ID_NAMESPACE, key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +117,8 @@ class Delivery:
         else:
             started = self._clock.monotonic()
             try:
-                result = await provider.send(target, push.message)
+                message = dataclasses.replace(push.message, push_id=push_id(push))
+                result = await provider.send(target, message)
             except Exception as exc:
                 # A provider should classify, not raise; a raise is retried like a timeout.
                 log.exception("push provider %s raised", platform)

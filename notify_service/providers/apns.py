@@ -189,6 +189,8 @@ class ApnsProvider:
         }
         if message.collapse_key:
             headers["apns-collapse-id"] = collapse_id(message.collapse_key)
+        if message.push_id:
+            headers["apns-id"] = message.push_id
         return headers
 
     async def _post(

@@ -57,7 +57,9 @@ class PushMessage:
     app as custom keys (ids only: conversation_id, seq, message_id, ...). `silent`: a background
     update with no alert (APNs push type background, content-available). `collapse_key`: pushes
     with the same key replace each other on the device (APNs apns-collapse-id, FCM collapse_key /
-    tag, Web Push Topic header).
+    tag, Web Push Topic header). `push_id`: the same on every try of one push, after a restart too
+    (a UUID); providers pass it where the API has a field for it (APNs apns-id, the webhook's
+    Idempotency-Key), so a receiver can drop the one repeat a crash can cause.
     """
 
     title: str = ""
@@ -69,6 +71,7 @@ class PushMessage:
     # False: low priority (APNs 5, FCM normal, Web Push Urgency low).
     high_priority: bool = True
     ttl_s: int = 86400
+    push_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,11 @@ The request
 
 Every key is always present (`badge` may be null; `sent_at` is Unix seconds).
 
+`Idempotency-Key: <uuid>` names the push: every try of one push carries the same key, also after
+a restart of notify_service. A receiver that keeps the keys it accepted lately (a day is plenty)
+and answers 2xx to a key it has seen, doing nothing, never shows a push twice, even for the one
+repeat a crash can cause (notify killed after the receiver accepted, before it recorded that).
+
 The signature
 -------------
 `Chatmesh-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` where the HMAC key is the shared
@@ -42,6 +47,7 @@ from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
 from .common import compact_json, is_transient, post, retry_later
 
 SIGNATURE_HEADER = "Chatmesh-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 DEFAULT_TOLERANCE_S = 300
 
 
@@ -142,6 +148,8 @@ class WebhookProvider:
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self._secret, body, sent_at),
         }
+        if message.push_id:
+            headers[IDEMPOTENCY_HEADER] = message.push_id
         return headers, body
 
     async def send(self, target: PushTarget, message: PushMessage) -> PushResult:

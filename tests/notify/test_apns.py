@@ -125,6 +125,15 @@ async def test_alert_is_sent_with_apple_headers_and_payload(
     }
 
 
+async def test_push_id_is_the_apns_id(apns: ApnsServer, provider: ApnsProvider) -> None:
+    """A push's id goes out as apns-id, so every try of one push names the same notification."""
+    message = PushMessage(title="Ada", body="hi", push_id="6f1c2a4e-9b7d-5c3e-8a1f-0d2e4b6c8a01")
+    result = await provider.send(target(), message)
+    assert result.outcome is Outcome.SENT
+    [sent] = apns.accepted
+    assert sent.headers["apns-id"] == message.push_id
+
+
 async def test_silent_push_is_background_with_priority_5_and_content_available(
     apns: ApnsServer, provider: ApnsProvider
 ) -> None:

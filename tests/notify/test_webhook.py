@@ -69,6 +69,22 @@ async def test_signed_json_arrives_and_verifies(
     assert got.headers["chatmesh-signature"] == f"t={t},v1={expected}"
 
 
+async def test_a_repeat_carries_the_same_idempotency_key_and_the_receiver_drops_it(
+    receiver: LocalWebhookReceiver, provider: WebhookProvider
+) -> None:
+    """Two tries of one push (the same push_id) show once at a receiver that keeps its keys; a
+    push without an id carries no key."""
+    message = PushMessage(title="Alice", body="hi", push_id="3f2c5f8e-0000-5000-8000-000000000001")
+    for _ in range(2):
+        result = await provider.send(receiver.target(), message)
+        assert (result.outcome, result.status) == (Outcome.SENT, 204)
+    [got] = receiver.received
+    assert got.headers["idempotency-key"] == message.push_id
+    assert receiver.repeats == {message.push_id: 1}
+    await provider.send(receiver.target(), PushMessage(title="Alice", body="again"))
+    assert "idempotency-key" not in receiver.received[-1].headers
+
+
 async def test_receiver_with_another_secret_refuses(
     clock: ManualClock, provider: WebhookProvider
 ) -> None:

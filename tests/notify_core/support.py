@@ -55,6 +55,8 @@ class RecordingProvider:
     platform: Platform = Platform.APNS
     sent: list[Sent] = field(default_factory=list)
     calls: list[tuple[PushTarget, float]] = field(default_factory=list)
+    # The message of every call, in call order (retries included).
+    tried: list[tuple[PushTarget, PushMessage]] = field(default_factory=list)
     script: dict[str, deque[PushResult]] = field(default_factory=dict)
     delay_s: float = 0.0
     # Tokens whose calls hang this long, as an endpoint that never answers until the timeout.
@@ -67,6 +69,7 @@ class RecordingProvider:
     async def send(self, target: PushTarget, message: PushMessage) -> PushResult:
         loop = asyncio.get_running_loop()
         self.calls.append((target, loop.time()))
+        self.tried.append((target, message))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if target.token in self.hang:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from pathlib import Path
 
 import grpc
@@ -40,6 +41,21 @@ async def test_retries_back_off_and_honour_retry_after(harness: Harness) -> None
     # Base 0.05 s: the first wait lies in [0.025, 0.05]; the second honours Retry-After.
     assert 0.02 <= first < 0.5
     assert second >= 0.6
+
+
+async def test_every_try_of_a_push_carries_its_id(harness: Harness) -> None:
+    """Retries of one push carry one push_id (a UUID); the next message's push has another."""
+    alice, bob = harness.client("alice"), harness.client("bob")
+    await harness.register(bob, "tok-bob")
+    harness.provider.fail("tok-bob", PushResult(Outcome.RETRY, status=503, reason="http 503"))
+    conversation = await alice.direct(bob)
+    await harness.send(alice, conversation, "one")
+    await harness.provider.wait_for("tok-bob")
+    await harness.send(alice, conversation, "two")
+    await harness.provider.wait_for("tok-bob", count=2)
+    ids = [m.push_id for t, m in harness.provider.tried if t.token == "tok-bob"]
+    assert len(ids) == 3 and ids[0] == ids[1] != ids[2]
+    assert all(uuid.UUID(i).version == 5 for i in ids)
 
 
 async def test_last_failure_is_dead_lettered_listed_and_replayed(harness: Harness) -> None:

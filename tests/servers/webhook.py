@@ -1,5 +1,7 @@
 """A local webhook receiver, as a gateway author would write one: it checks `Chatmesh-Signature`
 with `verify_signature` over the raw body (401 when it does not verify) and records the JSON.
+A push whose `Idempotency-Key` it accepted before is answered 204 and counted in `repeats`, not
+recorded again: the receiver drops the repeat a crash of notify_service can cause.
 
 Scripted behaviour per path: `gone` (410), `fail_next` (any status, N times, optional
 Retry-After), `hang` (no answer until stopped).
@@ -8,12 +10,17 @@ Retry-After), `hang` (no answer until stopped).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from chatmesh_common.clock import Clock, SystemClock
 from notify_service.providers.base import Platform, PushTarget
-from notify_service.providers.webhook import SIGNATURE_HEADER, verify_signature
+from notify_service.providers.webhook import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    verify_signature,
+)
 from tests.servers.http_stub import HttpStub, Request, Response
 
 
@@ -38,6 +45,9 @@ class LocalWebhookReceiver(HttpStub):
         self.secret = secret
         self.clock = clock or SystemClock()
         self.received: list[Received] = []
+        # Idempotency keys accepted, and the copies of them dropped since, by key.
+        self.accepted_keys: set[str] = set()
+        self.repeats: Counter[str] = Counter()
         # Requests refused for their signature: (path, Chatmesh-Signature header).
         self.rejected: list[tuple[str, str | None]] = []
         self._scripts: dict[str, _Script] = {}
@@ -81,6 +91,12 @@ class LocalWebhookReceiver(HttpStub):
             return Response(status, headers)
         if request.headers.get("content-type") != "application/json":
             return Response(415)
+        key = request.headers.get(IDEMPOTENCY_HEADER.lower())
+        if key is not None and key in self.accepted_keys:
+            self.repeats[key] += 1
+            return Response(204)
+        if key is not None:
+            self.accepted_keys.add(key)
         payload = json.loads(request.body)
         self.received.append(Received(request.path, request.body, payload, dict(request.headers)))
         return Response(204)
