@@ -16,6 +16,12 @@ is as durable as before, at a third of the cost when several conversations publi
 file is in WAL mode with `synchronous=NORMAL`: it survives a killed process (kill -9 of
 `chatmesh dev`), not a power cut; a cluster has JetStream. Events older than `max_age_s` are
 dropped, like the stream's max age.
+
+Several processes may open one file (`chatmesh dev` runs its consumers in a worker process): the
+`appended` wakeup reaches only fetches of the process that appended, so a log opened with
+`poll_s` also looks, that often, at SQLite's `data_version` (it changes when another connection
+commits) and takes again when it moved. Every write is a `BEGIN IMMEDIATE` transaction, so two
+processes' takes and settles are serialized by SQLite's lock.
 """
 
 from __future__ import annotations
@@ -76,9 +82,14 @@ class DurableLog:
         path: Path | None = None,
         clock: Clock | None = None,
         max_age_s: float = DEFAULT_MAX_AGE_S,
+        poll_s: float | None = None,
     ) -> None:
+        if poll_s is not None and poll_s <= 0:
+            raise ValueError("poll_s must be positive")
         self._clock = clock or SystemClock()
         self._max_age_s = max_age_s
+        # How often a waiting fetch looks for commits of other processes (None: never).
+        self.poll_s = poll_s
         self._db = sqlite3.connect(
             str(path) if path is not None else ":memory:",
             isolation_level=None,
@@ -257,6 +268,12 @@ class DurableLog:
     def appended(self) -> asyncio.Event:
         return self._appended
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) has committed to the file."""
+        self._flush()
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
     def close(self) -> None:
         self._flush()
         self._wake()
@@ -299,24 +316,42 @@ class EmbeddedConsumer:
 
     async def fetch(self, batch: int = 100, timeout_s: float = 1.0) -> list[EmbeddedMessage]:
         check_fetch_args(batch, timeout_s)
+        log = self._log
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout_s
         while True:
-            appended = self._log.appended()  # before reading, so no append is missed
-            taken = self._log.take(self._name, self._filters, self._ack_wait_s, batch)
+            # Both before reading, so no append (of this process or another) is missed.
+            appended = log.appended()
+            version = log.data_version() if log.poll_s is not None else 0
+            taken = log.take(self._name, self._filters, self._ack_wait_s, batch)
             if taken:
                 return taken
+            if not await self._wait(appended, version, until):
+                return []
+
+    async def _wait(self, appended: asyncio.Event, version: int, until: float) -> bool:
+        """Waits until there may be something to take (True) or `until` passes (False)."""
+        log = self._log
+        loop = asyncio.get_running_loop()
+        while True:
             wait = until - loop.time()
             if wait <= 0:
-                return []
-            deadline = self._log.next_deadline(self._name)
+                return False
+            deadline = log.next_deadline(self._name)
             if deadline is not None:
                 # Wake for the earliest redelivery too (on a real clock; a manual one moves
                 # only between fetches).
-                wait = min(wait, max(deadline - self._log.now(), 0.001))
+                wait = min(wait, max(deadline - log.now(), 0.001))
+            if log.poll_s is not None:
+                wait = min(wait, log.poll_s)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await appended.wait()
+                    return True
+            if deadline is not None and log.now() >= deadline:
+                return True
+            if log.poll_s is not None and log.data_version() != version:
+                return True
 
     async def close(self) -> None:
         """Nothing to release: the position and pending deliveries are in the log."""
