@@ -74,7 +74,7 @@ async def _worker_pid(dev: DevProcess, not_pid: int | None = None) -> int:
 
 @asynccontextmanager
 async def _dev(tmp_path: Path, **env: str) -> AsyncIterator[DevProcess]:
-    dev = DevProcess(tmp_path / "data", SECRET, **env)
+    dev = DevProcess(tmp_path / "data", SECRET, None, **env)
     await asyncio.to_thread(dev.start, 60)
     try:
         yield dev
