@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -52,6 +52,7 @@ from search_service.config import SearchConfig
 from search_service.server import build_search_service
 
 from .dev_consumers import READY
+from .dev_gateway import READY as GATEWAY_READY
 from .dev_secrets import dev_secret
 from .dev_settings import DevConfig, split_hostport
 from .supervisor import SupervisedChild, child_argv
@@ -86,9 +87,14 @@ class DevSystem:
         push_providers: Mapping[Platform, PushProvider] | None = None,
         media_config: MediaConfig | None = None,
         consumers: SupervisedChild | None = None,
+        gateways: Sequence[SupervisedChild] = (),
     ) -> None:
         self.chat_config = chat_config
         self.consumers = consumers
+        self.gateways = list(gateways)
+        if self.gateways:
+            # Dev's gateway binds first; the extra ones share its port.
+            gateway_config = dataclasses.replace(gateway_config, reuse_port=True)
         consume_here = consumers is None
         self._gateway_config = gateway_config
         self._clock = clock
@@ -179,15 +185,22 @@ class DevSystem:
         if self.media is not None and config.web_client:
             # The web client uploads from the gateway's origin, known now it is bound.
             self.media.allow_origins(self.web_origins())
-        if self.consumers is not None:
-            # Last: the worker asks chat and presence on the port that now serves.
-            self.consumers.set_env(CHATMESH_CHAT_TARGET=target, CHATMESH_PRESENCE_TARGET=target)
-            try:
-                await self.consumers.start()
-            except BaseException:
-                await self._gateway.stop()
-                await self.grpc.stop()
-                raise
+        children = [*self.gateways, *([self.consumers] if self.consumers is not None else [])]
+        for child in self.gateways:
+            child.set_env(CHATMESH_WS_PORT=str(self._gateway.port))
+        started: list[SupervisedChild] = []
+        try:
+            for child in children:
+                # They ask chat and presence on the port that now serves.
+                child.set_env(CHATMESH_CHAT_TARGET=target, CHATMESH_PRESENCE_TARGET=target)
+                await child.start()
+                started.append(child)
+        except BaseException:
+            for child in started:
+                await child.stop()
+            await self._gateway.stop()
+            await self.grpc.stop()
+            raise
 
     def web_origins(self) -> set[str]:
         """The origins the web client is served from (the gateway's port)."""
@@ -198,7 +211,9 @@ class DevSystem:
         return {f"http://{host}:{port}" for host in hosts}
 
     async def stop(self) -> None:
-        # First: the worker's calls to chat end before chat stops.
+        # First: the children's calls to chat end before chat stops.
+        for child in self.gateways:
+            await child.stop()
         if self.consumers is not None:
             await self.consumers.stop()
         if self._gateway is not None:
@@ -285,6 +300,18 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
             worker_env({**search_env, **notify_env}),
             READY,
         )
+    gateway_env = worker_env(
+        {**embedded, "CHATMESH_WS_REUSE_PORT": "true", "CHATMESH_WS_METRICS_PORT": "-1"}
+    )
+    gateways = [
+        SupervisedChild(
+            f"dev gateway {i + 1}",
+            child_argv(f"{__package__}.dev_gateway"),
+            gateway_env,
+            GATEWAY_READY,
+        )
+        for i in range(dev.gateways)
+    ]
     system = DevSystem(
         ChatConfig.from_env(embedded),
         PresenceConfig.from_env(embedded),
@@ -294,6 +321,7 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
         media_config=MediaConfig.from_env(media_env),
         notify_config=NotifyConfig.from_env(notify_env),
         consumers=consumers,
+        gateways=gateways,
     )
 
     def banner(bound_metrics: int) -> str:
@@ -315,6 +343,12 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
             )
             + f"  metrics    http://{metrics_host}:{bound_metrics}/metrics\n"
             + (consumers_line(consumers) if consumers is not None else "")
+            + (
+                f"  gateways   {len(gateways)} more on the WebSocket port"
+                f" (pids {', '.join(str(g.pid) for g in gateways)})\n"
+                if gateways
+                else ""
+            )
             + f"  token      chatmesh token alice --data-dir {data_dir}\n"
             "Ctrl-C stops it."
         )

@@ -14,9 +14,7 @@ when that pipe closes, so it does not outlive a dev that was killed.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from chatmesh_common.bus import DURABLE_LOG_FILE, InProcessBus
@@ -30,6 +28,7 @@ from search_service.config import SearchConfig
 from search_service.server import SearchComponent
 
 from .dev_settings import DevConfig, split_hostport
+from .supervisor import stop_when_parent_is_gone
 
 # The first line the worker prints once its consumers run.
 READY = "chatmesh dev consumers ready"
@@ -108,17 +107,8 @@ def consumers_process(clock: Clock) -> Process:
     )
 
 
-def _stop_when_dev_is_gone() -> None:
-    """SIGTERM to this process once stdin (a pipe from dev) ends: dev stopped or was killed."""
-    # The raw fd: a daemon thread blocked in sys.stdin's buffered reader aborts the
-    # interpreter's exit.
-    while os.read(0, 4096):
-        pass
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
 def main() -> int:
-    threading.Thread(target=_stop_when_dev_is_gone, name="dev-watch", daemon=True).start()
+    stop_when_parent_is_gone()
     return run_service("dev consumers", consumers_process)
 
 

@@ -26,6 +26,14 @@ class DevConfig:
         " restarts and stops, on the second core) or `inline` (dev's own event loop)",
         choices=("process", "inline"),
     )
+    gateways: int = setting(
+        "CHATMESH_DEV_GATEWAYS",
+        0,
+        "gateway processes dev starts beside its own on the WebSocket port (SO_REUSEPORT), each"
+        " calling chat over gRPC on dev's port",
+        minimum=0,
+        maximum=16,
+    )
     consumers_metrics_bind: str = setting(
         "CHATMESH_DEV_CONSUMERS_METRICS_BIND",
         "127.0.0.1:0",

@@ -6,6 +6,9 @@ of its own, so a Ctrl-C in dev's terminal reaches dev only and dev stops it in o
 is a pipe from dev, and a child that reads it to its end learns that dev is gone, even after a
 kill -9 of dev. When it exits while dev runs it is started again after `restart_delay_s`,
 doubled after each start that failed, up to `max_restart_delay_s`.
+
+It is spawned by `subprocess.Popen` (vfork or posix_spawn), not the event loop's subprocess
+support: uvloop forks, which runs gRPC's fork handlers and logs a line on every start.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 
 log = logging.getLogger(__name__)
@@ -22,6 +28,55 @@ log = logging.getLogger(__name__)
 
 class ChildFailed(RuntimeError):
     """The child exited, or said nothing, before it was ready."""
+
+
+class _Running:
+    """One start of the child: the process, its stdout as a stream, and its exit."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        stdout: asyncio.StreamReader,
+        transport: asyncio.ReadTransport,
+    ) -> None:
+        self.popen = popen
+        self.stdout = stdout
+        self._transport = transport
+        # A thread waits for the exit (the event loop's child watcher is uvloop's or none).
+        self._exit = asyncio.ensure_future(asyncio.to_thread(popen.wait))
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def running(self) -> bool:
+        return not self._exit.done()
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exit)
+
+    @classmethod
+    async def spawn(cls, argv: Sequence[str], env: Mapping[str, str]) -> _Running:
+        popen = subprocess.Popen(  # noqa: ASYNC220 (a vfork: see the module doc)
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        assert popen.stdout is not None
+        loop = asyncio.get_running_loop()
+        stdout = asyncio.StreamReader()
+        transport, _protocol = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout
+        )
+        return cls(popen, stdout, transport)
+
+    def close_pipes(self) -> None:
+        self._transport.close()
+        if self.popen.stdin is not None:
+            self.popen.stdin.close()
 
 
 class SupervisedChild:
@@ -45,7 +100,7 @@ class SupervisedChild:
         self._stop_grace_s = stop_grace_s
         self._restart_delay_s = restart_delay_s
         self._max_restart_delay_s = max_restart_delay_s
-        self._process: asyncio.subprocess.Process | None = None
+        self._child: _Running | None = None
         self._watch: asyncio.Task[None] | None = None
         self._relay: asyncio.Task[None] | None = None
         self._stopping = False
@@ -63,8 +118,8 @@ class SupervisedChild:
 
     @property
     def pid(self) -> int | None:
-        process = self._process
-        return process.pid if process is not None and process.returncode is None else None
+        child = self._child
+        return child.pid if child is not None and child.running else None
 
     async def start(self) -> None:
         """Starts the child and waits until it is ready (raises ChildFailed if it is not)."""
@@ -72,22 +127,15 @@ class SupervisedChild:
         self._watch = asyncio.create_task(self._keep_running(), name=f"{self.name} supervisor")
 
     async def _spawn(self) -> None:
-        process = await asyncio.create_subprocess_exec(
-            *self._argv,
-            env=self._env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        self._process = process
+        child = await _Running.spawn(self._argv, self._env)
+        self._child = child
         self.starts += 1
-        assert process.stdout is not None
         try:
             async with asyncio.timeout(self._start_timeout_s):
                 while True:
-                    raw = await process.stdout.readline()
+                    raw = await child.stdout.readline()
                     if not raw:
-                        code = await process.wait()
+                        code = await child.wait()
                         raise ChildFailed(f"{self.name} exited with {code} before it was ready")
                     line = raw.decode(errors="replace").rstrip("\n")
                     if line.startswith(self._ready_prefix):
@@ -95,23 +143,24 @@ class SupervisedChild:
                         break
                     _echo(line)
         except BaseException:
-            await self._end(process)
+            await self._end(child)
             raise
-        log.info("%s started (pid %d)", self.name, process.pid)
-        self._relay = asyncio.create_task(_pass_on(process.stdout), name=f"{self.name} stdout")
+        log.info("%s started (pid %d)", self.name, child.pid)
+        self._relay = asyncio.create_task(_pass_on(child.stdout), name=f"{self.name} stdout")
 
     async def _keep_running(self) -> None:
         delay = self._restart_delay_s
         while True:
-            process = self._process
-            assert process is not None
-            code = await process.wait()
+            child = self._child
+            assert child is not None
+            code = await child.wait()
             if self._stopping:
                 return
+            child.close_pipes()
             log.warning(
                 "%s (pid %d) exited with %s; starting it again in %.1f s",
                 self.name,
-                process.pid,
+                child.pid,
                 code,
                 delay,
             )
@@ -132,28 +181,27 @@ class SupervisedChild:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
-        if self._process is not None:
-            await self._end(self._process)
+        if self._child is not None:
+            await self._end(self._child)
         if self._relay is not None:
             self._relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay
             self._relay = None
 
-    async def _end(self, process: asyncio.subprocess.Process) -> None:
-        if process.returncode is None:
+    async def _end(self, child: _Running) -> None:
+        if child.running:
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
+                child.popen.send_signal(signal.SIGTERM)
             try:
                 async with asyncio.timeout(self._stop_grace_s):
-                    await process.wait()
+                    await child.wait()
             except TimeoutError:
                 log.warning("%s did not stop in %.0f s; killed", self.name, self._stop_grace_s)
                 with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-        if process.stdin is not None:
-            process.stdin.close()
+                    child.popen.kill()
+                await child.wait()
+        child.close_pipes()
 
 
 def _echo(line: str) -> None:
@@ -168,3 +216,17 @@ async def _pass_on(stream: asyncio.StreamReader) -> None:
 def child_argv(module: str) -> list[str]:
     """This interpreter running `module`, as `python -m`."""
     return [sys.executable, "-m", module]
+
+
+def stop_when_parent_is_gone() -> None:
+    """In the child: SIGTERM to itself once stdin (the pipe from dev) ends, as it does when dev
+    stops or is killed; the runner then stops the service as on a Ctrl-C."""
+
+    def watch() -> None:
+        # The raw fd: a daemon thread blocked in sys.stdin's buffered reader aborts the
+        # interpreter's exit.
+        while os.read(0, 4096):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -1,10 +1,12 @@
 """`chatmesh dev` runs the durable log's consumers in a worker process it supervises: the worker
 starts with dev and indexes and pushes what dev's chat appends; killed (SIGKILL) it is started
-again and no push is lost or sent twice; it ends with dev, also when dev is killed."""
+again and no push is lost or sent twice; it ends with dev, also when dev is killed. Extra gateway
+processes (CHATMESH_DEV_GATEWAYS) share dev's WebSocket port."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import uuid
@@ -24,6 +26,7 @@ from chatmesh.search.v1 import search_service_pb2 as search_pb
 from chatmesh.search.v1 import search_service_pb2_grpc
 
 from chatmesh_common.auth import auth_metadata, issue_token
+from tests.gateway.client import GatewayClient
 from tests.servers.services import DevProcess
 from tests.servers.webhook import LocalWebhookReceiver
 
@@ -36,8 +39,8 @@ ACK_WAIT_S = 2.0
 WAIT_S = 30.0
 
 
-def _worker_pids(dev_pid: int) -> list[int]:
-    """dev's children that run the consumer worker."""
+def _worker_pids(dev_pid: int, module: bytes = b"chatmesh_launcher.dev_consumers") -> list[int]:
+    """dev's children that run `module` (the consumer worker unless told)."""
     pids = []
     for task in Path(f"/proc/{dev_pid}/task").iterdir():
         try:
@@ -49,7 +52,7 @@ def _worker_pids(dev_pid: int) -> list[int]:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"chatmesh_launcher.dev_consumers" in cmdline:
+            if module in cmdline:
                 pids.append(child)
     return pids
 
@@ -184,3 +187,58 @@ async def test_a_killed_worker_is_started_again_and_pushes_each_message_once(
         assert seqs() == Counter(range(1, 11))
         await asyncio.to_thread(dev.stop)
         assert not _alive(second)
+
+
+def _established_on(pid: int, port: int) -> int:
+    """How many of a process's sockets are established TCP connections on local `port`."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                    count += 1
+    return count
+
+
+async def test_extra_gateways_share_the_websocket_port_and_deliver(tmp_path: Path) -> None:
+    """With CHATMESH_DEV_GATEWAYS=1 sockets on dev's WebSocket port land in dev and in its
+    gateway process, and a message reaches every member whichever process holds its socket."""
+    members = [f"m{i}" for i in range(1, 16)]
+    async with _dev(tmp_path, CHATMESH_DEV_GATEWAYS="1") as dev:
+        async with asyncio.timeout(WAIT_S):
+            while "gateways   1 more" not in dev.log_tail(100_000):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        (gateway,) = _worker_pids(dev.pid, b"chatmesh_launcher.dev_gateway")
+        url = f"ws://127.0.0.1:{dev.ws_port}/v1/ws"
+        alice = await GatewayClient.connect(url, issue_token(SECRET, "alice", "phone"))
+        others = [
+            await GatewayClient.connect(url, issue_token(SECRET, m, "phone")) for m in members
+        ]
+        try:
+            # 16 sockets over two listeners: all in one process has odds of 2 in 65,536.
+            assert _established_on(dev.pid, dev.ws_port) > 0
+            assert _established_on(gateway, dev.ws_port) > 0
+            conversation = await alice.create_group(*members)
+            await alice.call(
+                "send_message", conversation_id=conversation, client_msg_id="k1", body="hello"
+            )
+            for client in others:
+                async with asyncio.timeout(WAIT_S):
+                    while True:
+                        event = await client.next_event(WAIT_S)
+                        if event.HasField("message_created"):
+                            break
+                assert event.message_created.message.body == "hello"
+        finally:
+            for client in (alice, *others):
+                await client.close()
+        await asyncio.to_thread(dev.stop)
+        assert not _alive(gateway)
