@@ -189,12 +189,14 @@ class DevServer(DevProcess):
         return total
 
     def thread_cpu_seconds(self) -> dict[int, tuple[str, float]]:
-        """dev's threads, and the worker's named `consumers:<thread>`."""
+        """dev's threads, and its children's named `consumers:<thread>` or `gateway:<thread>`."""
         threads = proc_thread_cpu_seconds(self.pid)
         for child in proc_children(self.pid):
             with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                kind = "gateway" if b"dev_gateway" in cmdline else "consumers"
                 for tid, (name, seconds) in proc_thread_cpu_seconds(child).items():
-                    threads[tid] = (f"consumers:{name}", seconds)
+                    threads[tid] = (f"{kind}:{name}", seconds)
         return threads
 
     def stop(self, grace_s: float = 20.0) -> None:
