@@ -21,7 +21,9 @@ Several processes may open one file (`chatmesh dev` runs its consumers in a work
 `appended` wakeup reaches only fetches of the process that appended, so a log opened with
 `poll_s` also looks, that often, at SQLite's `data_version` (it changes when another connection
 commits) and takes again when it moved. Every write is a `BEGIN IMMEDIATE` transaction, so two
-processes' takes and settles are serialized by SQLite's lock.
+processes' takes and settles are serialized by SQLite's lock. Acks and naks of one event-loop
+turn are committed together (`settle_grouped`), so a consumer holds the file's write lock a few
+times per batch rather than once per event, which the appending process would wait for.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ class DurableLog:
         self._appended = asyncio.Event()
         # The open group commit of `append_grouped` (None: no transaction is open).
         self._group: asyncio.Future[None] | None = None
+        # Settles waiting for the end of this loop turn, and the future their commit resolves.
+        self._settles: list[tuple[str, int, float | None]] = []
+        self._settled: asyncio.Future[None] | None = None
         self._pruned_at = float("-inf")
         self._prune()
 
@@ -262,6 +267,37 @@ class DurableLog:
         )
         self._wake()
 
+    async def settle_grouped(self, name: str, seq: int, retry_after_s: float | None) -> None:
+        """`settle`, committed with the other settles of this event-loop turn."""
+        self._settles.append((name, seq, retry_after_s))
+        if self._settled is None:
+            self._settled = asyncio.get_running_loop().create_future()
+            self._settled.get_loop().call_soon(self._commit_settles)
+        await asyncio.shield(self._settled)
+
+    def _commit_settles(self) -> None:
+        done, self._settled = self._settled, None
+        settles, self._settles = self._settles, []
+        if done is None:
+            return
+        now = self._clock.now()
+        try:
+            with self._txn() as c:
+                c.executemany(
+                    "DELETE FROM pending WHERE consumer = ? AND seq = ?",
+                    [(name, seq) for name, seq, retry in settles if retry is None],
+                )
+                c.executemany(
+                    "UPDATE pending SET deadline = ? WHERE consumer = ? AND seq = ?",
+                    [(now + retry, name, seq) for name, seq, retry in settles if retry is not None],
+                )
+        except sqlite3.Error as exc:
+            done.set_exception(exc)
+            return
+        done.set_result(None)
+        if any(retry is not None for _name, _seq, retry in settles):
+            self._wake()
+
     def now(self) -> float:
         return self._clock.now()
 
@@ -275,6 +311,7 @@ class DurableLog:
         return int(version)
 
     def close(self) -> None:
+        self._commit_settles()
         self._flush()
         self._wake()
         self._db.close()
@@ -292,15 +329,15 @@ class EmbeddedMessage:
     _settled: bool = False
 
     async def ack(self) -> None:
-        self._settle(None)
+        await self._settle(None)
 
     async def nak(self, delay_s: float = 0.0) -> None:
-        self._settle(max(delay_s, 0.0))
+        await self._settle(max(delay_s, 0.0))
 
-    def _settle(self, retry_after_s: float | None) -> None:
+    async def _settle(self, retry_after_s: float | None) -> None:
         if not self._settled:
             self._settled = True
-            self._log.settle(self._consumer, self.seq, retry_after_s)
+            await self._log.settle_grouped(self._consumer, self.seq, retry_after_s)
 
 
 class EmbeddedConsumer:
