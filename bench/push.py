@@ -1,8 +1,9 @@
 """The `push` scenario: push notifications to offline members, from send to the provider.
 
-notify_service runs inside `chatmesh dev` with the webhook provider (CHATMESH_WEBHOOK_SECRET
-set). Every offline member registers a webhook target (NotifyService.RegisterDevice with the
-member's own token) pointing at `Receiver`, a plain HTTP/1.1 server in this process that stands
+notify_service runs in `chatmesh dev` (its consumer and delivery in dev's consumer worker,
+metrics on the worker's endpoint) with the webhook provider (CHATMESH_WEBHOOK_SECRET set).
+Every offline member registers a webhook target (NotifyService.RegisterDevice with the member's
+own token) pointing at `Receiver`, a plain HTTP/1.1 server in this process that stands
 in for APNs/FCM: it answers 204 at once (no TLS, no signature check, so it costs the server
 nothing it would not pay a real provider) and records for each push its arrival time, the
 member (from the URL path) and the ids of the payload's `data` (conversation_id, seq, count).
@@ -287,7 +288,7 @@ def _wait_for(receiver: Receiver, expected: int, timeout_s: float, quiet_s: floa
 
 def notify_metrics(server: DevServer) -> dict[str, float]:
     """chatmesh_notify_* samples of the server's Prometheus endpoint ("name{labels}": value)."""
-    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    url = f"http://127.0.0.1:{server.notify_metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as reply:
         text = reply.read().decode()
     samples: dict[str, float] = {}

@@ -9,6 +9,7 @@ between server and load generator.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -82,6 +83,17 @@ def proc_thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
     return threads
 
 
+def proc_children(pid: int) -> list[int]:
+    """The child processes of a process (dev's consumer worker)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += (int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return children
+
+
 class BenchServer(Protocol):
     """What a scenario asks of the system under test: `chatmesh dev`, or the local cluster."""
 
@@ -142,10 +154,22 @@ class DevServer(DevProcess):
     """`chatmesh dev` (the tests' launcher) on free ports, sampled from /proc."""
 
     def __init__(self, data_dir: Path, **env: str) -> None:
+        # The consumer worker's metrics (notify's) on a port known here.
+        self.consumers_metrics_port = free_port()
         # Every load-generator socket comes from 127.0.0.1: no per-address socket cap.
-        env = {"CHATMESH_WS_MAX_SOCKETS_PER_IP": "0", **env}
+        env = {
+            "CHATMESH_WS_MAX_SOCKETS_PER_IP": "0",
+            "CHATMESH_DEV_CONSUMERS_METRICS_BIND": f"127.0.0.1:{self.consumers_metrics_port}",
+            **env,
+        }
         super().__init__(data_dir, SECRET, log_path=data_dir.parent / "chatmesh-dev.log", **env)
         self._profiler = PySpy()
+
+    @property
+    def notify_metrics_port(self) -> int:
+        """Where notify's metrics are: the worker's endpoint, or dev's with inline consumers."""
+        inline = self.env.get("CHATMESH_DEV_CONSUMERS") == "inline"
+        return self.metrics_port if inline else self.consumers_metrics_port
 
     def start_profile(self, output: Path, fmt: str = "raw", rate_hz: int = 200) -> None:
         self._profiler.start(self.pid, output, fmt, rate_hz)
@@ -157,10 +181,23 @@ class DevServer(DevProcess):
         return proc_rss_bytes(self.pid)
 
     def cpu_seconds(self) -> float:
-        return proc_cpu_seconds(self.pid)
+        """dev's process and its consumer worker."""
+        total = proc_cpu_seconds(self.pid)
+        for child in proc_children(self.pid):
+            with contextlib.suppress(OSError):
+                total += proc_cpu_seconds(child)
+        return total
 
     def thread_cpu_seconds(self) -> dict[int, tuple[str, float]]:
-        return proc_thread_cpu_seconds(self.pid)
+        """dev's threads, and its children's named `consumers:<thread>` or `gateway:<thread>`."""
+        threads = proc_thread_cpu_seconds(self.pid)
+        for child in proc_children(self.pid):
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                kind = "gateway" if b"dev_gateway" in cmdline else "consumers"
+                for tid, (name, seconds) in proc_thread_cpu_seconds(child).items():
+                    threads[tid] = (f"{kind}:{name}", seconds)
+        return threads
 
     def stop(self, grace_s: float = 20.0) -> None:
         self.stop_profile()

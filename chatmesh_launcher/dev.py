@@ -1,17 +1,25 @@
-"""`chatmesh dev`: every service in one process on the embedded backends.
+"""`chatmesh dev`: every service on the embedded backends, from one command.
 
 chat_service and presence_service share one gRPC port (so grpcurl sees both) and one in-process
 bus; the gateway and presence's access checks call the servicers through a LocalChannel (no HTTP/2
 hop). Each service is made by its own builder; this module only chooses the embedded backends and
 wires the services together. `CHATMESH_MODE=cluster` makes it refuse to start, as the services'
 configs refuse the embedded backends in that mode.
+
+Two processes use the machine's two cores (CHATMESH_DEV_CONSUMERS=process, the default): this one
+serves every gRPC service and the WebSocket, and is the one writer of chat's store and the
+appender of the durable log; a worker it supervises (`dev_consumers`) runs the log's consumers,
+search's indexer and notify's consumer and delivery, which write the search index and the push
+queue. SearchService and NotifyService stay on dev's port, over the same SQLite files.
+`inline` runs the consumers on this process's event loop instead (one process, as before).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -26,7 +34,7 @@ from chatmesh_common.clock import Clock
 from chatmesh_common.local_channel import LocalChannel
 from chatmesh_common.runner import Process
 from chatmesh_common.service import GrpcService, Health
-from chatmesh_common.settings import ConfigError, read_env, read_one, setting, validate
+from chatmesh_common.settings import ConfigError, read_env, read_one
 from gateway_ws.config import GatewayConfig
 from gateway_ws.server import GatewayService, build_gateway_service
 from media_service.access import GrpcMediaAccess, media_credential
@@ -43,31 +51,13 @@ from search_service.access import GrpcSearchAccess, search_credential
 from search_service.config import SearchConfig
 from search_service.server import build_search_service
 
+from .dev_consumers import READY
+from .dev_gateway import READY as GATEWAY_READY
 from .dev_secrets import dev_secret
+from .dev_settings import DevConfig, split_hostport
+from .supervisor import SupervisedChild, child_argv
 
-
-@dataclass(frozen=True)
-class DevConfig:
-    """Settings of `chatmesh dev` itself; the services' own settings apply too."""
-
-    ws_bind: str = setting("CHATMESH_WS_BIND", "127.0.0.1:8080", "host:port of dev's WebSocket")
-    metrics_bind: str = setting(
-        "CHATMESH_METRICS_BIND", "127.0.0.1:9100", "host:port of dev's Prometheus endpoint"
-    )
-    # No load balancer to drain in dev: Ctrl-C stops at once unless asked otherwise.
-    drain_s: float = setting(
-        "CHATMESH_DRAIN_S", 0.0, "seconds health reports NOT_SERVING before dev stops", minimum=0
-    )
-
-    def __post_init__(self) -> None:
-        validate(self)
-
-
-def split_hostport(value: str, what: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"{what} must be HOST:PORT, got {value!r}")
-    return host or "127.0.0.1", int(port)
+__all__ = ["DevConfig", "DevOptions", "DevSystem", "dev_process", "split_hostport"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +71,8 @@ class DevOptions:
 
 
 class DevSystem:
-    """chat + presence on one gRPC server, the gateway in front, one bus: a Service."""
+    """chat + presence on one gRPC server, the gateway in front, one bus: a Service. With
+    `consumers` (a supervised worker process) search and notify serve RPCs only here."""
 
     name = "chatmesh dev"
 
@@ -95,8 +86,16 @@ class DevSystem:
         notify_config: NotifyConfig | None = None,
         push_providers: Mapping[Platform, PushProvider] | None = None,
         media_config: MediaConfig | None = None,
+        consumers: SupervisedChild | None = None,
+        gateways: Sequence[SupervisedChild] = (),
     ) -> None:
         self.chat_config = chat_config
+        self.consumers = consumers
+        self.gateways = list(gateways)
+        if self.gateways:
+            # Dev's gateway binds first; the extra ones share its port.
+            gateway_config = dataclasses.replace(gateway_config, reuse_port=True)
+        consume_here = consumers is None
         self._gateway_config = gateway_config
         self._clock = clock
         # The durable log lives in the data dir, so consumers resume after a restart.
@@ -119,7 +118,11 @@ class DevSystem:
         if search_config is not None:
             self._search_access = GrpcSearchAccess(search_credential(search_config.service_secret))
             search = build_search_service(
-                search_config, bus=self.bus, access=self._search_access, clock=clock
+                search_config,
+                bus=self.bus,
+                access=self._search_access,
+                clock=clock,
+                consume=consume_here,
             )
             components += search.components
         # Push reads the same durable log and asks chat and presence over the LocalChannel.
@@ -132,6 +135,7 @@ class DevSystem:
                 bus=self.bus,
                 access=self._notify_access,
                 clock=clock,
+                consume=consume_here,
             )
             components += notify.components
         self._media_access: GrpcMediaAccess | None = None
@@ -181,6 +185,22 @@ class DevSystem:
         if self.media is not None and config.web_client:
             # The web client uploads from the gateway's origin, known now it is bound.
             self.media.allow_origins(self.web_origins())
+        children = [*self.gateways, *([self.consumers] if self.consumers is not None else [])]
+        for child in self.gateways:
+            child.set_env(CHATMESH_WS_PORT=str(self._gateway.port))
+        started: list[SupervisedChild] = []
+        try:
+            for child in children:
+                # They ask chat and presence on the port that now serves.
+                child.set_env(CHATMESH_CHAT_TARGET=target, CHATMESH_PRESENCE_TARGET=target)
+                await child.start()
+                started.append(child)
+        except BaseException:
+            for child in started:
+                await child.stop()
+            await self._gateway.stop()
+            await self.grpc.stop()
+            raise
 
     def web_origins(self) -> set[str]:
         """The origins the web client is served from (the gateway's port)."""
@@ -191,12 +211,34 @@ class DevSystem:
         return {f"http://{host}:{port}" for host in hosts}
 
     async def stop(self) -> None:
+        # First: the children's calls to chat end before chat stops.
+        for child in self.gateways:
+            await child.stop()
+        if self.consumers is not None:
+            await self.consumers.stop()
         if self._gateway is not None:
             await self._gateway.stop()
         await self.grpc.stop()
         if self._channel is not None:
             await self._channel.close()
         await self.bus.close()
+
+
+def worker_env(settings: Mapping[str, str]) -> dict[str, str]:
+    """The consumer worker's environment: dev's settings, this interpreter's import path, and
+    no other CHATMESH_ variable of the shell (dev's own choices win)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CHATMESH_")}
+    return {**base, **settings, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+
+
+def consumers_line(consumers: SupervisedChild) -> str:
+    """The banner's line of the worker: its pid and Prometheus endpoint."""
+    metrics = consumers.ready_line.removeprefix("metrics=")
+    host, _port = split_hostport(
+        consumers.env.get("CHATMESH_DEV_CONSUMERS_METRICS_BIND", "127.0.0.1:0"), "metrics"
+    )
+    endpoint = f", metrics http://{host}:{metrics}/metrics" if metrics not in ("", "0") else ""
+    return f"  consumers  pid {consumers.pid} (search indexer, push){endpoint}\n"
 
 
 def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None = None) -> Process:
@@ -248,16 +290,38 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
         # Apps learn the media URLs from create_upload and get_download_url, so in dev the URL
         # server takes any free port (shown in the banner) rather than one that may be taken.
         media_env["CHATMESH_MEDIA_HTTP_BIND"] = f"{grpc_host}:0"
+    search_env = {"CHATMESH_SEARCH_INDEX": str(data_dir / "search.db"), **embedded}
+    notify_env = {"CHATMESH_NOTIFY_DB": str(data_dir / "notify.db"), **embedded}
+    consumers = None
+    if dev.consumers == "process":
+        consumers = SupervisedChild(
+            "dev consumers",
+            child_argv(f"{__package__}.dev_consumers"),
+            worker_env({**search_env, **notify_env}),
+            READY,
+        )
+    gateway_env = worker_env(
+        {**embedded, "CHATMESH_WS_REUSE_PORT": "true", "CHATMESH_WS_METRICS_PORT": "-1"}
+    )
+    gateways = [
+        SupervisedChild(
+            f"dev gateway {i + 1}",
+            child_argv(f"{__package__}.dev_gateway"),
+            gateway_env,
+            GATEWAY_READY,
+        )
+        for i in range(dev.gateways)
+    ]
     system = DevSystem(
         ChatConfig.from_env(embedded),
         PresenceConfig.from_env(embedded),
         GatewayConfig.from_env(embedded),
         clock,
-        SearchConfig.from_env({"CHATMESH_SEARCH_INDEX": str(data_dir / "search.db"), **embedded}),
+        SearchConfig.from_env(search_env),
         media_config=MediaConfig.from_env(media_env),
-        notify_config=NotifyConfig.from_env(
-            {"CHATMESH_NOTIFY_DB": str(data_dir / "notify.db"), **embedded}
-        ),
+        notify_config=NotifyConfig.from_env(notify_env),
+        consumers=consumers,
+        gateways=gateways,
     )
 
     def banner(bound_metrics: int) -> str:
@@ -278,7 +342,14 @@ def dev_process(options: DevOptions, clock: Clock, env: Mapping[str, str] | None
                 else ""
             )
             + f"  metrics    http://{metrics_host}:{bound_metrics}/metrics\n"
-            f"  token      chatmesh token alice --data-dir {data_dir}\n"
+            + (consumers_line(consumers) if consumers is not None else "")
+            + (
+                f"  gateways   {len(gateways)} more on the WebSocket port"
+                f" (pids {', '.join(str(g.pid) for g in gateways)})\n"
+                if gateways
+                else ""
+            )
+            + f"  token      chatmesh token alice --data-dir {data_dir}\n"
             "Ctrl-C stops it."
         )
 

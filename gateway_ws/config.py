@@ -39,6 +39,12 @@ class GatewayConfig:
         minimum=0,
         maximum=65535,
     )
+    reuse_port: bool = setting(
+        "CHATMESH_WS_REUSE_PORT",
+        False,
+        "listen with SO_REUSEPORT, so several gateway processes share the port (chatmesh dev's"
+        " extra gateways)",
+    )
     chat_target: str = setting(
         "CHATMESH_CHAT_TARGET", "127.0.0.1:50051", "the ChatService / EventService gRPC target"
     )

@@ -297,6 +297,7 @@ async def start_gateway(
             close_timeout=config.close_timeout_s,
             server_header=None,
             ssl=config.tls.server_ssl_context(),
+            reuse_port=config.reuse_port or None,
         )
     except OSError as exc:
         if owns_channel:

@@ -4,6 +4,8 @@
 one way to make a notify_service. What is passed in belongs to the caller; what the service
 builds from the config it also closes. Providers not given are built from `config.providers`
 (the credentials that are set). The bus must be the one chat_service writes its durable log to.
+With `consume=False` the service serves NotifyService only: another process on the same store
+runs the consumer and the delivery loop (`chatmesh dev`'s consumer worker).
 With no provider for a platform, pushes to that platform's targets are dead-lettered
 ("provider not configured").
 """
@@ -40,9 +42,10 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (SERVICE_NAME,)
 
 
-def build_store(config: NotifyConfig) -> NotifyStore:
+def build_store(config: NotifyConfig, *, delivers: bool = True) -> NotifyStore:
+    """The configured store; `delivers` False: a process that serves the registry only."""
     if config.store == "sqlite":
-        return SqliteNotifyStore(config.store_path)
+        return SqliteNotifyStore(config.store_path, recover_inflight=delivers)
     if config.store == "redis":
         # Imported here: redis is a cluster extra, not needed by the embedded default.
         from .store.redis import RedisNotifyStore
@@ -74,9 +77,11 @@ class NotifyComponent:
         bus: Bus | None,
         access: NotifyAccess | None,
         clock: Clock,
+        consume: bool = True,
     ) -> None:
         self.config = config
         self.clock = clock
+        self._consume = consume
         self._given_providers = providers
         self.providers: Mapping[Platform, PushProvider] = providers or {}
         self._given_store = store
@@ -106,8 +111,27 @@ class NotifyComponent:
     async def open(self) -> list[Registration]:
         config = self.config
         if self._store is None:
-            self._store = build_store(config)
+            self._store = build_store(config, delivers=self._consume)
             await self._store.open()
+        if self._consume:
+            await self._start_loops()
+        authenticator = Authenticator.from_secrets(
+            config.jwt_secret,
+            config.service_secret,
+            leeway_s=config.token_leeway_s,
+            clock=self.clock.now,
+            issuer=config.identity,
+        )
+        return [
+            (
+                notify_service_pb2_grpc.add_NotifyServiceServicer_to_server,
+                NotifyServicer(self._store, authenticator, self.clock),
+            )
+        ]
+
+    async def _start_loops(self) -> None:
+        config = self.config
+        assert self._store is not None
         if self._bus is None:
             self._bus = await _build_bus(config)
         if self._given_providers is None:
@@ -142,19 +166,6 @@ class NotifyComponent:
         )
         self._delivery.start()
         self._consumer.start()
-        authenticator = Authenticator.from_secrets(
-            config.jwt_secret,
-            config.service_secret,
-            leeway_s=config.token_leeway_s,
-            clock=self.clock.now,
-            issuer=config.identity,
-        )
-        return [
-            (
-                notify_service_pb2_grpc.add_NotifyServiceServicer_to_server,
-                NotifyServicer(self._store, authenticator, self.clock),
-            )
-        ]
 
     async def _stop_loops(self) -> None:
         if self._consumer is not None:
@@ -198,11 +209,18 @@ def build_notify_service(
     bus: Bus | None = None,
     access: NotifyAccess | None = None,
     clock: Clock,
+    consume: bool = True,
 ) -> NotifyService:
     """notify_service, not started; AccessService at config.chat_target and PresenceService at
     config.presence_target unless `access`. A given store must be open already."""
     component = NotifyComponent(
-        config, providers=providers, store=store, bus=bus, access=access, clock=clock
+        config,
+        providers=providers,
+        store=store,
+        bus=bus,
+        access=access,
+        clock=clock,
+        consume=consume,
     )
     return NotifyService(component)
 

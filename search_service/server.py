@@ -3,6 +3,8 @@
 `build_search_service(config, engine=..., bus=..., access=..., clock=...)` is the one way to make
 a search_service. A bus or engine passed in belongs to the caller; what the service builds from
 the config it also closes. The bus must be the one chat_service writes its durable log to.
+With `consume=False` it serves SearchService only: another process indexes into the same engine
+(`chatmesh dev`'s consumer worker).
 """
 
 from __future__ import annotations
@@ -71,9 +73,11 @@ class SearchComponent:
         bus: Bus | None,
         access: SearchAccess | None,
         clock: Clock,
+        consume: bool = True,
     ) -> None:
         self.config = config
         self.clock = clock
+        self._consume = consume
         self._given_engine = engine
         self._given_bus = bus
         self._engine = engine
@@ -92,14 +96,15 @@ class SearchComponent:
         if self._engine is None:
             self._engine = build_engine(config)
             await self._engine.open()
-        if self._bus is None:
+        if self._consume and self._bus is None:
             self._bus = await _build_bus(config)
         access = self._access
         if access is None:
             self._channel = open_channel(config.chat_target, config.tls)
             access = GrpcSearchAccess(search_credential(config.service_secret), self._channel)
-        self._indexer = Indexer(self._bus, self._engine, self.clock, lanes=config.index_lanes)
-        self._indexer.start()
+        if self._bus is not None and self._consume:
+            self._indexer = Indexer(self._bus, self._engine, self.clock, lanes=config.index_lanes)
+            self._indexer.start()
         authenticator = Authenticator.from_secrets(
             config.jwt_secret,
             config.service_secret,
@@ -150,9 +155,12 @@ def build_search_service(
     bus: Bus | None = None,
     access: SearchAccess | None = None,
     clock: Clock,
+    consume: bool = True,
 ) -> SearchService:
     """search_service, not started; AccessService at config.chat_target unless `access`."""
-    component = SearchComponent(config, engine=engine, bus=bus, access=access, clock=clock)
+    component = SearchComponent(
+        config, engine=engine, bus=bus, access=access, clock=clock, consume=consume
+    )
     return SearchService(component)
 
 

@@ -16,6 +16,14 @@ is as durable as before, at a third of the cost when several conversations publi
 file is in WAL mode with `synchronous=NORMAL`: it survives a killed process (kill -9 of
 `chatmesh dev`), not a power cut; a cluster has JetStream. Events older than `max_age_s` are
 dropped, like the stream's max age.
+
+Several processes may open one file (`chatmesh dev` runs its consumers in a worker process): the
+`appended` wakeup reaches only fetches of the process that appended, so a log opened with
+`poll_s` also looks, that often, at SQLite's `data_version` (it changes when another connection
+commits) and takes again when it moved. Every write is a `BEGIN IMMEDIATE` transaction, so two
+processes' takes and settles are serialized by SQLite's lock. Acks and naks of one event-loop
+turn are committed together (`settle_grouped`), so a consumer holds the file's write lock a few
+times per batch rather than once per event, which the appending process would wait for.
 """
 
 from __future__ import annotations
@@ -76,9 +84,14 @@ class DurableLog:
         path: Path | None = None,
         clock: Clock | None = None,
         max_age_s: float = DEFAULT_MAX_AGE_S,
+        poll_s: float | None = None,
     ) -> None:
+        if poll_s is not None and poll_s <= 0:
+            raise ValueError("poll_s must be positive")
         self._clock = clock or SystemClock()
         self._max_age_s = max_age_s
+        # How often a waiting fetch looks for commits of other processes (None: never).
+        self.poll_s = poll_s
         self._db = sqlite3.connect(
             str(path) if path is not None else ":memory:",
             isolation_level=None,
@@ -93,6 +106,9 @@ class DurableLog:
         self._appended = asyncio.Event()
         # The open group commit of `append_grouped` (None: no transaction is open).
         self._group: asyncio.Future[None] | None = None
+        # Settles waiting for the end of this loop turn, and the future their commit resolves.
+        self._settles: list[tuple[str, int, float | None]] = []
+        self._settled: asyncio.Future[None] | None = None
         self._pruned_at = float("-inf")
         self._prune()
 
@@ -251,13 +267,51 @@ class DurableLog:
         )
         self._wake()
 
+    async def settle_grouped(self, name: str, seq: int, retry_after_s: float | None) -> None:
+        """`settle`, committed with the other settles of this event-loop turn."""
+        self._settles.append((name, seq, retry_after_s))
+        if self._settled is None:
+            self._settled = asyncio.get_running_loop().create_future()
+            self._settled.get_loop().call_soon(self._commit_settles)
+        await asyncio.shield(self._settled)
+
+    def _commit_settles(self) -> None:
+        done, self._settled = self._settled, None
+        settles, self._settles = self._settles, []
+        if done is None:
+            return
+        now = self._clock.now()
+        try:
+            with self._txn() as c:
+                c.executemany(
+                    "DELETE FROM pending WHERE consumer = ? AND seq = ?",
+                    [(name, seq) for name, seq, retry in settles if retry is None],
+                )
+                c.executemany(
+                    "UPDATE pending SET deadline = ? WHERE consumer = ? AND seq = ?",
+                    [(now + retry, name, seq) for name, seq, retry in settles if retry is not None],
+                )
+        except sqlite3.Error as exc:
+            done.set_exception(exc)
+            return
+        done.set_result(None)
+        if any(retry is not None for _name, _seq, retry in settles):
+            self._wake()
+
     def now(self) -> float:
         return self._clock.now()
 
     def appended(self) -> asyncio.Event:
         return self._appended
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) has committed to the file."""
+        self._flush()
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
     def close(self) -> None:
+        self._commit_settles()
         self._flush()
         self._wake()
         self._db.close()
@@ -275,15 +329,15 @@ class EmbeddedMessage:
     _settled: bool = False
 
     async def ack(self) -> None:
-        self._settle(None)
+        await self._settle(None)
 
     async def nak(self, delay_s: float = 0.0) -> None:
-        self._settle(max(delay_s, 0.0))
+        await self._settle(max(delay_s, 0.0))
 
-    def _settle(self, retry_after_s: float | None) -> None:
+    async def _settle(self, retry_after_s: float | None) -> None:
         if not self._settled:
             self._settled = True
-            self._log.settle(self._consumer, self.seq, retry_after_s)
+            await self._log.settle_grouped(self._consumer, self.seq, retry_after_s)
 
 
 class EmbeddedConsumer:
@@ -299,24 +353,42 @@ class EmbeddedConsumer:
 
     async def fetch(self, batch: int = 100, timeout_s: float = 1.0) -> list[EmbeddedMessage]:
         check_fetch_args(batch, timeout_s)
+        log = self._log
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout_s
         while True:
-            appended = self._log.appended()  # before reading, so no append is missed
-            taken = self._log.take(self._name, self._filters, self._ack_wait_s, batch)
+            # Both before reading, so no append (of this process or another) is missed.
+            appended = log.appended()
+            version = log.data_version() if log.poll_s is not None else 0
+            taken = log.take(self._name, self._filters, self._ack_wait_s, batch)
             if taken:
                 return taken
+            if not await self._wait(appended, version, until):
+                return []
+
+    async def _wait(self, appended: asyncio.Event, version: int, until: float) -> bool:
+        """Waits until there may be something to take (True) or `until` passes (False)."""
+        log = self._log
+        loop = asyncio.get_running_loop()
+        while True:
             wait = until - loop.time()
             if wait <= 0:
-                return []
-            deadline = self._log.next_deadline(self._name)
+                return False
+            deadline = log.next_deadline(self._name)
             if deadline is not None:
                 # Wake for the earliest redelivery too (on a real clock; a manual one moves
                 # only between fetches).
-                wait = min(wait, max(deadline - self._log.now(), 0.001))
+                wait = min(wait, max(deadline - log.now(), 0.001))
+            if log.poll_s is not None:
+                wait = min(wait, log.poll_s)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await appended.wait()
+                    return True
+            if deadline is not None and log.now() >= deadline:
+                return True
+            if log.poll_s is not None and log.data_version() != version:
+                return True
 
     async def close(self) -> None:
         """Nothing to release: the position and pending deliveries are in the log."""

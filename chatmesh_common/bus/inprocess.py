@@ -4,7 +4,8 @@ Live: handlers of exact subjects sit in a dict (the fanout hot path: one lookup 
 filters with wildcards are matched per publish (`wildcards.tokens_match`), as NATS would.
 Delivery is synchronous and in publish order. Durable: `chatmesh_common.bus.durable_log`, in a
 file when `durable_path` is given (so `chatmesh dev` keeps its log and consumer positions across
-restarts), else in memory.
+restarts), else in memory. Live delivery stays within the process; a process that only consumes
+the log another one appends to (dev's consumer worker) opens it with `poll_s`.
 """
 
 from __future__ import annotations
@@ -39,11 +40,18 @@ class _InProcessSubscription:
 class InProcessBus:
     """Live subjects and filters with NATS semantics; delivery is synchronous and in order."""
 
-    def __init__(self, durable_path: Path | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        durable_path: Path | None = None,
+        clock: Clock | None = None,
+        *,
+        poll_s: float | None = None,
+    ) -> None:
         self._handlers: dict[str, list[Handler]] = {}
         # Filter subscriptions: (tokens, subject, handler), in subscription order.
         self._filters: list[tuple[tuple[str, ...], str, Handler]] = []
-        self._log = DurableLog(durable_path, clock)
+        # poll_s: the file is shared with another process that appends (see durable_log).
+        self._log = DurableLog(durable_path, clock, poll_s=poll_s)
 
     async def publish(self, subject: str, payload: bytes) -> None:
         for handler in self._handlers.get(subject, ()):

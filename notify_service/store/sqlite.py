@@ -1,7 +1,9 @@
 """The embedded NotifyStore: one SQLite file, one connection, each write one transaction.
 
-Only one notify_service may open a file (it is the embedded mode): on open, pushes a killed
-process left `inflight` are queued again, so a push the provider never accepted is retried.
+Only one notify_service may deliver from a file (it is the embedded mode): on open, pushes a
+killed process left `inflight` are queued again, so a push the provider never accepted is
+retried. Another process may open the file with `recover_inflight=False` to serve the registry
+(`chatmesh dev` serves NotifyService beside chat while its consumer worker delivers).
 A push the provider accepted just before the kill (before `sent` was written) is sent again:
 that window is the one place a push can repeat, and the push's collapse key makes the device
 replace the first copy.
@@ -195,8 +197,9 @@ def _setting(row: tuple[Any, ...]) -> ConversationSetting:
 
 
 class SqliteNotifyStore:
-    def __init__(self, path: str = ":memory:") -> None:
+    def __init__(self, path: str = ":memory:", *, recover_inflight: bool = True) -> None:
         self._path = path
+        self._recover_inflight = recover_inflight
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -217,6 +220,8 @@ class SqliteNotifyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        if not self._recover_inflight:
+            return
         with self._db:
             self._db.execute(
                 "UPDATE push_queue SET state=? WHERE state=?", (State.QUEUED, State.INFLIGHT)

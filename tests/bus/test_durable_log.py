@@ -50,3 +50,39 @@ async def test_grouped_appends_are_committed_when_they_return(tmp_path: Path) ->
     consumer = log.consumer("reader", "chatmesh.events.>", ack_wait_s=10)
     assert [m.data for m in await consumer.fetch(10, 0.1)] == [b"%d" % i for i in range(5)]
     log.close()
+
+
+async def test_a_polling_log_takes_what_another_connection_appends(tmp_path: Path) -> None:
+    """A fetch waiting on a log opened with poll_s returns an event another process (here
+    another connection to the file) appends, well before its own timeout."""
+    path = tmp_path / "events.sqlite3"
+    writer = DurableLog(path)
+    reader = DurableLog(path, poll_s=0.01)
+    consumer = reader.consumer("reader", "chatmesh.events.>", ack_wait_s=10)
+    assert await consumer.fetch(10, 0.05) == []
+    # Its timeout is far beyond the wait_for below: only the poll can end it in time.
+    fetching = asyncio.create_task(consumer.fetch(10, 60.0))
+    await asyncio.sleep(0.05)
+    writer.append("chatmesh.events.c.created", b"from elsewhere", "c:1")
+    messages = await asyncio.wait_for(fetching, 10)
+    assert [m.data for m in messages] == [b"from elsewhere"]
+    await messages[0].ack()
+    # The ack is the reader's: the writer's connection sees nothing in flight.
+    assert writer.next_deadline("reader") is None
+    reader.close()
+    writer.close()
+
+
+async def test_a_log_without_poll_s_waits_for_its_own_appends_only(tmp_path: Path) -> None:
+    """Without poll_s a commit of another connection does not end the wait (one process)."""
+    path = tmp_path / "events.sqlite3"
+    writer = DurableLog(path)
+    reader = DurableLog(path)
+    consumer = reader.consumer("reader", "chatmesh.events.>", ack_wait_s=10)
+    fetching = asyncio.create_task(consumer.fetch(10, 0.3))
+    await asyncio.sleep(0.05)
+    writer.append("chatmesh.events.c.created", b"unseen", "c:1")
+    assert await asyncio.wait_for(fetching, 5) == []
+    assert [m.data for m in await consumer.fetch(10, 0.1)] == [b"unseen"]
+    reader.close()
+    writer.close()

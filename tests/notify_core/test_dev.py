@@ -25,9 +25,11 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 SECRET = "notify-dev-secret-of-at-least-thirty-two-bytes"
 
 
-async def test_dev_serves_notify_and_consumes_the_log(tmp_path: Path) -> None:
-    """A device registered over dev's gRPC gets its push handled: dead-lettered, no provider."""
-    dev = DevProcess(tmp_path / "data", SECRET)
+@pytest.mark.parametrize("consumers", ["process", "inline"])
+async def test_dev_serves_notify_and_consumes_the_log(tmp_path: Path, consumers: str) -> None:
+    """A device registered over dev's gRPC gets its push handled: dead-lettered, no provider;
+    with the consumers in dev's worker process and on dev's own event loop."""
+    dev = DevProcess(tmp_path / "data", SECRET, None, CHATMESH_DEV_CONSUMERS=consumers)
     await asyncio.to_thread(dev.start)
     try:
         service_secret = (tmp_path / "data" / "service-secret").read_text().strip()
