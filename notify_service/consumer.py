@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from chatmesh.chat.v1 import types_pb2
 from chatmesh.events.v1 import events_pb2
@@ -28,7 +28,15 @@ from chatmesh_common.subjects import PUSH_FILTERS
 from .access import Audience, NotFound, NotifyAccess
 from .metrics import EVENTS, QUEUED
 from .payloads import clear_push, message_push
-from .store.base import ConversationSetting, Level, NewPush, NotifyStore, Preview, PushKind
+from .store.base import (
+    ConversationSetting,
+    DeviceRecord,
+    Level,
+    NewPush,
+    NotifyStore,
+    Preview,
+    PushKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +107,7 @@ class PushConsumer:
             return 0
         if audience.message.deleted:
             return 0
-        recipients = await self._recipients(audience, set(message.mentions))
+        recipients, devices = await self._recipients(audience, set(message.mentions))
         if not recipients:
             return 0
         now = self._clock.now()
@@ -109,7 +117,6 @@ class PushConsumer:
         event_at = (
             event.occurred_at.ToMilliseconds() / 1000 if event.HasField("occurred_at") else now
         )
-        devices = await self._store.devices_of(list(recipients))
         pushes = []
         for user_id, preview in recipients.items():
             payload = message_push(
@@ -130,11 +137,19 @@ class PushConsumer:
                 )  # fmt: skip
         return await self._enqueue(pushes, PushKind.MESSAGE)
 
-    async def _recipients(self, audience: Audience, mentions: set[str]) -> dict[str, Preview]:
-        """Members to push to, with their preview level: not muted or blocking in chat, whose
-        own settings want it, and with no online device."""
+    async def _recipients(
+        self, audience: Audience, mentions: set[str]
+    ) -> tuple[dict[str, Preview], Mapping[str, Sequence[DeviceRecord]]]:
+        """Members to push to, with their preview level: with a push target, not muted or
+        blocking in chat, whose own settings want it, and with no online device; and their
+        devices. Members with no target are dropped first: they cost no presence or unread
+        lookup (most members of most deployments never register one)."""
         now = self._clock.now()
         candidates = [m.user_id for m in audience.members if not (m.blocked_sender or m.muted)]
+        devices = await self._store.devices_of(candidates)
+        candidates = [user_id for user_id in candidates if devices.get(user_id)]
+        if not candidates:
+            return {}, devices
         settings = await self._store.settings_for(candidates, audience.conversation.conversation_id)
         wanted = [
             user_id
@@ -144,9 +159,9 @@ class PushConsumer:
             )
         ]
         if not wanted:
-            return {}
+            return {}, devices
         online = await self._access.online_users(wanted)
-        return {u: settings[u][0] for u in wanted if u not in online}
+        return {u: settings[u][0] for u in wanted if u not in online}, devices
 
     async def _read(self, event: events_pb2.ConversationEvent) -> int:
         receipt = event.receipt_moved

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from chatmesh.notify.v1 import notify_service_pb2 as pb
 
+from chatmesh_common.metrics import GRPC_HANDLED
+
 from .support import Harness, start_harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -251,3 +253,32 @@ async def test_a_redelivered_event_pushes_nothing_more(harness: Harness) -> None
     assert await harness.notify.component.consumer.handle(event) == 0
     await harness.settle()
     assert len(harness.provider.to("tok-bob")) == 1
+
+
+def _handled(method: str) -> float:
+    """Calls of a gRPC method (by its name) the servers of this process have handled."""
+    return sum(
+        sample.value
+        for metric in GRPC_HANDLED.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["method"].endswith(f"/{method}")
+    )
+
+
+async def test_members_without_a_push_target_cost_no_presence_or_unread_lookup(
+    harness: Harness,
+) -> None:
+    """A message to members none of whom registered a target asks neither presence nor the
+    unread totals; the next one, to a member with a target, asks each once."""
+    alice, bob = harness.client("alice"), harness.client("bob")
+    carol, dave = harness.client("carol"), harness.client("dave")
+    await harness.register(bob, "tok-bob")
+    quiet = await alice.group(carol, dave, title="no targets")
+    direct = await alice.direct(bob)
+    online_before, unread_before = _handled("GetOnlineUsers"), _handled("GetUnreadTotals")
+    await harness.send(alice, quiet, "nobody to push")
+    await harness.send(alice, direct, "bob gets this")
+    # One consumer lane handles events in log order: bob's push means both were handled.
+    await harness.provider.wait_for("tok-bob")
+    assert _handled("GetOnlineUsers") - online_before == 1
+    assert _handled("GetUnreadTotals") - unread_before == 1
