@@ -168,7 +168,8 @@ class DevServer(DevProcess):
     @property
     def notify_metrics_port(self) -> int:
         """Where notify's metrics are: the worker's endpoint, or dev's with inline consumers."""
-        inline = self.env.get("CHATMESH_DEV_CONSUMERS") == "inline"
+        setting = self.env.get("CHATMESH_DEV_CONSUMERS") or os.environ.get("CHATMESH_DEV_CONSUMERS")
+        inline = setting == "inline"
         return self.metrics_port if inline else self.consumers_metrics_port
 
     def start_profile(self, output: Path, fmt: str = "raw", rate_hz: int = 200) -> None:
