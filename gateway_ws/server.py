@@ -279,7 +279,6 @@ async def start_gateway(
     async def handler(connection: ServerConnection) -> None:
         await Session(context, connection).run()
 
-    heartbeat = config.heartbeat_interval_s
     try:
         server = await serve(
             handler,
@@ -291,9 +290,10 @@ async def start_gateway(
             compression=None,
             max_size=config.max_frame_bytes,
             open_timeout=10,
-            ping_interval=heartbeat,
-            # A socket silent for three heartbeat intervals is closed (Ready.heartbeat_interval_ms).
-            ping_timeout=2 * heartbeat,
+            # Keepalive pings come from the gateway's sweep, not from a task per socket; a
+            # socket silent for three heartbeat intervals is closed (Session.sweep,
+            # Ready.heartbeat_interval_ms).
+            ping_interval=None,
             close_timeout=config.close_timeout_s,
             server_header=None,
             ssl=config.tls.server_ssl_context(),
