@@ -48,6 +48,7 @@ from chatmesh_common.tls import open_channel
 from gateway_ws import frames, web
 from gateway_ws.admission import Admission, client_address, trusted_networks
 from gateway_ws.config import GatewayConfig
+from gateway_ws.connection import GatewayConnection
 from gateway_ws.event_mux import EventMux
 from gateway_ws.metrics import FrameMetrics
 from gateway_ws.presence_link import PresenceMethods, heartbeat_loop
@@ -285,6 +286,7 @@ async def start_gateway(
             config.host,
             config.port,
             process_request=process_request,
+            create_connection=GatewayConnection,
             select_subprotocol=_select_subprotocol,
             # Compression costs ~100 KiB of zlib state per socket, more than a whole idle session.
             compression=None,
