@@ -16,7 +16,7 @@ Close codes the gateway uses or relies on:
 | 1007 | a text message is not valid UTF-8 (websockets closes it itself) |
 | 1008 | policy violation: authentication failed or timed out, or 10 bad frames within 10 s |
 | 1009 | a client message over 64 KiB (websockets closes it itself, from `max_size`) |
-| 1011 | internal error; also websockets' code when a keepalive ping gets no pong in time |
+| 1011 | internal error; also when a keepalive ping gets no pong within two heartbeat intervals |
 | 4008 | slow consumer: the outbound queue overflowed or a write stalled (reconnect and resume) |
 
 Shutdown (`GatewayService.stop`): /healthz answers 503 for the drain window (load balancers stop
