@@ -16,7 +16,7 @@ Close codes the gateway uses or relies on:
 | 1007 | a text message is not valid UTF-8 (websockets closes it itself) |
 | 1008 | policy violation: authentication failed or timed out, or 10 bad frames within 10 s |
 | 1009 | a client message over 64 KiB (websockets closes it itself, from `max_size`) |
-| 1011 | internal error; also websockets' code when a keepalive ping gets no pong in time |
+| 1011 | internal error; also when a keepalive ping gets no pong within two heartbeat intervals |
 | 4008 | slow consumer: the outbound queue overflowed or a write stalled (reconnect and resume) |
 
 Shutdown (`GatewayService.stop`): /healthz answers 503 for the drain window (load balancers stop
@@ -48,6 +48,7 @@ from chatmesh_common.tls import open_channel
 from gateway_ws import frames, web
 from gateway_ws.admission import Admission, client_address, trusted_networks
 from gateway_ws.config import GatewayConfig
+from gateway_ws.connection import GatewayConnection
 from gateway_ws.event_mux import EventMux
 from gateway_ws.metrics import FrameMetrics
 from gateway_ws.presence_link import PresenceMethods, heartbeat_loop
@@ -279,21 +280,22 @@ async def start_gateway(
     async def handler(connection: ServerConnection) -> None:
         await Session(context, connection).run()
 
-    heartbeat = config.heartbeat_interval_s
     try:
         server = await serve(
             handler,
             config.host,
             config.port,
             process_request=process_request,
+            create_connection=GatewayConnection,
             select_subprotocol=_select_subprotocol,
             # Compression costs ~100 KiB of zlib state per socket, more than a whole idle session.
             compression=None,
             max_size=config.max_frame_bytes,
             open_timeout=10,
-            ping_interval=heartbeat,
-            # A socket silent for three heartbeat intervals is closed (Ready.heartbeat_interval_ms).
-            ping_timeout=2 * heartbeat,
+            # Keepalive pings come from the gateway's sweep, not from a task per socket; a
+            # socket silent for three heartbeat intervals is closed (Session.sweep,
+            # Ready.heartbeat_interval_ms).
+            ping_interval=None,
             close_timeout=config.close_timeout_s,
             server_header=None,
             ssl=config.tls.server_ssl_context(),

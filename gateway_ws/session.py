@@ -14,6 +14,9 @@ actions it answers with:
   `EventService.SubscribeEvents` call of its own read by one task (no task per event either way);
   a new stream replaces the old one, whose late items the protocol ignores by generation;
 * one timer at a time, armed at the protocol's next deadline;
+* the keepalive ping is sent from the gateway's sweep (see `Session.sweep`), not from a task
+  per socket: a ping every heartbeat interval, and a ping unanswered for two more intervals
+  closes the socket with 1011, so a socket silent three intervals is closed;
 * presence (with `presence_target`) is the socket's `PresenceLink`
   (gateway_ws/presence_link.py).
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -34,6 +37,7 @@ from chatmesh.events.v1 import event_service_pb2
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.headers import parse_subprotocol
+from websockets.protocol import State
 
 from chatmesh_common.auth import TokenVerifier
 from chatmesh_common.clock import Clock
@@ -63,6 +67,8 @@ from gateway_ws.writer import Writer
 
 # Close code for a socket refused by a limit: the client may come back later (RFC 6455 1013).
 CLOSE_TRY_AGAIN_LATER = 1013
+# websockets' own code for a keepalive ping without a pong in time.
+CLOSE_KEEPALIVE_TIMEOUT = 1011
 
 log = logging.getLogger(__name__)
 # One JSON line per socket opened and closed and per refused token (silence: set its level higher).
@@ -107,6 +113,8 @@ class Session:
         "_metadata",
         "_online",
         "_peer",
+        "_ping_at",
+        "_pong",
         "_protocol",
         "_stream",
         "_timer",
@@ -155,6 +163,10 @@ class Session:
         self._stream: asyncio.Task[None] | MuxedStream | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        # The last keepalive ping's loop.time() (the open, before the first), and while it is
+        # unanswered the task sending it, then websockets' pong waiter.
+        self._ping_at = self._loop.time()
+        self._pong: asyncio.Task[Awaitable[float]] | asyncio.Future[float] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -209,7 +221,7 @@ class Session:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Future[Any]] = []
         if self._stream is not None:
             self._stream.cancel()
             if isinstance(self._stream, asyncio.Task):
@@ -217,6 +229,9 @@ class Session:
         for task in self._inflight:
             task.cancel()
             tasks.append(task)
+        if isinstance(self._pong, asyncio.Task):
+            self._pong.cancel()
+            tasks.append(self._pong)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._writer.finish()
@@ -224,8 +239,38 @@ class Session:
             await self._link.close()
 
     def sweep(self, now: float) -> None:
-        """Called about every second by the gateway: the writer's stall and idle checks."""
+        """Called about every second by the gateway: the writer's stall and idle checks and
+        the keepalive ping."""
         self._writer.sweep(now)
+        self._keepalive(now)
+
+    def _keepalive(self, now: float) -> None:
+        """websockets' keepalive (ping_interval=heartbeat, ping_timeout=2 * heartbeat) without
+        its task per socket: a task lives only while a ping is being written."""
+        interval = self._ctx.config.heartbeat_interval_s
+        pong = self._pong
+        if pong is not None:
+            if not pong.done():
+                if now - self._ping_at > 2 * interval:
+                    self._pong = None
+                    self._writer.request_close(
+                        CLOSE_KEEPALIVE_TIMEOUT, "keepalive ping timeout", flush=False
+                    )
+                return
+            self._pong = None
+            if isinstance(pong, asyncio.Task):
+                if pong.cancelled() or pong.exception() is not None:
+                    return  # the connection closed while the ping was written
+                # Written: now wait for the pong (websockets resolves the waiter).
+                self._pong = cast("asyncio.Future[float]", pong.result())
+                return
+        if (
+            now - self._ping_at >= interval
+            and self._writer.closing is None
+            and self._ws.state is State.OPEN
+        ):
+            self._ping_at = now
+            self._pong = self._loop.create_task(self._ws.ping())
 
     def abort(self) -> None:
         """Drops the TCP connection (the last resort of a shutdown that a client holds up)."""
