@@ -142,6 +142,14 @@ class GatewayConfig:
         " call per socket); in process (chatmesh dev) always per device",
         choices=("multiplexed", "per_device"),
     )
+    event_calls: int = setting(
+        "CHATMESH_WS_EVENT_CALLS",
+        8,
+        "multiplexed calls per chat channel, sockets spread over them in turn: one call writes"
+        " its items one at a time, so several keep a busy gateway's deliveries from queueing"
+        " behind each other",
+        positive=True,
+    )
     resubscribe_initial_s: float = setting(
         "CHATMESH_WS_RESUBSCRIBE_INITIAL_S",
         0.1,

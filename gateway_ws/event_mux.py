@@ -1,7 +1,10 @@
-"""Every socket's event stream on one call to chat_service (SubscribeEventsMultiplexed).
+"""Every socket's event stream on a few calls to chat_service (SubscribeEventsMultiplexed).
 
 One gRPC stream per socket costs the gateway most of an idle socket's memory (HTTP/2 stream
-state, call objects, a reader task). Here the gateway keeps one call per chat channel: a socket's
+state, call objects, a reader task). Here the gateway keeps a fixed number of calls per chat
+channel (`CHATMESH_WS_EVENT_CALLS`, sockets spread over them in turn: one call carries its items
+one at a time, so a single call would queue a busy gateway's deliveries behind each other; a few
+calls cost a few streams per gateway, not one per socket). On its call, a socket's
 stream is an `open` control (its device's token and cursors, under a stream id never used
 before on that call) and a `close` control; chat_service runs for it exactly what SubscribeEvents
 would, and answers with items tagged with the stream id, which one reader task hands to the
@@ -186,21 +189,28 @@ class _MuxCall:
 
 
 class EventMux:
-    """The gateway's multiplexed event call to one chat channel, opened on first use."""
+    """The gateway's multiplexed event calls to one chat channel, each opened on first use."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: grpc.aio.Channel, calls: int = 1) -> None:
+        if calls < 1:
+            raise ValueError("calls must be at least 1")
         self._method: MultiplexMethod = channel.stream_stream(
             f"/{EVENT_SERVICE}/SubscribeEventsMultiplexed",
             request_serializer=pb.SubscribeEventsMultiplexedRequest.SerializeToString,
             response_deserializer=pb.SubscribeEventsMultiplexedResponse.FromString,
         )
-        self._call: _MuxCall | None = None
+        self._calls: list[_MuxCall | None] = [None] * calls
+        self._turn = itertools.count()
         # False once chat_service answered UNIMPLEMENTED: sockets use streams of their own.
         self.supported = True
 
     @property
     def open_streams(self) -> int:
-        return len(self._call.streams) if self._call is not None else 0
+        return sum(len(call.streams) for call in self._calls if call is not None)
+
+    @property
+    def live_calls(self) -> list[_MuxCall]:
+        return [call for call in self._calls if call is not None]
 
     def open(
         self,
@@ -209,15 +219,16 @@ class EventMux:
         listener: StreamListener,
         generation: int,
     ) -> MuxedStream:
-        """Opens one socket's stream with the token of its call `metadata`."""
-        call = self._call
+        """Opens one socket's stream with the token of its call `metadata`, on the next call
+        in turn."""
+        slot = next(self._turn) % len(self._calls)
+        call = self._calls[slot]
         if call is None or call.dead:
-            call = self._call = _MuxCall(self, self._method)
+            call = self._calls[slot] = _MuxCall(self, self._method)
         return call.open(request, bearer_token(metadata), listener, generation)
 
     def call_ended(self, call: _MuxCall, status: grpc.StatusCode | None) -> None:
-        if self._call is call:
-            self._call = None
+        self._calls = [None if c is call else c for c in self._calls]
         if status is grpc.StatusCode.UNIMPLEMENTED:
             log.warning(
                 "chat service has no SubscribeEventsMultiplexed: one event stream per socket"
@@ -225,7 +236,6 @@ class EventMux:
             self.supported = False
 
     async def close(self) -> None:
-        """Ends the call (gateway stop); streams on it end as after a break."""
-        call, self._call = self._call, None
-        if call is not None:
-            await call.cancel()
+        """Ends the calls (gateway stop); streams on them end as after a break."""
+        calls, self._calls = self._calls, [None] * len(self._calls)
+        await asyncio.gather(*(call.cancel() for call in calls if call is not None))

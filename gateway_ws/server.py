@@ -181,7 +181,7 @@ def _event_mux(config: GatewayConfig, channel: grpc.aio.Channel) -> EventMux | N
     has no client streams) a stream per socket costs no HTTP/2 state, so there is none."""
     if config.event_streams != "multiplexed" or not isinstance(channel, grpc.aio.Channel):
         return None
-    return EventMux(channel)
+    return EventMux(channel, config.event_calls)
 
 
 async def start_gateway(

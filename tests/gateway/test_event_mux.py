@@ -1,4 +1,5 @@
-"""Sockets' event streams multiplexed on one call to the real chat_service (event_mux.py).
+"""Sockets' event streams multiplexed on calls to the real chat_service (event_mux.py); most
+tests put every socket on one call (`event_calls=1`), the sharing they are about.
 
 Many devices share the call; each socket's stream keeps its own resume, gap filling and
 slow-consumer rule; the call breaking makes every socket resubscribe with no gap; a gateway set
@@ -51,7 +52,7 @@ async def test_many_devices_share_one_call_and_each_gets_its_events(
     chat: Chat, gateway_factory: GatewayFactory
 ) -> None:
     """Five sockets of three users: one shared call, each socket gets every message once."""
-    gateway = await gateway_factory(chat.target)
+    gateway = await gateway_factory(chat.target, event_calls=1)
     alice = await GatewayClient.connect(gateway.url, token("alice", "phone"))
     others = [
         await GatewayClient.connect(gateway.url, token(user, device))
@@ -73,7 +74,7 @@ async def test_a_closed_socket_closes_only_its_stream(
     chat: Chat, gateway_factory: GatewayFactory
 ) -> None:
     """One socket closing sends Close for its stream alone; the others keep receiving."""
-    gateway = await gateway_factory(chat.target)
+    gateway = await gateway_factory(chat.target, event_calls=1)
     alice = await GatewayClient.connect(gateway.url, token("alice"))
     bob = await GatewayClient.connect(gateway.url, token("bob"))
     carol = await GatewayClient.connect(gateway.url, token("carol"))
@@ -94,7 +95,7 @@ async def test_the_call_breaking_resumes_every_socket_with_no_gap(
 ) -> None:
     """The shared call cut: every socket resubscribes from what it delivered; messages sent
     while no stream was open arrive in order, none missing, none twice."""
-    gateway = await gateway_factory(chat.target, resubscribe_initial_s=0.5)
+    gateway = await gateway_factory(chat.target, resubscribe_initial_s=0.5, event_calls=1)
     alice = await GatewayClient.connect(gateway.url, token("alice"))
     devices = [
         await GatewayClient.connect(gateway.url, token(user, device))
@@ -108,13 +109,13 @@ async def test_the_call_breaking_resumes_every_socket_with_no_gap(
     for device in devices:
         assert await _message_seqs(device, conversation_id, 3) == before
     mux = _mux(gateway)
-    first_call = mux._call  # white-box: the call to break
-    assert first_call is not None
-    await first_call.cancel()
+    broken = mux.live_calls  # white-box: the calls to break
+    assert broken
+    await asyncio.gather(*(call.cancel() for call in broken))
     # Sent while every stream is down (the resubscribe waits at least its backoff).
     during = [await _send(alice, conversation_id, f"during {n}") for n in range(3)]
     await eventually(lambda: mux.open_streams >= len(devices), timeout_s=20)
-    assert mux._call is not first_call
+    assert not set(mux.live_calls) & set(broken)
     after = [await _send(alice, conversation_id, f"after {n}") for n in range(3)]
     for device in devices:
         assert await _message_seqs(device, conversation_id, 6) == during + after
@@ -131,6 +132,7 @@ async def test_a_stalled_socket_is_cut_off_while_others_on_the_call_keep_up(
     message meanwhile: the shared call never waits on one socket."""
     gateway = await gateway_factory(
         chat.target,
+        event_calls=1,
         outbound_queue_max=8,
         send_stall_timeout_s=1.0,
         # The close frame waits behind what the kernel buffers hold until the test reads again.
@@ -169,6 +171,27 @@ async def test_a_stalled_socket_is_cut_off_while_others_on_the_call_keep_up(
     assert caught.value.rcvd is not None and caught.value.rcvd.code == 4008
     await alice.close()
     await carol.close()
+
+
+async def test_sockets_spread_over_the_calls_in_turn(
+    chat: Chat, gateway_factory: GatewayFactory
+) -> None:
+    """With 3 calls, 6 sockets take them in turn (2 each); each socket gets its messages."""
+    gateway = await gateway_factory(chat.target, event_calls=3)
+    alice = await GatewayClient.connect(gateway.url, token("alice"))
+    devices = [await GatewayClient.connect(gateway.url, token("bob", f"d{n}")) for n in range(5)]
+    conversation_id = await alice.create_group("bob")
+    for client in [alice, *devices]:
+        await client.resume({conversation_id: 0})
+        client.pending_events()
+    mux = _mux(gateway)
+    await eventually(lambda: mux.open_streams == 6, timeout_s=10)
+    assert sorted(len(call.streams) for call in mux.live_calls) == [2, 2, 2]
+    sent = [await _send(alice, conversation_id, f"m{n}") for n in range(3)]
+    for device in devices:
+        assert await _message_seqs(device, conversation_id, 3) == sent
+    for client in [alice, *devices]:
+        await client.close()
 
 
 async def test_per_device_streams_when_configured(
