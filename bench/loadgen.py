@@ -175,20 +175,9 @@ class Worker:
                 frame = loads(message)
                 rid = frame.get("requestId")
                 if rid:
-                    entry = conn.pending.pop(rid, None)
-                    if entry is None:
-                        continue
-                    sent, waiter, sink = entry
                     error = frame.get("error")
-                    if error is not None:
-                        self.errors[error.get("code", "ERROR_CODE_UNSPECIFIED")] += 1
-                        ok = False
-                    else:
-                        sink.append(now - sent)
-                        self.last_answer_at = now
-                        ok = True
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(ok)
+                    code = None if error is None else error.get("code", "ERROR_CODE_UNSPECIFIED")
+                    self._answered(conn, rid, code, now)
                     continue
                 if not self.recording:
                     continue
@@ -206,6 +195,20 @@ class Worker:
         finally:
             self._reader_ended(conn)
 
+    def _answered(self, conn: _Conn, request_id: str, error_code: str | None, now: float) -> None:
+        """A request's answer, from either encoding: its latency, or its error counted."""
+        entry = conn.pending.pop(request_id, None)
+        if entry is None:
+            return
+        sent, waiter, sink = entry
+        if error_code is not None:
+            self.errors[error_code] += 1
+        else:
+            sink.append(now - sent)
+            self.last_answer_at = now
+        if waiter is not None and not waiter.done():
+            waiter.set_result(error_code is None)
+
     def _reader_ended(self, conn: _Conn) -> None:
         conn.closed = True
         self.disconnects += 1
@@ -221,19 +224,9 @@ class Worker:
                 frame = parse(message) if isinstance(message, bytes) else _parse_text(message)
                 rid = frame.request_id
                 if rid:
-                    entry = conn.pending.pop(rid, None)
-                    if entry is None:
-                        continue
-                    sent, waiter, sink = entry
-                    if frame.WhichOneof("frame") == "error":
-                        self.errors[gateway_pb2.ErrorCode.Name(frame.error.code)] += 1
-                        ok = False
-                    else:
-                        sink.append(now - sent)
-                        self.last_answer_at = now
-                        ok = True
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(ok)
+                    failed = frame.WhichOneof("frame") == "error"
+                    code = gateway_pb2.ErrorCode.Name(frame.error.code) if failed else None
+                    self._answered(conn, rid, code, now)
                     continue
                 if not self.recording or frame.WhichOneof("frame") != "event":
                     continue

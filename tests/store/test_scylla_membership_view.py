@@ -11,7 +11,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -19,11 +19,10 @@ from chat_service.store.base import EventKind, MembershipChange, NotMemberError,
 from chat_service.store.scylla import ScyllaChatStore
 from tests.servers.cassandra import CassandraServer
 
+from .conftest import CqlBackend
 from .contract import group_with, new_message, user
 
 pytestmark = [pytest.mark.cql, pytest.mark.timeout(120)]
-
-SIMPLE = {"class": "SimpleStrategy", "replication_factor": 1}
 
 
 @pytest.fixture(scope="module")
@@ -36,22 +35,11 @@ async def stores(
     cassandra_server: CassandraServer, keyspace: str
 ) -> AsyncIterator[list[ScyllaChatStore]]:
     """Two store instances with their own driver pools: two replicas of chat_service."""
-    opened = []
+    backend = CqlBackend(cassandra_server, keyspace)
     try:
-        for _ in range(2):
-            store = ScyllaChatStore(
-                [cassandra_server.host],
-                port=cassandra_server.port,
-                local_dc=cassandra_server.datacenter,
-                keyspace=keyspace,
-                replication=SIMPLE,
-            )
-            await store.open()
-            opened.append(store)
-        yield opened
+        yield [cast(ScyllaChatStore, await backend.open()) for _ in range(2)]
     finally:
-        for store in opened:
-            await store.close()
+        await backend.close_all()
 
 
 class RequestCount:

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -33,6 +33,7 @@ from chat_service.store.base import (
 from chat_service.store.scylla import MIGRATIONS, ScyllaChatStore, migrate
 from tests.servers.cassandra import CassandraServer
 
+from .conftest import CqlBackend
 from .contract import group_with, new_message, user
 
 pytestmark = [pytest.mark.cql, pytest.mark.timeout(120)]
@@ -54,22 +55,11 @@ def keyspace() -> str:
 @pytest.fixture
 async def stores(cql_server: Any, keyspace: str) -> AsyncIterator[list[ScyllaChatStore]]:
     """Two store instances, each with its own driver connection pool (two "processes")."""
-    opened = []
-    for _ in range(2):
-        store = ScyllaChatStore(
-            [cql_server.host],
-            port=cql_server.port,
-            local_dc=cql_server.datacenter,
-            keyspace=keyspace,
-            replication=SIMPLE,
-        )
-        await store.open()
-        opened.append(store)
+    backend = CqlBackend(cql_server, keyspace)
     try:
-        yield opened
+        yield [cast(ScyllaChatStore, await backend.open()) for _ in range(2)]
     finally:
-        for store in opened:
-            await store.close()
+        await backend.close_all()
 
 
 async def test_two_instances_share_one_gapless_log(stores: list[ScyllaChatStore]) -> None:
