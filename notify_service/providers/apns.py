@@ -23,21 +23,13 @@ import ssl
 import string
 from typing import Any
 
-import httpx
 import jwt
 
 from chatmesh_common.clock import Clock, SystemClock
 
 from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
-from .common import (
-    compact_json,
-    is_transient,
-    json_object,
-    load_p256_private_key,
-    post,
-    retry_later,
-    tls_verify,
-)
+from .common import compact_json, is_transient, load_p256_private_key, retry_later
+from .http import H2Client, Reply
 
 PRODUCTION_URL = "https://api.push.apple.com"
 SANDBOX_URL = "https://api.sandbox.push.apple.com"
@@ -123,16 +115,10 @@ class ApnsProvider:
         self._token_made_at = 0.0  # clock.monotonic(): wall-clock jumps do not age it
         # http1=False: APNs speaks HTTP/2 only, and a single HTTP/2 connection (with ALPN h2)
         # is what httpx then opens and shares between concurrent requests.
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            http1=False,
-            http2=True,
-            verify=tls_verify(verify),
-            timeout=httpx.Timeout(timeout_s),
-        )
+        self._client = H2Client(base_url=base_url, http1=False, verify=verify)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
     def _provider_token(self) -> str:
         """The current provider token, made anew when missing or 50 minutes old."""
@@ -198,19 +184,17 @@ class ApnsProvider:
     ) -> PushResult:
         """One attempt, classified."""
         headers = {**headers, "authorization": f"bearer {token}"}
-        response = await post(
-            self._client, path, timeout_s=self._timeout_s, headers=headers, content=payload
-        )
-        if isinstance(response, PushResult):
-            return response
-        status = response.status_code
+        reply = await self._client.post(path, payload, headers, self._timeout_s)
+        if isinstance(reply, PushResult):
+            return reply
+        status = reply.status
         if status == 200:
             return PushResult(Outcome.SENT, status=status)
-        reason = _reason(response) or f"http {status}"
+        reason = _reason(reply) or f"http {status}"
         if status == 410 or (status == 400 and reason in _GONE_400_REASONS):
             return PushResult(Outcome.GONE, status=status, reason=reason)
         if is_transient(status):
-            return retry_later(response, reason, self._clock.now())
+            return retry_later(reply, reason, self._clock.now())
         return PushResult(Outcome.FAILED, status=status, reason=reason)
 
 
@@ -218,6 +202,6 @@ def _expired_token(result: PushResult) -> bool:
     return result.status == 403 and result.reason == "ExpiredProviderToken"
 
 
-def _reason(response: httpx.Response) -> str:
-    reason = json_object(response).get("reason")
+def _reason(reply: Reply) -> str:
+    reason = reply.json_object().get("reason")
     return reason if isinstance(reason, str) else ""

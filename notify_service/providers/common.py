@@ -1,50 +1,18 @@
-"""What every push provider does the same way around its own API: one bounded POST whose
-failures are classified into a PushResult, the retry answer for a busy provider (with its
-Retry-After), compact JSON bodies, TLS trust settings and P-256 signing keys.
-
-One vocabulary of reasons for every provider, so that metrics and dead letters read alike:
-"timeout" (no answer in time), "unreachable" (no connection), "connection lost" (the
-connection failed mid-request), "InvalidURL" (a target URL that cannot be requested).
+"""What every push provider does the same way around its own API: the retry answer for a busy
+provider (with its Retry-After), compact JSON bodies and P-256 signing keys. The bounded POST
+whose failures are classified into a PushResult is the HTTP client's (providers/http.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import ssl
-from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from .base import Outcome, PushResult
+from .http import Reply
 from .retry_after import parse_retry_after
-
-
-async def post(
-    client: httpx.AsyncClient, url: str, *, timeout_s: float, **kwargs: Any
-) -> httpx.Response | PushResult:
-    """`client.post(url, **kwargs)` bounded as a whole by `timeout_s`: the response, or the
-    PushResult for getting none (RETRY, or FAILED "InvalidURL"). Never raises for a failed
-    request.
-
-    httpx's own read timeout restarts whenever bytes arrive, and on a shared HTTP/2 connection
-    other streams' bytes keep it from ever firing: the whole attempt is bounded instead.
-    """
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await client.post(url, **kwargs)
-    except (TimeoutError, httpx.TimeoutException):
-        return PushResult(Outcome.RETRY, reason="timeout")
-    except httpx.ConnectError:
-        return PushResult(Outcome.RETRY, reason="unreachable")
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol):  # no scheme, no host, a bad character
-        return PushResult(Outcome.FAILED, reason="InvalidURL")
-    except httpx.TransportError:
-        return PushResult(Outcome.RETRY, reason="connection lost")
-    except httpx.HTTPError as e:  # an answer that could not be read (DecodingError, ...)
-        return PushResult(Outcome.RETRY, reason=f"http error: {type(e).__name__}")
 
 
 def is_transient(status: int) -> bool:
@@ -52,29 +20,15 @@ def is_transient(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-def retry_later(response: httpx.Response, reason: str, now: float) -> PushResult:
-    """RETRY for `response`, after its Retry-After (counted from `now`) when it has one."""
-    retry_after = parse_retry_after(response.headers.get("retry-after"), now)
-    return PushResult(Outcome.RETRY, response.status_code, reason, retry_after)
-
-
-def json_object(response: httpx.Response) -> dict[str, Any]:
-    """The response's JSON object body; {} when it is not JSON or not an object."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+def retry_later(reply: Reply, reason: str, now: float) -> PushResult:
+    """RETRY for `reply`, after its Retry-After (counted from `now`) when it has one."""
+    retry_after = parse_retry_after(reply.headers.get("retry-after"), now)
+    return PushResult(Outcome.RETRY, reply.status, reason, retry_after)
 
 
 def compact_json(value: object) -> bytes:
     """UTF-8 JSON without spaces or escaped non-ASCII: push payload limits count bytes."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def tls_verify(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext | bool:
-    """httpx's `verify` from a provider's: a CA bundle path becomes a context trusting it."""
-    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
 def load_p256_private_key(pem: str | bytes, what: str) -> ec.EllipticCurvePrivateKey:

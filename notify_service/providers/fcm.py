@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -38,7 +38,8 @@ from chatmesh_common.clock import Clock, SystemClock
 
 from .apns import collapse_id
 from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
-from .common import is_transient, json_object, post, retry_later, tls_verify
+from .common import compact_json, is_transient, retry_later
+from .http import H2Client, Reply
 from .retry_after import parse_retry_after
 
 FCM_URL = "https://fcm.googleapis.com"
@@ -153,12 +154,10 @@ class FcmProvider:
         self._fetches = 0  # token fetches finished, successful or not
         self._fetch_error: _TokenUnavailable | None = None
 
-        self._client = httpx.AsyncClient(
-            http2=True, verify=tls_verify(verify), timeout=httpx.Timeout(timeout_s)
-        )
+        self._client = H2Client(verify=verify)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
     async def send(self, target: PushTarget, message: PushMessage) -> PushResult:
         if not target.token:
@@ -178,9 +177,8 @@ class FcmProvider:
             access_token = await self._token()
         except _TokenUnavailable as e:
             return e.result, ""
-        answer = await self._request(
-            url, json=body, headers={"authorization": f"Bearer {access_token}"}
-        )
+        headers = {"authorization": f"Bearer {access_token}", "content-type": "application/json"}
+        answer = await self._client.post(url, compact_json(body), headers, self._timeout_s)
         if isinstance(answer, PushResult):
             return answer, access_token
         return self._classify(answer), access_token
@@ -228,15 +226,19 @@ class FcmProvider:
         }
         headers = {"kid": self._key_id} if self._key_id else None
         assertion = jwt.encode(claims, self._key, algorithm="RS256", headers=headers)
-        answer = await self._request(
-            self._token_uri, data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion}
+        form = urllib.parse.urlencode({"grant_type": JWT_BEARER_GRANT, "assertion": assertion})
+        answer = await self._client.post(
+            self._token_uri,
+            form.encode(),
+            {"content-type": "application/x-www-form-urlencoded"},
+            self._timeout_s,
         )
         if isinstance(answer, PushResult):
             raise _TokenUnavailable(f"oauth {answer.reason}")
-        body = json_object(answer)
-        if answer.status_code != 200:
+        body = answer.json_object()
+        if answer.status != 200:
             error = body.get("error")
-            detail = error if isinstance(error, str) and error else f"http {answer.status_code}"
+            detail = error if isinstance(error, str) and error else f"http {answer.status}"
             retry_after = parse_retry_after(answer.headers.get("retry-after"), self._clock.now())
             raise _TokenUnavailable(f"oauth {detail}", retry_after)
         token = body.get("access_token")
@@ -247,14 +249,11 @@ class FcmProvider:
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    async def _request(self, url: str, **kwargs: Any) -> httpx.Response | PushResult:
-        return await post(self._client, url, timeout_s=self._timeout_s, **kwargs)
-
-    def _classify(self, response: httpx.Response) -> PushResult:
-        status = response.status_code
+    def _classify(self, reply: Reply) -> PushResult:
+        status = reply.status
         if status == 200:
             return PushResult(Outcome.SENT, status=status)
-        error = json_object(response).get("error")
+        error = reply.json_object().get("error")
         error = error if isinstance(error, dict) else {}
         error_code, bad_fields = _details(error.get("details"))
         grpc_status = error.get("status") if isinstance(error.get("status"), str) else ""
@@ -264,7 +263,7 @@ class FcmProvider:
         if status == 400 and "message.token" in bad_fields:
             return PushResult(Outcome.GONE, status=status, reason=f"{reason} message.token")
         if is_transient(status):
-            return retry_later(response, reason, self._clock.now())
+            return retry_later(reply, reason, self._clock.now())
         return PushResult(Outcome.FAILED, status=status, reason=reason)
 
 

@@ -39,12 +39,11 @@ import hashlib
 import hmac
 from urllib.parse import urlsplit
 
-import httpx
-
 from chatmesh_common.clock import Clock, SystemClock
 
 from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
-from .common import compact_json, is_transient, post, retry_later
+from .common import compact_json, is_transient, retry_later
+from .http import H1Client, HttpClient
 
 SIGNATURE_HEADER = "Chatmesh-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -129,7 +128,7 @@ class WebhookProvider:
         *,
         timeout_s: float = 10.0,
         clock: Clock | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: HttpClient | None = None,
     ) -> None:
         if not secret:
             raise ValueError("webhook secret: must not be empty")
@@ -137,9 +136,8 @@ class WebhookProvider:
         self._timeout_s = timeout_s
         self._clock = clock or SystemClock()
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s), follow_redirects=False
-        )
+        # HTTP/1.1: every receiver speaks it, and its client is the cheap one per request.
+        self._client = client or H1Client()
 
     def build_request(self, message: PushMessage) -> tuple[dict[str, str], bytes]:
         sent_at = int(self._clock.now())
@@ -158,20 +156,18 @@ class WebhookProvider:
         except ValueError:
             return PushResult(Outcome.FAILED, reason="InvalidURL")
         headers, body = self.build_request(message)
-        response = await post(
-            self._client, url, timeout_s=self._timeout_s, content=body, headers=headers
-        )
-        if isinstance(response, PushResult):
-            return response
-        status = response.status_code
+        reply = await self._client.post(url, body, headers, self._timeout_s)
+        if isinstance(reply, PushResult):
+            return reply
+        status = reply.status
         if 200 <= status < 300:
             return PushResult(Outcome.SENT, status)
         if status == 410:
             return PushResult(Outcome.GONE, status, "http 410")
         if is_transient(status):
-            return retry_later(response, f"http {status}", self._clock.now())
+            return retry_later(reply, f"http {status}", self._clock.now())
         return PushResult(Outcome.FAILED, status, f"http {status}")
 
     async def close(self) -> None:
         if self._own_client:
-            await self._client.aclose()
+            await self._client.close()

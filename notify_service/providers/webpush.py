@@ -24,13 +24,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from chatmesh_common.clock import Clock, SystemClock
 
 from .base import Outcome, Platform, PushMessage, PushResult, PushTarget
-from .common import compact_json, is_transient, post, retry_later
+from .common import compact_json, is_transient, retry_later
+from .http import H2Client, HttpClient, Reply
 from .vapid import VapidSigner, b64url_decode, b64url_encode, public_key_bytes
 
 MAX_ENCRYPTED_BYTES = 4096
@@ -139,7 +139,7 @@ class WebPushProvider:
         *,
         timeout_s: float = 10.0,
         clock: Clock | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: HttpClient | None = None,
         require_https: bool = True,
     ) -> None:
         self._clock = clock or SystemClock()
@@ -147,9 +147,7 @@ class WebPushProvider:
         self._timeout_s = timeout_s
         self._require_https = require_https
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient(
-            http2=True, timeout=httpx.Timeout(timeout_s), follow_redirects=False
-        )
+        self._client = client or H2Client()
 
     @property
     def application_server_key(self) -> str:
@@ -182,15 +180,13 @@ class WebPushProvider:
             return PushResult(Outcome.FAILED, reason="InvalidURL")
         if len(body) > MAX_ENCRYPTED_BYTES:
             return PushResult(Outcome.FAILED, reason="PayloadTooLarge")
-        response = await post(
-            self._client, target.token, timeout_s=self._timeout_s, content=body, headers=headers
-        )
-        if isinstance(response, PushResult):
-            return response
-        return self._classify(response)
+        reply = await self._client.post(target.token, body, headers, self._timeout_s)
+        if isinstance(reply, PushResult):
+            return reply
+        return self._classify(reply)
 
-    def _classify(self, response: httpx.Response) -> PushResult:
-        status = response.status_code
+    def _classify(self, reply: Reply) -> PushResult:
+        status = reply.status
         if 200 <= status < 300:
             return PushResult(Outcome.SENT, status)
         if status in (404, 410):
@@ -198,9 +194,9 @@ class WebPushProvider:
         if status == 413:
             return PushResult(Outcome.FAILED, status, "PayloadTooLarge")
         if is_transient(status):
-            return retry_later(response, f"http {status}", self._clock.now())
+            return retry_later(reply, f"http {status}", self._clock.now())
         return PushResult(Outcome.FAILED, status, f"http {status}")
 
     async def close(self) -> None:
         if self._own_client:
-            await self._client.aclose()
+            await self._client.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import (
@@ -17,37 +16,16 @@ from notify_service.providers.common import (
     compact_json,
     is_transient,
     load_p256_private_key,
-    post,
     retry_later,
 )
-
-
-async def test_an_unreadable_answer_is_retry() -> None:
-    """A body that cannot be decoded is RETRY, never an exception."""
-    transport = httpx.MockTransport(
-        lambda _: httpx.Response(200, headers={"content-encoding": "gzip"}, content=b"not gzip")
-    )
-    async with httpx.AsyncClient(transport=transport) as client:
-        result = await post(client, "http://push.example/x", timeout_s=1.0, content=b"{}")
-    assert isinstance(result, PushResult)
-    assert (result.outcome, result.reason) == (Outcome.RETRY, "http error: DecodingError")
-
-
-@pytest.mark.parametrize("url", ["http://a\x00b/x", "http://:80/x", "/relative"])
-async def test_an_unusable_url_is_failed(url: str) -> None:
-    """A URL httpx cannot request is FAILED "InvalidURL": retrying cannot fix it."""
-    async with httpx.AsyncClient() as client:
-        result = await post(client, url, timeout_s=1.0)
-    assert result == PushResult(Outcome.FAILED, reason="InvalidURL")
+from notify_service.providers.http import Reply
 
 
 def test_busy_answers_are_retried_after_their_retry_after() -> None:
     """429 and 5xx are transient; Retry-After seconds count from now."""
     assert [is_transient(s) for s in (400, 404, 429, 500, 503)] == [False, False, True, True, True]
-    response = httpx.Response(503, headers={"Retry-After": "12"})
-    assert retry_later(response, "http 503", 0.0) == PushResult(
-        Outcome.RETRY, 503, "http 503", 12.0
-    )
+    reply = Reply(503, {"retry-after": "12"}, b"")
+    assert retry_later(reply, "http 503", 0.0) == PushResult(Outcome.RETRY, 503, "http 503", 12.0)
 
 
 def test_compact_json_keeps_non_ascii_as_utf8() -> None:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from chatmesh_common.clock import ManualClock, SystemClock
 from notify_service.providers.base import Outcome, Platform, PushMessage, PushTarget
+from notify_service.providers.http import H2Client
 from notify_service.providers.vapid import (
     TOKEN_LIFETIME_S,
     application_server_key,
@@ -78,16 +79,16 @@ async def make_provider(
 ) -> AsyncIterator[ProviderFactory]:
     """Providers as in production (HTTPS only, HTTP/2) trusting the local service; their
     connections are closed before the service stops."""
-    clients: list[httpx.AsyncClient] = []
+    clients: list[H2Client] = []
 
     def make(*, timeout_s: float = 2.0, clock: ManualClock = clock) -> WebPushProvider:
-        client = httpx.AsyncClient(http2=True, verify=service.client_ssl_context())
+        client = H2Client(verify=service.client_ssl_context())
         clients.append(client)
         return WebPushProvider(VAPID_PEM, SUBJECT, timeout_s=timeout_s, clock=clock, client=client)
 
     yield make
     for client in clients:
-        await client.aclose()
+        await client.close()
 
 
 @pytest.fixture
@@ -207,7 +208,7 @@ async def test_vapid_token_reused_per_audience_until_near_expiry(
         trust = service.client_ssl_context()
         trust.load_verify_locations(cadata=other_origin.certificate_pem)
         async with httpx.AsyncClient(http2=True, verify=trust) as client:
-            both = WebPushProvider(VAPID_PEM, SUBJECT, clock=clock, client=client)
+            both = WebPushProvider(VAPID_PEM, SUBJECT, clock=clock, client=H2Client(client=client))
             for target in (sub.target(), other_origin.subscribe(APP_KEY).target()):
                 assert (await both.send(target, PushMessage())).outcome is Outcome.SENT
     [elsewhere] = next(iter(other_origin.subscriptions.values())).deliveries
