@@ -97,7 +97,7 @@ class NotifyConfig:
     )
     consumer_lanes: int = setting(
         "CHATMESH_NOTIFY_CONSUMER_LANES",
-        8,
+        32,
         "conversations whose events are turned into pushes at once (each conversation's in"
         " log order)",
         minimum=1,

@@ -92,6 +92,9 @@ class Delivery:
         self._retention_s = retention_s
         self._purge_every_s = purge_every_s
         self._next_purge = 0.0
+        # Pushes a provider accepted, recorded by one store call per event-loop turn.
+        self._sent: list[int] = []
+        self._recording: asyncio.Task[None] | None = None
 
     async def run_once(self) -> int:
         """Sends every push due now, waiting for each call; how many it tried."""
@@ -101,6 +104,7 @@ class Delivery:
             if not pushes:
                 return tried
             await asyncio.gather(*(self._deliver(p) for p in pushes))
+            await self._record_sent()
             tried += len(pushes)
 
     async def _deliver(self, push: QueuedPush) -> None:
@@ -128,7 +132,7 @@ class Delivery:
         now = self._clock.now()
         retry_at: float | None = None
         if result.outcome is Outcome.SENT:
-            await self._store.mark_sent(push.push_id, now)
+            self._sent_later(push.push_id)
             PUSHES.labels(platform, "sent").inc()
             PUSH_LAG.labels(platform).observe(max(0.0, now - push.event_at))
         elif result.outcome is Outcome.GONE:
@@ -157,6 +161,27 @@ class Delivery:
                 latency_ms=round(latency * 1000, 1), retry_at=retry_at,
             ),
         )  # fmt: skip
+
+    def _sent_later(self, push_id: int) -> None:
+        """Queues the `sent` record of a push: the calls that finish in the same turn share
+        one store write. Until it is written the push stays `inflight`, never claimed again;
+        a crash in between sends it once more after the restart, with the same push id."""
+        self._sent.append(push_id)
+        if self._recording is None:
+            self._recording = asyncio.create_task(self._record_sent())
+
+    async def _record_sent(self) -> None:
+        try:
+            while self._sent:
+                batch, self._sent = self._sent, []
+                try:
+                    await self._store.mark_sent(batch, self._clock.now())
+                except Exception:
+                    # Left inflight: the next open (SQLite) or lease (Redis) queues them again.
+                    log.exception("recording %d sent pushes failed", len(batch))
+        finally:
+            if self._recording is asyncio.current_task():
+                self._recording = None
 
     async def _purge(self) -> None:
         """Forgets old finished pushes, at most once per `purge_every_s`."""
@@ -244,3 +269,6 @@ class Delivery:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        if self._recording is not None:
+            await self._recording
+        await self._record_sent()

@@ -652,8 +652,12 @@ class RedisNotifyStore:
         first = await self._redis.zrange(f"{self._p}due", 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
-    async def mark_sent(self, push_id: int, now: float) -> None:
-        await self._run(self._mark_sent, push_id, repr(float(now)))
+    async def mark_sent(self, push_ids: Sequence[int], now: float) -> None:
+        at = repr(float(now))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for push_id in push_ids:
+                await self._mark_sent(keys=[], args=[self._p, push_id, at], client=pipe)
+            await pipe.execute()
 
     async def retry(self, push_id: int, not_before: float, error: str) -> None:
         await self._run(self._retry, push_id, repr(float(not_before)), error)

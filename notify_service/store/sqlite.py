@@ -374,22 +374,32 @@ class SqliteNotifyStore:
     async def settings_for(
         self, user_ids: Sequence[str], conversation_id: str
     ) -> dict[str, tuple[Preview, ConversationSetting]]:
-        out: dict[str, tuple[Preview, ConversationSetting]] = {}
+        wanted = list(dict.fromkeys(user_ids))
+        previews: dict[str, Preview] = {}
+        settings: dict[str, ConversationSetting] = {}
         async with self._lock:
-            for user_id in user_ids:
-                row = self.db.execute(
-                    "SELECT preview FROM user_settings WHERE user_id=?", (user_id,)
-                ).fetchone()
-                conv = self.db.execute(
-                    "SELECT conversation_id, level, muted_until, muted_forever"
-                    " FROM conversation_settings WHERE user_id=? AND conversation_id=?",
-                    (user_id, conversation_id),
-                ).fetchone()
-                out[user_id] = (
-                    Preview(row[0]) if row else Preview.FULL,
-                    _setting(conv) if conv else ConversationSetting(conversation_id),
-                )
-        return out
+            # SQLite's default limit is 999 bound parameters per statement.
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for user_id, preview in self.db.execute(
+                    f"SELECT user_id, preview FROM user_settings WHERE user_id IN ({marks})",
+                    chunk,
+                ):
+                    previews[user_id] = Preview(preview)
+                for user_id, *row in self.db.execute(
+                    "SELECT user_id, conversation_id, level, muted_until, muted_forever"
+                    f" FROM conversation_settings WHERE conversation_id=? AND user_id IN ({marks})",
+                    [conversation_id, *chunk],
+                ):
+                    settings[user_id] = _setting(tuple(row))
+        return {
+            user_id: (
+                previews.get(user_id, Preview.FULL),
+                settings.get(user_id) or ConversationSetting(conversation_id),
+            )
+            for user_id in user_ids
+        }
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -489,25 +499,26 @@ class SqliteNotifyStore:
             ).fetchone()
         return row[0] if row and row[0] is not None else None
 
-    async def mark_sent(self, push_id: int, now: float) -> None:
+    async def mark_sent(self, push_ids: Sequence[int], now: float) -> None:
         async with self._write() as db:
-            row = db.execute(
-                "SELECT user_id, device_id, conversation_id, seq, kind FROM push_queue"
-                " WHERE push_id=?",
-                (push_id,),
-            ).fetchone()
-            if row is None:
-                return
-            db.execute("UPDATE push_queue SET state=? WHERE push_id=?", (State.SENT, push_id))
-            db.execute(
-                "INSERT OR IGNORE INTO sent (user_id, device_id, conversation_id, seq, kind,"
-                " sent_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (*row, now),
-            )
-            db.execute(
-                "UPDATE devices SET last_push_at=? WHERE user_id=? AND device_id=?",
-                (now, row[0], row[1]),
-            )
+            for push_id in push_ids:
+                row = db.execute(
+                    "SELECT user_id, device_id, conversation_id, seq, kind FROM push_queue"
+                    " WHERE push_id=?",
+                    (push_id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                db.execute("UPDATE push_queue SET state=? WHERE push_id=?", (State.SENT, push_id))
+                db.execute(
+                    "INSERT OR IGNORE INTO sent (user_id, device_id, conversation_id, seq, kind,"
+                    " sent_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (*row, now),
+                )
+                db.execute(
+                    "UPDATE devices SET last_push_at=? WHERE user_id=? AND device_id=?",
+                    (now, row[0], row[1]),
+                )
 
     async def retry(self, push_id: int, not_before: float, error: str) -> None:
         async with self._write() as db:

@@ -118,7 +118,7 @@ async def test_a_key_is_queued_once_and_claimed_once(store: NotifyStore) -> None
     (claimed,) = await store.claim(100.0, 10)
     assert (claimed.seq, claimed.attempts, claimed.state) == (1, 1, State.INFLIGHT)
     assert await store.claim(100.0, 10) == []
-    await store.mark_sent(claimed.push_id, 101.0)
+    await store.mark_sent([claimed.push_id], 101.0)
     assert await store.was_sent("bob", "d1", "c1", 1, PushKind.MESSAGE)
     assert (await store.enqueue([push(1)], 0)).repeated == 1
 
@@ -131,7 +131,7 @@ async def test_inflight_pushes_are_queued_again_on_open(make_store: StoreFactory
     await first.register_device("bob", "d1", TARGET, 1.0)
     await first.enqueue([push(1), push(2, conversation="c2")], 0)
     (claimed, _other) = await first.claim(100.0, 10)
-    await first.mark_sent(claimed.push_id, 100.0)
+    await first.mark_sent([claimed.push_id], 100.0)
     await first.close()
     second = make_store()
     await second.open()
@@ -159,7 +159,7 @@ async def test_device_interval_delays_the_next_push(store: NotifyStore) -> None:
     await store.register_device("bob", "d1", TARGET, 1.0)
     await store.enqueue([push(1)], 0)
     (first,) = await store.claim(100.0, 1)
-    await store.mark_sent(first.push_id, 100.0)
+    await store.mark_sent([first.push_id], 100.0)
     await store.enqueue([push(2, conversation="c2", at=100.5)], 2.0)
     assert await store.claim(101.0, 1) == []
     assert await store.next_due() == 102.0
@@ -225,7 +225,7 @@ async def test_purge_forgets_finished_pushes_but_not_queued_ones(store: NotifySt
     await store.enqueue([push(1, at=10.0), push(2, conversation="c2", at=10.0)], 0)
     await store.enqueue([push(3, conversation="c3", at=10.0)], 0)
     first, second, third = await store.claim(10.0, 10)
-    await store.mark_sent(first.push_id, 10.0)
+    await store.mark_sent([first.push_id], 10.0)
     await store.dead_letter(second.push_id, "http 500", 10.0)
     await store.retry(third.push_id, 500.0, "http 503")
     assert await store.purge(100.0) == 2
