@@ -108,11 +108,10 @@ class Delivery:
             tried += len(pushes)
 
     async def _deliver(self, push: QueuedPush) -> None:
-        device = await self._store.get_device(push.user_id, push.device_id)
-        if device is None:
+        target = push.target
+        if target is None:
             await self._store.finish(push.push_id, State.GONE, "no target")
             return
-        target = device.target
         provider = self._providers.get(target.platform)
         platform = target.platform.value
         if provider is None:

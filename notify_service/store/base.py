@@ -115,6 +115,9 @@ class QueuedPush:
     last_error: str = ""
     # Messages this push stands for (a burst coalesced into one notification).
     count: int = 1
+    # Its device's push target as `claim` found it (None there: the device has none now);
+    # None from `get_push`, which does not look.
+    target: PushTarget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +215,7 @@ class NotifyStore(Protocol):
 
     async def claim(self, now: float, limit: int) -> list[QueuedPush]:
         """Up to `limit` queued pushes due at `now` (oldest first), now `inflight`, each with
-        one more attempt counted."""
+        one more attempt counted and its device's current target."""
         ...
 
     async def next_due(self) -> float | None:

@@ -43,6 +43,7 @@ block Redis), not by TTLs: a key must live exactly as long as the SQLite store k
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -640,13 +641,30 @@ class RedisNotifyStore:
     async def claim(self, now: float, limit: int) -> list[QueuedPush]:
         if limit <= 0:
             return []
-        ids = await self._run(self._claim, repr(float(now)), limit, repr(now + self._lease_s))
-        claimed = []
-        for push_id in ids:
-            push = await self.get_push(int(push_id))
-            if push is not None:
-                claimed.append(push)
-        return claimed
+        ids = [
+            int(i)
+            for i in await self._run(
+                self._claim, repr(float(now)), limit, repr(now + self._lease_s)
+            )
+        ]
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for push_id in ids:
+                pipe.hgetall(f"{self._p}p:{push_id}")
+            rows = await pipe.execute()
+        pushes = [_push(i, _fields(raw)) for i, raw in zip(ids, rows, strict=True) if raw]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for push in pushes:
+                pipe.hgetall(f"{self._p}dev:{_enc(push.user_id)}:{_enc(push.device_id)}")
+            devices = await pipe.execute()
+        return [
+            dataclasses.replace(
+                push,
+                target=_device(push.user_id, push.device_id, _fields(raw)).target if raw else None,
+            )
+            for push, raw in zip(pushes, devices, strict=True)
+        ]
 
     async def next_due(self) -> float | None:
         first = await self._redis.zrange(f"{self._p}due", 0, 0, withscores=True)

@@ -474,10 +474,12 @@ class SqliteNotifyStore:
             return cur.rowcount
 
     async def claim(self, now: float, limit: int) -> list[QueuedPush]:
+        columns = ", ".join(f"q.{c.strip()}" for c in _PUSH_COLUMNS.split(","))
         async with self._write() as db:
             rows = db.execute(
-                f"SELECT {_PUSH_COLUMNS} FROM push_queue WHERE state=? AND not_before<=?"
-                " ORDER BY not_before, push_id LIMIT ?",
+                f"SELECT {columns}, d.platform, d.token, d.keys, d.app_id FROM push_queue q"
+                " LEFT JOIN devices d ON d.user_id=q.user_id AND d.device_id=q.device_id"
+                " WHERE q.state=? AND q.not_before<=? ORDER BY q.not_before, q.push_id LIMIT ?",
                 (State.QUEUED, now, limit),
             ).fetchall()
             db.executemany(
@@ -486,9 +488,15 @@ class SqliteNotifyStore:
             )
         claimed = []
         for row in rows:
-            push = _push(row)
+            push = _push(row[:-4])
+            platform, token, keys, app_id = row[-4:]
+            target = None
+            if platform is not None:
+                target = PushTarget(Platform(platform), token, json.loads(keys), app_id)
             claimed.append(
-                dataclasses.replace(push, attempts=push.attempts + 1, state=State.INFLIGHT)
+                dataclasses.replace(
+                    push, attempts=push.attempts + 1, state=State.INFLIGHT, target=target
+                )
             )
         return claimed
 

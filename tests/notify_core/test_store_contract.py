@@ -25,6 +25,7 @@ from notify_service.store.sqlite import SqliteNotifyStore
 pytestmark = pytest.mark.timeout(30)
 
 TARGET = PushTarget(Platform.APNS, "tok-1")
+TARGET_2 = PushTarget(Platform.APNS, "tok-2")
 
 
 # Seconds a claim of the Redis store stays inflight before another claim may take it again.
@@ -93,6 +94,25 @@ async def test_devices_of_several_users_at_once(store: NotifyStore) -> None:
     assert [d.device_id for d in devices["bob"]] == ["d1", "d2"]
     assert devices["carol"] == await store.list_devices("carol")
     assert await store.devices_of([]) == {}
+
+
+async def test_a_claim_carries_each_devices_current_target(store: NotifyStore) -> None:
+    """The delivery loop sends to the target a claim returns: the one registered at claim
+    time, or None once the device has none (then it ends the push as gone)."""
+    await store.register_device("bob", "d1", TARGET, 1.0)
+    await store.register_device("bob", "d2", TARGET_2, 1.0)
+    await store.enqueue([push(1), push(2, device="d2"), push(3, conversation="c2")], 0)
+    webpush = PushTarget(Platform.WEBPUSH, "https://p/w", {"auth": "a", "p256dh": "k"})
+    await store.register_device("bob", "d1", webpush, 2.0)
+    await store.unregister_device("bob", "d2")
+    claimed = await store.claim(100.0, 10)
+    assert sorted((p.device_id, p.seq, p.target) for p in claimed) == [
+        ("d1", 1, webpush),
+        ("d1", 3, webpush),
+        ("d2", 2, None),
+    ]
+    assert (await store.get_push(claimed[0].push_id)) is not None
+    assert all(p.state is State.INFLIGHT for p in claimed)
 
 
 async def test_settings_defaults_and_replacement(store: NotifyStore) -> None:
