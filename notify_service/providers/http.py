@@ -20,6 +20,7 @@ time), "unreachable" (no connection), "connection lost" (the connection failed m
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import ssl
 from collections.abc import Mapping
@@ -72,9 +73,11 @@ def _unreadable(error: Exception) -> PushResult:
     return PushResult(Outcome.RETRY, reason=f"http error: {type(error).__name__}")
 
 
+@functools.lru_cache(maxsize=8192)
 def _usable(url: str) -> bool:
     """An absolute http(s) URL with a host and no control character or space: what aiohttp
-    would otherwise try to resolve (a host like "a\\x00b" fails only at DNS, as unreachable)."""
+    would otherwise try to resolve (a host like "a\\x00b" fails only at DNS, as unreachable).
+    Cached: a target's URL is checked on every push to it."""
     if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
         return False
     parsed = URL(url)

@@ -35,6 +35,7 @@ without credentials FAILED "InvalidURL".
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from urllib.parse import urlsplit
@@ -108,6 +109,9 @@ def notification_body(message: PushMessage, sent_at: int) -> bytes:
     return compact_json(payload)
 
 
+# Cached (a bad URL raises every time, uncached): every push to a target checks its URL again,
+# and parsing it cost more than signing the body.
+@functools.lru_cache(maxsize=8192)
 def validate_webhook_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
