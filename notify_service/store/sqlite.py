@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS sent (
     sent_at REAL NOT NULL,
     PRIMARY KEY (user_id, device_id, conversation_id, seq, kind)
 );
+CREATE INDEX IF NOT EXISTS sent_by_seq ON sent (conversation_id, seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
     dead_letter_id INTEGER PRIMARY KEY,
     push_id INTEGER NOT NULL,
@@ -404,37 +405,29 @@ class SqliteNotifyStore:
     # -- the queue ---------------------------------------------------------------------------
 
     async def enqueue(self, pushes: Sequence[NewPush], min_interval_s: float) -> EnqueueResult:
+        # A call holds one event's pushes (one conversation and seq): what it must know of the
+        # queue, the sent set and the devices is read with a few queries for the whole call,
+        # not several per push.
         queued = repeated = coalesced = 0
         async with self._write() as db:
+            known = self._known_keys(db, pushes)
+            waiting = self._waiting_messages(db, pushes)
+            last_push = self._last_push_at(db, pushes)
             for push in pushes:
                 key = (push.user_id, push.device_id, push.conversation_id, push.seq, push.kind)
-                if (
-                    db.execute(
-                        "SELECT 1 FROM push_queue WHERE user_id=? AND device_id=?"
-                        " AND conversation_id=? AND seq=? AND kind=?",
-                        key,
-                    ).fetchone()
-                    or db.execute(
-                        "SELECT 1 FROM sent WHERE user_id=? AND device_id=?"
-                        " AND conversation_id=? AND seq=? AND kind=?",
-                        key,
-                    ).fetchone()
-                ):
+                if key in known:
                     repeated += 1
                     continue
+                known.add(key)
                 not_before = push.not_before
                 count = 1
-                earlier = None
-                if push.kind is PushKind.MESSAGE:
-                    earlier = db.execute(
-                        "SELECT push_id, not_before, count FROM push_queue WHERE user_id=?"
-                        " AND device_id=? AND conversation_id=? AND kind=? AND state=?"
-                        " ORDER BY seq DESC LIMIT 1",
-                        (push.user_id, push.device_id, push.conversation_id, push.kind,
-                         State.QUEUED),
-                    ).fetchone()  # fmt: skip
-                if earlier is not None:
-                    earlier_id, not_before, earlier_count = earlier
+                slot = (push.user_id, push.device_id, push.conversation_id)
+                rows = waiting.get(slot) if push.kind is PushKind.MESSAGE else None
+                if rows:
+                    # The newest waiting push of the device and conversation gives way.
+                    earlier = max(rows, key=lambda r: r[3])
+                    rows.remove(earlier)
+                    earlier_id, not_before, earlier_count, _ = earlier
                     count = earlier_count + 1
                     db.execute(
                         "UPDATE push_queue SET state=? WHERE push_id=?",
@@ -442,22 +435,76 @@ class SqliteNotifyStore:
                     )
                     coalesced += 1
                 else:
-                    last = db.execute(
-                        "SELECT last_push_at FROM devices WHERE user_id=? AND device_id=?",
-                        (push.user_id, push.device_id),
-                    ).fetchone()
-                    if last is not None and last[0] is not None:
-                        not_before = max(not_before, last[0] + min_interval_s)
+                    last = last_push.get((push.user_id, push.device_id))
+                    if last is not None:
+                        not_before = max(not_before, last + min_interval_s)
                 message = _with_count(push.message, count) if count > 1 else push.message
-                db.execute(
+                cur = db.execute(
                     "INSERT INTO push_queue (user_id, device_id, conversation_id, seq, kind,"
                     " message, event_at, not_before, state, count)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*key, encode_message(message), push.event_at, not_before, State.QUEUED,
                      count),
                 )  # fmt: skip
+                if push.kind is PushKind.MESSAGE:
+                    assert cur.lastrowid is not None
+                    waiting.setdefault(slot, []).append(
+                        (cur.lastrowid, not_before, count, push.seq)
+                    )
                 queued += 1
         return EnqueueResult(queued, repeated, coalesced)
+
+    @staticmethod
+    def _known_keys(
+        db: sqlite3.Connection, pushes: Sequence[NewPush]
+    ) -> set[tuple[str, str, str, int, str]]:
+        """The keys of the pushes' (conversation, seq) already queued once or sent."""
+        known: set[tuple[str, str, str, int, str]] = set()
+        for conversation_id, seq in {(p.conversation_id, p.seq) for p in pushes}:
+            for table in ("push_queue", "sent"):
+                rows = db.execute(
+                    f"SELECT user_id, device_id, conversation_id, seq, kind FROM {table}"
+                    " WHERE conversation_id=? AND seq=?",
+                    (conversation_id, seq),
+                )
+                known.update((u, d, c, q, PushKind(k)) for u, d, c, q, k in rows)
+        return known
+
+    @staticmethod
+    def _waiting_messages(
+        db: sqlite3.Connection, pushes: Sequence[NewPush]
+    ) -> dict[tuple[str, str, str], list[tuple[int, float, int, int]]]:
+        """Queued MESSAGE pushes of the pushes' conversations, by (user, device, conversation):
+        (push_id, not_before, count, seq) each, the ones a new push coalesces with."""
+        waiting: dict[tuple[str, str, str], list[tuple[int, float, int, int]]] = {}
+        conversations = {p.conversation_id for p in pushes if p.kind is PushKind.MESSAGE}
+        for conversation_id in conversations:
+            for user_id, device_id, push_id, not_before, count, seq in db.execute(
+                "SELECT user_id, device_id, push_id, not_before, count, seq FROM push_queue"
+                " WHERE conversation_id=? AND kind=? AND state=?",
+                (conversation_id, PushKind.MESSAGE, State.QUEUED),
+            ):
+                slot = (user_id, device_id, conversation_id)
+                waiting.setdefault(slot, []).append((push_id, not_before, count, seq))
+        return waiting
+
+    @staticmethod
+    def _last_push_at(
+        db: sqlite3.Connection, pushes: Sequence[NewPush]
+    ) -> dict[tuple[str, str], float]:
+        """When each of the pushes' devices last got a push (absent: never)."""
+        users = list(dict.fromkeys(p.user_id for p in pushes))
+        last: dict[tuple[str, str], float] = {}
+        # SQLite's default limit is 999 bound parameters per statement.
+        for start in range(0, len(users), 500):
+            chunk = users[start : start + 500]
+            for user_id, device_id, at in db.execute(
+                "SELECT user_id, device_id, last_push_at FROM devices"
+                f" WHERE last_push_at IS NOT NULL AND user_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                last[(user_id, device_id)] = at
+        return last
 
     async def cancel(
         self, conversation_id: str, seq: int, user_id: str | None = None, up_to: bool = False
