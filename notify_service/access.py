@@ -1,5 +1,6 @@
 """notify_service asks chat_service (AccessService, scope `chat.access`) who a message may push
-to and each user's unread total, and presence_service (scope `presence.online`) who is online."""
+to and each user's unread total, and presence_service (scope `presence.online`) who is online.
+The last two are asked through SharedLookup: lanes asking while a call runs share the next."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from chatmesh_common.access_client import AccessServiceClient
 from chatmesh_common.auth import ServiceCredential
 from chatmesh_common.credentials import SCOPE_CHAT_ACCESS, SCOPE_PRESENCE_ONLINE
 from chatmesh_common.rpc import RpcError
+
+from .shared_lookup import SharedLookup
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,8 @@ class GrpcNotifyAccess:
             credential, timeout_s=timeout_s, passed_on=(grpc.StatusCode.NOT_FOUND,)
         )
         self._presence: Any = None
+        self._unread = SharedLookup(self._unread_totals)
+        self._online = SharedLookup(self._online_users)
         if chat_channel is not None and presence_channel is not None:
             self.set_channels(chat_channel, presence_channel)
 
@@ -107,6 +112,12 @@ class GrpcNotifyAccess:
         return Audience(response.conversation, response.message, tuple(response.members))
 
     async def unread_totals(self, user_ids: Sequence[str]) -> dict[str, int]:
+        return await self._unread.ask(user_ids)
+
+    async def online_users(self, user_ids: Sequence[str]) -> set[str]:
+        return set(await self._online.ask(user_ids))
+
+    async def _unread_totals(self, user_ids: Sequence[str]) -> dict[str, int]:
         totals: dict[str, int] = {}
         users = list(user_ids)
         for start in range(0, len(users), UNREAD_BATCH):
@@ -117,12 +128,12 @@ class GrpcNotifyAccess:
             totals.update({t.user_id: t.unread for t in response.totals})
         return totals
 
-    async def online_users(self, user_ids: Sequence[str]) -> set[str]:
-        online: set[str] = set()
+    async def _online_users(self, user_ids: Sequence[str]) -> dict[str, bool]:
+        online: dict[str, bool] = {}
         users = list(user_ids)
         for start in range(0, len(users), PRESENCE_BATCH):
             response = await self._ask_presence(
                 presence_pb.GetOnlineUsersRequest(user_ids=users[start : start + PRESENCE_BATCH])
             )
-            online.update(response.online_user_ids)
+            online.update(dict.fromkeys(response.online_user_ids, True))
         return online
