@@ -97,13 +97,7 @@ def build_authenticator(config: ChatConfig, clock: Clock) -> Authenticator:
     AccessService, which refuses every caller without one."""
     if not config.service_secret:
         log.warning("no CHATMESH_SERVICE_SECRET: AccessService refuses every call")
-    return Authenticator.from_secrets(
-        config.jwt_secret,
-        config.service_secret,
-        leeway_s=config.token_leeway_s,
-        clock=clock.now,
-        issuer=config.identity,
-    )
+    return Authenticator.for_config(config, clock.now)
 
 
 class ChatComponent:

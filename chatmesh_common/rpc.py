@@ -20,7 +20,7 @@ import functools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import ClassVar, TypeVar, cast
+from typing import ClassVar, Protocol, TypeVar, cast
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -107,6 +107,22 @@ def _unauthenticated(message: str) -> RpcError:
     return RpcError(grpc.StatusCode.UNAUTHENTICATED, message)
 
 
+class TokenConfig(Protocol):
+    """The token settings every service's config has (chatmesh_common.settings' helpers)."""
+
+    @property
+    def jwt_secret(self) -> str: ...
+
+    @property
+    def service_secret(self) -> str: ...
+
+    @property
+    def token_leeway_s(self) -> float: ...
+
+    @property
+    def identity(self) -> IssuerSettings: ...
+
+
 class Authenticator:
     """Checks a call's credential against what its RPC requires (see the module docstring).
 
@@ -136,6 +152,17 @@ class Authenticator:
             raise ValueError("the service secret must differ from the user token secret")
         services = ServiceTokenVerifier(service_secret, leeway_s, clock) if service_secret else None
         return cls(user_token_verifier(user_secret, leeway_s, clock, issuer), services)
+
+    @classmethod
+    def for_config(cls, config: TokenConfig, clock: Callable[[], float]) -> Authenticator:
+        """`from_secrets` with a service's own token settings, as every service builds it."""
+        return cls.from_secrets(
+            config.jwt_secret,
+            config.service_secret,
+            leeway_s=config.token_leeway_s,
+            clock=clock,
+            issuer=config.identity,
+        )
 
     def authenticate(
         self, metadata: Iterable[tuple[str, str | bytes]] | None, service: str, method: str

@@ -190,12 +190,7 @@ class MediaComponent:
         self._consumer.start()
         self.sweeper = MediaSweeper(self.store, self.blobs, self.clock, sweep_policy(config))
         self.sweeper.start(config.sweep_s)
-        authenticator = Authenticator.from_secrets(
-            config.jwt_secret,
-            config.service_secret,
-            leeway_s=config.token_leeway_s,
-            clock=self.clock.now,
-        )
+        authenticator = Authenticator.for_config(config, self.clock.now)
         return [
             (
                 media_service_pb2_grpc.add_MediaServiceServicer_to_server,

@@ -115,13 +115,7 @@ class NotifyComponent:
             await self._store.open()
         if self._consume:
             await self._start_loops()
-        authenticator = Authenticator.from_secrets(
-            config.jwt_secret,
-            config.service_secret,
-            leeway_s=config.token_leeway_s,
-            clock=self.clock.now,
-            issuer=config.identity,
-        )
+        authenticator = Authenticator.for_config(config, self.clock.now)
         return [
             (
                 notify_service_pb2_grpc.add_NotifyServiceServicer_to_server,

@@ -107,13 +107,7 @@ class PresenceComponent:
             self._backend, self._bus, access, config.settings, self.clock
         )
         presence.start()
-        authenticator = Authenticator.from_secrets(
-            config.jwt_secret,
-            config.service_secret,
-            leeway_s=config.token_leeway_s,
-            clock=self.clock.now,
-            issuer=config.identity,
-        )
+        authenticator = Authenticator.for_config(config, self.clock.now)
         return [
             (
                 presence_service_pb2_grpc.add_PresenceServiceServicer_to_server,

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from chatmesh_common.bus.nats_settings import NatsSettings, nats_settings_from_env
+from chatmesh_common.identity import IssuerSettings
 from chatmesh_common.settings import ConfigError as ConfigError
 from chatmesh_common.settings import (
     bus_setting,
@@ -77,6 +78,8 @@ class SearchConfig:
     nats: NatsSettings = field(default_factory=NatsSettings)
     # TLS of its gRPC server and of its calls to other services (CHATMESH_TLS_*: docs/deploy.md).
     tls: TlsSettings = field(default_factory=TlsSettings)
+    # The identity provider whose user tokens are accepted (CHATMESH_JWT_*: docs/identity.md).
+    identity: IssuerSettings = field(default_factory=IssuerSettings)
     chat_target: str = setting(
         "CHATMESH_CHAT_TARGET", "127.0.0.1:50051", "where AccessService (chat_service) answers"
     )
@@ -104,7 +107,9 @@ class SearchConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SearchConfig:
         source = dict(environ(env))
-        config = read_env(cls, source, tls=TlsSettings.from_env(source))
+        config = read_env(
+            cls, source, tls=TlsSettings.from_env(source), identity=IssuerSettings.from_env(source)
+        )
         if config.bus == "nats":
             config = replace(config, nats=nats_settings_from_env(source))
         return config

@@ -105,12 +105,7 @@ class SearchComponent:
         if self._bus is not None and self._consume:
             self._indexer = Indexer(self._bus, self._engine, self.clock, lanes=config.index_lanes)
             self._indexer.start()
-        authenticator = Authenticator.from_secrets(
-            config.jwt_secret,
-            config.service_secret,
-            leeway_s=config.token_leeway_s,
-            clock=self.clock.now,
-        )
+        authenticator = Authenticator.for_config(config, self.clock.now)
         return [
             (
                 search_service_pb2_grpc.add_SearchServiceServicer_to_server,

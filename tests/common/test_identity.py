@@ -290,6 +290,39 @@ def test_the_authenticator_accepts_provider_tokens_on_user_rpcs(
     assert caller == Identity("alice", "laptop")
 
 
+def _service_configs() -> dict[str, Any]:
+    from chat_service.config import ChatConfig
+    from media_service.config import MediaConfig
+    from notify_service.config import NotifyConfig
+    from presence_service.config import PresenceConfig
+    from search_service.config import SearchConfig
+
+    return {c.__name__: c for c in (ChatConfig, MediaConfig, NotifyConfig, PresenceConfig,
+                                    SearchConfig)}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(_service_configs()))
+def test_every_service_accepts_provider_tokens_from_its_environment(
+    name: str, rsa_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    """Each service's config reads CHATMESH_JWT_* and its authenticator honours it."""
+    env = {
+        "CHATMESH_JWT_SECRET": SECRET,
+        "CHATMESH_SERVICE_SECRET": "service-secret-for-the-identity-tests",
+        "CHATMESH_JWT_PUBLIC_KEY_FILES": _pem(rsa_key.public_key(), tmp_path / "idp.pem"),
+        "CHATMESH_JWT_ISSUER": ISSUER,
+        "CHATMESH_JWT_AUDIENCE": AUDIENCE,
+    }
+    config = _service_configs()[name].from_env(env)
+    authenticator = Authenticator.for_config(config, time.time)
+    claims = _claims(iat=int(time.time()), exp=int(time.time()) + 60)
+    token = jwt.encode(claims, rsa_key, algorithm="RS256")
+    caller = authenticator.authenticate(
+        (("authorization", f"Bearer {token}"),), "chatmesh.chat.v1.ChatService", "GetConversation"
+    )
+    assert caller == Identity("alice", "laptop")
+
+
 def test_a_full_cache_drops_its_oldest_token_not_all_of_them() -> None:
     """With more live tokens than cache slots, recent tokens stay cached (no re-verify storm)."""
     verifier = user_token_verifier(SECRET, clock=lambda: NOW)
