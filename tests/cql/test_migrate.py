@@ -194,8 +194,11 @@ async def test_migrate_finishes_a_keyspace_left_half_made_with_too_many_replicas
     still = {**keyspace_env, "CHATMESH_SCYLLA_REPLICATION": f"NetworkTopologyStrategy:{dc}=3"}
     refused = await run_migrate(still)
     assert refused.returncode == 2, refused.output
-    [line] = refused.output.strip().splitlines()
-    assert f"keyspace {keyspace}" in line and "CHATMESH_SCYLLA_REPLICATION" in line, line
+    # One line says what is wrong; under load the CQL driver may log a warning of its own
+    # (a slow or reconnecting node) beside it.
+    lines = [x for x in refused.output.splitlines() if "CHATMESH_SCYLLA_REPLICATION" in x]
+    assert len(lines) == 1 and f"keyspace {keyspace}" in lines[0], refused.output
+    assert "Traceback" not in refused.output, refused.output
     fixed = {**keyspace_env, "CHATMESH_SCYLLA_REPLICATION": f"NetworkTopologyStrategy:{dc}=1"}
     again = await run_migrate(fixed)
     assert again.returncode == 0, again.output
